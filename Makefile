@@ -1,0 +1,58 @@
+# phoenix-resources — `make run` starts everything locally; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/phoenix-resources
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: deps system-deps venv jars run stack-up stack-down stack-status migrate test test-unit \
+        lint fmt bench bench-quick bench-peers clean
+
+deps: system-deps venv jars ## everything a fresh machine lacks
+
+system-deps:
+	@deploy/local/system-deps.sh
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+jars: venv
+	@$(PY) -m phoenix_resources.devstack fetch
+
+stack-up: deps ## the persistent local Kafka (127.0.0.1:9092) and PostgreSQL (127.0.0.1:55432)
+	@$(PY) -m phoenix_resources.devstack up
+
+stack-down: venv
+	@$(PY) -m phoenix_resources.devstack down
+
+stack-status: venv
+	@$(PY) -m phoenix_resources.devstack status
+
+migrate: venv
+	@$(CLI) migrate upgrade
+
+run: stack-up migrate ## worker + relay + HTTP API in the foreground; Ctrl-C stops
+	@exec $(CLI) run
+
+test: deps lint ## lint, then every test against a throwaway real Kafka + PostgreSQL
+	@$(PY) -m phoenix_resources.devstack ephemeral -- \
+	  $(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+test-unit: venv
+	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+lint: venv
+	@$(VENV)/bin/ruff check src tests bench
+	@$(VENV)/bin/mypy
+
+fmt: venv
+	@$(VENV)/bin/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

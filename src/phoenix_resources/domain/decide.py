@@ -1,0 +1,137 @@
+"""``decide(state, command, now)``: the one place the rules are applied. Pure and total.
+
+Ordering guarantee relied on by the worker: folding ``decide`` over one resource's commands in
+offset order gives the same result as applying them one by one in separate transactions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from phoenix_resources.domain.commands import (
+    AnyCommand,
+    CreateResource,
+    DeleteResource,
+    UpdateResource,
+)
+from phoenix_resources.domain.events import (
+    ResourceChanged,
+    ResourceCreated,
+    ResourceDeleted,
+    ResourceUpdated,
+    event_id_for,
+)
+from phoenix_resources.domain.model import Resource
+from phoenix_resources.domain.rules import (
+    RejectionCode,
+    RuleViolation,
+    check_config,
+    check_name,
+    check_transition,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The command took effect. ``event`` is ``None`` for an update that changed nothing."""
+
+    command: AnyCommand
+    state: Resource
+    event: ResourceChanged | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    command: AnyCommand
+    code: RejectionCode
+    message: str
+
+
+Decision = Applied | Rejected
+
+
+def decide(state: Resource | None, command: AnyCommand, now: datetime) -> Decision:
+    try:
+        _check_target(state, command)
+        if isinstance(command, CreateResource):
+            return _create(command, now)
+        assert state is not None
+        if isinstance(command, UpdateResource):
+            return _update(state, command, now)
+        return _delete(state, command, now)
+    except RuleViolation as v:
+        return Rejected(command, v.code, v.message)
+
+
+def next_state(state: Resource | None, decision: Decision) -> Resource | None:
+    return decision.state if isinstance(decision, Applied) else state
+
+
+def _check_target(state: Resource | None, command: AnyCommand) -> None:
+    if state is not None and state.deleted:
+        raise RuleViolation(RejectionCode.DELETED,
+                            f"resource {command.resource_id} was deleted at version "
+                            f"{state.version}; its id cannot be reused")
+    if isinstance(command, CreateResource):
+        if state is not None:
+            raise RuleViolation(RejectionCode.ALREADY_EXISTS,
+                                f"resource {command.resource_id} already exists")
+        if command.expected_version not in (None, 0):
+            raise RuleViolation(RejectionCode.VERSION_CONFLICT,
+                                f"expected version {command.expected_version}, "
+                                "but the resource does not exist yet")
+        return
+    if state is None:
+        raise RuleViolation(RejectionCode.NOT_FOUND,
+                            f"resource {command.resource_id} does not exist")
+    if command.expected_version is not None and command.expected_version != state.version:
+        raise RuleViolation(RejectionCode.VERSION_CONFLICT,
+                            f"expected version {command.expected_version}, "
+                            f"current version is {state.version}")
+
+
+def _event(
+    cls: type[ResourceChanged],
+    command: AnyCommand,
+    state: Resource,
+    changed_fields: tuple[str, ...],
+) -> ResourceChanged:
+    return cls(event_id=event_id_for(command.command_id), resource_id=command.resource_id,
+               version=state.version, occurred_at=state.updated_at,
+               command_id=command.command_id, correlation_id=command.correlation_id,
+               changed_fields=changed_fields, resource=None if state.deleted else state)
+
+
+def _create(command: CreateResource, now: datetime) -> Applied:
+    check_name(command.name)
+    check_config(command.config)
+    state = Resource(id=command.resource_id, name=command.name, config=dict(command.config),
+                     status=command.status, version=1, created_at=now, updated_at=now,
+                     last_command_id=command.command_id)
+    return Applied(command, state, _event(ResourceCreated, command, state,
+                                          ("name", "config", "status")))
+
+
+def _update(state: Resource, command: UpdateResource, now: datetime) -> Applied:
+    changes: dict[str, object] = {}
+    if command.name is not None and command.name != state.name:
+        check_name(command.name)
+        changes["name"] = command.name
+    if command.config is not None and dict(command.config) != dict(state.config):
+        check_config(command.config)
+        changes["config"] = dict(command.config)
+    if command.status is not None and command.status != state.status:
+        check_transition(state.status, command.status)
+        changes["status"] = command.status
+    if not changes:
+        return Applied(command, state, None)
+    new = replace(state, **changes, version=state.version + 1,  # type: ignore[arg-type]
+                  updated_at=now, last_command_id=command.command_id)
+    return Applied(command, new, _event(ResourceUpdated, command, new, tuple(changes)))
+
+
+def _delete(state: Resource, command: DeleteResource, now: datetime) -> Applied:
+    new = replace(state, version=state.version + 1, updated_at=now, deleted_at=now,
+                  last_command_id=command.command_id)
+    return Applied(command, new, _event(ResourceDeleted, command, new, ()))

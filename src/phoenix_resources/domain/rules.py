@@ -1,0 +1,64 @@
+"""Validation rules shared by the worker's ``decide`` and the client library.
+
+Each refusal carries a stable code; codes are part of the public contract (docs/errors.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from phoenix_resources.domain.model import (
+    ALLOWED_TRANSITIONS,
+    CONFIG_KEY_MAX,
+    CONFIG_MAX_ENTRIES,
+    CONFIG_VALUE_MAX,
+    NAME_MAX,
+    Status,
+)
+
+
+class RejectionCode(StrEnum):
+    INVALID_NAME = "CMD-001"
+    INVALID_CONFIG = "CMD-002"
+    ALREADY_EXISTS = "CMD-003"
+    NOT_FOUND = "CMD-004"
+    DELETED = "CMD-005"
+    VERSION_CONFLICT = "CMD-006"
+    INVALID_TRANSITION = "CMD-007"
+
+
+class RuleViolation(Exception):
+    """Raised by a rule; caught by ``decide`` and turned into a ``Rejected`` outcome."""
+
+    def __init__(self, code: RejectionCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def check_name(name: str) -> None:
+    if not name or not name.strip():
+        raise RuleViolation(RejectionCode.INVALID_NAME, "name must not be empty")
+    if len(name) > NAME_MAX:
+        raise RuleViolation(RejectionCode.INVALID_NAME,
+                            f"name is {len(name)} characters; at most {NAME_MAX} are allowed")
+
+
+def check_config(config: Mapping[str, str]) -> None:
+    if len(config) > CONFIG_MAX_ENTRIES:
+        raise RuleViolation(RejectionCode.INVALID_CONFIG,
+                            f"config has {len(config)} entries; at most {CONFIG_MAX_ENTRIES}")
+    for key, value in config.items():
+        if not key or len(key) > CONFIG_KEY_MAX:
+            raise RuleViolation(RejectionCode.INVALID_CONFIG,
+                                f"config key {key[:40]!r} must be 1..{CONFIG_KEY_MAX} characters")
+        if len(value) > CONFIG_VALUE_MAX:
+            raise RuleViolation(RejectionCode.INVALID_CONFIG,
+                                f"config value of {key!r} exceeds {CONFIG_VALUE_MAX} characters")
+
+
+def check_transition(current: Status, new: Status) -> None:
+    if new != current and new not in ALLOWED_TRANSITIONS[current]:
+        raise RuleViolation(RejectionCode.INVALID_TRANSITION,
+                            f"status cannot change from {current} to {new}")

@@ -1,0 +1,1 @@
+"""Processes: each module wires one (worker, relay, http, cli) from ``bootstrap``."""

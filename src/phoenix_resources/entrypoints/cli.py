@@ -1,0 +1,92 @@
+"""``phoenix-resources``: run the processes, migrate, manage the local stack.
+
+Exit codes: 0 ok, 1 error (message on stderr), 2 usage error, 3 not running / not ready.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from phoenix_resources.config import Settings, redact
+from phoenix_resources.errors import PhoenixError
+
+app = typer.Typer(
+    name="phoenix-resources",
+    help="Apply resource commands from Kafka to PostgreSQL, effectively once.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(help="The local Kafka + PostgreSQL stack (no Docker needed).",
+                        no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+
+
+class MigrateAction(StrEnum):
+    upgrade = "upgrade"
+    downgrade = "downgrade"
+    current = "current"
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+@app.command()
+def migrate(
+    action: Annotated[MigrateAction, typer.Argument()] = MigrateAction.upgrade,
+    revision: Annotated[str | None, typer.Option(help="Target revision "
+                                                 "(default: head / one step down)")] = None,
+) -> None:
+    """Apply (or revert) the database migrations.
+
+    Example: phoenix-resources migrate upgrade
+    """
+    from phoenix_resources.adapters.postgres import schema
+
+    settings = Settings()
+    try:
+        if action is MigrateAction.upgrade:
+            schema.upgrade(settings.database_url, revision or "head")
+        elif action is MigrateAction.downgrade:
+            schema.downgrade(settings.database_url, revision or "-1")
+        typer.echo(f"{redact(settings.database_url)} at revision "
+                   f"{schema.current_revision(settings.database_url) or 'base'}")
+    except Exception as e:
+        raise fail(f"migration failed: {e}") from e
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start the local Kafka (127.0.0.1:9092) and PostgreSQL (127.0.0.1:55432)."""
+    from phoenix_resources.devstack.__main__ import main as devstack
+
+    raise typer.Exit(devstack(["up"]))
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the local stack (data is kept under .local/)."""
+    from phoenix_resources.devstack.__main__ import main as devstack
+
+    raise typer.Exit(devstack(["down"]))
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show whether the local services run (exit 3 when one does not)."""
+    from phoenix_resources.devstack.__main__ import main as devstack
+
+    raise typer.Exit(devstack(["status"]))
+
+
+def main() -> None:
+    try:
+        app()
+    except PhoenixError as e:
+        typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+        sys.exit(1)

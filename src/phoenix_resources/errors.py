@@ -1,0 +1,80 @@
+"""One error tree for the whole service.
+
+::
+
+    PhoenixError
+    ├── ConfigurationError          settings or environment unusable; fix and restart
+    ├── DecodeError                 bytes that are not a command (poison); routed to the DLQ
+    │   └── MessageTooLarge
+    ├── CommandInvalid              a well-formed command refused by client-side validation
+    ├── TransientError              retried with backoff; never turns into data loss
+    │   ├── DatabaseUnavailable     PostgreSQL down, restarting, or connection lost
+    │   ├── BrokerUnavailable       Kafka down or a delivery timed out
+    │   └── ConcurrentModification  another writer raced this batch; the batch is redone
+    ├── DeliveryFailed              a produce was refused for good (client library)
+    ├── OutcomeTimeout              no outcome arrived in time (client library)
+    └── StackError                  the local Kafka/PostgreSQL stack could not start or stop
+
+Adapters translate driver errors into this tree with ``raise ... from e``. Only
+:class:`TransientError` is retried.
+"""
+
+from __future__ import annotations
+
+
+class PhoenixError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigurationError(PhoenixError):
+    pass
+
+
+class DecodeError(PhoenixError):
+    """The bytes are not a command. ``reason`` is a short stable slug for the DLQ header."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class MessageTooLarge(DecodeError):
+    pass
+
+
+class CommandInvalid(PhoenixError):
+    """Raised by the client library before publishing; carries the rule's code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class TransientError(PhoenixError):
+    """Worth retrying: the world is expected to heal."""
+
+
+class DatabaseUnavailable(TransientError):
+    pass
+
+
+class BrokerUnavailable(TransientError):
+    pass
+
+
+class ConcurrentModification(TransientError):
+    pass
+
+
+class DeliveryFailed(PhoenixError):
+    pass
+
+
+class OutcomeTimeout(PhoenixError):
+    pass
+
+
+class StackError(PhoenixError):
+    pass

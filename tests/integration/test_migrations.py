@@ -1,0 +1,66 @@
+"""Alembic upgrade and downgrade on real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from phoenix_resources.adapters.postgres import schema
+from tests.support import databases
+
+pytestmark = pytest.mark.integration
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def test_upgrade_then_downgrade_then_upgrade_again(pg_server: str) -> None:
+    name = databases.create_database(pg_server)
+    url = databases.with_database(pg_server, name)
+    try:
+        assert schema.current_revision(url) is None
+        schema.upgrade(url)
+        assert schema.current_revision(url) == "0001"
+        assert {"resources", "processed_commands", "outbox"} <= _tables(url)
+
+        schema.downgrade(url, "base")
+        assert schema.current_revision(url) is None
+        assert not {"resources", "processed_commands", "outbox"} & _tables(url)
+
+        schema.upgrade(url)
+        assert schema.current_revision(url) == "0001"
+    finally:
+        databases.drop_database(pg_server, name)
+
+
+def test_resources_table_has_the_seed_columns_indexes_and_rules(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        cols = {r[0]: r[1] for r in conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'resources'")}
+        indexes = {r[0] for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'resources'")}
+        assert cols["id"] == "uuid"
+        assert cols["config"] == "jsonb"
+        assert cols["version"] == "bigint"
+        assert {"name", "status", "created_at", "updated_at", "deleted_at",
+                "last_command_id"} <= set(cols)
+        assert {"idx_resources_status", "idx_resources_created_at"} <= indexes
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO resources (name, status, last_command_id) "
+                         "VALUES ('x', 'archived', %s)", (uuid.uuid4(),))
+
+
+def test_processed_commands_primary_key_is_the_dedupe(database_url: str) -> None:
+    command_id = uuid.uuid4()
+    insert = ("INSERT INTO processed_commands (command_id, resource_id, command_type, outcome) "
+              "VALUES (%s, %s, 'CREATE', 'applied')")
+    with psycopg.connect(database_url) as conn:
+        conn.execute(insert, (command_id, uuid.uuid4()))
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(insert, (command_id, uuid.uuid4()))

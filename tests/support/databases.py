@@ -1,0 +1,55 @@
+"""Per-test databases cloned from a migrated template, so tests never see each other's rows."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from phoenix_resources.adapters.postgres import schema
+
+
+def with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+def with_user(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+def create_database(server_url: str, template: str | None = None, prefix: str = "t") -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(stmt)
+    return name
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                     .format(sql.Identifier(name)))
+
+
+def migrated_template(server_url: str) -> str:
+    name = create_database(server_url, prefix="tpl")
+    schema.upgrade(with_database(server_url, name))
+    return name
+
+
+def ensure_login_role(server_url: str, role: str, member_of: str) -> None:
+    """The API's read-only login role, for clusters the tests did not create."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if not exists:
+            # Another test process may create it first.
+            with contextlib.suppress(psycopg.errors.DuplicateObject):
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                    sql.Identifier(role), sql.Identifier(member_of)))

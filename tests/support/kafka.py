@@ -1,0 +1,62 @@
+"""Kafka helpers for tests: unique topics, and reading a topic to its end."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+@dataclass(frozen=True)
+class Topics:
+    commands: str
+    events: str
+    rejections: str
+    dlq: str
+
+    @classmethod
+    def unique(cls) -> Topics:
+        s = uuid.uuid4().hex[:10]
+        return cls(f"t.{s}.commands", f"t.{s}.events", f"t.{s}.rejections", f"t.{s}.dlq")
+
+
+def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1)
+                                   for t, n in topics.items()], operation_timeout=30)
+    for future in futures.values():
+        future.result(timeout=60)
+
+
+def read_all(bootstrap: str, topic: str, expected: int | None = None,
+             timeout: float = 30.0, idle: float = 2.0) -> list[Message]:
+    """Every record of ``topic`` from the beginning: until ``expected`` are read (then a
+    short idle to catch extras) or until ``timeout``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "enable.partition.eof": False})
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        parts = meta.topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        out: list[Message] = []
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = consumer.consume(1000, timeout=0.2)
+            for m in batch:
+                if m.error():
+                    raise KafkaException(m.error())
+                out.append(m)
+            if batch:
+                last = time.monotonic()
+            if expected is not None and len(out) >= expected and time.monotonic() - last > idle:
+                break
+            if expected is None and time.monotonic() - last > idle:
+                break
+        return out
+    finally:
+        consumer.close()
