@@ -51,6 +51,15 @@ lint: venv
 	@$(VENV)/bin/ruff check src tests bench
 	@$(VENV)/bin/mypy
 
+bench: stack-up ## full side-by-side benchmark (see docs/performance.md)
+	@$(PY) -m bench.run --mode full
+
+bench-quick: stack-up ## the same, small (~2 minutes)
+	@$(PY) -m bench.run --mode quick
+
+bench-peers: stack-up ## Kafka Connect + Debezium JDBC sink on the same workload
+	@$(PY) -m bench.run --mode peers
+
 fmt: venv
 	@$(VENV)/bin/ruff check --fix src tests bench
 

@@ -84,6 +84,10 @@ def stack_status() -> None:
     raise typer.Exit(devstack(["status"]))
 
 
+# --- publisher / subscriber commands (send, watch, get, list) live in cli_client.py -----
+# (registered below once that module exists)
+
+
 def main() -> None:
     try:
         app()
