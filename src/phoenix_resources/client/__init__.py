@@ -1,0 +1,35 @@
+"""Client library: publish commands, wait for their outcome, subscribe to change events.
+
+Nobody using this package has to build keys, Avro payloads, framing or headers by hand::
+
+    from phoenix_resources.client import CommandPublisher, EventSubscriber
+    from phoenix_resources.config import Settings
+
+    settings = Settings()
+    with CommandPublisher(settings) as publisher:
+        sent = publisher.create(name="db-1", config={"size": "m"})
+        outcome = publisher.wait_for_outcome(sent, timeout=30)   # Applied(version=1)
+
+    with EventSubscriber(settings, group_id="billing") as events:
+        for delivery in events:
+            handle(delivery.event)   # the offset is stored when the next one is requested
+
+See ``docs/client.md`` for the guarantees of each call.
+"""
+
+from __future__ import annotations
+
+from phoenix_resources.client.outcomes import Outcome, OutcomeWatcher
+from phoenix_resources.client.publisher import BulkResult, CommandPublisher, Failure, Sent
+from phoenix_resources.client.subscriber import Delivery, EventSubscriber
+
+__all__ = [
+    "BulkResult",
+    "CommandPublisher",
+    "Delivery",
+    "EventSubscriber",
+    "Failure",
+    "Outcome",
+    "OutcomeWatcher",
+    "Sent",
+]

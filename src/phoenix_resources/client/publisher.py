@@ -1,0 +1,362 @@
+"""Publishing commands: validated locally, keyed by ``resource_id``, delivery confirmed.
+
+Guarantees of :class:`CommandPublisher`:
+
+* a command that breaks a stateless rule (empty or too long name, bad config, bad status,
+  negative or impossible ``expected_version``) raises :class:`CommandInvalid` before anything
+  is sent; rules that need the stored state (existence, transitions, versions) are the
+  worker's and come back as a ``rejected`` outcome;
+* :meth:`~CommandPublisher.publish` (and ``create``/``update``/``delete``) return only after
+  the broker acknowledged the record (idempotent producer, ``acks=all``); otherwise they raise
+  :class:`DeliveryFailed` with the broker's error. A retry after an error must reuse the
+  ``command_id``: the worker applies a command id once, however often it arrives;
+* :meth:`~CommandPublisher.send_many` fires every command, then waits once for all delivery
+  reports, and reports per command which failed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal
+from uuid import UUID
+
+from confluent_kafka import KafkaError, KafkaException, Message
+
+from phoenix_resources import bootstrap
+from phoenix_resources.client.outcomes import Outcome, OutcomeWatcher
+from phoenix_resources.config import Settings
+from phoenix_resources.domain.commands import (
+    AnyCommand,
+    CreateResource,
+    DeleteResource,
+    UpdateResource,
+)
+from phoenix_resources.domain.model import Status
+from phoenix_resources.domain.rules import (
+    RejectionCode,
+    RuleViolation,
+    check_config,
+    check_name,
+)
+from phoenix_resources.errors import CommandInvalid, DeliveryFailed, PhoenixError
+
+INVALID_FIELD = "invalid-field"
+"""Code of :class:`CommandInvalid` for a value of the wrong shape (not a UUID, unknown status)."""
+
+_REMEMBERED = 10_000  # publish times kept for wait_for_outcome (bounded memory)
+
+
+class Sent(UUID):
+    """What ``create``/``update``/``delete``/``publish`` return: the **command id** (it *is*
+    that UUID: compare it, print it, pass it to ``wait_for_outcome``), plus
+    :attr:`resource_id`, which matters when ``create`` generated the resource id."""
+
+    __slots__ = ("resource_id",)
+    resource_id: UUID
+
+    def __init__(self, command_id: UUID, resource_id: UUID) -> None:
+        super().__init__(int=command_id.int)
+        object.__setattr__(self, "resource_id", resource_id)  # UUID forbids setattr
+
+    @property
+    def command_id(self) -> UUID:
+        return UUID(int=self.int)
+
+    def __repr__(self) -> str:
+        return f"Sent(command_id={UUID(int=self.int)}, resource_id={self.resource_id})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Sent, (UUID(int=self.int), self.resource_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One command of a bulk send that was not delivered (or not even sent)."""
+
+    index: int
+    """Position of the command in the iterable given to ``send_many``."""
+    command_id: UUID | None
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    sent: tuple[Sent, ...]
+    failed: tuple[Failure, ...]
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Delivered commands per second."""
+        return len(self.sent) / self.seconds if self.seconds > 0 else float(len(self.sent))
+
+
+DeliveryCallback = Callable[[Sent, "DeliveryFailed | None"], None]
+
+
+def as_uuid(value: UUID | str, field: str) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError as e:
+        raise CommandInvalid(INVALID_FIELD, f"{field} is not a UUID: {str(value)[:64]!r}") from e
+
+
+def as_status(value: Status | str | None) -> Status | None:
+    if value is None or isinstance(value, Status):
+        return value
+    try:
+        return Status(value)
+    except ValueError as e:
+        raise CommandInvalid(INVALID_FIELD, f"status must be one of "
+                             f"{', '.join(s.value for s in Status)}, not {value!r}") from e
+
+
+def validate(command: AnyCommand) -> None:
+    """The worker's stateless checks, applied before publishing; :class:`CommandInvalid`
+    carries the same code the worker would reject with."""
+    try:
+        if command.expected_version is not None and command.expected_version < 0:
+            raise RuleViolation(RejectionCode.VERSION_CONFLICT,
+                                "expected_version must not be negative")
+        if isinstance(command, CreateResource):
+            check_name(command.name)
+            check_config(command.config)
+            if command.expected_version not in (None, 0):
+                raise RuleViolation(RejectionCode.VERSION_CONFLICT,
+                                    f"expected version {command.expected_version}, but a "
+                                    "create targets a resource that does not exist yet")
+        elif isinstance(command, UpdateResource):
+            if command.name is not None:
+                check_name(command.name)
+            if command.config is not None:
+                check_config(command.config)
+    except RuleViolation as v:
+        raise CommandInvalid(v.code.value, v.message) from v
+
+
+class CommandPublisher:
+    """Publishes commands to ``settings.commands_topic``. Thread-safe; use as a context
+    manager or call :meth:`close` (which waits for records still in flight)."""
+
+    def __init__(self, settings: Settings, *,
+                 wire_format: Literal["avro", "json"] | None = None,
+                 delivery_timeout_s: float = 30.0,
+                 api_url: str | None = None, api_token: str | None = None,
+                 producer_options: Mapping[str, Any] | None = None) -> None:
+        """``delivery_timeout_s`` bounds each record's delivery (librdkafka retries within
+        it). ``api_url`` makes :meth:`wait_for_outcome` ask the HTTP API instead of Kafka."""
+        self._settings = settings
+        self._format = wire_format or settings.wire_format
+        self._timeout = delivery_timeout_s
+        self._codec = bootstrap.command_codec(settings)
+        options: dict[str, Any] = {"delivery.timeout.ms": int(delivery_timeout_s * 1000),
+                                   "client.id": "phoenix-resources-client"}
+        options.update(producer_options or {})
+        self._producer = bootstrap.producer(settings, **options)
+        self._watcher = OutcomeWatcher(settings, api_url=api_url, api_token=api_token)
+        self._sent_at: OrderedDict[UUID, tuple[UUID, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # --- building commands ------------------------------------------------------------
+
+    def create(self, name: str, *, resource_id: UUID | str | None = None,
+               config: Mapping[str, str] | None = None, status: Status | str | None = None,
+               command_id: UUID | str | None = None, correlation_id: str | None = None,
+               issued_by: str | None = None, expected_version: int | None = None,
+               traceparent: str | None = None) -> Sent:
+        """Create a resource; a new ``resource_id`` is generated when none is given (read it
+        from the result's ``resource_id``). Returns once the broker has the record."""
+        command = CreateResource(
+            **self._common(resource_id or uuid.uuid4(), command_id, correlation_id,
+                           issued_by, expected_version),
+            name=name, config=dict(config or {}), status=as_status(status) or Status.PENDING)
+        return self.publish(command, traceparent=traceparent)
+
+    def update(self, resource_id: UUID | str, *, name: str | None = None,
+               config: Mapping[str, str] | None = None, status: Status | str | None = None,
+               command_id: UUID | str | None = None, correlation_id: str | None = None,
+               issued_by: str | None = None, expected_version: int | None = None,
+               traceparent: str | None = None) -> Sent:
+        """Change the given fields (``None`` = unchanged; ``config`` replaces the whole map)."""
+        command = UpdateResource(
+            **self._common(resource_id, command_id, correlation_id, issued_by,
+                           expected_version),
+            name=name, config=None if config is None else dict(config),
+            status=as_status(status))
+        return self.publish(command, traceparent=traceparent)
+
+    def delete(self, resource_id: UUID | str, *, command_id: UUID | str | None = None,
+               correlation_id: str | None = None, issued_by: str | None = None,
+               expected_version: int | None = None, traceparent: str | None = None) -> Sent:
+        """Delete a resource (it becomes a tombstone: its id can never be reused)."""
+        command = DeleteResource(**self._common(resource_id, command_id, correlation_id,
+                                                issued_by, expected_version))
+        return self.publish(command, traceparent=traceparent)
+
+    @staticmethod
+    def _common(resource_id: UUID | str, command_id: UUID | str | None,
+                correlation_id: str | None, issued_by: str | None,
+                expected_version: int | None) -> dict[str, Any]:
+        return {"resource_id": as_uuid(resource_id, "resource_id"),
+                "command_id": uuid.uuid4() if command_id is None
+                else as_uuid(command_id, "command_id"),
+                "issued_at": datetime.now(UTC), "correlation_id": correlation_id,
+                "issued_by": issued_by, "expected_version": expected_version}
+
+    # --- sending ------------------------------------------------------------------------
+
+    def publish(self, command: AnyCommand, *, traceparent: str | None = None) -> Sent:
+        """Validate, send and wait for the broker's acknowledgement.
+
+        Raises :class:`CommandInvalid` (nothing sent) or :class:`DeliveryFailed` (the record
+        may or may not have been written: retry with the same command, it is idempotent)."""
+        result: list[DeliveryFailed | None] = []
+        sent = self.submit(command, lambda _s, err: result.append(err), traceparent=traceparent)
+        deadline = time.monotonic() + self._timeout + 5.0
+        # Callbacks run in whichever thread polls; this loop also sees one served elsewhere.
+        while not result:
+            if time.monotonic() > deadline:
+                raise DeliveryFailed(f"no delivery report for command {sent} within "
+                                     f"{self._timeout:g}s")
+            self._producer.poll(0.05)
+        if result[0] is not None:
+            raise result[0]
+        return sent
+
+    def submit(self, command: AnyCommand, on_delivery: DeliveryCallback | None = None, *,
+               traceparent: str | None = None) -> Sent:
+        """Validate and enqueue without waiting; ``on_delivery(sent, error_or_None)`` runs
+        later, from :meth:`poll` / :meth:`flush` (or any thread polling this publisher).
+
+        Raises :class:`CommandInvalid`, or :class:`DeliveryFailed` when the record cannot
+        even be enqueued (e.g. larger than the broker accepts)."""
+        self._check_open()
+        validate(command)
+        value, content_type = self._codec.encode(command, self._format)
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("content-type", content_type.encode())]
+        if command.correlation_id:
+            headers.append(("correlation_id", command.correlation_id.encode()))
+        if traceparent:
+            headers.append(("traceparent", traceparent.encode()))
+        sent = Sent(command.command_id, command.resource_id)
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if on_delivery is not None:
+                on_delivery(sent, None if err is None else DeliveryFailed(
+                    f"command {sent} not delivered to {self._settings.commands_topic}: "
+                    f"{err.str()} ({err.name()})"))
+
+        self._remember(sent)
+        self._produce(str(command.resource_id).encode(), value, headers, delivered)
+        return sent
+
+    def _produce(self, key: bytes, value: bytes,
+                 headers: list[tuple[str, str | bytes | None]],
+                 callback: Callable[[KafkaError | None, Message], None]) -> None:
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                self._producer.produce(self._settings.commands_topic, value=value, key=key,
+                                       headers=headers, on_delivery=callback)
+                return
+            except BufferError as e:  # local queue full: serve callbacks, then retry
+                if time.monotonic() > deadline:
+                    raise DeliveryFailed(f"the producer queue stayed full for "
+                                         f"{self._timeout:g}s") from e
+                self._producer.poll(0.05)
+            except KafkaException as e:
+                raise DeliveryFailed(f"cannot enqueue a command: {e}") from e
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery callbacks of :meth:`submit`ted commands."""
+        self._producer.poll(timeout)
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until every enqueued record has its delivery report (all callbacks have run);
+        returns how many are still in flight after ``timeout`` (0 = all done)."""
+        remaining: int = self._producer.flush(self._timeout + 5.0 if timeout is None
+                                              else timeout)
+        return remaining
+
+    def send_many(self, commands: Iterable[AnyCommand], *,
+                  traceparent: str | None = None) -> BulkResult:
+        """Send all ``commands`` without waiting between them, then wait once for every
+        delivery report. Invalid commands are reported in ``failed`` (not raised) and the
+        rest are still sent; order per resource is kept (one key, one partition, in order)."""
+        started = time.monotonic()
+        sent: dict[int, Sent] = {}
+        failed: list[Failure] = []
+
+        def on_delivery_for(index: int) -> DeliveryCallback:
+            def done(s: Sent, err: DeliveryFailed | None) -> None:
+                if err is None:
+                    sent[index] = s
+                else:
+                    failed.append(Failure(index, s.command_id, str(err)))
+            return done
+
+        submitted: dict[int, UUID] = {}
+        for index, command in enumerate(commands):
+            try:
+                self.submit(command, on_delivery_for(index), traceparent=traceparent)
+                submitted[index] = command.command_id
+            except PhoenixError as e:
+                failed.append(Failure(index, command.command_id, str(e)))
+        if self.flush() > 0:
+            reported = set(sent) | {f.index for f in failed}
+            failed += [Failure(i, cid, "no delivery report in time")
+                       for i, cid in submitted.items() if i not in reported]
+        return BulkResult(tuple(sent[i] for i in sorted(sent)),
+                          tuple(sorted(failed, key=lambda f: f.index)),
+                          time.monotonic() - started)
+
+    # --- outcomes -----------------------------------------------------------------------
+
+    def wait_for_outcome(self, command_id: UUID | str, timeout: float = 30.0) -> Outcome:
+        """Block until ``command_id``'s outcome (applied with the resulting version, or
+        rejected with code and message) is known; :class:`OutcomeTimeout` otherwise.
+
+        Reads the events/rejections topics from just before the command was published by
+        this publisher (or the last five minutes for other commands), or polls the HTTP API
+        when the publisher was built with ``api_url``."""
+        cid = as_uuid(command_id, "command_id")
+        with self._lock:
+            known = self._sent_at.get(cid)
+        resource_id, since = known if known else (None, None)
+        return self._watcher.wait(cid, timeout, resource_id=resource_id, since=since)
+
+    def _remember(self, sent: Sent) -> None:
+        with self._lock:
+            self._sent_at[sent.command_id] = (sent.resource_id, time.time())
+            while len(self._sent_at) > _REMEMBERED:
+                self._sent_at.popitem(last=False)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PhoenixError("the publisher is closed")
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait for records in flight (up to the delivery timeout), then stop."""
+        if not self._closed:
+            self._closed = True
+            self.flush(timeout)
+
+    def __enter__(self) -> CommandPublisher:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
