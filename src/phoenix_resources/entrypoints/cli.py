@@ -86,6 +86,9 @@ def stack_status() -> None:
 
 # --- publisher / subscriber commands (send, watch, get, list) live in cli_client.py -----
 # (registered below once that module exists)
+from phoenix_resources.entrypoints import cli_client  # noqa: E402
+
+cli_client.register(app)
 
 
 def main() -> None:
