@@ -1,0 +1,235 @@
+"""Read-side SQL for the HTTP API (psycopg 3, async), on the API's read-only pool.
+
+Guarantees:
+
+* Every statement is a single ``SELECT`` on a connection in autocommit mode, so no request ever
+  holds a transaction (or a snapshot) open and the pool never needs a rollback to reset it.
+* Documents are rendered to JSON **by PostgreSQL** (``json_build_object``): the hot path moves
+  one text column per row instead of decoding and re-encoding every field in Python.
+  Timestamps are RFC 3339 in UTC (``...Z``) whatever the session's time zone.
+* Lookups by id issued concurrently are coalesced into one ``id = ANY($1)`` query per event-loop
+  turn (:class:`ResourceLoader`), so under load one round trip serves many requests.
+* Driver failures that mean "the database is not there" (``psycopg.OperationalError``,
+  including pool timeouts and statement timeouts) become :class:`DatabaseUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, LiteralString
+from uuid import UUID
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from phoenix_resources.errors import DatabaseUnavailable
+
+_TS = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
+
+
+def _ts(column: str) -> str:
+    return f"to_char({column} AT TIME ZONE 'UTC', {_TS})"
+
+
+RESOURCE_JSON = (
+    "json_build_object('id', id, 'name', name, 'config', config, 'status', status,"
+    " 'version', version, 'created_at', " + _ts("created_at") + ","
+    " 'updated_at', " + _ts("updated_at") + ", 'last_command_id', last_command_id)::text"
+)
+
+RESOURCES_BY_IDS: LiteralString = (
+    "SELECT id, " + RESOURCE_JSON + ", version, " + _ts("deleted_at")
+    + " FROM resources WHERE id = ANY(%s)"
+)
+
+COMMAND_JSON = (
+    "json_build_object('command_id', command_id, 'resource_id', resource_id,"
+    " 'command_type', command_type, 'outcome', outcome, 'error_code', error_code,"
+    " 'error_message', error_message, 'resulting_version', resulting_version,"
+    " 'duplicate_deliveries', duplicate_deliveries, 'duplicate', duplicate_deliveries > 0,"
+    " 'correlation_id', correlation_id, 'processed_at', " + _ts("processed_at") + ")::text"
+)
+
+COMMAND_BY_ID: LiteralString = (
+    "SELECT " + COMMAND_JSON + " FROM processed_commands WHERE command_id = %s"
+)
+
+LOADER_MAX_BATCH = 256
+"""Ids per coalesced lookup: large enough to absorb a burst, small enough to stay one page."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceDoc:
+    """One stored resource: its JSON document, version (the ETag) and tombstone time."""
+
+    json: str
+    version: int
+    deleted_at: str | None
+
+
+PageKey = tuple[str, UUID] | UUID
+"""Where a page ends: the id, or (name, id) when listing by name prefix."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListedResource:
+    json: str
+    key: PageKey
+
+
+@asynccontextmanager
+async def _connection(pool: AsyncConnectionPool,
+                      timeout: float | None = None) -> AsyncIterator[AsyncConnection[Any]]:
+    """A pooled autocommit connection; connectivity failures become DatabaseUnavailable."""
+    try:
+        async with pool.connection(timeout=timeout) as conn:
+            if not conn.autocommit:
+                # Once per physical connection: reads never need a transaction of their own.
+                await conn.set_autocommit(True)
+            yield conn
+    except psycopg.OperationalError as e:
+        raise DatabaseUnavailable(f"read database unavailable: {e}") from e
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+class ReadQueries:
+    """Every query the HTTP API runs. Holds no state beyond the pool and the loader."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, checkout_timeout: float = 30.0) -> None:
+        """``checkout_timeout``: how long a query waits for a connection before giving up
+        (DatabaseUnavailable); keep it below the request timeout so callers learn why."""
+        self.pool = pool
+        self.checkout_timeout = checkout_timeout
+        self.loader = ResourceLoader(pool, checkout_timeout)
+
+    async def resource(self, resource_id: UUID) -> ResourceDoc | None:
+        """The resource (live or tombstone), or None when the id was never stored."""
+        return await self.loader.load(resource_id)
+
+    async def command(self, command_id: UUID) -> str | None:
+        """The recorded outcome of a command as a JSON document, or None if unknown."""
+        async with _connection(self.pool, self.checkout_timeout) as conn:
+            cur = await conn.execute(COMMAND_BY_ID, (command_id,), prepare=True)
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def resources(self, *, status: str | None, name_prefix: str | None,
+                        after: PageKey | None, limit: int) -> list[ListedResource]:
+        """One page of live resources, in ``id`` order, or ``(name, id)`` order with a prefix.
+
+        Keyset pagination: the page starts strictly after ``after``, so rows are never
+        repeated or skipped across pages, whatever is inserted or deleted meanwhile.
+        """
+        conditions = ["deleted_at IS NULL"]
+        params: list[Any] = []
+        if status is not None:
+            conditions.append("status = %s")
+            params.append(status)
+        by_name = name_prefix is not None
+        if by_name:
+            # LIKE 'p%' and the ~<~ order both use idx_resources_live_name (text_pattern_ops).
+            conditions.append("name LIKE %s")
+            params.append(_like_prefix(name_prefix or ""))
+            if isinstance(after, tuple):
+                conditions.append("(name ~>~ %s OR (name = %s AND id > %s))")
+                params += [after[0], after[0], after[1]]
+            order = "name USING ~<~, id"
+        else:
+            if isinstance(after, UUID):
+                conditions.append("id > %s")
+                params.append(after)
+            order = "id"
+        params.append(limit)
+        query = (f"SELECT {RESOURCE_JSON}, name, id FROM resources"
+                 f" WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT %s")
+        async with _connection(self.pool, self.checkout_timeout) as conn:
+            cur = await conn.execute(query, params, prepare=True)
+            rows = await cur.fetchall()
+        if by_name:
+            return [ListedResource(r[0], (r[1], r[2])) for r in rows]
+        return [ListedResource(r[0], r[2]) for r in rows]
+
+    async def ping(self, timeout: float) -> float:
+        """Seconds one ``SELECT 1`` took; raises DatabaseUnavailable past ``timeout``."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            async with asyncio.timeout(timeout), _connection(self.pool, timeout) as conn:
+                await conn.execute("SELECT 1")
+        except TimeoutError as e:
+            raise DatabaseUnavailable(f"no answer from the database within {timeout}s") from e
+        return loop.time() - start
+
+
+class ResourceLoader:
+    """Coalesces concurrent lookups by id into one query per event-loop turn.
+
+    A request enqueues its id and awaits a future; the first request of a turn schedules a
+    flush with ``call_soon``, so an idle server adds no delay and a busy one pays one round
+    trip per batch instead of per request. A failure of the batch query fails every waiter
+    of that batch with the same (translated) error.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, checkout_timeout: float) -> None:
+        self._pool = pool
+        self._checkout_timeout = checkout_timeout
+        self._waiting: dict[UUID, list[asyncio.Future[ResourceDoc | None]]] = {}
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def load(self, resource_id: UUID) -> ResourceDoc | None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[ResourceDoc | None] = loop.create_future()
+        self._waiting.setdefault(resource_id, []).append(fut)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        waiting, self._waiting = self._waiting, {}
+        ids = list(waiting)
+        for start in range(0, len(ids), LOADER_MAX_BATCH):
+            chunk = {i: waiting[i] for i in ids[start:start + LOADER_MAX_BATCH]}
+            task = asyncio.get_running_loop().create_task(self._run(chunk))
+            # Keep a reference: the loop only holds weak references to tasks.
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, waiting: dict[UUID, list[asyncio.Future[ResourceDoc | None]]]) -> None:
+        try:
+            rows = await self._fetch(list(waiting))
+        except Exception as e:
+            for fut in _pending(waiting):
+                fut.set_exception(e)
+            return
+        except BaseException:
+            for fut in _pending(waiting):
+                fut.cancel()
+            raise
+        found = {r[0]: ResourceDoc(r[1], r[2], r[3]) for r in rows}
+        for rid, futures in waiting.items():
+            doc = found.get(rid)
+            for fut in futures:
+                # A waiter whose request timed out has been cancelled already.
+                if not fut.done():
+                    fut.set_result(doc)
+
+    async def _fetch(self, ids: Sequence[UUID]) -> list[tuple[Any, ...]]:
+        async with _connection(self._pool, self._checkout_timeout) as conn:
+            cur = await conn.execute(RESOURCES_BY_IDS, (list(ids),), prepare=True)
+            return await cur.fetchall()
+
+
+def _pending(waiting: dict[UUID, list[asyncio.Future[ResourceDoc | None]]],
+             ) -> list[asyncio.Future[ResourceDoc | None]]:
+    return [f for futures in waiting.values() for f in futures if not f.done()]

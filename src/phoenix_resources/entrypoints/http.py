@@ -1,0 +1,364 @@
+"""The read-only HTTP lookup API (FastAPI on uvicorn).
+
+Guarantees:
+
+* Read-only: the app connects with ``settings.api_database_url()`` (a role that can only
+  ``SELECT``) through :func:`bootstrap.api_db_pool`, opened by the lifespan and closed with it.
+  Nothing is opened at import time; :func:`create_app_from_env` is the factory uvicorn's worker
+  processes import.
+* Every error is ``application/problem+json`` with a stable code (``http_problems``); bad input
+  is a 400, never a 500. Every response carries the security headers (``http_edge``).
+* ``GET /api/v1/resources/{id}`` is the hot path: one coalesced primary-key query, the JSON
+  rendered by PostgreSQL, no model validation; the models in ``http_models`` only describe it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from phoenix_resources.adapters.postgres.queries import PageKey, ReadQueries
+from phoenix_resources.bootstrap import api_db_pool
+from phoenix_resources.config import Settings
+from phoenix_resources.domain.model import NAME_MAX, Status
+from phoenix_resources.entrypoints import http_problems as p
+from phoenix_resources.entrypoints.http_edge import Edge, TokenCheck
+from phoenix_resources.entrypoints.http_models import (
+    CommandOutcome,
+    Health,
+    Problem,
+    Ready,
+    ResourceOut,
+    ResourcePage,
+)
+from phoenix_resources.errors import DatabaseUnavailable
+from phoenix_resources.observability import Metrics
+
+Readiness = Callable[[], Awaitable[dict[str, object]]]
+
+JSON = "application/json"
+SETTINGS_ENV = "PHOENIX_API_SETTINGS_JSON"
+"""How :func:`serve` hands its Settings to uvicorn's worker processes."""
+READY_DB_TIMEOUT_S = 1.0
+LIMIT_DEFAULT, LIMIT_MAX = 50, 500
+RESOURCE_CACHE = (b"cache-control", b"private, max-age=0")
+
+
+def _problem_doc(*codes: p.Code) -> dict[int | str, dict[str, Any]]:
+    return {c.status: {"model": Problem, "description": f"{c.code} {c.title}",
+                       "content": {p.PROBLEM_TYPE: {}}} for c in codes}
+
+
+COMMON_PROBLEMS = _problem_doc(p.INVALID_REQUEST, p.TIMEOUT, p.UNAVAILABLE, p.INTERNAL)
+
+
+class _State:
+    """What the lifespan opens and the routes use."""
+
+    queries: ReadQueries
+
+
+def create_app(settings: Settings, *, metrics: Metrics | None = None,
+               readiness: Readiness | None = None) -> FastAPI:
+    """The ASGI app; opens its pool on lifespan start and closes it on shutdown."""
+    metrics = metrics or Metrics()
+    tokens = TokenCheck(settings.api_token_hashes)
+    state = _State()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pool = api_db_pool(settings)
+        # wait=False: the API starts (and /readyz says 503) while the database is away.
+        await pool.open(wait=False)
+        # Half the request budget: a missing database answers 503, not a 408 at the deadline.
+        state.queries = ReadQueries(pool, checkout_timeout=settings.http_request_timeout_s / 2)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title="phoenix-resources", version="1", lifespan=lifespan,
+                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
+                  description="Read-only lookup of resources and command outcomes. "
+                              "Writes happen only through command events on Kafka.")
+    _install_error_handlers(app)
+    _add_api_routes(app, state)
+    _add_ops_routes(app, state, metrics, readiness)
+    app.openapi = _openapi_builder(app, auth=tokens.enabled)  # type: ignore[method-assign]
+    app.add_middleware(Edge, timeout_s=settings.http_request_timeout_s, tokens=tokens,
+                       requests=metrics.http_requests, seconds=metrics.http_seconds)
+    return app
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+def _reject_unknown_query(request: Request, allowed: frozenset[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise p.ApiProblem(p.INVALID_REQUEST, f"unknown query parameter(s): {', '.join(unknown)}"
+                           f"; allowed: {', '.join(sorted(allowed)) or 'none'}")
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 weak comparison, as If-None-Match requires."""
+    if if_none_match.strip() == "*":
+        return True
+    return any(t.strip().removeprefix("W/") == etag for t in if_none_match.split(","))
+
+
+def _add_api_routes(app: FastAPI, state: _State) -> None:
+    no_query: frozenset[str] = frozenset()
+    list_query = frozenset({"status", "name_prefix", "limit", "cursor"})
+
+    @app.get("/api/v1/resources/{resource_id}", response_model=ResourceOut,
+             tags=["resources"], summary="A resource by id",
+             responses={304: {"description": "Not modified (If-None-Match matched the ETag)"},
+                        **_problem_doc(p.NOT_FOUND), **COMMON_PROBLEMS},
+             response_description="The resource; `ETag` is its version. A deleted resource "
+                                  "answers 404 RES-004, an unknown id 404 RES-002.")
+    async def get_resource(
+        request: Request, resource_id: Annotated[UUID, Path()],
+        if_none_match: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        if request.query_params:
+            _reject_unknown_query(request, no_query)
+        doc = await state.queries.resource(resource_id)
+        if doc is None:
+            raise p.ApiProblem(p.NOT_FOUND, f"no resource with id {resource_id}")
+        if doc.deleted_at is not None:
+            raise p.ApiProblem(p.DELETED, f"resource {resource_id} was deleted at "
+                               f"{doc.deleted_at}", deleted_at=doc.deleted_at,
+                               version=doc.version)
+        etag = f'"{doc.version}"'
+        headers = {"etag": etag, "cache-control": "private, max-age=0"}
+        if if_none_match is not None and _etag_matches(if_none_match, etag):
+            return Response(status_code=304, headers=headers)
+        return Response(doc.json, media_type=JSON, headers=headers)
+
+    @app.get("/api/v1/resources", response_model=ResourcePage, tags=["resources"],
+             summary="Live resources, keyset-paginated",
+             responses={**COMMON_PROBLEMS})
+    async def list_resources(
+        request: Request,
+        status: Annotated[Status | None, Query(description="Only this status.")] = None,
+        name_prefix: Annotated[str | None, Query(
+            min_length=1, max_length=NAME_MAX,
+            description="Only names starting with this; orders by (name, id).")] = None,
+        limit: Annotated[int, Query(ge=1, le=LIMIT_MAX)] = LIMIT_DEFAULT,
+        cursor: Annotated[str | None, Query(
+            max_length=2048, description="`next_cursor` of the previous page.")] = None,
+    ) -> Response:
+        _reject_unknown_query(request, list_query)
+        after = None if cursor is None else decode_cursor(cursor, by_name=name_prefix is not None)
+        rows = await state.queries.resources(status=status.value if status else None,
+                                             name_prefix=name_prefix, after=after,
+                                             limit=limit + 1)
+        next_cursor = encode_cursor(rows[limit - 1].key) if len(rows) > limit else None
+        body = b"".join((b'{"items":[', ",".join(r.json for r in rows[:limit]).encode(),
+                         b'],"next_cursor":', orjson.dumps(next_cursor), b"}"))
+        return Response(body, media_type=JSON)
+
+    @app.get("/api/v1/commands/{command_id}", response_model=CommandOutcome,
+             tags=["commands"], summary="The recorded outcome of a command",
+             responses={**_problem_doc(p.NOT_FOUND), **COMMON_PROBLEMS})
+    async def get_command(request: Request, command_id: Annotated[UUID, Path()]) -> Response:
+        if request.query_params:
+            _reject_unknown_query(request, no_query)
+        doc = await state.queries.command(command_id)
+        if doc is None:
+            raise p.ApiProblem(p.NOT_FOUND, f"no outcome recorded for command {command_id} "
+                               "(not processed yet, unknown, or pruned)")
+        return Response(doc, media_type=JSON)
+
+
+def _add_ops_routes(app: FastAPI, state: _State, metrics: Metrics,
+                    readiness: Readiness | None) -> None:
+    @app.get("/healthz", response_model=Health, tags=["operations"],
+             summary="The process is alive")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type=JSON)
+
+    @app.get("/readyz", response_model=Ready, tags=["operations"],
+             summary="The database answers (and, in `run`, the worker has partitions)",
+             responses=_problem_doc(p.UNAVAILABLE))
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, object] = {}
+        try:
+            latency = await state.queries.ping(READY_DB_TIMEOUT_S)
+        except DatabaseUnavailable as e:
+            raise p.ApiProblem(p.UNAVAILABLE, f"database: {e}", headers={"retry-after": "1"},
+                               checks={"database": {"ok": False}}) from e
+        checks["database"] = {"ok": True, "latency_ms": round(latency * 1000, 2)}
+        if readiness is not None:
+            checks.update(await _extra_checks(readiness))
+        return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type=JSON)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+             response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _extra_checks(readiness: Readiness) -> dict[str, object]:
+    """The caller's checks; an exception or ``{"ok": False}`` anywhere means not ready."""
+    try:
+        extra = await readiness()
+    except Exception as e:
+        raise p.ApiProblem(p.UNAVAILABLE, f"not ready: {e}", headers={"retry-after": "1"}) from e
+    failed = extra.get("ok") is False or any(
+        isinstance(v, dict) and v.get("ok") is False for v in extra.values())
+    if failed:
+        raise p.ApiProblem(p.UNAVAILABLE, "not ready", headers={"retry-after": "1"},
+                           checks=extra)
+    return extra
+
+
+# --- cursors --------------------------------------------------------------------------------
+
+def encode_cursor(key: PageKey) -> str:
+    """Opaque to clients: base64url of ``[id]`` or ``[name, id]``, unpadded."""
+    raw = [str(key)] if isinstance(key, UUID) else [key[0], str(key[1])]
+    return base64.urlsafe_b64encode(orjson.dumps(raw)).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, *, by_name: bool) -> PageKey:
+    """The key a cursor encodes; ApiProblem RES-001 for anything this API did not issue."""
+    try:
+        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if by_name and isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str):
+            return raw[0], UUID(raw[1])
+        if not by_name and isinstance(raw, list) and len(raw) == 1:
+            return UUID(raw[0])
+    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
+        pass
+    raise p.ApiProblem(p.INVALID_REQUEST, "invalid cursor: pass back `next_cursor` unchanged, "
+                       "with the same name_prefix (or none) as the request that issued it")
+
+
+# --- errors and the OpenAPI document --------------------------------------------------------
+
+def _problem_response(request: Request, code: p.Code, detail: str,
+                      headers: dict[str, str] | None = None, **extensions: Any) -> Response:
+    return Response(p.problem_body(code, detail, request.url.path, **extensions),
+                    status_code=code.status, media_type=p.PROBLEM_TYPE, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def api_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, p.ApiProblem)
+        return _problem_response(request, exc.code, exc.detail, exc.headers, **exc.extensions)
+
+    async def validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return _problem_response(request, p.INVALID_REQUEST, _validation_detail(exc))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        by_status = {c.status: c for c in (p.NOT_FOUND, p.METHOD_NOT_ALLOWED)}
+        code = by_status.get(exc.status_code, p.INVALID_REQUEST)
+        detail = {404: f"no route {request.url.path}",
+                  405: f"{request.method} is not allowed here; this API is read-only"}.get(
+            exc.status_code, str(exc.detail))
+        return _problem_response(request, code, detail, dict(exc.headers or {}))
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        return _problem_response(request, p.UNAVAILABLE, str(exc), {"retry-after": "1"})
+
+    app.add_exception_handler(p.ApiProblem, api_problem)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(DatabaseUnavailable, unavailable)
+
+
+def _openapi_builder(app: FastAPI, *, auth: bool) -> Callable[[], dict[str, Any]]:
+    """FastAPI's document, corrected: 400 (not 422) for bad input, problem+json, bearer auth."""
+    original = app.openapi
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = original()
+        for path, item in doc.get("paths", {}).items():
+            for op in item.values():
+                responses = op.get("responses", {})
+                responses.pop("422", None)
+                for code, resp in responses.items():
+                    if code != "200" and "content" in resp:
+                        # Problems are problem+json only; FastAPI also lists application/json.
+                        schema = resp["content"].get(p.PROBLEM_TYPE, {}).get("schema") or \
+                            resp["content"].get(JSON, {}).get("schema")
+                        resp["content"] = {p.PROBLEM_TYPE: {"schema": schema}}
+                if auth and path.startswith("/api/"):
+                    op["security"] = [{"bearer": []}]
+                    responses.update({str(c.status): {
+                        "description": f"{c.code} {c.title}",
+                        "content": {p.PROBLEM_TYPE: {
+                            "schema": {"$ref": "#/components/schemas/Problem"}}}}
+                        for c in (p.UNAUTHORIZED, p.FORBIDDEN)})
+        schemas = doc.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        if auth:
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}}
+        app.openapi_schema = doc
+        return doc
+
+    return build
+
+
+# --- serving --------------------------------------------------------------------------------
+
+def _server_options(settings: Settings) -> dict[str, Any]:
+    return {"host": settings.http_host, "port": settings.http_port, "loop": "uvloop",
+            "http": "httptools", "lifespan": "on", "access_log": False, "log_config": None,
+            "server_header": False,
+            "timeout_graceful_shutdown": int(settings.http_request_timeout_s) + 1}
+
+
+def build_server(settings: Settings, *, metrics: Metrics | None = None,
+                 readiness: Readiness | None = None) -> uvicorn.Server:
+    """A single-process server the caller runs (``await server.serve()``) and stops."""
+    app = create_app(settings, metrics=metrics, readiness=readiness)
+    return uvicorn.Server(uvicorn.Config(app, **_server_options(settings)))
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn's import-string factory for worker processes: Settings read when called."""
+    raw = os.environ.get(SETTINGS_ENV)
+    settings = Settings.model_validate(json.loads(raw)) if raw else Settings()
+    return create_app(settings)
+
+
+def serve(settings: Settings) -> None:
+    """Blocking: the ``phoenix-resources api`` command. ``http_workers`` > 1 forks workers."""
+    if settings.http_workers == 1:
+        build_server(settings).run()
+        return
+    # Worker processes rebuild the app from the environment; hand them these exact settings.
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    uvicorn.run(f"{__name__}:create_app_from_env", factory=True,
+                workers=settings.http_workers, **_server_options(settings))

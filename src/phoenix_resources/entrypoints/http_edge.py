@@ -1,0 +1,182 @@
+"""The API's edge: one pure-ASGI layer around the whole app.
+
+In one pass (no per-request objects beyond a closure) it:
+
+* authenticates ``/api`` routes when bearer-token hashes are configured (401 / 403);
+* enforces the request timeout (408 ``RES-003`` if no response has started by then);
+* turns any unhandled exception into 500 ``RES-008`` (logged, never leaked);
+* adds the security headers to every response and ``Cache-Control: no-store`` by default;
+* counts and times every request by route template (bounded label cardinality).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from phoenix_resources.entrypoints import http_problems as p
+
+log = logging.getLogger("phoenix_resources.http")
+
+Headers = list[tuple[bytes, bytes]]
+
+JSON_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# Swagger UI is one inline script plus its bundle and stylesheet from the CDN FastAPI uses.
+DOCS_CSP = (b"default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+            b"style-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+            b"img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
+            b"frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+_COMMON: Headers = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+JSON_SECURITY: Headers = [*_COMMON, (b"content-security-policy", JSON_CSP)]
+DOCS_SECURITY: Headers = [*_COMMON, (b"content-security-policy", DOCS_CSP)]
+NO_STORE = (b"cache-control", b"no-store")
+WWW_AUTHENTICATE = 'Bearer realm="phoenix-resources"'
+
+
+def route_label(path: str) -> str:
+    """The route template of a path, so metrics never get one label per id."""
+    if path.startswith("/api/v1/resources/"):
+        return "/api/v1/resources/{id}"
+    if path.startswith("/api/v1/commands/"):
+        return "/api/v1/commands/{command_id}"
+    if path in ("/api/v1/resources", "/healthz", "/readyz", "/metrics", "/openapi.json",
+                "/docs"):
+        return path
+    return "other"
+
+
+class TokenCheck:
+    """Bearer tokens checked against SHA-256 hex digests, in constant time per digest."""
+
+    def __init__(self, hashes: Iterable[str]) -> None:
+        self._hashes = [h.strip().lower().encode() for h in hashes if h.strip()]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._hashes)
+
+    def problem(self, authorization: bytes | None) -> tuple[p.Code, str] | None:
+        """None when the request may pass, else the problem to answer with."""
+        if authorization is None:
+            return p.UNAUTHORIZED, "this endpoint requires 'Authorization: Bearer <token>'"
+        scheme, _, token = authorization.partition(b" ")
+        token = token.strip()
+        if scheme.lower() != b"bearer" or not token:
+            return p.UNAUTHORIZED, "the Authorization header must be 'Bearer <token>'"
+        digest = hashlib.sha256(token).hexdigest().encode()
+        # Compare against every digest (no early exit) so timing says nothing about which.
+        ok = False
+        for h in self._hashes:
+            ok |= hmac.compare_digest(digest, h)
+        return None if ok else (p.FORBIDDEN, "the bearer token is not accepted")
+
+
+class _Recorder:
+    """Cached metric children: label lookups cost more than the increments themselves."""
+
+    def __init__(self, requests: Counter, seconds: Histogram) -> None:
+        self._requests = requests
+        self._seconds = seconds
+        self._counters: dict[tuple[str, int], Any] = {}
+        self._timers: dict[str, Any] = {}
+
+    def record(self, route: str, status: int, elapsed: float) -> None:
+        counter = self._counters.get((route, status))
+        if counter is None:
+            counter = self._counters[(route, status)] = self._requests.labels(route, str(status))
+        counter.inc()
+        timer = self._timers.get(route)
+        if timer is None:
+            timer = self._timers[route] = self._seconds.labels(route)
+        timer.observe(elapsed)
+
+
+class Edge:
+    """The outermost layer of the app (inside Starlette's own error middleware)."""
+
+    def __init__(self, app: ASGIApp, *, timeout_s: float, tokens: TokenCheck,
+                 requests: Counter, seconds: Histogram) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+        self.tokens = tokens
+        self.recorder = _Recorder(requests, seconds)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path: str = scope["path"]
+        security = DOCS_SECURITY if path.startswith("/docs") else JSON_SECURITY
+        state = {"status": 0}
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                headers: Headers = list(message.get("headers", ()))
+                if not any(k == b"cache-control" for k, _ in headers):
+                    headers.append(NO_STORE)
+                headers.extend(security)
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self._dispatch(scope, receive, send_secured, path, state)
+        finally:
+            self.recorder.record(route_label(path), state["status"] or 500,
+                                 time.perf_counter() - start)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, path: str,
+                        state: dict[str, int]) -> None:
+        if self.tokens.enabled and path.startswith("/api/"):
+            refused = self.tokens.problem(_header(scope, b"authorization"))
+            if refused is not None:
+                code, detail = refused
+                extra = {"www-authenticate": WWW_AUTHENTICATE} if code is p.UNAUTHORIZED else {}
+                await send_problem(send, code, detail, path, extra)
+                return
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.app(scope, receive, send)
+        except TimeoutError:
+            if not state["status"]:
+                await send_problem(send, p.TIMEOUT,
+                                   f"no answer within {self.timeout_s:g}s", path)
+            # A response already under way cannot be replaced; the connection is cut short.
+        except Exception:
+            log.exception("unhandled error", extra={"path": path})
+            if not state["status"]:
+                await send_problem(send, p.INTERNAL, "internal error; it has been logged",
+                                   path)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def send_problem(send: Callable[[Message], Any], code: p.Code, detail: str,
+                       instance: str, headers: dict[str, str] | None = None,
+                       **extensions: Any) -> None:
+    """Answer with a problem document straight on the ASGI channel."""
+    body = p.problem_body(code, detail, instance, **extensions)
+    raw: Headers = [(b"content-type", p.PROBLEM_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": code.status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

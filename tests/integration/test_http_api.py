@@ -1,0 +1,622 @@
+"""The HTTP lookup API against real PostgreSQL, through the API's read-only role."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+import pytest
+from fastapi import FastAPI
+from psycopg.types.json import Jsonb
+
+from phoenix_resources.config import Settings
+from phoenix_resources.devstack._proc import free_port
+from phoenix_resources.entrypoints.http import build_server, create_app
+from phoenix_resources.observability import Metrics
+from tests.support.databases import ensure_login_role, with_user
+
+pytestmark = pytest.mark.integration
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+API_ROLE = "phoenix_api"
+TOKEN = "s3cret-token"
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+
+
+# --- helpers (also used by test_http_schema.py) ---------------------------------------------
+
+def reader_url(pg_server: str, database_url: str) -> str:
+    """A login role that is only a member of phoenix_reader (created by migration 0001)."""
+    ensure_login_role(pg_server, API_ROLE, "phoenix_reader")
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        # Membership lets the fixtures' DROP DATABASE ... WITH (FORCE) end API backends that
+        # are still exiting after the pool closed (signalling needs membership).
+        member = conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')",
+                              (API_ROLE,)).fetchone()
+        if not (member and member[0]):
+            with contextlib.suppress(psycopg.errors.DuplicateObject):
+                conn.execute(f"GRANT {API_ROLE} TO CURRENT_USER")
+    return with_user(database_url, API_ROLE)
+
+
+def api_settings(database_url: str, read_url: str, **overrides: object) -> Settings:
+    base: dict[str, object] = {"database_url": database_url, "read_database_url": read_url,
+                               "db_pool_min": 1, "db_pool_max": 4,
+                               "http_request_timeout_s": 3.0}
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+def insert_resource(conn: Conn, *, name: str = "res",
+                    status: str = "active", version: int = 1,
+                    config: dict[str, str] | None = None, deleted: bool = False,
+                    rid: uuid.UUID | None = None) -> uuid.UUID:
+    rid = rid or uuid.uuid4()
+    conn.execute(
+        "INSERT INTO resources (id, name, config, status, version, last_command_id, deleted_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)",
+        (rid, name, Jsonb(config or {}), status, version, uuid.uuid4(), deleted))
+    return rid
+
+
+def insert_command(conn: Conn, *, outcome: str = "applied",
+                   error_code: str | None = None, error_message: str | None = None,
+                   resulting_version: int | None = 1, duplicates: int = 0) -> uuid.UUID:
+    cid = uuid.uuid4()
+    conn.execute(
+        "INSERT INTO processed_commands (command_id, resource_id, command_type, outcome,"
+        " error_code, error_message, resulting_version, duplicate_deliveries, correlation_id,"
+        " source_partition, source_offset) VALUES (%s,%s,'UPDATE',%s,%s,%s,%s,%s,'corr-1',0,7)",
+        (cid, uuid.uuid4(), outcome, error_code, error_message, resulting_version, duplicates))
+    return cid
+
+
+class TestClient:
+    """A synchronous client over httpx's ASGI transport that runs the app's lifespan.
+
+    (Starlette's own TestClient warns about httpx, and warnings are errors here.)
+    """
+
+    __test__ = False
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._runner = asyncio.Runner()
+        self._stack = AsyncExitStack()
+        self._client: httpx.AsyncClient | None = None
+
+    def __enter__(self) -> TestClient:
+        async def start() -> None:
+            await self._stack.enter_async_context(self.app.router.lifespan_context(self.app))
+            self._client = await self._stack.enter_async_context(httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=self.app), base_url="http://api"))
+
+        self._runner.run(start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._runner.run(self._stack.aclose())
+        self._runner.close()
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        assert self._client is not None
+        return self._runner.run(self._client.request(method, url, **kwargs))
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", url, **kwargs)
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+@pytest.fixture
+def writer(database_url: str) -> Iterator[Conn]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def read_url(pg_server: str, database_url: str) -> str:
+    return reader_url(pg_server, database_url)
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def client(database_url: str, read_url: str, metrics: Metrics) -> Iterator[TestClient]:
+    app = create_app(api_settings(database_url, read_url), metrics=metrics)
+    with TestClient(app) as c:
+        yield c
+
+
+def assert_problem(resp: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.headers["cache-control"] == "no-store"
+    body: dict[str, object] = resp.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert {"type", "title", "detail", "instance"} <= body.keys()
+    assert_security_headers(resp)
+    return body
+
+
+def assert_security_headers(resp: httpx.Response) -> None:
+    for key, value in SECURITY_HEADERS.items():
+        assert resp.headers[key] == value
+    assert "default-src 'none'" in resp.headers["content-security-policy"]
+
+
+# --- GET /api/v1/resources/{id} -------------------------------------------------------------
+
+def test_get_resource_returns_document_etag_and_headers(
+        client: TestClient, writer: Conn) -> None:
+    rid = insert_resource(writer, name="db-1", version=3, config={"cpu": "2"})
+    resp = client.get(f"/api/v1/resources/{rid}")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.headers["etag"] == '"3"'
+    assert resp.headers["cache-control"] == "private, max-age=0"
+    assert_security_headers(resp)
+    body = resp.json()
+    assert body["id"] == str(rid)
+    assert body["name"] == "db-1"
+    assert body["config"] == {"cpu": "2"}
+    assert body["status"] == "active"
+    assert body["version"] == 3
+    assert set(body) == {"id", "name", "config", "status", "version", "created_at",
+                         "updated_at", "last_command_id"}
+    assert body["created_at"].endswith("Z")
+    created = datetime.fromisoformat(body["created_at"])
+    assert abs((datetime.now(UTC) - created).total_seconds()) < 60
+
+
+@pytest.mark.parametrize(("if_none_match", "status"), [
+    ('"2"', 304), ('W/"2"', 304), ('"1", "2"', 304), ("*", 304), ('"1"', 200), ("2", 200)])
+def test_if_none_match(client: TestClient, writer: Conn,
+                       if_none_match: str, status: int) -> None:
+    rid = insert_resource(writer, version=2)
+    resp = client.get(f"/api/v1/resources/{rid}", headers={"If-None-Match": if_none_match})
+    assert resp.status_code == status
+    assert resp.headers["etag"] == '"2"'
+    if status == 304:
+        assert resp.content == b""
+        assert_security_headers(resp)
+
+
+def test_new_version_changes_etag(client: TestClient,
+                                  writer: Conn) -> None:
+    rid = insert_resource(writer, version=1)
+    assert client.get(f"/api/v1/resources/{rid}").headers["etag"] == '"1"'
+    writer.execute("UPDATE resources SET version = 2, name = 'renamed' WHERE id = %s", (rid,))
+    resp = client.get(f"/api/v1/resources/{rid}", headers={"If-None-Match": '"1"'})
+    assert resp.status_code == 200
+    assert resp.json()["name"] == "renamed"
+
+
+def test_deleted_resource_is_404_res004_with_deleted_at(
+        client: TestClient, writer: Conn) -> None:
+    rid = insert_resource(writer, deleted=True, version=4)
+    body = assert_problem(client.get(f"/api/v1/resources/{rid}"), 404, "RES-004")
+    assert "deleted" in str(body["detail"])
+    assert str(body["deleted_at"]).endswith("Z")
+    assert body["instance"] == f"/api/v1/resources/{rid}"
+
+
+def test_unknown_resource_is_404_res002(client: TestClient) -> None:
+    assert_problem(client.get(f"/api/v1/resources/{uuid.uuid4()}"), 404, "RES-002")
+
+
+@pytest.mark.parametrize("bad", ["not-a-uuid", "123", "%00", "' OR 1=1 --"])
+def test_malformed_id_is_400_res001(client: TestClient, bad: str) -> None:
+    body = assert_problem(client.get(f"/api/v1/resources/{bad}"), 400, "RES-001")
+    assert "resource_id" in str(body["detail"])
+
+
+def test_unknown_query_parameter_is_400(client: TestClient,
+                                        writer: Conn) -> None:
+    rid = insert_resource(writer)
+    body = assert_problem(client.get(f"/api/v1/resources/{rid}?expand=1"), 400, "RES-001")
+    assert "expand" in str(body["detail"])
+
+
+def test_concurrent_lookups_are_answered_individually(
+        database_url: str, read_url: str, writer: Conn) -> None:
+    """Lookups coalesced into one query still get their own row (or 404)."""
+    ids = [insert_resource(writer, name=f"n{i}", version=i + 1) for i in range(40)]
+    missing = [uuid.uuid4() for _ in range(10)]
+    app = create_app(api_settings(database_url, read_url))
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=transport, base_url="http://api") as c:
+            return await asyncio.gather(*(c.get(f"/api/v1/resources/{i}")
+                                          for i in [*ids, *missing, *ids]))
+
+    responses = asyncio.run(run())
+    for i, resp in zip([*ids, *missing, *ids], responses, strict=True):
+        if i in missing:
+            assert resp.status_code == 404
+        else:
+            assert resp.json()["id"] == str(i)
+            assert resp.headers["etag"] == f'"{ids.index(i) + 1}"'
+
+
+# --- GET /api/v1/resources ------------------------------------------------------------------
+
+def test_list_filters_by_status_and_excludes_deleted(
+        client: TestClient, writer: Conn) -> None:
+    active = {insert_resource(writer, status="active") for _ in range(3)}
+    pending = {insert_resource(writer, status="pending") for _ in range(2)}
+    insert_resource(writer, status="active", deleted=True)
+    resp = client.get("/api/v1/resources")
+    assert resp.status_code == 200
+    assert resp.headers["cache-control"] == "no-store"
+    assert_security_headers(resp)
+    body = resp.json()
+    assert {uuid.UUID(r["id"]) for r in body["items"]} == active | pending
+    assert body["next_cursor"] is None
+    ids = {uuid.UUID(r["id"]) for r in
+           client.get("/api/v1/resources?status=active").json()["items"]}
+    assert ids == active
+    assert client.get("/api/v1/resources?status=inactive").json()["items"] == []
+
+
+def test_list_by_name_prefix_treats_wildcards_literally(
+        client: TestClient, writer: Conn) -> None:
+    for name in ["web-1", "web-2", "web_x", "web%y", "db-1", "WEB-3"]:
+        insert_resource(writer, name=name)
+    names = [r["name"] for r in
+             client.get("/api/v1/resources?name_prefix=web").json()["items"]]
+    assert names == sorted(["web-1", "web-2", "web_x", "web%y"])
+    assert [r["name"] for r in client.get(
+        "/api/v1/resources", params={"name_prefix": "web_"}).json()["items"]] == ["web_x"]
+    assert [r["name"] for r in client.get(
+        "/api/v1/resources", params={"name_prefix": "web%"}).json()["items"]] == ["web%y"]
+
+
+def test_limit_default_and_pages(client: TestClient,
+                                 writer: Conn) -> None:
+    for i in range(120):
+        insert_resource(writer, name=f"r{i:03d}")
+    first = client.get("/api/v1/resources").json()
+    assert len(first["items"]) == 50
+    assert first["next_cursor"]
+    last = client.get("/api/v1/resources", params={"limit": 500}).json()
+    assert len(last["items"]) == 120
+    assert last["next_cursor"] is None
+    exact = client.get("/api/v1/resources", params={"limit": 60}).json()
+    second = client.get("/api/v1/resources",
+                        params={"limit": 60, "cursor": exact["next_cursor"]}).json()
+    assert len(second["items"]) == 60
+    assert second["next_cursor"] is None, "a full last page must not promise another"
+
+
+@pytest.mark.parametrize("query", [
+    "limit=501", "limit=0", "limit=-1", "limit=abc", "status=deleted", "status=",
+    "cursor=%%%", "cursor=bm9wZQ", "cursor=WyJub3QtYS11dWlkIl0", "name_prefix=",
+    "unknown=1", "limit=10&sort=name"])
+def test_bad_list_parameters_are_400(client: TestClient, query: str) -> None:
+    assert_problem(client.get(f"/api/v1/resources?{query}"), 400, "RES-001")
+
+
+def test_cursor_is_bound_to_its_ordering(client: TestClient,
+                                         writer: Conn) -> None:
+    for i in range(3):
+        insert_resource(writer, name=f"a{i}")
+    by_id = client.get("/api/v1/resources?limit=1").json()["next_cursor"]
+    by_name = client.get("/api/v1/resources?limit=1&name_prefix=a").json()["next_cursor"]
+    assert_problem(client.get(f"/api/v1/resources?name_prefix=a&cursor={by_id}"),
+                   400, "RES-001")
+    assert_problem(client.get(f"/api/v1/resources?cursor={by_name}"), 400, "RES-001")
+
+
+def _walk(client: TestClient, params: dict[str, str | int]) -> list[dict[str, object]]:
+    seen: list[dict[str, object]] = []
+    cursor = None
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        resp = client.get("/api/v1/resources", params=query)
+        assert resp.status_code == 200, resp.text
+        page = resp.json()
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+
+
+@pytest.mark.parametrize("params", [{"limit": 97}, {"limit": 113, "name_prefix": "n"}])
+def test_pagination_has_no_gaps_or_repeats_under_concurrent_inserts(
+        client: TestClient, writer: Conn, database_url: str,
+        params: dict[str, str | int]) -> None:
+    with writer.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO resources (id, name, status, last_command_id) VALUES (%s,%s,%s,%s)",
+            [(uuid.uuid4(), f"n{i:05d}", "active", uuid.uuid4()) for i in range(3000)])
+    before = {str(r[0]) for r in writer.execute("SELECT id FROM resources")}
+    stop = threading.Event()
+    inserted = 0
+
+    def insert_meanwhile() -> None:
+        nonlocal inserted
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while not stop.is_set():
+                insert_resource(conn, name=f"n{uuid.uuid4().hex[:6]}")
+                inserted += 1
+
+    thread = threading.Thread(target=insert_meanwhile)
+    thread.start()
+    try:
+        seen = _walk(client, params)
+    finally:
+        stop.set()
+        thread.join()
+    ids = [str(r["id"]) for r in seen]
+    assert inserted > 0, "the writer must have run during the walk"
+    assert len(ids) == len(set(ids)), "no repeats"
+    assert before <= set(ids), "no gaps: every row present before the walk is seen"
+    keys: list[Any] = ([(r["name"], r["id"]) for r in seen] if "name_prefix" in params
+                       else ids)
+    assert keys == sorted(keys), "strict key order"
+
+
+# --- GET /api/v1/commands/{command_id} ------------------------------------------------------
+
+def test_command_outcomes(client: TestClient, writer: Conn) -> None:
+    applied = insert_command(writer, resulting_version=5)
+    rejected = insert_command(writer, outcome="rejected", error_code="RULE-003",
+                              error_message="stale expected_version", resulting_version=None)
+    duplicate = insert_command(writer, duplicates=2, resulting_version=2)
+
+    body = client.get(f"/api/v1/commands/{applied}").json()
+    assert body["outcome"] == "applied"
+    assert body["resulting_version"] == 5
+    assert body["duplicate"] is False
+    assert body["duplicate_deliveries"] == 0
+    assert body["command_type"] == "UPDATE"
+    assert body["correlation_id"] == "corr-1"
+    assert body["processed_at"].endswith("Z")
+
+    resp = client.get(f"/api/v1/commands/{rejected}")
+    assert resp.status_code == 200
+    assert resp.headers["cache-control"] == "no-store"
+    assert_security_headers(resp)
+    body = resp.json()
+    assert (body["outcome"], body["error_code"], body["error_message"]) == (
+        "rejected", "RULE-003", "stale expected_version")
+    assert body["resulting_version"] is None
+
+    body = client.get(f"/api/v1/commands/{duplicate}").json()
+    assert (body["duplicate"], body["duplicate_deliveries"]) == (True, 2)
+
+
+def test_command_errors(client: TestClient) -> None:
+    assert_problem(client.get(f"/api/v1/commands/{uuid.uuid4()}"), 404, "RES-002")
+    assert_problem(client.get("/api/v1/commands/xyz"), 400, "RES-001")
+    assert_problem(client.get(f"/api/v1/commands/{uuid.uuid4()}?x=1"), 400, "RES-001")
+
+
+# --- routing errors -------------------------------------------------------------------------
+
+def test_unknown_route_and_writes_are_problems(client: TestClient) -> None:
+    assert_problem(client.get("/api/v1/nothing"), 404, "RES-002")
+    body = assert_problem(client.post("/api/v1/resources", json={}), 405, "RES-009")
+    assert "read-only" in str(body["detail"])
+    assert_problem(client.delete(f"/api/v1/resources/{uuid.uuid4()}"), 405, "RES-009")
+
+
+# --- operations routes ----------------------------------------------------------------------
+
+def test_healthz_and_readyz(client: TestClient) -> None:
+    resp = client.get("/healthz")
+    assert (resp.status_code, resp.json()) == (200, {"status": "ok"})
+    assert_security_headers(resp)
+    resp = client.get("/readyz")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["database"]["ok"] is True
+
+
+def test_readyz_is_503_when_database_is_unreachable(database_url: str) -> None:
+    dead = f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=1"
+    app = create_app(api_settings(database_url, dead, db_pool_min=0))
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+        body = assert_problem(c.get("/readyz"), 503, "RES-007")
+        assert body["checks"] == {"database": {"ok": False}}
+        assert c.get("/readyz").headers["retry-after"] == "1"
+        assert_problem(c.get(f"/api/v1/resources/{uuid.uuid4()}"), 503, "RES-007")
+
+
+def _ready_with(database_url: str, read_url: str,
+                readiness: Callable[[], Awaitable[dict[str, object]]]) -> httpx.Response:
+    app = create_app(api_settings(database_url, read_url, http_request_timeout_s=0.5),
+                     readiness=readiness)
+    with TestClient(app) as c:
+        return c.get("/readyz")
+
+
+def test_readyz_includes_the_run_mode_check(database_url: str, read_url: str) -> None:
+    async def ok() -> dict[str, object]:
+        return {"worker": {"assigned_partitions": 3}}
+
+    async def unassigned() -> dict[str, object]:
+        return {"worker": {"ok": False, "assigned_partitions": 0}}
+
+    async def broken() -> dict[str, object]:
+        raise RuntimeError("consumer not started")
+
+    resp = _ready_with(database_url, read_url, ok)
+    assert resp.status_code == 200
+    assert resp.json()["checks"]["worker"] == {"assigned_partitions": 3}
+    body = assert_problem(_ready_with(database_url, read_url, unassigned), 503, "RES-007")
+    assert body["checks"] == {"worker": {"ok": False, "assigned_partitions": 0}}
+    body = assert_problem(_ready_with(database_url, read_url, broken), 503, "RES-007")
+    assert "consumer not started" in str(body["detail"])
+
+
+def test_request_timeout_is_408(database_url: str, read_url: str) -> None:
+    async def slow() -> dict[str, object]:
+        await asyncio.sleep(5)
+        return {}
+
+    body = assert_problem(_ready_with(database_url, read_url, slow), 408, "RES-003")
+    assert "0.5s" in str(body["detail"])
+
+
+def test_unexpected_error_is_500_res008(database_url: str, read_url: str) -> None:
+    async def unserialisable() -> dict[str, object]:
+        return {"worker": {"since": object()}}
+
+    resp = _ready_with(database_url, read_url, unserialisable)
+    body = assert_problem(resp, 500, "RES-008")
+    assert "object" not in str(body["detail"]), "internals are logged, not leaked"
+
+
+def test_metrics_count_requests_by_route_template(
+        client: TestClient, writer: Conn, metrics: Metrics) -> None:
+    rid = insert_resource(writer)
+    client.get(f"/api/v1/resources/{rid}")
+    client.get(f"/api/v1/resources/{uuid.uuid4()}")
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain")
+    text = resp.text
+    assert 'phoenix_http_requests_total{route="/api/v1/resources/{id}",status="200"} 1.0' in text
+    assert 'phoenix_http_requests_total{route="/api/v1/resources/{id}",status="404"} 1.0' in text
+    assert "phoenix_http_request_seconds_bucket" in text
+    assert str(rid) not in text
+
+
+def test_openapi_and_docs(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    paths = doc["paths"]
+    assert {"/api/v1/resources", "/api/v1/resources/{resource_id}",
+            "/api/v1/commands/{command_id}", "/healthz", "/readyz", "/metrics"} <= set(paths)
+    get_one = paths["/api/v1/resources/{resource_id}"]["get"]
+    assert "422" not in get_one["responses"]
+    assert set(get_one["responses"]["400"]["content"]) == {"application/problem+json"}
+    assert "bearer" not in doc.get("components", {}).get("securitySchemes", {})
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger-ui" in docs.text
+    assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    assert docs.headers["x-frame-options"] == "DENY"
+
+
+# --- auth -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def auth_client(database_url: str, read_url: str) -> Iterator[TestClient]:
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    settings = api_settings(database_url, read_url,
+                            api_token_hashes=[hashlib.sha256(b"other").hexdigest(), digest])
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_auth_required_when_tokens_configured(
+        auth_client: TestClient, writer: Conn) -> None:
+    rid = insert_resource(writer)
+    for path in (f"/api/v1/resources/{rid}", "/api/v1/resources",
+                 f"/api/v1/commands/{uuid.uuid4()}"):
+        resp = auth_client.get(path)
+        assert_problem(resp, 401, "RES-005")
+        assert resp.headers["www-authenticate"].startswith("Bearer")
+        assert_problem(auth_client.get(path, headers={"Authorization": f"Basic {TOKEN}"}),
+                       401, "RES-005")
+        assert_problem(auth_client.get(path, headers={"Authorization": "Bearer wrong"}),
+                       403, "RES-006")
+    ok = auth_client.get(f"/api/v1/resources/{rid}",
+                         headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200
+    assert ok.json()["id"] == str(rid)
+    for open_path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        assert auth_client.get(open_path).status_code == 200
+    doc = auth_client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert "401" in doc["paths"]["/api/v1/resources"]["get"]["responses"]
+
+
+def test_auth_off_by_default(client: TestClient, writer: Conn) -> None:
+    rid = insert_resource(writer)
+    assert client.get(f"/api/v1/resources/{rid}",
+                      headers={"Authorization": "Bearer anything"}).status_code == 200
+
+
+# --- the read-only role and the pool's lifecycle --------------------------------------------
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO resources (name, last_command_id) VALUES ('x', gen_random_uuid())",
+    "UPDATE resources SET name = 'x'",
+    "DELETE FROM processed_commands",
+    "SELECT * FROM outbox",
+    "CREATE TABLE sneaky (id int)",
+])
+def test_api_role_cannot_write(read_url: str, statement: str) -> None:
+    with psycopg.connect(read_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(statement)
+
+
+def _api_connections(writer: Conn) -> int:
+    row = writer.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
+                         " AND datname = current_database()", (API_ROLE,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_lifespan_opens_and_closes_the_pool(database_url: str, read_url: str,
+                                            writer: Conn) -> None:
+    app = create_app(api_settings(database_url, read_url))
+    with TestClient(app) as c:
+        assert c.get("/readyz").status_code == 200
+        assert _api_connections(writer) >= 1
+    assert _api_connections(writer) == 0
+
+
+def test_build_server_serves_over_tcp(database_url: str, read_url: str,
+                                      writer: Conn) -> None:
+    rid = insert_resource(writer)
+    port = free_port()
+    server = build_server(api_settings(database_url, read_url, http_port=port))
+
+    async def run() -> httpx.Response:
+        task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                await asyncio.sleep(0.02)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+                return await c.get(f"/api/v1/resources/{rid}")
+        finally:
+            server.should_exit = True
+            await task
+
+    resp = asyncio.run(run())
+    assert resp.status_code == 200
+    assert orjson.loads(resp.content)["id"] == str(rid)
+    assert "server" not in resp.headers
