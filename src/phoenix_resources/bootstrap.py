@@ -5,13 +5,18 @@ Entry points and the client library call these; nothing else constructs a driver
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, Producer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
 from phoenix_resources.config import Settings
+from phoenix_resources.observability import Metrics
+
+if TYPE_CHECKING:
+    from phoenix_resources.entrypoints.relay import Relay
+    from phoenix_resources.entrypoints.worker import Worker
 
 
 def framing(settings: Settings) -> Framing:
@@ -72,3 +77,43 @@ def consumer(settings: Settings, group_id: str | None = None, **overrides: Any) 
                             "client.id": "phoenix-resources"}
     conf.update(overrides)
     return Consumer(conf)
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+def topics_to_create(settings: Settings) -> dict[str, int]:
+    n = settings.topic_partitions
+    return {settings.commands_topic: n, settings.events_topic: n,
+            settings.rejections_topic: n, settings.dlq_topic: 1}
+
+
+def prepare_topics(settings: Settings) -> None:
+    if settings.create_topics:
+        from phoenix_resources.adapters.kafka import ensure_topics
+
+        ensure_topics(settings.kafka_common(), topics_to_create(settings))
+
+
+def worker(settings: Settings, metrics: Metrics) -> tuple[Worker, ConnectionPool]:
+    """The worker and its pool (open it before ``run``; close it after)."""
+    from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
+    from phoenix_resources.entrypoints.worker import Worker
+
+    pool = db_pool(settings, min_size=1, max_size=2, name="phoenix-worker")
+    codec = event_codec(settings)
+
+    def unit() -> PostgresBatchUnit:
+        return PostgresBatchUnit(pool, codec, settings.events_topic, settings.rejections_topic)
+
+    return Worker(settings, consumer=consumer(settings), producer=producer(settings),
+                  codec=command_codec(settings), unit_factory=unit, metrics=metrics), pool
+
+
+def relay(settings: Settings, metrics: Metrics) -> Relay:
+    from phoenix_resources.adapters.postgres.outbox import OutboxSession
+    from phoenix_resources.entrypoints.relay import Relay
+
+    session = OutboxSession(settings.database_url, settings.relay_lock_key)
+    return Relay(settings, session=session, producer=producer(settings, **{"linger.ms": 2}),
+                 metrics=metrics)

@@ -48,7 +48,7 @@ def migrate(
     """
     from phoenix_resources.adapters.postgres import schema
 
-    settings = Settings()
+    settings = _settings()
     try:
         if action is MigrateAction.upgrade:
             schema.upgrade(settings.database_url, revision or "head")
@@ -58,6 +58,57 @@ def migrate(
                    f"{schema.current_revision(settings.database_url) or 'base'}")
     except Exception as e:
         raise fail(f"migration failed: {e}") from e
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as e:  # pydantic's message names the bad variable
+        raise fail(f"invalid settings: {e}", 2) from e
+
+
+@app.command()
+def worker() -> None:
+    """Consume commands and apply them to PostgreSQL (scale out: run more of these).
+
+    Example: PHOENIX_BATCH_SIZE=2000 phoenix-resources worker
+    """
+    from phoenix_resources.entrypoints.runner import run_worker
+
+    raise typer.Exit(run_worker(_settings()))
+
+
+@app.command()
+def relay() -> None:
+    """Publish outbox rows to the events / rejections topics (one active, others standby).
+
+    Example: phoenix-resources relay
+    """
+    from phoenix_resources.entrypoints.runner import run_relay
+
+    raise typer.Exit(run_relay(_settings()))
+
+
+@app.command()
+def api() -> None:
+    """Serve the read-only HTTP API (PHOENIX_HTTP_WORKERS processes).
+
+    Example: PHOENIX_HTTP_PORT=8080 phoenix-resources api
+    """
+    from phoenix_resources.entrypoints.http import serve
+
+    serve(_settings())
+
+
+@app.command()
+def run() -> None:
+    """Worker + relay + HTTP API in one process: the local default (`make run`).
+
+    Example: phoenix-resources run   # then open http://127.0.0.1:8000/docs
+    """
+    from phoenix_resources.entrypoints.runner import run_all
+
+    raise typer.Exit(run_all(_settings()))
 
 
 @stack_app.command("up")

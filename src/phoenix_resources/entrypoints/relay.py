@@ -1,0 +1,138 @@
+"""The relay: outbox rows → Kafka, in commit-safe order, at least once.
+
+* One active relay at a time (a PostgreSQL advisory lock); others stand by and take over
+  within ``relay_poll_interval_s`` of the leader's session ending.
+* Rows are read in ``seq`` order, produced keyed by resource id with an idempotent producer
+  (fire the batch, flush once, await every delivery report) and deleted only afterwards.
+  A crash between delivery and delete repeats events with the same ``event_id``.
+* Per resource, ``seq`` order is version order: a worker's transaction that changes a
+  resource waits for the row lock of the previous change, so it inserts its outbox row later.
+* Woken by LISTEN/NOTIFY on commit; polls every ``relay_poll_interval_s`` as a fallback.
+* While leading, it also prunes ``processed_commands`` past the retention window.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Producer
+from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
+
+from phoenix_resources.adapters.kafka import OutgoingRecord, publish_all
+from phoenix_resources.adapters.postgres.outbox import OutboxRow, OutboxSession
+from phoenix_resources.config import Settings
+from phoenix_resources.errors import TransientError
+from phoenix_resources.observability import Metrics
+
+log = logging.getLogger("phoenix_resources.relay")
+
+CE_SPEC = b"1.0"
+CE_TYPE_PREFIX = "phoenix.resources.v1."
+
+
+def to_record(row: OutboxRow, source: bytes) -> OutgoingRecord:
+    """CloudEvents binary mode: the payload is the data, attributes go in ``ce_`` headers."""
+    headers: list[tuple[str, str | bytes | None]] = [
+        ("ce_specversion", CE_SPEC),
+        ("ce_id", str(row.id).encode()),
+        ("ce_type", (CE_TYPE_PREFIX + row.type).encode()),
+        ("ce_source", source),
+        ("ce_subject", row.aggregateid.encode()),
+        ("ce_time", row.occurred_at.isoformat().encode()),
+        ("content-type", b"application/avro"),
+    ]
+    if row.traceparent:
+        headers.append(("traceparent", row.traceparent.encode()))
+    return OutgoingRecord(row.topic, row.aggregateid.encode(), row.payload, headers)
+
+
+class Relay:
+    def __init__(self, settings: Settings, *, session: OutboxSession, producer: Producer,
+                 metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.session = session
+        self.producer = producer
+        self.metrics = metrics
+        self.clock = clock
+        self.leading = False
+        self._source = settings.event_source.encode()
+        self._stop = threading.Event()
+        self._next_prune = 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        log.info("relay started", extra={"lock_key": self.settings.relay_lock_key})
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(TransientError),
+                wait=wait_random_exponential(multiplier=self.settings.retry_initial_s,
+                                             max=self.settings.retry_max_s),
+                stop=lambda _: self._stop.is_set(),
+                sleep=self._sleep,
+                before_sleep=lambda s: self._on_fault(s.outcome.exception()
+                                                      if s.outcome else None),
+            ):
+                with attempt:
+                    self._lead_and_publish()
+        except Exception:
+            if not self._stop.is_set():
+                raise
+        finally:
+            self._step_down()
+            self.producer.flush(10)
+            log.info("relay stopped")
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def _on_fault(self, exc: BaseException | None) -> None:
+        self._step_down()
+        self.metrics.transient_errors.labels("relay", type(exc).__name__).inc()
+        log.warning("transient fault; retrying", extra={"error": str(exc)[:300]})
+
+    def _step_down(self) -> None:
+        if self.leading:
+            log.info("relay lost the lead")
+        self.leading = False
+        self.metrics.relay_active.set(0)
+        self.session.close()  # closing the session releases the lock
+
+    def _lead_and_publish(self) -> None:
+        while not self._stop.is_set():
+            if not self.leading:
+                if not self.session.try_lead():
+                    self._stop.wait(self.settings.relay_poll_interval_s)
+                    continue
+                self.leading = True
+                self.metrics.relay_active.set(1)
+                log.info("relay is the leader")
+            published = self.publish_once()
+            self._housekeep()
+            if published < self.settings.relay_batch_size:
+                self.session.wait_for_commit(self.settings.relay_poll_interval_s)
+
+    def publish_once(self) -> int:
+        rows = self.session.fetch(self.settings.relay_batch_size)
+        if not rows:
+            return 0
+        publish_all(self.producer, [to_record(r, self._source) for r in rows])
+        self.session.delete([r.seq for r in rows])
+        for topic in {r.topic for r in rows}:
+            self.metrics.events_published.labels(topic).inc(
+                sum(1 for r in rows if r.topic == topic))
+        return len(rows)
+
+    def _housekeep(self) -> None:
+        now = self.clock()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self.settings.prune_interval_s
+        pruned = self.session.prune_processed(self.settings.processed_retention_hours * 3600)
+        if pruned:
+            self.metrics.outbox_pruned.inc(pruned)
+            log.info("pruned processed_commands", extra={"rows": pruned})

@@ -1,0 +1,285 @@
+"""The worker: Kafka commands → one PostgreSQL transaction per batch → offsets.
+
+Guarantees (each has a test against the real broker and database):
+
+* offsets are stored only after the batch's database commit and after its dead letters are
+  acknowledged by the broker — a crash anywhere before that means redelivery, and
+  redelivery is absorbed by the ``processed_commands`` primary key;
+* bytes that are not a command go to the DLQ with the reason; they never stop the worker;
+* a transient fault (PostgreSQL or Kafka unavailable, a race with another writer) pauses
+  the assigned partitions and retries the same batch with exponential backoff and jitter,
+  polling meanwhile so the consumer keeps its group membership; good commands are never
+  dead-lettered because of an outage;
+* on revoke, the in-flight batch's messages of revoked partitions are abandoned (the next
+  owner gets them from the last committed offset) and nothing past the last database
+  commit is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    wait_random_exponential,
+)
+
+from phoenix_resources.adapters.codec import CommandCodec
+from phoenix_resources.adapters.kafka import (
+    OutgoingRecord,
+    dead_letter,
+    header,
+    partition_key,
+    publish_all,
+)
+from phoenix_resources.config import Settings
+from phoenix_resources.errors import DecodeError, TransientError
+from phoenix_resources.observability import Metrics
+from phoenix_resources.services.apply_batch import BatchUnit, Incoming, apply_batch
+
+log = logging.getLogger("phoenix_resources.worker")
+
+POLL_SLICE_S = 0.2
+"""While waiting out a fault, poll at least this often (keeps rebalances and heartbeats
+served; far below max.poll.interval.ms)."""
+
+
+@dataclass
+class _InFlight:
+    """A batch being applied; ``dead`` pairs each DLQ record with its source partition."""
+
+    messages: list[Message]
+    incoming: list[Incoming]
+    dead: list[tuple[int, OutgoingRecord]]
+    db_done: bool = False
+    dlq_done: bool = False
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Abandon what came from ``partitions``: their next owner will redeliver it."""
+        self.messages = [m for m in self.messages if partition_key(m)[1] not in partitions]
+        self.incoming = [i for i in self.incoming if i.partition not in partitions]
+        self.dead = [(p, d) for p, d in self.dead if p not in partitions]
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, consumer: Consumer, producer: Producer,
+                 codec: CommandCodec, unit_factory: Callable[[], BatchUnit],
+                 metrics: Metrics, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 ) -> None:
+        self.settings = settings
+        self.consumer = consumer
+        self.producer = producer
+        self.codec = codec
+        self.unit_factory = unit_factory
+        self.metrics = metrics
+        self.clock = clock
+        self.assignment: set[tuple[str, int]] = set()
+        self.paused = False
+        self._in_flight: _InFlight | None = None
+        self._stop = threading.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Consume until :meth:`stop`; then commit what was stored and leave the group."""
+        self.consumer.subscribe([self.settings.commands_topic], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("worker started", extra={"topic": self.settings.commands_topic,
+                                          "group": self.settings.consumer_group})
+        try:
+            while not self.stopping:
+                self.run_once()
+        finally:
+            self._close()
+
+    def run_once(self) -> None:
+        messages = self.consumer.consume(self.settings.batch_size,
+                                         timeout=self.settings.batch_max_wait_ms / 1000)
+        good = [m for m in messages if not self._is_error(m)]
+        if good:
+            self.handle(good)
+
+    def _close(self) -> None:
+        try:
+            self.consumer.commit(asynchronous=False)
+        except Exception as e:
+            log.debug("final commit skipped", extra={"reason": str(e)})
+        self.consumer.close()
+        self.producer.flush(5)
+        log.info("worker stopped")
+
+    # --- one batch ---------------------------------------------------------------------------
+
+    def handle(self, messages: Sequence[Message]) -> None:
+        started = time.perf_counter()
+        batch = self._decode(messages)
+        self._in_flight = batch
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(TransientError),
+                wait=wait_random_exponential(multiplier=self.settings.retry_initial_s,
+                                             max=self.settings.retry_max_s),
+                stop=lambda _: self.stopping,
+                sleep=self._wait_out_fault,
+                before_sleep=self._on_fault,
+                reraise=True,
+            ):
+                with attempt:
+                    self._apply(batch)
+        except TransientError:
+            log.warning("stopping with an unfinished batch; it will be redelivered",
+                        extra={"messages": len(batch.messages)})
+            return
+        finally:
+            self._in_flight = None
+        self._store_offsets(batch.messages)
+        self._resume()
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _decode(self, messages: Sequence[Message]) -> _InFlight:
+        incoming: list[Incoming] = []
+        dead: list[tuple[int, OutgoingRecord]] = []
+        for m in messages:
+            _, partition = partition_key(m)
+            try:
+                command = self.codec.decode(m.value(), header(m, "content-type"))
+            except DecodeError as e:
+                dead.append((partition, dead_letter(m, self.settings.dlq_topic, e.reason,
+                                                    e.detail)))
+                log.warning("dead-lettered", extra={"reason": e.reason, "detail": e.detail,
+                                                    "partition": m.partition(),
+                                                    "offset": m.offset()})
+                continue
+            incoming.append(Incoming(command, partition, m.offset() or 0,
+                                     header(m, "traceparent")))
+        return _InFlight(list(messages), incoming, dead)
+
+    def _apply(self, batch: _InFlight) -> None:
+        if not batch.db_done and batch.incoming:
+            report = apply_batch(self.unit_factory(), batch.incoming, self.clock())
+            batch.db_done = True
+            m = self.metrics
+            m.batches.inc()
+            m.batch_size.observe(len(batch.incoming))
+            m.commands.labels("applied").inc(report.applied + report.unchanged)
+            m.commands.labels("rejected").inc(report.rejected)
+            m.commands.labels("duplicate").inc(report.duplicates)
+            if report.duplicates:
+                log.info("duplicates absorbed", extra={
+                    "count": report.duplicates,
+                    "command_ids": [str(c) for c in report.duplicate_ids[:10]]})
+        if not batch.dlq_done and batch.dead:
+            publish_all(self.producer, [record for _, record in batch.dead])
+            batch.dlq_done = True
+            self.metrics.commands.labels("dead_lettered").inc(len(batch.dead))
+
+    # --- offsets -----------------------------------------------------------------------------
+
+    def _store_offsets(self, messages: Sequence[Message]) -> None:
+        """Called only after the database commit (and DLQ acknowledgements)."""
+        highest: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = partition_key(m)
+            offset = m.offset() or 0
+            if key in self.assignment and offset >= highest.get(key, -1):
+                highest[key] = offset
+        if highest:
+            self.consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1)
+                                                 for (t, p), o in highest.items()])
+
+    # --- faults ------------------------------------------------------------------------------
+
+    def _on_fault(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        self.metrics.transient_errors.labels("worker", type(exc).__name__).inc()
+        log.warning("transient fault; pausing and retrying the batch", extra={
+            "error": str(exc)[:300], "kind": type(exc).__name__,
+            "attempt": state.attempt_number,
+            "retry_in_s": round(state.next_action.sleep, 2) if state.next_action else None})
+        self._pause()
+
+    def _wait_out_fault(self, seconds: float) -> None:
+        """Sleep by polling: rebalance callbacks run, and membership is kept."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            message = self.consumer.poll(min(POLL_SLICE_S, max(0.0, deadline - time.monotonic())))
+            if message is not None and not self._is_error(message):
+                # Paused partitions should yield nothing; if one slips through, rewind so it
+                # is fetched again after resume instead of being skipped.
+                topic, partition = partition_key(message)
+                self.consumer.seek(TopicPartition(topic, partition, message.offset() or 0))
+
+    def _pause(self) -> None:
+        if not self.paused and self.assignment:
+            self.consumer.pause([TopicPartition(t, p) for t, p in self.assignment])
+            self.paused = True
+            self.metrics.consumer_paused.set(1)
+
+    def _resume(self) -> None:
+        if self.paused:
+            if self.assignment:
+                self.consumer.resume([TopicPartition(t, p) for t, p in self.assignment])
+            self.paused = False
+            self.metrics.consumer_paused.set(0)
+            log.info("resumed after fault")
+
+    def _is_error(self, message: Message) -> bool:
+        err = message.error()
+        if err is None:
+            return False
+        if err.fatal():
+            raise RuntimeError(f"fatal consumer error: {err}")
+        level = logging.DEBUG if err.code() == KafkaError._PARTITION_EOF else logging.WARNING
+        log.log(level, "consumer error", extra={"error": str(err)})
+        return True
+
+    # --- rebalance callbacks (run inside consume/poll, on this thread) ------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        added = {(tp.topic, tp.partition) for tp in partitions}
+        self.assignment |= added
+        self.metrics.assigned_partitions.set(len(self.assignment))
+        if self.paused and partitions:
+            consumer.pause(partitions)
+        log.info("partitions assigned", extra={"partitions": sorted(p for _, p in added)})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        if self._in_flight is not None:
+            self._in_flight.drop_partitions({p for _, p in revoked})
+        try:
+            # Offsets stored so far all follow a database commit; commit them now so the
+            # next owner starts right after them.
+            consumer.commit(asynchronous=False)
+        except Exception as e:
+            log.debug("commit on revoke skipped", extra={"reason": str(e)})
+        self.assignment -= revoked
+        self.metrics.assigned_partitions.set(len(self.assignment))
+        log.info("partitions revoked", extra={"partitions": sorted(p for _, p in revoked)})
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        if self._in_flight is not None:
+            self._in_flight.drop_partitions({p for _, p in lost})
+        self.assignment -= lost
+        self.metrics.assigned_partitions.set(len(self.assignment))
+        log.warning("partitions lost", extra={"partitions": sorted(p for _, p in lost)})
+
+    def readiness(self) -> dict[str, Any]:
+        return {"assigned_partitions": len(self.assignment), "paused": self.paused}

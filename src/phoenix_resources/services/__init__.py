@@ -1,0 +1,1 @@
+"""Use cases that orchestrate the domain against abstract ports (no driver imports)."""
