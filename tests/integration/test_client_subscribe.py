@@ -1,0 +1,167 @@
+"""The subscriber and the outcome watcher against a real broker, fed with events produced
+here with the project's EventCodec (the worker and relay are not needed for these)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from confluent_kafka import Producer
+
+from phoenix_resources import bootstrap
+from phoenix_resources.client import CommandPublisher, Delivery, EventSubscriber
+from phoenix_resources.config import Settings
+from phoenix_resources.domain.commands import CommandType
+from phoenix_resources.domain.events import (
+    CommandRejected,
+    ResourceChanged,
+    ResourceCreated,
+    ResourceUpdated,
+    event_id_for,
+    rejection_id_for,
+)
+from phoenix_resources.domain.model import Resource, Status
+from phoenix_resources.errors import OutcomeTimeout
+
+pytestmark = pytest.mark.integration
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def make_event(rid: uuid.UUID, version: int, command_id: uuid.UUID | None = None
+               ) -> ResourceChanged:
+    now = datetime.now(UTC)
+    cid = command_id or uuid.uuid4()
+    kind = ResourceCreated if version == 1 else ResourceUpdated
+    resource = Resource(id=rid, name=f"r-{version}", config={}, status=Status.ACTIVE,
+                        version=version, created_at=now, updated_at=now, last_command_id=cid)
+    return kind(event_id=event_id_for(cid), resource_id=rid, version=version, occurred_at=now,
+                command_id=cid, correlation_id=None, changed_fields=("name",),
+                resource=resource)
+
+
+def ce_headers(type_name: str, ce_id: uuid.UUID, subject: uuid.UUID) -> list[tuple[str, bytes]]:
+    return [("ce_id", str(ce_id).encode()), ("ce_type", f"phoenix.resources.v1.{type_name}"
+                                             .encode()),
+            ("ce_source", b"urn:phoenix:resources"), ("ce_subject", str(subject).encode()),
+            ("ce_time", datetime.now(UTC).isoformat().encode()), ("ce_specversion", b"1.0"),
+            ("content-type", b"application/avro"), ("traceparent", TRACEPARENT.encode())]
+
+
+def produce_events(settings: Settings, events: list[ResourceChanged]) -> None:
+    codec = bootstrap.event_codec(settings)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    for e in events:
+        producer.produce(settings.events_topic, key=str(e.resource_id).encode(),
+                         value=codec.encode_event(e),
+                         headers=ce_headers(e.type_name, e.event_id, e.resource_id))
+    assert producer.flush(10) == 0
+
+
+def produce_rejection(settings: Settings, command_id: uuid.UUID, rid: uuid.UUID) -> None:
+    codec = bootstrap.event_codec(settings)
+    rejection = CommandRejected(rejection_id=rejection_id_for(command_id), command_id=command_id,
+                                command_type=CommandType.UPDATE, resource_id=rid,
+                                code="CMD-004", message=f"resource {rid} does not exist",
+                                rejected_at=datetime.now(UTC), correlation_id=None)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    producer.produce(settings.rejections_topic, key=str(rid).encode(),
+                     value=codec.encode_rejection(rejection),
+                     headers=ce_headers("CommandRejected", rejection.rejection_id, rid))
+    assert producer.flush(10) == 0
+
+
+def take(subscriber: EventSubscriber, n: int, timeout: float = 30) -> list[Delivery]:
+    out: list[Delivery] = []
+    for delivery in subscriber.deliveries(timeout=timeout):
+        out.append(delivery)
+        if len(out) == n:
+            break  # the n-th is handed out but not stored
+    return out
+
+
+def test_typed_events_with_cloudevents_attributes_and_trace(settings: Settings) -> None:
+    rid = uuid.uuid4()
+    produce_events(settings, [make_event(rid, 1)])
+    with EventSubscriber(settings, "g-typed", from_beginning=True) as sub:
+        [delivery] = take(sub, 1)
+    assert isinstance(delivery.event, ResourceCreated)
+    assert delivery.event.resource_id == rid
+    assert delivery.event.resource is not None
+    assert delivery.event.resource.name == "r-1"
+    assert delivery.ce["type"] == "phoenix.resources.v1.ResourceCreated"
+    assert delivery.ce["subject"] == str(rid)
+    assert delivery.ce["id"] == str(delivery.event.event_id)
+    assert delivery.ce["specversion"] == "1.0"
+    assert delivery.ce["datacontenttype"] == "application/avro"
+    assert delivery.traceparent == TRACEPARENT
+    assert delivery.key == str(rid)
+
+
+def test_offset_is_stored_only_after_the_handler_is_done(settings: Settings) -> None:
+    rid = uuid.uuid4()  # one key: one partition, in order
+    produce_events(settings, [make_event(rid, v) for v in range(1, 6)])
+    group = f"g-{uuid.uuid4()}"
+
+    with EventSubscriber(settings, group, from_beginning=True) as sub:
+        assert [d.event.version for d in take(sub, 3)] == [1, 2, 3]
+    # 3 was handed out but the next one was never asked for: it comes again.
+    with EventSubscriber(settings, group) as sub:
+        assert [d.event.version for d in take(sub, 1)] == [3]
+
+    def handler(d: Delivery) -> None:
+        if d.event.version == 4:
+            raise RuntimeError("handler failed")
+
+    with EventSubscriber(settings, group) as sub, pytest.raises(RuntimeError):
+        sub.run(handler, timeout=30)
+    # 3 was stored when run() asked for 4; 4's handler raised, so 4 is not stored.
+    with EventSubscriber(settings, group) as sub:
+        seen: list[int] = []
+        sub.run(lambda d: seen.append(d.event.version), timeout=5)
+    assert seen == [4, 5]
+    with EventSubscriber(settings, group) as sub:
+        assert take(sub, 1, timeout=4) == []  # all acknowledged by run()
+
+
+def test_dedupe_drops_repeats_by_resource_and_version(settings: Settings) -> None:
+    rid = uuid.uuid4()
+    v1, v2, v3 = (make_event(rid, v) for v in (1, 2, 3))
+    produce_events(settings, [v1, v2, v2, v1, v3])
+    with EventSubscriber(settings, f"g-{uuid.uuid4()}", from_beginning=True) as raw:
+        assert [d.event.version for d in take(raw, 5)] == [1, 2, 2, 1, 3]
+    with EventSubscriber(settings, f"g-{uuid.uuid4()}", from_beginning=True,
+                         dedupe=True) as deduped:
+        assert [d.event.version for d in take(deduped, 3)] == [1, 2, 3]
+        assert deduped.dropped_repeats == 2
+
+
+def test_without_from_beginning_a_new_group_starts_at_the_newest(settings: Settings) -> None:
+    rid = uuid.uuid4()
+    produce_events(settings, [make_event(rid, 1), make_event(rid, 2)])
+    with EventSubscriber(settings, f"g-{uuid.uuid4()}") as sub:
+        assert take(sub, 1, timeout=5) == []  # joined the group; nothing new yet
+        produce_events(settings, [make_event(rid, 3)])
+        assert [d.event.version for d in take(sub, 1)] == [3]
+
+
+def test_wait_for_outcome_from_the_topics(settings: Settings) -> None:
+    with CommandPublisher(settings) as publisher:
+        created = publisher.create("db")
+        refused = publisher.update(uuid.uuid4(), name="x")
+        # Stand-ins for the relay: announce one change and one rejection.
+        produce_events(settings, [make_event(uuid.uuid4(), 1),
+                                  make_event(created.resource_id, 1, created.command_id)])
+        produce_rejection(settings, refused.command_id, refused.resource_id)
+
+        applied = publisher.wait_for_outcome(created, timeout=20)
+        rejected = publisher.wait_for_outcome(str(refused), timeout=20)
+        with pytest.raises(OutcomeTimeout, match="no outcome"):
+            publisher.wait_for_outcome(uuid.uuid4(), timeout=2)
+
+    assert (applied.outcome, applied.resulting_version, applied.resource_id) == (
+        "applied", 1, created.resource_id)
+    assert (rejected.outcome, rejected.error_code) == ("rejected", "CMD-004")
+    assert rejected.error_message is not None
+    assert "does not exist" in rejected.error_message
