@@ -4,6 +4,7 @@ a decodable value; bulk sends fire-then-flush; failures are DeliveryFailed, not 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -54,6 +55,8 @@ def test_create_update_delete_are_keyed_framed_and_decodable(settings: Settings)
     assert headers["content-type"] == b"application/avro"
     assert headers["correlation_id"] == b"corr-1"
     assert headers["traceparent"].startswith(b"00-aaaa")
+    later = dict(sorted(records, key=lambda r: r.offset())[1].headers() or [])
+    assert re.fullmatch(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-01", later["traceparent"])
 
 
 def test_json_wire_format_and_caller_chosen_command_id(settings: Settings) -> None:
@@ -110,7 +113,7 @@ def test_unreachable_broker_is_delivery_failed() -> None:
     settings = Settings(kafka_bootstrap_servers="127.0.0.1:1", commands_topic="nowhere")
     publisher = CommandPublisher(settings, delivery_timeout_s=1.5)
     try:
-        with pytest.raises(DeliveryFailed, match="not delivered|no delivery report"):
+        with pytest.raises(DeliveryFailed, match=r"not delivered|no delivery report"):
             publisher.create("x")
     finally:
         publisher.close(timeout=0)

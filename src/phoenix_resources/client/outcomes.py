@@ -119,12 +119,13 @@ class OutcomeWatcher:
                 except httpx.HTTPError as e:  # API restarting: keep trying until the deadline
                     last = f"{type(e).__name__}: {e}"
                 else:
-                    if response.status_code == 200:
-                        return outcome_from_api(response.json())
-                    if response.status_code != 404:  # 404: not processed yet
+                    body = response.json() if response.status_code == 200 else None
+                    if isinstance(body, dict) and body.get("outcome") != "pending":
+                        return outcome_from_api(body)
+                    if response.status_code not in (200, 404):  # 404: not processed yet
                         raise PhoenixError(f"GET {url} answered {response.status_code}: "
                                            f"{response.text[:200]}")
-                    last = "not processed yet (404)"
+                    last = "not processed yet"
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise OutcomeTimeout(f"no outcome for command {command_id} within "

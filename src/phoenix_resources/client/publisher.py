@@ -16,6 +16,7 @@ Guarantees of :class:`CommandPublisher`:
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 import uuid
@@ -118,6 +119,11 @@ def as_status(value: Status | str | None) -> Status | None:
     except ValueError as e:
         raise CommandInvalid(INVALID_FIELD, f"status must be one of "
                              f"{', '.join(s.value for s in Status)}, not {value!r}") from e
+
+
+def new_traceparent() -> str:
+    """A W3C trace context for a new trace (sampled), as the ``traceparent`` header."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
 def validate(command: AnyCommand) -> None:
@@ -237,6 +243,7 @@ class CommandPublisher:
                traceparent: str | None = None) -> Sent:
         """Validate and enqueue without waiting; ``on_delivery(sent, error_or_None)`` runs
         later, from :meth:`poll` / :meth:`flush` (or any thread polling this publisher).
+        Without ``traceparent`` a new trace is started (header ``traceparent``).
 
         Raises :class:`CommandInvalid`, or :class:`DeliveryFailed` when the record cannot
         even be enqueued (e.g. larger than the broker accepts)."""
@@ -247,8 +254,9 @@ class CommandPublisher:
             ("content-type", content_type.encode())]
         if command.correlation_id:
             headers.append(("correlation_id", command.correlation_id.encode()))
-        if traceparent:
-            headers.append(("traceparent", traceparent.encode()))
+        # Every command starts (or continues) a trace: the worker and relay carry it to the
+        # event, so a subscriber can join the publisher's trace.
+        headers.append(("traceparent", (traceparent or new_traceparent()).encode()))
         sent = Sent(command.command_id, command.resource_id)
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
