@@ -37,6 +37,12 @@ from phoenix_resources.config import Settings
 from phoenix_resources.domain.model import NAME_MAX, Status
 from phoenix_resources.entrypoints import http_problems as p
 from phoenix_resources.entrypoints.http_edge import Edge, TokenCheck
+from phoenix_resources.entrypoints.http_fast import (
+    ApiState,
+    FastLookup,
+    etag_matches,
+    resource_problem,
+)
 from phoenix_resources.entrypoints.http_models import (
     CommandOutcome,
     Health,
@@ -55,7 +61,6 @@ SETTINGS_ENV = "PHOENIX_API_SETTINGS_JSON"
 """How :func:`serve` hands its Settings to uvicorn's worker processes."""
 READY_DB_TIMEOUT_S = 1.0
 LIMIT_DEFAULT, LIMIT_MAX = 50, 500
-RESOURCE_CACHE = (b"cache-control", b"private, max-age=0")
 
 
 def _problem_doc(*codes: p.Code) -> dict[int | str, dict[str, Any]]:
@@ -66,18 +71,12 @@ def _problem_doc(*codes: p.Code) -> dict[int | str, dict[str, Any]]:
 COMMON_PROBLEMS = _problem_doc(p.INVALID_REQUEST, p.TIMEOUT, p.UNAVAILABLE, p.INTERNAL)
 
 
-class _State:
-    """What the lifespan opens and the routes use."""
-
-    queries: ReadQueries
-
-
 def create_app(settings: Settings, *, metrics: Metrics | None = None,
                readiness: Readiness | None = None) -> FastAPI:
     """The ASGI app; opens its pool on lifespan start and closes it on shutdown."""
     metrics = metrics or Metrics()
     tokens = TokenCheck(settings.api_token_hashes)
-    state = _State()
+    state = ApiState()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +91,8 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
             await pool.close()
 
     app = FastAPI(title="phoenix-resources", version="1", lifespan=lifespan,
+                  # Tracing/metrics are Prometheus here; FastAPI's OpenTelemetry hooks off.
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
                   description="Read-only lookup of resources and command outcomes. "
                               "Writes happen only through command events on Kafka.")
@@ -99,6 +100,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     _add_api_routes(app, state)
     _add_ops_routes(app, state, metrics, readiness)
     app.openapi = _openapi_builder(app, auth=tokens.enabled)  # type: ignore[method-assign]
+    app.add_middleware(FastLookup, state=state)
     app.add_middleware(Edge, timeout_s=settings.http_request_timeout_s, tokens=tokens,
                        requests=metrics.http_requests, seconds=metrics.http_seconds)
     return app
@@ -113,14 +115,7 @@ def _reject_unknown_query(request: Request, allowed: frozenset[str]) -> None:
                            f"; allowed: {', '.join(sorted(allowed)) or 'none'}")
 
 
-def _etag_matches(if_none_match: str, etag: str) -> bool:
-    """RFC 9110 weak comparison, as If-None-Match requires."""
-    if if_none_match.strip() == "*":
-        return True
-    return any(t.strip().removeprefix("W/") == etag for t in if_none_match.split(","))
-
-
-def _add_api_routes(app: FastAPI, state: _State) -> None:
+def _add_api_routes(app: FastAPI, state: ApiState) -> None:
     no_query: frozenset[str] = frozenset()
     list_query = frozenset({"status", "name_prefix", "limit", "cursor"})
 
@@ -136,16 +131,16 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
     ) -> Response:
         if request.query_params:
             _reject_unknown_query(request, no_query)
+        # The plain form of this request is answered by FastLookup; this route serves the rest
+        # (e.g. a query string to refuse) with the same core, and documents the operation.
         doc = await state.queries.resource(resource_id)
-        if doc is None:
-            raise p.ApiProblem(p.NOT_FOUND, f"no resource with id {resource_id}")
-        if doc.deleted_at is not None:
-            raise p.ApiProblem(p.DELETED, f"resource {resource_id} was deleted at "
-                               f"{doc.deleted_at}", deleted_at=doc.deleted_at,
-                               version=doc.version)
+        problem = resource_problem(resource_id, doc)
+        if problem is not None or doc is None:
+            assert problem is not None
+            raise problem
         etag = f'"{doc.version}"'
         headers = {"etag": etag, "cache-control": "private, max-age=0"}
-        if if_none_match is not None and _etag_matches(if_none_match, etag):
+        if if_none_match is not None and etag_matches(if_none_match, etag):
             return Response(status_code=304, headers=headers)
         return Response(doc.json, media_type=JSON, headers=headers)
 
@@ -185,7 +180,7 @@ def _add_api_routes(app: FastAPI, state: _State) -> None:
         return Response(doc, media_type=JSON)
 
 
-def _add_ops_routes(app: FastAPI, state: _State, metrics: Metrics,
+def _add_ops_routes(app: FastAPI, state: ApiState, metrics: Metrics,
                     readiness: Readiness | None) -> None:
     @app.get("/healthz", response_model=Health, tags=["operations"],
              summary="The process is alive")

@@ -1,0 +1,290 @@
+"""HTTP API load test: ``python -m bench.http_load [--workers 1 2] [--duration 10]``.
+
+For each worker count it starts a throwaway PostgreSQL (or uses ``PHOENIX_DATABASE_URL``, a
+role that may create databases and roles), fills a fresh migrated database with resources,
+starts ``phoenix-resources api`` (``entrypoints.http.serve``) as a separate process on the
+read-only role, and measures ``GET /api/v1/resources/{id}``:
+
+1. **throughput**: ``wrk -t2 -c32`` for ``--duration`` seconds over random existing ids;
+2. **latency at a fixed rate** (``--rate``, default 1,000 req/s): an open-loop asyncio client
+   on raw keep-alive sockets. Each request has a scheduled start time and its latency is
+   counted from that time, so a stalled server cannot hide queueing (no coordinated omission).
+
+Everything it starts is stopped at the end. Figures print as one table; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = 10_000
+API_ROLE = "phoenix_api"
+
+
+def log(msg: str) -> None:
+    print(f"[http-load] {msg}", flush=True)
+
+
+# --- the database --------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def server_url() -> Iterator[str]:
+    env = os.environ.get("PHOENIX_DATABASE_URL")
+    if env:
+        yield env
+        return
+    from phoenix_resources.devstack import PostgresCluster
+    from phoenix_resources.devstack._proc import free_port
+
+    home = Path(tempfile.mkdtemp(prefix="phoenix-http-load-"))
+    cluster = PostgresCluster(home, port=free_port())
+    cluster.start()
+    try:
+        yield cluster.url()
+    finally:
+        cluster.destroy()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def prepare_database(server: str, rows: int) -> tuple[str, str, list[str]]:
+    """A migrated database with ``rows`` live resources: (writer URL, reader URL, ids)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from phoenix_resources.adapters.postgres import schema
+
+    name = f"httpload_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    parts = urlsplit(server)
+    writer = urlunsplit(parts._replace(path=f"/{name}"))
+    host = parts.netloc.rsplit("@", 1)[-1]
+    reader = urlunsplit(parts._replace(path=f"/{name}", netloc=f"{API_ROLE}@{host}"))
+    schema.upgrade(writer)
+    with psycopg.connect(writer, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (API_ROLE,)).fetchone():
+            conn.execute(f"CREATE ROLE {API_ROLE} LOGIN IN ROLE phoenix_reader")
+        ids = [uuid.uuid4() for _ in range(rows)]
+        with conn.cursor().copy(
+                "COPY resources (id, name, config, status, version, last_command_id)"
+                " FROM STDIN") as copy:
+            for i, rid in enumerate(ids):
+                copy.write_row((rid, f"resource-{i:06d}",
+                                '{"region": "eu-west-1", "tier": "gold", "replicas": "3"}',
+                                "active", 1 + i % 7, uuid.uuid4()))
+        conn.execute("ANALYZE resources")
+    return writer, reader, [str(i) for i in ids]
+
+
+def drop_database(server: str, writer: str) -> None:
+    name = writer.rsplit("/", 1)[-1]
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# --- the API process -----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def api_process(writer: str, reader: str, port: int, workers: int) -> Iterator[None]:
+    env = {**os.environ, "PHOENIX_DATABASE_URL": writer, "PHOENIX_READ_DATABASE_URL": reader,
+           "PHOENIX_HTTP_PORT": str(port), "PHOENIX_HTTP_WORKERS": str(workers),
+           "PHOENIX_DB_POOL_MIN": "2", "PHOENIX_DB_POOL_MAX": "8", "PHOENIX_LOG_LEVEL": "WARNING"}
+    code = ("from phoenix_resources.config import Settings\n"
+            "from phoenix_resources.entrypoints.http import serve\n"
+            "serve(Settings())\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
+    try:
+        wait_ready(port, proc)
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API exited with {proc.returncode}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        time.sleep(0.1)
+    raise RuntimeError("the API did not become ready in 30 s")
+
+
+# --- wrk (throughput) ----------------------------------------------------------------------
+
+WRK_SCRIPT = """
+local ids = {}
+for line in io.lines("%s") do ids[#ids + 1] = line end
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/api/v1/resources/" .. ids[math.random(#ids)])
+end
+"""
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(port: int, ids: list[str], duration: int) -> WrkResult:
+    with tempfile.TemporaryDirectory() as tmp:
+        id_file = Path(tmp, "ids.txt")
+        id_file.write_text("\n".join(ids[:2000]) + "\n")
+        script = Path(tmp, "ids.lua")
+        script.write_text(WRK_SCRIPT % id_file)
+        out = subprocess.run(["wrk", "-t2", "-c32", f"-d{duration}s", "--latency", "-s",
+                              str(script), f"http://127.0.0.1:{port}/"],
+                             capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = dict(re.findall(r"^\s+(\d+)%\s+([\d.]+\w+)$", out, re.M))
+    p50 = re.match(r"([\d.]+)(\w+)", pct["50"])
+    p99 = re.match(r"([\d.]+)(\w+)", pct["99"])
+    assert p50 and p99, out
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return WrkResult(rps, _ms(*p50.groups()), _ms(*p99.groups()), errors)
+
+
+# --- fixed-rate open-loop client (latency) -------------------------------------------------
+
+@dataclass
+class RateResult:
+    sent: int
+    achieved_rps: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+
+
+async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+               request: bytes) -> int:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    await reader.readexactly(length)
+    return status
+
+
+async def fixed_rate(port: int, ids: list[str], rate: int, duration: float,
+                     connections: int = 64) -> RateResult:
+    """Open loop: request i is due at t0 + i/rate; latency is measured from that instant."""
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    latencies: list[float] = []
+    errors = 0
+    loop = asyncio.get_running_loop()
+
+    async def fire(due: float, rid: str) -> None:
+        nonlocal errors
+        conn = await pool.get()
+        req = (f"GET /api/v1/resources/{rid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").encode()
+        try:
+            status = await _one(*conn, req)
+        except (OSError, asyncio.IncompleteReadError):
+            errors += 1
+            conn = await asyncio.open_connection("127.0.0.1", port)
+        else:
+            if status != 200:
+                errors += 1
+            latencies.append(loop.time() - due)
+        pool.put_nowait(conn)
+
+    total = int(rate * duration)
+    t0 = loop.time() + 0.05
+    tasks = []
+    for i in range(total):
+        due = t0 + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(fire(due, random.choice(ids))))
+    await asyncio.gather(*tasks)
+    elapsed = loop.time() - t0
+    while not pool.empty():
+        _, w = pool.get_nowait()
+        w.close()
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    return RateResult(total, total / elapsed, q[49] * 1000, q[98] * 1000,
+                      max(latencies) * 1000, errors)
+
+
+# --- main ----------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--rows", type=int, default=ROWS)
+    args = ap.parse_args(argv)
+    if not shutil.which("wrk"):
+        log("wrk is not installed (apt-get install wrk)")
+        return 1
+    from phoenix_resources.devstack._proc import free_port
+
+    rows = []
+    with server_url() as server:
+        writer, reader, ids = prepare_database(server, args.rows)
+        try:
+            for workers in args.workers:
+                port = free_port()
+                with api_process(writer, reader, port, workers):
+                    run_wrk(port, ids, 2)  # warm-up: connections, prepared statements
+                    log(f"workers={workers}: wrk -t2 -c32 -d{args.duration}s")
+                    w = run_wrk(port, ids, args.duration)
+                    log(f"workers={workers}: fixed rate {args.rate}/s for {args.duration}s")
+                    r = asyncio.run(fixed_rate(port, ids, args.rate, args.duration))
+                rows.append((workers, w, r))
+        finally:
+            drop_database(server, writer)
+    print()
+    print("workers | wrk req/s | wrk p50 ms | wrk p99 ms | wrk errors "
+          f"| @{args.rate}/s achieved | p50 ms | p99 ms | max ms | errors")
+    for workers, w, r in rows:
+        print(f"{workers:7d} | {w.rps:9.0f} | {w.p50_ms:10.2f} | {w.p99_ms:10.2f} | "
+              f"{w.errors:10d} | {r.achieved_rps:14.0f} | {r.p50_ms:6.2f} | {r.p99_ms:6.2f} | "
+              f"{r.max_ms:6.1f} | {r.errors:6d}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
