@@ -16,7 +16,7 @@ Guarantees of :class:`CommandPublisher`:
 
 from __future__ import annotations
 
-import secrets
+import os
 import threading
 import time
 import uuid
@@ -123,7 +123,8 @@ def as_status(value: Status | str | None) -> Status | None:
 
 def new_traceparent() -> str:
     """A W3C trace context for a new trace (sampled), as the ``traceparent`` header."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    ids = os.urandom(24).hex()  # one system call for trace id and span id
+    return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
 def validate(command: AnyCommand) -> None:
@@ -285,6 +286,19 @@ class CommandPublisher:
                 self._producer.poll(0.05)
             except KafkaException as e:
                 raise DeliveryFailed(f"cannot enqueue a command: {e}") from e
+
+    def check_topic(self, timeout: float = 10.0) -> None:
+        """Fail fast (:class:`DeliveryFailed`) when the broker is unreachable or the commands
+        topic does not exist, instead of one delivery error per command much later."""
+        topic = self._settings.commands_topic
+        try:
+            meta = self._producer.list_topics(topic, timeout=timeout).topics.get(topic)
+        except KafkaException as e:
+            raise DeliveryFailed(f"cannot reach the broker at "
+                                 f"{self._settings.kafka_bootstrap_servers}: {e}") from e
+        if meta is None or meta.error is not None:
+            reason = "missing" if meta is None else meta.error.str()
+            raise DeliveryFailed(f"the commands topic {topic!r} is not available: {reason}")
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks of :meth:`submit`ted commands."""

@@ -319,10 +319,13 @@ def command_from_line(text: str) -> Any:
         raise DecodeError("malformed-json", str(e)) from e
     if not isinstance(record, dict):
         raise DecodeError("malformed-json", "a command must be a JSON object")
-    record.setdefault("command_id", str(uuid.uuid4()))
-    record.setdefault("issued_at", datetime.now(UTC).isoformat())
-    if str(record.get("command_type")) == "CREATE":
-        record.setdefault("resource_id", str(uuid.uuid4()))
+    # Not setdefault: it would build the default (a uuid4, a clock read) on every line.
+    if "command_id" not in record:
+        record["command_id"] = uuid.uuid4()
+    if "issued_at" not in record:
+        record["issued_at"] = datetime.now(UTC)
+    if "resource_id" not in record and record.get("command_type") == "CREATE":
+        record["resource_id"] = uuid.uuid4()
     return command_from_record(record)
 
 
@@ -343,21 +346,22 @@ def send_file(settings: Settings, path: Path, *, progress: bool) -> BulkSummary:
     from phoenix_resources.client import CommandPublisher
 
     summary = BulkSummary()
-    stderr = Console(stderr=True, highlight=False)
 
     def report(number: int, reason: str) -> None:
         summary.failed += 1
         summary.errors.append((number, reason))
-        stderr.print(f"line {number}: {reason}", markup=False, style="red")
+        # Plain writes: one unwrapped line per error, for grep (the live bar reprints below).
+        sys.stderr.write(f"line {number}: {reason}\n")
 
     total = None if str(path) == "-" else _count_lines(path)
     bar = Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]:>8.0f}/s"), console=stderr,
+                   TextColumn("{task.fields[rate]:>8.0f}/s"), console=Console(stderr=True),
                    disable=not progress, transient=False)
     started = time.monotonic()
     try:
         with (CommandPublisher(settings) as publisher, bar,
               (sys.stdin if str(path) == "-" else path.open(encoding="utf-8")) as source):
+            publisher.check_topic()
             task = bar.add_task("send", total=total, rate=0.0)
 
             def delivered_for(number: int) -> Any:
@@ -492,11 +496,7 @@ def _http_client(api_url: str | None, token: str | None) -> httpx.Client:
     if token:
         headers["authorization"] = f"Bearer {token}"
     return httpx.Client(base_url=api_url or default_api_url(_settings()), headers=headers,
-                        timeout=10.0, transport=_TRANSPORT)
-
-
-_TRANSPORT: httpx.BaseTransport | None = None
-"""Tests may set an ``httpx`` transport (e.g. the app over ASGI); ``None`` = the network."""
+                        timeout=10.0)
 
 
 def _api_get(client: httpx.Client, path: str, params: dict[str, Any] | None = None
