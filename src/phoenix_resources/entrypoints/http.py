@@ -155,7 +155,9 @@ def _add_api_routes(app: FastAPI, state: ApiState) -> None:
             description="Only names starting with this; orders by (name, id).")] = None,
         limit: Annotated[int, Query(ge=1, le=LIMIT_MAX)] = LIMIT_DEFAULT,
         cursor: Annotated[str | None, Query(
-            max_length=2048, description="`next_cursor` of the previous page.")] = None,
+            max_length=2048, pattern=r"^[A-Za-z0-9_-]+$",
+            description="`next_cursor` of the previous page, unchanged (opaque; a cursor "
+                        "this API did not issue is refused with 400).")] = None,
     ) -> Response:
         _reject_unknown_query(request, list_query)
         after = None if cursor is None else decode_cursor(cursor, by_name=name_prefix is not None)
