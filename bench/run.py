@@ -1,0 +1,392 @@
+"""Side-by-side benchmarks: ``python -m bench.run --mode quick|full|peers``.
+
+* ``quick`` (``make bench-quick``, ~2 minutes): 20k messages, one repetition, short naive and
+  latency windows, no Debezium;
+* ``full`` (``make bench``): 100k messages, 3 repetitions of every throughput figure, the
+  Debezium JDBC sink peer, 20 s latency window, HTTP;
+* ``peers`` (``make bench-peers``): phoenix-resources and the Debezium JDBC sink only.
+
+It prints progress, then a markdown table, and writes it to ``bench/results/<date>-<host>.md``.
+Figures are printed, never asserted. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata as md
+import math
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import ceilings, naive, ours
+from bench.common import (
+    ROOT,
+    Series,
+    Target,
+    machine,
+    pg_settings,
+    progress,
+    stack_target,
+)
+from bench.workload import Workload, generate, produce
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+MODES: dict[str, dict[str, Any]] = {
+    "quick": {"n": 20_000, "reps": 1, "naive_s": 8.0, "latency_s": 5.0, "peers": False,
+              "http": True, "http_s": 3, "ours": True, "naive": True, "ceilings": True,
+              "latency": True},
+    "full": {"n": 100_000, "reps": 3, "naive_s": 25.0, "latency_s": 20.0, "peers": True,
+             "http": True, "http_s": 10, "ours": True, "naive": True, "ceilings": True,
+             "latency": True},
+    "peers": {"n": 100_000, "reps": 3, "naive_s": 0.0, "latency_s": 0.0, "peers": True,
+              "http": False, "http_s": 0, "ours": True, "naive": False, "ceilings": False,
+              "latency": False},
+}
+
+
+class Results:
+    def __init__(self) -> None:
+        self.series: dict[str, Series] = {}
+        self.notes: dict[str, str] = {}
+        self.failures: dict[str, str] = {}
+        self.extra: dict[str, Any] = {}
+
+    def s(self, key: str) -> Series:
+        return self.series.setdefault(key, Series())
+
+    def med(self, key: str) -> float:
+        s = self.series.get(key)
+        return s.median if s and s.values else float("nan")
+
+
+def attempt(res: Results, key: str, fn: Callable[[], None]) -> None:
+    """Run one measurement; a failure is recorded (and shown in the table), not fatal."""
+    try:
+        fn()
+    except Exception as e:
+        res.failures[key] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        progress(f"!! {key} failed: {res.failures[key]}")
+        traceback.print_exc(file=sys.stdout)
+
+
+def versions(target: Target) -> dict[str, str]:
+    import confluent_kafka
+
+    kafka_jars = sorted((ROOT / ".local" / "kafka" / "libs").glob("kafka_2.13-*.jar"))
+    v = {"kafka broker": kafka_jars[-1].stem.split("-", 1)[1] if kafka_jars else "?",
+         "confluent-kafka / librdkafka": f"{confluent_kafka.version()[0]} / "
+                                         f"{confluent_kafka.libversion()[0]}",
+         "psycopg": md.version("psycopg"),
+         "phoenix-resources": md.version("phoenix-resources")}
+    with contextlib.suppress(Exception):
+        import subprocess
+
+        v["git commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                         capture_output=True, text=True,
+                                         check=False).stdout.strip()
+    return v
+
+
+# --- the measurements --------------------------------------------------------------------
+
+
+def run_ceilings(target: Target, wl: Workload, topic: str, reps: int, res: Results) -> None:
+    for i in range(reps):
+        rate = ceilings.consume_rate(target.bootstrap, topic, wl.n, batch=1000)
+        res.s("consume").add(rate)
+        progress(f"ceiling consume(1000) rep {i + 1}: {rate:,.0f} msg/s")
+    rate = ceilings.consume_rate(target.bootstrap, topic, wl.n, batch=1)
+    res.s("poll").add(rate)
+    progress(f"ceiling poll() loop: {rate:,.0f} msg/s")
+    for i in range(reps):
+        url = target.fresh_db("copy")
+        rate, rows = ceilings.copy_rate(url, wl)
+        res.s("copy").add(rate)
+        res.extra["copy_rows"] = rows
+        progress(f"ceiling binary COPY rep {i + 1}: {rate:,.0f} commands/s ({rows:,} rows)")
+
+
+def run_ours(target: Target, wl: Workload, topic: str, partitions: int, *, reps: int,
+             res: Results) -> None:
+    for i in range(reps):
+        progress(f"phoenix-resources rep {i + 1}/{reps}: worker + relay on {wl.n:,} messages")
+        r = ours.throughput(target, wl, topic, partitions)
+        res.s("ours").add(r.sustained_rate)
+        res.s("ours_wall").add(r.wall_rate)
+        if r.worker:
+            res.s("worker_rss").add(r.worker.peak_rss_bytes / 2**20)
+            res.s("worker_cpu").add(r.worker.cpu_s / wl.n * 10_000)
+        if r.relay:
+            res.s("relay_rss").add(r.relay.peak_rss_bytes / 2**20)
+            res.s("relay_cpu").add(r.relay.cpu_s / wl.n * 10_000)
+        res.extra.setdefault("ours_checks", []).append(
+            "passed" if r.ok else "FAILED: " + "; ".join(r.problems))
+        res.extra["event_repeats"] = res.extra.get("event_repeats", 0) + r.event_repeats
+        progress(f"  -> {r.sustained_rate:,.0f} commands/s sustained, {r.wall_rate:,.0f}/s "
+                 f"wall; effectively-once check: {'passed' if r.ok else r.problems}")
+
+
+def run_naive(target: Target, wl: Workload, topic: str, seconds: float, *, reps: int,
+              res: Results) -> None:
+    for i in range(reps):
+        url = target.fresh_db("naive")
+        name = target.next_name("naive").replace("_", ".")
+        events, dlq = f"bench.{name}.events", f"bench.{name}.dlq"
+        target.create_topics([events, dlq], 1)
+        progress(f"naive rep {i + 1}/{reps}: {seconds:.0f} s time box")
+        r = naive.run(target.bootstrap, db_url=url, topic=topic, events_topic=events,
+                      dlq_topic=dlq, seconds=seconds, limit=wl.n)
+        res.s("naive").add(r.rate)
+        progress(f"  -> {r.rate:,.0f} commands/s ({r.processed:,} in {r.seconds:.1f} s)")
+
+
+def run_latency(target: Target, partitions: int, seconds: float, res: Results) -> None:
+    progress(f"latency: 1,000 commands/s for {seconds:.0f} s")
+    r = ours.latency(target, partitions, rate=1000, seconds=seconds)
+    res.extra["latency"] = r
+    progress(f"  -> p50 {r.p50_ms:.1f} ms, p95 {r.p95_ms:.1f}, p99 {r.p99_ms:.1f}, "
+             f"max {r.max_ms:.1f} ({r.received:,}/{r.sent:,} received)")
+
+
+def run_peers(target: Target, wl: Workload, partitions: int, reps: int, res: Results) -> None:
+    from bench.peers import connect
+
+    connect.ensure_jars()
+    res.extra["connect_versions"] = connect.versions()
+    topic, records = connect.load_topic(target, wl, partitions)
+    res.extra["dbz_records"] = records
+    for i in range(reps):
+        progress(f"Debezium JDBC sink rep {i + 1}/{reps}: {records:,} records "
+                 "(JVM start-up excluded from the rate)")
+        r = connect.run(target, wl, topic, records, partitions)
+        res.s("dbz").add(r.rate)
+        res.s("dbz_wall").add(r.wall_s)
+        res.extra["dbz_mismatch"] = r.mismatches
+        if r.notes:
+            res.notes["dbz"] = "; ".join(r.notes)
+        progress(f"  -> {r.rate:,.0f} records/s; {r.wall_s:.1f} s wall incl. JVM start; "
+                 f"{r.mismatches} rows differ from the reference")
+
+
+def run_http(target: Target, seconds: int, res: Results) -> None:
+    try:
+        from bench import http_load
+    except ImportError:
+        res.notes["http"] = "bench/http_load.py is not there"
+        return
+    if not shutil.which("wrk"):
+        res.notes["http"] = "wrk is not installed (apt-get install wrk)"
+        return
+    from phoenix_resources.devstack._proc import free_port
+
+    writer, reader, ids = http_load.prepare_database(target.admin_url, 10_000)
+    try:
+        port = free_port()
+        with http_load.api_process(writer, reader, port, 1):
+            http_load.run_wrk(port, ids, 2)
+            progress(f"HTTP: wrk -t2 -c32 {seconds}s on GET /resources/{{id}}")
+            w = http_load.run_wrk(port, ids, seconds)
+            progress(f"HTTP: fixed 1,000 req/s for {seconds}s")
+            r = asyncio.run(http_load.fixed_rate(port, ids, 1000, seconds))
+        res.extra["http"] = (w, r)
+        progress(f"  -> {w.rps:,.0f} req/s max (p99 {w.p99_ms:.1f} ms); at 1,000/s p50 "
+                 f"{r.p50_ms:.1f} ms p99 {r.p99_ms:.1f} ms")
+    finally:
+        http_load.drop_database(target.admin_url, writer)
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+def ratio(a: float, b: float) -> str:
+    if not (a > 0 and b > 0) or math.isnan(a) or math.isnan(b):
+        return "n/a"
+    return f"{a / b:.2f}x" if a / b < 10 else f"{a / b:.0f}x"
+
+
+def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noqa: PLR0915
+           mach: dict[str, str], vers: dict[str, str], pgs: dict[str, str], started: datetime,
+           partitions: int) -> str:
+    def fig(key: str, digits: int = 0, unit: str = "") -> str:
+        if key in res.failures:
+            return f"FAILED ({res.failures[key]})"
+        return res.s(key).fmt(digits, unit)
+
+    lat = res.extra.get("latency")
+    http = res.extra.get("http")
+    checks = res.extra.get("ours_checks", [])
+    lines = [f"# Benchmark results: {mode} mode, {started:%Y-%m-%d %H:%M} UTC", ""]
+    lines += ["## Machine and versions", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in {**mach, **vers}.items()]
+    if "connect_versions" in res.extra:
+        lines.append(f"| Kafka Connect / Debezium | {res.extra['connect_versions']} |")
+    lines.append("| PostgreSQL | " + ", ".join(f"{k}={v}" for k, v in pgs.items()) + " |")
+    lines += ["", "## Settings", "",
+              f"- workload: {wl.summary()} (seed {wl.seed})",
+              f"- commands topic: {partitions} partitions, pre-loaded; one worker process, "
+              "one relay process, default settings (PHOENIX_BATCH_SIZE=1000, "
+              "PHOENIX_BATCH_MAX_WAIT_MS=50)",
+              f"- repetitions: {cfg['reps']} per throughput figure (median, min-max, n); "
+              "latency, poll() loop and HTTP: one run each",
+              "- figures measured on a shared 2-core machine while other engineers built and "
+              "tested: treat them as noisy (see load average above)", ""]
+    lines += ["## Results", "", "| measurement | figure | notes |", "|---|---|---|"]
+
+    def row(name: str, figure: str, note: str = "") -> None:
+        lines.append(f"| {name} | {figure} | {note} |")
+
+    if cfg["ours"]:
+        row("**phoenix-resources** end to end, sustained", fig("ours", 0, " cmd/s"),
+            "messages / (first batch committed → last event appended); worker + relay")
+        row("phoenix-resources, wall incl. start-up", fig("ours_wall", 0, " cmd/s"),
+            "spawn of both processes → last event seen")
+        row("effectively-once check", ", ".join(checks) or "not run",
+            "DB equals the `decide` reference; every expected event id published; "
+            f"{res.extra.get('event_repeats', 0)} repeated events")
+    if cfg["naive"]:
+        row("naive worker (1 tx + 1 sync produce + sync offset commit per message)",
+            fig("naive", 0, " cmd/s"), f"time box {cfg['naive_s']:.0f} s, same schema/rules")
+    if cfg["ceilings"]:
+        row("ceiling: bare `consume(1000)`", fig("consume", 0, " msg/s"), "no decoding")
+        row("ceiling: bare `poll()` loop", fig("poll", 0, " msg/s"), "for comparison")
+        row("ceiling: PostgreSQL binary COPY", fig("copy", 0, " cmd/s"),
+            f"{res.extra.get('copy_rows', 0):,} rows (inbox + outbox + resources) per run, "
+            "one transaction")
+    if cfg["peers"]:
+        row("**Debezium JDBC sink** (Connect standalone, upsert + delete)", fig("dbz", 0,
+            " records/s"), f"{res.extra.get('dbz_records', 0):,} records; batch.size=2000, "
+            "reduction buffer on; does less work: no dedupe, no rules, no outbox/events; "
+            f"{res.extra.get('dbz_mismatch', '?')} rows end stale/wrong vs the reference "
+            "(re-delivered duplicates overwrite newer rows)" + (
+                f"; {res.notes['dbz']}" if "dbz" in res.notes else ""))
+        row("Debezium wall time incl. JVM start", fig("dbz_wall", 1, " s"), "")
+    if cfg["latency"]:
+        if lat:
+            row("latency @ 1,000 cmd/s (produce → event received)",
+                f"p50 {lat.p50_ms:.1f} ms, p95 {lat.p95_ms:.1f}, p99 {lat.p99_ms:.1f}, "
+                f"max {lat.max_ms:.1f}", f"{lat.seconds:.0f} s, {lat.received:,}/{lat.sent:,} "
+                "received; default batch wait 50 ms")
+        else:
+            row("latency @ 1,000 cmd/s", fig("latency"), "")
+    if cfg["http"]:
+        if http:
+            w, r = http
+            row("HTTP GET /resources/{id}: max throughput (wrk -t2 -c32)",
+                f"{w.rps:,.0f} req/s", f"p50 {w.p50_ms:.1f} ms, p99 {w.p99_ms:.1f} ms, "
+                f"{w.errors} errors; 1 API process (bench/http_load.py)")
+            row("HTTP GET by id @ 1,000 req/s (open loop)",
+                f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f}, max {r.max_ms:.1f}",
+                f"achieved {r.achieved_rps:,.0f} req/s, {r.errors} errors")
+        else:
+            row("HTTP GET by id", "**not measured**",
+                res.failures.get("http", res.notes.get("http", "")))
+        row("HTTP list (GET /resources)", "**not measured**",
+            "bench/http_load.py drives GET by id only")
+    if cfg["ours"]:
+        row("worker peak RSS (VmHWM)", fig("worker_rss", 0, " MiB"), "")
+        row("relay peak RSS (VmHWM)", fig("relay_rss", 0, " MiB"), "")
+        row("worker CPU per 10k commands", fig("worker_cpu", 2, " s"),
+            "user+system, includes start-up")
+        row("relay CPU per 10k commands", fig("relay_cpu", 2, " s"), "")
+    o = res.med("ours")
+    lines += ["", "## Ratios (medians) and goals", "", "| ratio | value | goal |", "|---|---|---|"]
+    if cfg["naive"]:
+        lines.append(f"| ours / naive | {ratio(o, res.med('naive'))} | ≥ 30x |")
+    if cfg["peers"]:
+        lines.append(f"| ours (cmd/s) / Debezium (records/s) | {ratio(o, res.med('dbz'))} "
+                     "| ≥ 3x |")
+    if cfg["ceilings"]:
+        lines.append(f"| ours / consume(1000) ceiling | {ratio(o, res.med('consume'))} "
+                     "| ≥ 0.25x |")
+        lines.append(f"| ours / binary COPY ceiling | {ratio(o, res.med('copy'))} | — |")
+    if cfg["ours"]:
+        lines.append(f"| ours absolute | {o:,.0f} cmd/s | ≥ 10,000 cmd/s |")
+        lines.append(f"| worker peak RSS | {res.med('worker_rss'):,.0f} MiB | ≤ 150 MB |")
+    if lat:
+        lines.append(f"| latency p50 / p99 @ 1,000/s | {lat.p50_ms:.1f} / {lat.p99_ms:.1f} ms"
+                     " | ≤ 20 / ≤ 100 ms |")
+    if http:
+        lines.append(f"| HTTP GET by id max | {http[0].rps:,.0f} req/s | ≥ 5,000 |")
+        lines.append(f"| HTTP p99 @ 1,000 req/s | {http[1].p99_ms:.1f} ms | ≤ 25 ms |")
+    if res.failures:
+        lines += ["", "## Failures", ""]
+        lines += [f"- {k}: {v}" for k, v in res.failures.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=sorted(MODES), default="quick")
+    ap.add_argument("--n", type=int, help="messages in the workload")
+    ap.add_argument("--reps", type=int, help="repetitions of each throughput figure")
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--ephemeral", action="store_true",
+                    help="use a throwaway durable stack instead of the local one")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="subset: ours naive ceilings latency peers http")
+    args = ap.parse_args(argv)
+    cfg = dict(MODES[args.mode])
+    if args.n:
+        cfg["n"] = args.n
+    if args.reps:
+        cfg["reps"] = args.reps
+    if args.only is not None:
+        for k in ("ours", "naive", "ceilings", "latency", "peers", "http"):
+            cfg[k] = k in args.only
+    started = datetime.now(UTC)
+    mach = machine()
+    progress(f"mode {args.mode}: {cfg['n']:,} messages, {cfg['reps']} repetition(s); "
+             f"{mach['cores']} cores, load {mach['loadavg at start']}")
+    res = Results()
+    with stack_target(args.ephemeral) as target:
+        try:
+            vers = versions(target)
+            pgs = pg_settings(target.admin_url)
+            t = time.monotonic()
+            wl = generate(cfg["n"], args.seed)
+            progress(f"workload in {time.monotonic() - t:.1f} s: {wl.summary()}")
+            topic = f"bench.{target.run_id}.commands"
+            target.create_topics([topic], args.partitions)
+            secs = produce(target.bootstrap, topic, wl.messages)
+            progress(f"pre-loaded {topic} in {secs:.1f} s")
+            p, reps = args.partitions, cfg["reps"]
+            if cfg["ceilings"]:
+                attempt(res, "consume", lambda: run_ceilings(target, wl, topic, reps, res))
+            if cfg["ours"]:
+                attempt(res, "ours", lambda: run_ours(target, wl, topic, p, reps=reps, res=res))
+            if cfg["naive"]:
+                attempt(res, "naive", lambda: run_naive(target, wl, topic, cfg["naive_s"],
+                                                        reps=reps, res=res))
+            if cfg["latency"]:
+                attempt(res, "latency", lambda: run_latency(target, p, cfg["latency_s"], res))
+            if cfg["peers"]:
+                attempt(res, "dbz", lambda: run_peers(target, wl, p, reps, res))
+            if cfg["http"]:
+                attempt(res, "http", lambda: run_http(target, cfg["http_s"], res))
+        finally:
+            progress("cleaning up (topics, databases)")
+            target.cleanup()
+    text = report(args.mode, cfg, wl, res, mach=mach, vers=vers, pgs=pgs, started=started,
+                  partitions=args.partitions)
+    RESULTS.mkdir(exist_ok=True)
+    suffix = "" if args.mode == "full" else f"-{args.mode}"
+    out = RESULTS / f"{started:%Y-%m-%d}-{mach['host']}{suffix}.md"
+    out.write_text(text)
+    print()
+    print(text)
+    progress(f"written to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
