@@ -148,3 +148,7 @@ def main() -> None:
     except PhoenixError as e:
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

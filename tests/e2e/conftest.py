@@ -1,0 +1,42 @@
+"""Private services for tests that stop or restart them (so other tests never notice)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from phoenix_resources.adapters.postgres import schema
+from phoenix_resources.devstack import KafkaBroker, PostgresCluster
+from phoenix_resources.devstack._proc import free_port
+from phoenix_resources.devstack.postgres import FAST_UNSAFE
+from phoenix_resources.errors import StackError
+from tests.support.services import unavailable
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresCluster]:
+    """A migrated cluster of this test's own, on a fixed port across restarts."""
+    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="phoenix-e2e-pg-")),
+                              port=free_port(), settings=FAST_UNSAFE)
+    try:
+        cluster.start()
+    except StackError as e:
+        unavailable("a private PostgreSQL", str(e))
+    schema.upgrade(cluster.url())
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def private_broker() -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(Path(tempfile.mkdtemp(prefix="phoenix-e2e-kafka-")),
+                         port=free_port(), controller_port=free_port())
+    try:
+        broker.start()
+    except StackError as e:
+        unavailable("a private Kafka broker", str(e))
+    yield broker
+    broker.stop()
