@@ -11,9 +11,14 @@ import uuid
 import pytest
 
 from phoenix_resources import bootstrap
-from phoenix_resources.client import CommandPublisher, Sent
+from phoenix_resources.client import CommandPublisher, Sent, create_command
 from phoenix_resources.config import Settings
-from phoenix_resources.domain.commands import CreateResource, DeleteResource, UpdateResource
+from phoenix_resources.domain.commands import (
+    AnyCommand,
+    CreateResource,
+    DeleteResource,
+    UpdateResource,
+)
 from phoenix_resources.domain.model import Status
 from phoenix_resources.errors import CommandInvalid, DeliveryFailed
 from tests.support.kafka import read_all
@@ -92,11 +97,8 @@ def test_invalid_commands_are_refused_before_sending(settings: Settings) -> None
 
 
 def test_send_many_fires_then_flushes_once(settings: Settings) -> None:
-    now = CommandPublisher._common  # the same defaults the per-call API uses
-    commands = [CreateResource(**now(uuid.uuid4(), None, None, None, None), name=f"r-{i}",
-                               config={}) for i in range(2000)]
-    commands.insert(7, CreateResource(**now(uuid.uuid4(), None, None, None, None), name="",
-                                      config={}))
+    commands: list[AnyCommand] = [create_command(f"r-{i}") for i in range(2000)]
+    commands.insert(7, create_command(""))
     with CommandPublisher(settings) as publisher:
         started = time.monotonic()
         result = publisher.send_many(commands)

@@ -20,7 +20,15 @@ See ``docs/client.md`` for the guarantees of each call.
 from __future__ import annotations
 
 from phoenix_resources.client.outcomes import Outcome, OutcomeWatcher
-from phoenix_resources.client.publisher import BulkResult, CommandPublisher, Failure, Sent
+from phoenix_resources.client.publisher import (
+    BulkResult,
+    CommandPublisher,
+    Failure,
+    Sent,
+    create_command,
+    delete_command,
+    update_command,
+)
 from phoenix_resources.client.subscriber import Delivery, EventSubscriber
 
 __all__ = [
@@ -32,4 +40,7 @@ __all__ = [
     "Outcome",
     "OutcomeWatcher",
     "Sent",
+    "create_command",
+    "delete_command",
+    "update_command",
 ]

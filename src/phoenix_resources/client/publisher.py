@@ -150,6 +150,46 @@ def validate(command: AnyCommand) -> None:
         raise CommandInvalid(v.code.value, v.message) from v
 
 
+def _common(resource_id: UUID | str, command_id: UUID | str | None,
+            correlation_id: str | None, issued_by: str | None,
+            expected_version: int | None) -> dict[str, Any]:
+    return {"resource_id": as_uuid(resource_id, "resource_id"),
+            "command_id": uuid.uuid4() if command_id is None
+            else as_uuid(command_id, "command_id"),
+            "issued_at": datetime.now(UTC), "correlation_id": correlation_id,
+            "issued_by": issued_by, "expected_version": expected_version}
+
+
+def create_command(name: str, *, resource_id: UUID | str | None = None,
+                   config: Mapping[str, str] | None = None, status: Status | str | None = None,
+                   command_id: UUID | str | None = None, correlation_id: str | None = None,
+                   issued_by: str | None = None, expected_version: int | None = None
+                   ) -> CreateResource:
+    """A create command (ids generated when not given), e.g. for ``send_many``."""
+    return CreateResource(**_common(resource_id or uuid.uuid4(), command_id, correlation_id,
+                                    issued_by, expected_version),
+                          name=name, config=dict(config or {}),
+                          status=as_status(status) or Status.PENDING)
+
+
+def update_command(resource_id: UUID | str, *, name: str | None = None,
+                   config: Mapping[str, str] | None = None, status: Status | str | None = None,
+                   command_id: UUID | str | None = None, correlation_id: str | None = None,
+                   issued_by: str | None = None, expected_version: int | None = None
+                   ) -> UpdateResource:
+    return UpdateResource(**_common(resource_id, command_id, correlation_id, issued_by,
+                                    expected_version),
+                          name=name, config=None if config is None else dict(config),
+                          status=as_status(status))
+
+
+def delete_command(resource_id: UUID | str, *, command_id: UUID | str | None = None,
+                   correlation_id: str | None = None, issued_by: str | None = None,
+                   expected_version: int | None = None) -> DeleteResource:
+    return DeleteResource(**_common(resource_id, command_id, correlation_id, issued_by,
+                                    expected_version))
+
+
 class CommandPublisher:
     """Publishes commands to ``settings.commands_topic``. Thread-safe; use as a context
     manager or call :meth:`close` (which waits for records still in flight)."""
@@ -174,7 +214,7 @@ class CommandPublisher:
         self._lock = threading.Lock()
         self._closed = False
 
-    # --- building commands ------------------------------------------------------------
+    # --- one command, delivery confirmed ---------------------------------------------
 
     def create(self, name: str, *, resource_id: UUID | str | None = None,
                config: Mapping[str, str] | None = None, status: Status | str | None = None,
@@ -183,11 +223,10 @@ class CommandPublisher:
                traceparent: str | None = None) -> Sent:
         """Create a resource; a new ``resource_id`` is generated when none is given (read it
         from the result's ``resource_id``). Returns once the broker has the record."""
-        command = CreateResource(
-            **self._common(resource_id or uuid.uuid4(), command_id, correlation_id,
-                           issued_by, expected_version),
-            name=name, config=dict(config or {}), status=as_status(status) or Status.PENDING)
-        return self.publish(command, traceparent=traceparent)
+        return self.publish(create_command(
+            name, resource_id=resource_id, config=config, status=status, command_id=command_id,
+            correlation_id=correlation_id, issued_by=issued_by,
+            expected_version=expected_version), traceparent=traceparent)
 
     def update(self, resource_id: UUID | str, *, name: str | None = None,
                config: Mapping[str, str] | None = None, status: Status | str | None = None,
@@ -195,30 +234,18 @@ class CommandPublisher:
                issued_by: str | None = None, expected_version: int | None = None,
                traceparent: str | None = None) -> Sent:
         """Change the given fields (``None`` = unchanged; ``config`` replaces the whole map)."""
-        command = UpdateResource(
-            **self._common(resource_id, command_id, correlation_id, issued_by,
-                           expected_version),
-            name=name, config=None if config is None else dict(config),
-            status=as_status(status))
-        return self.publish(command, traceparent=traceparent)
+        return self.publish(update_command(
+            resource_id, name=name, config=config, status=status, command_id=command_id,
+            correlation_id=correlation_id, issued_by=issued_by,
+            expected_version=expected_version), traceparent=traceparent)
 
     def delete(self, resource_id: UUID | str, *, command_id: UUID | str | None = None,
                correlation_id: str | None = None, issued_by: str | None = None,
                expected_version: int | None = None, traceparent: str | None = None) -> Sent:
         """Delete a resource (it becomes a tombstone: its id can never be reused)."""
-        command = DeleteResource(**self._common(resource_id, command_id, correlation_id,
-                                                issued_by, expected_version))
-        return self.publish(command, traceparent=traceparent)
-
-    @staticmethod
-    def _common(resource_id: UUID | str, command_id: UUID | str | None,
-                correlation_id: str | None, issued_by: str | None,
-                expected_version: int | None) -> dict[str, Any]:
-        return {"resource_id": as_uuid(resource_id, "resource_id"),
-                "command_id": uuid.uuid4() if command_id is None
-                else as_uuid(command_id, "command_id"),
-                "issued_at": datetime.now(UTC), "correlation_id": correlation_id,
-                "issued_by": issued_by, "expected_version": expected_version}
+        return self.publish(delete_command(
+            resource_id, command_id=command_id, correlation_id=correlation_id,
+            issued_by=issued_by, expected_version=expected_version), traceparent=traceparent)
 
     # --- sending ------------------------------------------------------------------------
 
