@@ -103,8 +103,39 @@ def drop_database(server: str, writer: str) -> None:
 
 # --- the API process -----------------------------------------------------------------------
 
+def _cpu_ticks(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    return 0
+
+
+def _ppid_and_cmd(pid: int) -> tuple[int, str]:
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError, IndexError):
+        return 0, ""
+    return ppid, cmd
+
+
+def cpu_seconds(api_pid: int) -> tuple[float, float]:
+    """CPU time so far of (the API process tree, PostgreSQL backends of the API role)."""
+    procs = {int(d.name): _ppid_and_cmd(int(d.name)) for d in Path("/proc").iterdir()
+             if d.name.isdigit()}
+    tree = {api_pid}
+    for pid, (ppid, _) in procs.items():
+        if ppid in tree:
+            tree.add(pid)
+    hz = os.sysconf("SC_CLK_TCK")
+    api = sum(_cpu_ticks(p) for p in tree) / hz
+    pg = sum(_cpu_ticks(p) for p, (_, cmd) in procs.items()
+             if cmd.startswith(f"postgres: {API_ROLE} ")) / hz
+    return api, pg
+
+
 @contextlib.contextmanager
-def api_process(writer: str, reader: str, port: int, workers: int) -> Iterator[None]:
+def api_process(writer: str, reader: str, port: int, workers: int) -> Iterator[int]:
     env = {**os.environ, "PHOENIX_DATABASE_URL": writer, "PHOENIX_READ_DATABASE_URL": reader,
            "PHOENIX_HTTP_PORT": str(port), "PHOENIX_HTTP_WORKERS": str(workers),
            "PHOENIX_DB_POOL_MIN": "2", "PHOENIX_DB_POOL_MAX": "8", "PHOENIX_LOG_LEVEL": "WARNING"}
@@ -114,7 +145,7 @@ def api_process(writer: str, reader: str, port: int, workers: int) -> Iterator[N
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
     try:
         wait_ready(port, proc)
-        yield
+        yield proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -155,6 +186,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
 
 
 def _ms(value: str, unit: str) -> float:
@@ -179,7 +211,8 @@ def run_wrk(port: int, ids: list[str], duration: int) -> WrkResult:
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    return WrkResult(rps, _ms(*p50.groups()), _ms(*p99.groups()), errors)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return WrkResult(rps, _ms(*p50.groups()), _ms(*p99.groups()), errors, total)
 
 
 # --- fixed-rate open-loop client (latency) -------------------------------------------------
@@ -256,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--rows", type=int, default=ROWS)
+    ap.add_argument("--repeat", type=int, default=1, help="measurements per worker count")
     args = ap.parse_args(argv)
     if not shutil.which("wrk"):
         log("wrk is not installed (apt-get install wrk)")
@@ -268,13 +302,19 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for workers in args.workers:
                 port = free_port()
-                with api_process(writer, reader, port, workers):
+                with api_process(writer, reader, port, workers) as pid:
                     run_wrk(port, ids, 2)  # warm-up: connections, prepared statements
-                    log(f"workers={workers}: wrk -t2 -c32 -d{args.duration}s")
-                    w = run_wrk(port, ids, args.duration)
-                    log(f"workers={workers}: fixed rate {args.rate}/s for {args.duration}s")
-                    r = asyncio.run(fixed_rate(port, ids, args.rate, args.duration))
-                rows.append((workers, w, r))
+                    for _ in range(args.repeat):
+                        log(f"workers={workers}: wrk -t2 -c32 -d{args.duration}s "
+                            f"(load average before: {os.getloadavg()[0]:.2f})")
+                        api0, pg0 = cpu_seconds(pid)
+                        w = run_wrk(port, ids, args.duration)
+                        api1, pg1 = cpu_seconds(pid)
+                        log(f"  CPU per request: API {(api1 - api0) / w.requests * 1e6:.0f} us,"
+                            f" PostgreSQL {(pg1 - pg0) / w.requests * 1e6:.0f} us")
+                        log(f"workers={workers}: fixed rate {args.rate}/s for {args.duration}s")
+                        r = asyncio.run(fixed_rate(port, ids, args.rate, args.duration))
+                        rows.append((workers, w, r))
         finally:
             drop_database(server, writer)
     print()

@@ -424,8 +424,10 @@ def test_command_errors(client: TestClient) -> None:
 
 def test_unknown_route_and_writes_are_problems(client: TestClient) -> None:
     assert_problem(client.get("/api/v1/nothing"), 404, "RES-002")
-    body = assert_problem(client.post("/api/v1/resources", json={}), 405, "RES-009")
+    resp = client.post("/api/v1/resources", json={})
+    body = assert_problem(resp, 405, "RES-009")
     assert "read-only" in str(body["detail"])
+    assert resp.headers["allow"] == "GET"
     assert_problem(client.delete(f"/api/v1/resources/{uuid.uuid4()}"), 405, "RES-009")
 
 
