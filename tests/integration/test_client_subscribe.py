@@ -125,6 +125,18 @@ def test_offset_is_stored_only_after_the_handler_is_done(settings: Settings) -> 
         assert take(sub, 1, timeout=4) == []  # all acknowledged by run()
 
 
+def test_asking_for_the_next_stores_the_last_even_when_none_follows(
+        settings: Settings) -> None:
+    rid = uuid.uuid4()
+    produce_events(settings, [make_event(rid, 1), make_event(rid, 2)])
+    group = f"g-{uuid.uuid4()}"
+    with EventSubscriber(settings, group, from_beginning=True) as sub:
+        # The loop ends by timeout while waiting for a third event: 2 counts as handled.
+        assert [d.event.version for d in sub.deliveries(timeout=8)] == [1, 2]
+    with EventSubscriber(settings, group) as sub:
+        assert take(sub, 1, timeout=4) == []
+
+
 def test_dedupe_drops_repeats_by_resource_and_version(settings: Settings) -> None:
     rid = uuid.uuid4()
     v1, v2, v3 = (make_event(rid, v) for v in (1, 2, 3))

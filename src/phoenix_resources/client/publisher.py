@@ -398,10 +398,18 @@ class CommandPublisher:
             raise PhoenixError("the publisher is closed")
 
     def close(self, timeout: float | None = None) -> None:
-        """Wait for records in flight (up to the delivery timeout), then stop."""
-        if not self._closed:
-            self._closed = True
-            self.flush(timeout)
+        """Wait for records in flight (up to ``timeout``, default the delivery timeout),
+        then stop. Records still undelivered then are purged: their callbacks report
+        :class:`DeliveryFailed`."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.flush(timeout) > 0:
+            self._producer.purge()
+            self._producer.flush(0)  # serves the purged records' delivery callbacks
+        close = getattr(self._producer, "close", None)  # confluent-kafka >= 2.13 only
+        if close is not None:
+            close()  # stops librdkafka's threads now rather than at garbage collection
 
     def __enter__(self) -> CommandPublisher:
         return self

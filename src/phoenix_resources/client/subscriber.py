@@ -109,11 +109,13 @@ class EventSubscriber:
             msg = self._consumer.poll(0.2 if remaining is None else min(remaining, 0.2))
             if msg is None:
                 continue
-            self.ack()
             delivery = self._accept(msg)
             if delivery is not None:
                 self._pending = msg
                 yield delivery
+                # Resumed: the caller asked for the next one, so it is done with this one.
+                # (Closed or broken out of instead, the generator never gets here.)
+                self.ack()
                 if self._closed:
                     return
 
@@ -128,7 +130,7 @@ class EventSubscriber:
         """Store the offset of the delivery last handed out (it is committed within a second,
         and on close). Called implicitly when the next delivery is requested."""
         msg, self._pending = self._pending, None
-        if msg is not None:
+        if msg is not None and not self._closed:
             self._store(msg)
 
     def _accept(self, msg: Message) -> Delivery | None:
