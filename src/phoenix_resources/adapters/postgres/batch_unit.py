@@ -1,5 +1,6 @@
-"""The worker's transaction: every statement is set-based (``unnest`` of arrays) and the
-statements of a phase are pipelined, so a batch costs two round trips plus the commit.
+"""The worker's transaction: every statement is set-based (``unnest`` of arrays), parameters
+travel in binary (``%b``: no text escaping of arrays and payloads), and the statements of a
+phase are pipelined, so a batch costs two round trips plus the commit.
 
 Outbox rows are inserted in the same transaction as the state they announce, and a
 ``NOTIFY phoenix_outbox`` wakes the relay when that transaction commits.
@@ -32,8 +33,8 @@ CLAIM = """
 INSERT INTO processed_commands AS p
     (command_id, resource_id, command_type, outcome, duplicate_deliveries, correlation_id,
      source_partition, source_offset)
-SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::int4[], %s::text[],
-                     %s::int4[], %s::int8[])
+SELECT * FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::int4[], %b::text[],
+                     %b::int4[], %b::int8[])
 ON CONFLICT (command_id) DO UPDATE
     SET duplicate_deliveries = p.duplicate_deliveries + EXCLUDED.duplicate_deliveries + 1
 RETURNING command_id, (xmax = 0) AS inserted
@@ -42,14 +43,14 @@ RETURNING command_id, (xmax = 0) AS inserted
 
 LOAD = """
 SELECT id, name, config, status, version, created_at, updated_at, last_command_id, deleted_at
-FROM resources WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE
+FROM resources WHERE id = ANY(%b::uuid[]) ORDER BY id FOR UPDATE
 """
 
 INSERT_NEW = """
 INSERT INTO resources
     (id, name, config, status, version, created_at, updated_at, last_command_id, deleted_at)
-SELECT * FROM unnest(%s::uuid[], %s::text[], %s::jsonb[], %s::text[], %s::int8[],
-                     %s::timestamptz[], %s::timestamptz[], %s::uuid[], %s::timestamptz[])
+SELECT * FROM unnest(%b::uuid[], %b::text[], %b::jsonb[], %b::text[], %b::int8[],
+                     %b::timestamptz[], %b::timestamptz[], %b::uuid[], %b::timestamptz[])
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -57,16 +58,16 @@ UPDATE_EXISTING = """
 UPDATE resources AS r SET name = u.name, config = u.config, status = u.status,
     version = u.version, updated_at = u.updated_at, last_command_id = u.last_command_id,
     deleted_at = u.deleted_at
-FROM unnest(%s::uuid[], %s::text[], %s::jsonb[], %s::text[], %s::int8[], %s::timestamptz[],
-            %s::uuid[], %s::timestamptz[], %s::int8[])
+FROM unnest(%b::uuid[], %b::text[], %b::jsonb[], %b::text[], %b::int8[], %b::timestamptz[],
+            %b::uuid[], %b::timestamptz[], %b::int8[])
     AS u(id, name, config, status, version, updated_at, last_command_id, deleted_at, prior)
 WHERE r.id = u.id AND r.version = u.prior
 """
 
 RECORD_OUTCOMES = """
 UPDATE processed_commands AS p SET outcome = u.outcome, error_code = u.code,
-    error_message = u.message, resulting_version = u.version, processed_at = %s
-FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::int8[])
+    error_message = u.message, resulting_version = u.version, processed_at = %b
+FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::int8[])
     AS u(command_id, outcome, code, message, version)
 WHERE p.command_id = u.command_id
 """
@@ -74,10 +75,14 @@ WHERE p.command_id = u.command_id
 INSERT_OUTBOX = """
 INSERT INTO outbox (id, aggregatetype, aggregateid, type, topic, payload, occurred_at,
                     traceparent)
-SELECT id, %s, aggregateid, type, topic, payload, occurred_at, traceparent
-FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::bytea[], %s::timestamptz[],
-            %s::text[]) AS u(id, aggregateid, type, topic, payload, occurred_at, traceparent)
+SELECT id, %b, aggregateid, type, topic, payload, occurred_at, traceparent
+FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::bytea[], %b::timestamptz[],
+            %b::text[]) AS u(id, aggregateid, type, topic, payload, occurred_at, traceparent)
 """
+
+
+def _as_int(value: UUID) -> int:
+    return value.int
 
 
 def _row_to_resource(row: tuple[Any, ...]) -> Resource:
@@ -129,7 +134,8 @@ class PostgresBatchUnit:
         return self._conn
 
     def claim(self, claims: Sequence[Claim]) -> set[UUID]:
-        ordered = sorted(claims, key=lambda c: c.incoming.command.command_id)
+        # A fixed lock order (by id) keeps two overlapping claimers from deadlocking.
+        ordered = sorted(claims, key=lambda c: c.incoming.command.command_id.int)
         cols = _columns([(c.incoming.command.command_id, c.incoming.command.resource_id,
                           c.incoming.command.type.value, "pending", c.repeats,
                           c.incoming.command.correlation_id, c.incoming.partition,
@@ -140,7 +146,7 @@ class PostgresBatchUnit:
 
     def load(self, resource_ids: set[UUID]) -> dict[UUID, Resource]:
         with translated():
-            rows = self.conn.execute(LOAD, (sorted(resource_ids),)).fetchall()
+            rows = self.conn.execute(LOAD, (sorted(resource_ids, key=_as_int),)).fetchall()
         return {row[0]: _row_to_resource(row) for row in rows}
 
     def write(self, decisions: Sequence[tuple[Incoming, Decision]],
