@@ -3,8 +3,11 @@
 Per message: ``poll()`` one record; one PostgreSQL transaction (dedupe insert into
 ``processed_commands``, ``SELECT … FOR UPDATE`` of the resource, the same ``decide`` rules,
 resource upsert, outbox insert); ``COMMIT``; one synchronous produce of the event
-(``produce`` + ``flush()``); a synchronous offset commit. It is correct (effectively once,
-atomic outbox) — just one round trip after another.
+(``produce`` + ``flush()``); a synchronous offset commit (``sync_commit=False``: an
+asynchronous one, the cheaper variant also reported). It is correct (effectively once,
+atomic outbox) — just one round trip after another. Measured on this machine, the parts cost
+about: PostgreSQL transaction + fsync'd commit ~1.3 ms, produce + flush ~0.3 ms, synchronous
+offset commit ~7 ms (Kafka 4.x's group coordinator batches appends with a 5 ms linger).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def _resource(row: tuple[Any, ...]) -> Resource:
 
 
 def run(bootstrap: str, *, db_url: str, topic: str, events_topic: str, dlq_topic: str,  # noqa: PLR0915
-        seconds: float, limit: int) -> NaiveResult:
+        seconds: float, limit: int, sync_commit: bool = True) -> NaiveResult:
     """Process messages one by one for ``seconds`` (or until ``limit``); return the rate."""
     codec = CommandCodec(Framing())
     events = EventCodec(Framing())
@@ -132,7 +135,7 @@ def run(bootstrap: str, *, db_url: str, topic: str, events_topic: str, dlq_topic
                         producer.produce(ptopic, payload, str(cmd.resource_id).encode(),
                                          headers=[("ce_type", etype.encode())])
                         producer.flush()
-                consumer.commit(message=msg, asynchronous=False)
+                consumer.commit(message=msg, asynchronous=not sync_commit)
                 processed += 1
                 if time.monotonic() - started > seconds:
                     break

@@ -107,7 +107,8 @@ class Pipeline:
 
 
 def throughput(target: Target, wl: Workload, commands_topic: str, partitions: int, *,
-               batch_size: int | None = None, timeout_s: float | None = None) -> OursResult:
+               batch_size: int | None = None, timeout_s: float | None = None,
+               stall_s: float = 15.0) -> OursResult:
     pipe = Pipeline(target, commands_topic, partitions, batch_size=batch_size)
     want = {pipe.events: wl.events, pipe.rejections: wl.rejected, pipe.dlq: wl.poison}
     marks = {t: Watermarks(target.bootstrap, t) for t in want}
@@ -116,11 +117,18 @@ def throughput(target: Target, wl: Workload, commands_topic: str, partitions: in
         t_spawn = time.time()
         pipe.start()
         deadline = time.monotonic() + timeout_s
-        last_report = time.monotonic()
+        last_report = last_change = time.monotonic()
+        before: dict[str, int] = {}
         while True:
             pipe.check_alive()
             have = {t: m.total() for t, m in marks.items()}
             if all(have[t] >= want[t] for t in want):
+                break
+            if have != before:
+                before, last_change = have, time.monotonic()
+            elif have[pipe.events] and time.monotonic() - last_change > stall_s:
+                # stuck short of the reference: stop and let verify() say what differs
+                progress(f"  ours: no progress for {stall_s:.0f} s at {have}, want {want}")
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"timed out after {timeout_s:.0f}s: have {have}, "
@@ -189,6 +197,9 @@ class LatencyResult:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    to_db_p50_ms: float = float("nan")
+    to_db_p99_ms: float = float("nan")
+    batch_wait_ms: int | None = None
 
 
 def latency(target: Target, partitions: int, rate: int = 1000, seconds: float = 20.0,  # noqa: PLR0915
@@ -210,18 +221,21 @@ def latency(target: Target, partitions: int, rate: int = 1000, seconds: float = 
     def subscribe() -> None:
         while not stop.is_set():
             for m in sub.consume(500, timeout=0.05):
-                now = time.monotonic()
+                now = time.time()
                 if m.error() is None:
                     received.setdefault(ev_codec.decode_event(m.value()).event_id, now)
 
     producer = Producer({"bootstrap.servers": target.bootstrap, "linger.ms": 5,
                          "enable.idempotence": True, "acks": "all", "log_level": "0"})
 
+    command_of: dict[uuid.UUID, uuid.UUID] = {}
+
     def create() -> tuple[uuid.UUID, bytes, bytes]:
         rid = uuid.uuid4()
         cmd = CreateResource(command_id=uuid.uuid4(), resource_id=rid,
                              issued_at=datetime.now(UTC), name="lat", config={"k": "v"})
         value, _ = codec.encode(cmd)
+        command_of[event_id_for(cmd.command_id)] = cmd.command_id
         return event_id_for(cmd.command_id), str(rid).encode(), value
 
     thread = threading.Thread(target=subscribe, daemon=True)
@@ -247,7 +261,7 @@ def latency(target: Target, partitions: int, rate: int = 1000, seconds: float = 
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            sent[eid] = time.monotonic()
+            sent[eid] = time.time()
             producer.produce(topic, value, key, headers=hdrs)
             producer.poll(0)
         producer.flush(30)
@@ -260,9 +274,16 @@ def latency(target: Target, partitions: int, rate: int = 1000, seconds: float = 
         sub.close()
         pipe.stop()
     lat = sorted((received[e] - t) * 1000 for e, t in sent.items() if e in received)
+    # where the time goes: produce → the worker's database commit (processed_at)
+    with psycopg.connect(pipe.db_url) as conn:
+        done = dict(conn.execute("SELECT command_id, extract(epoch FROM processed_at)::float8 "
+                                 "FROM processed_commands").fetchall())
+    to_db = sorted((done[command_of[e]] - t) * 1000 for e, t in sent.items()
+                   if command_of[e] in done)
     return LatencyResult(rate, seconds, len(sent), len(lat), percentile(lat, 0.50),
                          percentile(lat, 0.95), percentile(lat, 0.99),
-                         lat[-1] if lat else float("nan"))
+                         lat[-1] if lat else float("nan"), percentile(to_db, 0.5),
+                         percentile(to_db, 0.99), batch_wait_ms)
 
 
 def dump(result: object) -> str:

@@ -183,16 +183,20 @@ def generate(n: int, seed: int = 42, *, dup_rate: float = 0.05,  # noqa: PLR0915
 
     # Duplicates: re-send an earlier message later in the stream (same key, so same partition
     # and a later offset). Poison: garbage that is neither Avro nor JSON.
-    messages = list(encoded)
+    # (position, message): originals at their index, each duplicate strictly after its
+    # original, poison anywhere; one stable sort gives the delivery order.
+    placed: list[tuple[float, Message]] = [(float(i), m) for i, m in enumerate(encoded)]
     for _ in range(n_dup):
         src = rng.randrange(len(encoded))
-        pos = rng.randrange(src + 1, len(messages) + 1)
         orig = encoded[src]
-        messages.insert(pos, Message(orig.key, orig.value, "dup", orig.command_id))
+        placed.append((rng.uniform(src + 0.001, len(encoded)),
+                       Message(orig.key, orig.value, "dup", orig.command_id)))
     for _ in range(n_poison):
         garbage = bytes([0x07]) + rng.randbytes(rng.randrange(8, 64))
-        messages.insert(rng.randrange(len(messages) + 1),
-                        Message(str(uid()).encode(), garbage, "poison"))
+        placed.append((rng.uniform(0, len(encoded)),
+                       Message(str(uid()).encode(), garbage, "poison")))
+    placed.sort(key=lambda pm: pm[0])
+    messages = [m for _, m in placed]
     wl.messages = messages
     wl.duplicates = n_dup
     wl.poison = n_poison
