@@ -65,7 +65,10 @@ def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
 
 
 def _settings(wire_format: Format | None = None) -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValueError as e:  # pydantic's ValidationError: the message names the variable
+        raise _fail(f"invalid settings: {e}", EXIT_USAGE) from e
     if wire_format is not None:
         settings = settings.model_copy(update={"wire_format": wire_format.value})
     return settings
