@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import threading
 import uuid
@@ -46,12 +45,19 @@ def reader_url(pg_server: str, database_url: str) -> str:
     with psycopg.connect(pg_server, autocommit=True) as conn:
         # Membership lets the fixtures' DROP DATABASE ... WITH (FORCE) end API backends that
         # are still exiting after the pool closed (signalling needs membership).
-        member = conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')",
-                              (API_ROLE,)).fetchone()
-        if not (member and member[0]):
-            with contextlib.suppress(psycopg.errors.DuplicateObject):
+        if not _is_member(conn):
+            try:
                 conn.execute(f"GRANT {API_ROLE} TO CURRENT_USER")
+            except psycopg.Error:
+                # Another test process may be granting it at the same moment.
+                if not _is_member(conn):
+                    raise
     return with_user(database_url, API_ROLE)
+
+
+def _is_member(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (API_ROLE,)).fetchone()
+    return bool(row and row[0])
 
 
 def api_settings(database_url: str, read_url: str, **overrides: object) -> Settings:
@@ -465,9 +471,12 @@ def _ready_with(database_url: str, read_url: str,
 
 def test_readyz_includes_the_run_mode_check(database_url: str, read_url: str) -> None:
     async def ok() -> dict[str, object]:
-        return {"worker": {"assigned_partitions": 3}}
+        return {"worker": {"assigned_partitions": 3}, "ok": True}
 
     async def unassigned() -> dict[str, object]:
+        return {"worker": {"assigned_partitions": 0}, "ok": False}
+
+    async def failing_check() -> dict[str, object]:
         return {"worker": {"ok": False, "assigned_partitions": 0}}
 
     async def broken() -> dict[str, object]:
@@ -475,9 +484,14 @@ def test_readyz_includes_the_run_mode_check(database_url: str, read_url: str) ->
 
     resp = _ready_with(database_url, read_url, ok)
     assert resp.status_code == 200
-    assert resp.json()["checks"]["worker"] == {"assigned_partitions": 3}
+    checks = resp.json()["checks"]
+    assert checks["worker"] == {"assigned_partitions": 3}
+    assert set(checks) == {"database", "worker"}, "the verdict is not echoed as a check"
     body = assert_problem(_ready_with(database_url, read_url, unassigned), 503, "RES-007")
+    assert body["checks"] == {"worker": {"assigned_partitions": 0}}
+    body = assert_problem(_ready_with(database_url, read_url, failing_check), 503, "RES-007")
     assert body["checks"] == {"worker": {"ok": False, "assigned_partitions": 0}}
+    assert "worker" in str(body["detail"])
     body = assert_problem(_ready_with(database_url, read_url, broken), 503, "RES-007")
     assert "consumer not started" in str(body["detail"])
 

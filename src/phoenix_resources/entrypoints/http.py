@@ -213,16 +213,20 @@ def _add_ops_routes(app: FastAPI, state: ApiState, metrics: Metrics,
 
 
 async def _extra_checks(readiness: Readiness) -> dict[str, object]:
-    """The caller's checks; an exception or ``{"ok": False}`` anywhere means not ready."""
+    """The caller's checks, e.g. ``{"worker": {...}, "ok": True}``.
+
+    Not ready when it raises, when its top-level ``ok`` is False, or when any check's own
+    ``ok`` is False. The top-level ``ok`` is a verdict, not a check: it is not echoed back.
+    """
     try:
-        extra = await readiness()
+        extra = dict(await readiness())
     except Exception as e:
         raise p.ApiProblem(p.UNAVAILABLE, f"not ready: {e}", headers={"retry-after": "1"}) from e
-    failed = extra.get("ok") is False or any(
-        isinstance(v, dict) and v.get("ok") is False for v in extra.values())
-    if failed:
-        raise p.ApiProblem(p.UNAVAILABLE, "not ready", headers={"retry-after": "1"},
-                           checks=extra)
+    verdict = extra.pop("ok", True)
+    failing = sorted(k for k, v in extra.items() if isinstance(v, dict) and v.get("ok") is False)
+    if verdict is False or failing:
+        raise p.ApiProblem(p.UNAVAILABLE, f"not ready: {', '.join(failing) or 'readiness check'}",
+                           headers={"retry-after": "1"}, checks=extra)
     return extra
 
 
