@@ -15,22 +15,28 @@ import uuid
 from datetime import UTC, datetime
 
 import psycopg
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from bench.workload import Workload
 from phoenix_resources.adapters.codec import EventCodec, Framing
 
 
 def consume_rate(bootstrap: str, topic: str, n: int, batch: int = 1000) -> float:
-    """Messages/s of ``consume(batch)`` (``batch`` = 1 → a ``poll()`` loop), first to last."""
+    """Messages/s of ``consume(batch)`` (``batch`` = 1 → a ``poll()`` loop).
+
+    The partitions are assigned directly (no group join) and the clock starts at ``assign``,
+    so the fetches are inside the measured time (librdkafka prefetches, which would
+    otherwise make "first message → last" meaningless).
+    """
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ceiling-{uuid.uuid4().hex}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "fetch.wait.max.ms": 50, "log_level": "0"})
-    c.subscribe([topic])
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     got = 0
-    first: float | None = None
     deadline = time.monotonic() + 120
     try:
+        start = time.monotonic()
+        c.assign([TopicPartition(topic, p, 0) for p in parts])
         while got < n and time.monotonic() < deadline:
             if batch == 1:
                 m = c.poll(1.0)
@@ -41,9 +47,7 @@ def consume_rate(bootstrap: str, topic: str, n: int, batch: int = 1000) -> float
                 if m.error() is None:
                     got += 1
                     m.value()
-            if got and first is None:
-                first = time.monotonic()
-        return got / (time.monotonic() - first) if first else 0.0
+        return got / (time.monotonic() - start)
     finally:
         c.close()
 

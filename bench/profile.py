@@ -1,0 +1,117 @@
+"""Profile the worker: ``python -m bench.profile [--n 50000] [--top 25]``.
+
+Pre-loads the benchmark workload, runs ``phoenix-resources worker`` under py-spy (every
+thread is sampled: the worker loop runs in a thread, which pyinstrument does not follow; the
+relay runs beside it, unprofiled) until every command has an outcome, stops it, and prints
+the functions with the most samples, inclusive and self. Idle time (blocked in poll/wait) is
+not sampled. The collapsed stacks go to ``bench/results/profile-worker.txt`` (feed them to
+any flame-graph tool). Needs ``pip install py-spy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import psycopg
+
+from bench.common import Proc, progress, stack_target
+from bench.ours import Pipeline
+from bench.workload import generate, produce
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=50_000)
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args(argv)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "profile-worker.txt"
+    with stack_target(False) as target:
+        try:
+            wl = generate(args.n)
+            topic = f"bench.{target.run_id}.commands"
+            target.create_topics([topic], args.partitions)
+            produce(target.bootstrap, topic, wl.messages)
+            pipe = Pipeline(target, topic, args.partitions)
+            env = pipe.env()
+            exe = Path(sys.executable)
+            spy = exe.with_name("py-spy")
+            relay = Proc([str(exe.with_name("phoenix-resources")), "relay"], env,
+                         RESULTS / "logs" / "profile-relay.log")
+            worker = Proc([str(spy), "record", "--format", "raw", "--rate", "200",
+                           "--output", str(out), "--",
+                           str(exe.with_name("phoenix-resources")), "worker"], env,
+                          RESULTS / "logs" / "profile-worker.log")
+            pipe.procs = [relay, worker]
+            t = time.monotonic()
+            with psycopg.connect(pipe.db_url, autocommit=True) as conn:
+                while True:
+                    pipe.check_alive()
+                    done = conn.execute("SELECT count(*) FROM processed_commands"
+                                        ).fetchone()[0]  # type: ignore[index]
+                    if done >= wl.commands or time.monotonic() - t > 300:
+                        break
+                    time.sleep(0.2)
+            progress(f"{done:,} commands in {time.monotonic() - t:.1f} s under the profiler")
+            # stop the worker itself, not py-spy: py-spy writes its file when its child exits
+            kids = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+            for kid in kids:
+                os.kill(int(kid), signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.p.wait(30)
+            pipe.stop()
+        finally:
+            target.cleanup()
+    if not out.exists():
+        print("no profile written: see bench/results/logs/profile-worker.log")
+        return 1
+    print(top_functions(out.read_text(), args.top))
+    progress(f"collapsed stacks: {out}")
+    return 0
+
+
+IDLE = ("Condition.wait", "Event.wait", "lock.acquire", "Thread._wait_for_tstate_lock")
+
+
+def top_functions(collapsed: str, top: int) -> str:
+    """Inclusive and self sample shares per function from py-spy's collapsed stacks."""
+    incl: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = idle = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1]
+                  + ")" if " (" in f else f for f in stack.split(";")]
+        if frames[-1].startswith(IDLE):
+            idle += n  # a thread parked on a lock / condition: not work
+            continue
+        total += n
+        for f in set(frames):
+            incl[f] += n
+        own[frames[-1]] += n
+    lines = [f"{total} busy samples ({idle} more parked in lock/condition waits, left out)",
+             "", "| inclusive | self | function |",
+             "|---:|---:|---|"]
+    for f, n in incl.most_common(top):
+        lines.append(f"| {100 * n / total:.1f}% | {100 * own[f] / total:.1f}% | `{f}` |")
+    lines += ["", "heaviest self time:", ""]
+    lines += [f"- {100 * n / total:.1f}% `{f}`" for f, n in own.most_common(top // 2)]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
