@@ -34,7 +34,7 @@ from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
 from phoenix_resources.domain.commands import CreateResource
 from phoenix_resources.domain.events import event_id_for
 
-LOGS = Path(__file__).resolve().parent / "results" / "logs"
+LOGS = Path(__file__).resolve().parents[1] / ".local" / "bench-logs"
 
 
 @dataclass

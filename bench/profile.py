@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 
 from bench.common import Proc, progress, stack_target
-from bench.ours import Pipeline
+from bench.ours import LOGS, Pipeline
 from bench.workload import generate, produce
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
             exe = Path(sys.executable)
             spy = exe.with_name("py-spy")
             relay = Proc([str(exe.with_name("phoenix-resources")), "relay"], env,
-                         RESULTS / "logs" / "profile-relay.log")
+                         LOGS / "profile-relay.log")
             worker = Proc([str(spy), "record", "--format", "raw", "--rate", "200",
                            "--output", str(out), "--",
                            str(exe.with_name("phoenix-resources")), "worker"], env,
-                          RESULTS / "logs" / "profile-worker.log")
+                          LOGS / "profile-worker.log")
             pipe.procs = [relay, worker]
             t = time.monotonic()
             with psycopg.connect(pipe.db_url, autocommit=True) as conn:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             target.cleanup()
     if not out.exists():
-        print("no profile written: see bench/results/logs/profile-worker.log")
+        print("no profile written: see .local/bench-logs/profile-worker.log")
         return 1
     print(top_functions(out.read_text(), args.top))
     progress(f"collapsed stacks: {out}")
