@@ -4,8 +4,9 @@ Pre-loads the benchmark workload, runs ``phoenix-resources worker`` under py-spy
 thread is sampled: the worker loop runs in a thread, which pyinstrument does not follow; the
 relay runs beside it, unprofiled) until every command has an outcome, stops it, and prints
 the functions with the most samples, inclusive and self. Idle time (blocked in poll/wait) is
-not sampled. The collapsed stacks go to ``bench/results/profile-worker.txt`` (feed them to
-any flame-graph tool). Needs ``pip install py-spy``.
+not sampled. The summary goes to ``bench/results/profile-worker.md``, the collapsed stacks to
+``.local/bench-logs/profile-worker.collapsed`` (feed them to any flame-graph tool). Needs
+``pip install py-spy``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "profile-worker.txt"
+    out = LOGS / "profile-worker.collapsed"
+    LOGS.mkdir(parents=True, exist_ok=True)
     with stack_target(False) as target:
         try:
             wl = generate(args.n)
@@ -76,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     if not out.exists():
         print("no profile written: see .local/bench-logs/profile-worker.log")
         return 1
-    print(top_functions(out.read_text(), args.top))
-    progress(f"collapsed stacks: {out}")
+    summary = top_functions(out.read_text(), args.top)
+    (RESULTS / "profile-worker.md").write_text(
+        f"# Worker profile (py-spy, {args.n:,} messages)\n\n{summary}\n")
+    print(summary)
+    progress(f"collapsed stacks: {out}; summary: {RESULTS / 'profile-worker.md'}")
     return 0
 
 
