@@ -599,6 +599,21 @@ def test_api_role_cannot_write(read_url: str, statement: str) -> None:
         conn.execute(statement)
 
 
+def test_api_sessions_are_read_only_even_with_a_writer_url(database_url: str) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    from phoenix_resources.adapters.postgres.queries import _connection
+
+    async def attempt() -> None:
+        pool = AsyncConnectionPool(database_url, min_size=1, open=False)
+        async with pool, _connection(pool) as conn:
+            await conn.execute("INSERT INTO resources (name, last_command_id)"
+                               " VALUES ('x', gen_random_uuid())")
+
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        asyncio.run(attempt())
+
+
 def _api_connections(writer: Conn) -> int:
     row = writer.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
                          " AND datname = current_database()", (API_ROLE,)).fetchone()

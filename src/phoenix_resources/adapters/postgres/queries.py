@@ -4,6 +4,8 @@ Guarantees:
 
 * Every statement is a single ``SELECT`` on a connection in autocommit mode, so no request ever
   holds a transaction (or a snapshot) open and the pool never needs a rollback to reset it.
+* Sessions are read-only (``default_transaction_read_only``) on top of the read-only role, so
+  even a misconfigured URL naming a writer role cannot write through the API.
 * Documents are rendered to JSON **by PostgreSQL** (``json_build_object``): the hot path moves
   one text column per row instead of decoding and re-encoding every field in Python.
   Timestamps are RFC 3339 in UTC (``...Z``) whatever the session's time zone.
@@ -88,8 +90,10 @@ async def _connection(pool: AsyncConnectionPool,
     try:
         async with pool.connection(timeout=timeout) as conn:
             if not conn.autocommit:
-                # Once per physical connection: reads never need a transaction of their own.
+                # Once per physical connection: reads never need a transaction of their own,
+                # and the session refuses writes even if the URL names a role that could.
                 await conn.set_autocommit(True)
+                await conn.execute("SET default_transaction_read_only = on")
             yield conn
     except psycopg.OperationalError as e:
         raise DatabaseUnavailable(f"read database unavailable: {e}") from e
