@@ -69,6 +69,16 @@ def _problem_doc(*codes: p.Code) -> dict[int | str, dict[str, Any]]:
                        "content": {p.PROBLEM_TYPE: {}}} for c in codes}
 
 
+ETAG_HEADERS = {
+    "ETag": {"description": 'The version, as a strong tag: `"<version>"`.',
+             "schema": {"type": "string", "pattern": '^"[0-9]+"$'}},
+    "Cache-Control": {"description": "`private, max-age=0`: revalidate with If-None-Match.",
+                      "schema": {"type": "string"}},
+}
+_PROBLEM_HEADERS = {
+    "401": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    "503": {"Retry-After": {"schema": {"type": "string"}}},
+}
 COMMON_PROBLEMS = _problem_doc(p.INVALID_REQUEST, p.TIMEOUT, p.UNAVAILABLE, p.INTERNAL)
 
 
@@ -122,7 +132,9 @@ def _add_api_routes(app: FastAPI, state: ApiState) -> None:
 
     @app.get("/api/v1/resources/{resource_id}", response_model=ResourceOut,
              tags=["resources"], summary="A resource by id",
-             responses={304: {"description": "Not modified (If-None-Match matched the ETag)"},
+             responses={200: {"headers": ETAG_HEADERS},
+                        304: {"description": "Not modified (If-None-Match matched the ETag)",
+                              "headers": ETAG_HEADERS},
                         **_problem_doc(p.NOT_FOUND), **COMMON_PROBLEMS},
              response_description="The resource; `ETag` is its version. A deleted resource "
                                   "answers 404 RES-004, an unknown id 404 RES-002.")
@@ -313,10 +325,13 @@ def _openapi_builder(app: FastAPI, *, auth: bool) -> Callable[[], dict[str, Any]
                         schema = resp["content"].get(p.PROBLEM_TYPE, {}).get("schema") or \
                             resp["content"].get(JSON, {}).get("schema")
                         resp["content"] = {p.PROBLEM_TYPE: {"schema": schema}}
+                    if code in _PROBLEM_HEADERS:
+                        resp["headers"] = _PROBLEM_HEADERS[code]
                 if auth and path.startswith("/api/"):
                     op["security"] = [{"bearer": []}]
                     responses.update({str(c.status): {
                         "description": f"{c.code} {c.title}",
+                        "headers": _PROBLEM_HEADERS.get(str(c.status), {}),
                         "content": {p.PROBLEM_TYPE: {
                             "schema": {"$ref": "#/components/schemas/Problem"}}}}
                         for c in (p.UNAUTHORIZED, p.FORBIDDEN)})
