@@ -127,7 +127,11 @@ class FakeConnection:
     async def set_autocommit(self, value: bool) -> None:
         self.autocommit = value
 
-    async def execute(self, query: str, params: tuple[list[uuid.UUID]], **_: Any) -> Any:
+    async def execute(self, query: str, params: tuple[list[uuid.UUID]] | None = None,
+                      **_: Any) -> Any:
+        if params is None:  # session setup (SET ...)
+            self.pool.settings.append(query)
+            return None
         self.pool.queries.append(list(params[0]))
         await asyncio.sleep(0)
         if self.pool.fail is not None:
@@ -145,6 +149,7 @@ class FakePool:
     def __init__(self, stored: set[uuid.UUID]) -> None:
         self.stored = stored
         self.queries: list[list[uuid.UUID]] = []
+        self.settings: list[str] = []
         self.fail: Exception | None = None
 
     @asynccontextmanager
@@ -163,6 +168,7 @@ def test_concurrent_lookups_share_one_query() -> None:
         return await asyncio.gather(*(loader.load(i) for i in wanted))
 
     docs = asyncio.run(run())
+    assert pool.settings == ["SET default_transaction_read_only = on"]
     assert len(pool.queries) == 1
     assert sorted(map(str, pool.queries[0])) == sorted(map(str, {*stored, missing}))
     for rid, doc in zip(wanted, docs, strict=True):
