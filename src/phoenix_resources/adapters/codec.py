@@ -48,6 +48,7 @@ AVRO_CONTENT_TYPE = "application/avro"
 COMMAND_SCHEMA = "resource_command.avsc"
 EVENT_SCHEMA = "resource_changed.avsc"
 REJECTION_SCHEMA = "command_rejected.avsc"
+RESOURCE_RECORD = "phoenix.resources.v1.Resource"
 
 @dataclass(frozen=True)
 class AvroSchema:
@@ -290,7 +291,10 @@ def event_to_record(e: ResourceChanged) -> dict[str, Any]:
             "resource_id": e.resource_id, "version": e.version, "occurred_at": e.occurred_at,
             "command_id": e.command_id, "correlation_id": e.correlation_id,
             "changed_fields": list(e.changed_fields),
-            "resource": None if e.resource is None else _resource_record(e.resource)}
+            # Naming the union branch spares fastavro validating the record against each
+            # branch to pick one (about a third of the encoding time).
+            "resource": None if e.resource is None
+            else (RESOURCE_RECORD, _resource_record(e.resource))}
 
 
 def event_from_record(rec: Mapping[str, Any]) -> ResourceChanged:
