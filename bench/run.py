@@ -188,6 +188,10 @@ def run_peers(target: Target, wl: Workload, partitions: int, reps: int, res: Res
             res.notes["dbz"] = "; ".join(r.notes)
         progress(f"  -> {r.rate:,.0f} records/s; {r.wall_s:.1f} s wall incl. JVM start; "
                  f"{r.mismatches} rows differ from the reference")
+    progress("Debezium JDBC sink, reduction buffer off (one run)")
+    r = connect.run(target, wl, topic, records, partitions, reduction=False)
+    res.s("dbz_noreduce").add(r.rate)
+    progress(f"  -> {r.rate:,.0f} records/s")
 
 
 def run_http(target: Target, seconds: int, res: Results) -> None:
@@ -284,6 +288,9 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
             "(re-delivered duplicates overwrite newer rows)" + (
                 f"; {res.notes['dbz']}" if "dbz" in res.notes else ""))
         row("Debezium wall time incl. JVM start", fig("dbz_wall", 1, " s"), "")
+        row("Debezium JDBC sink, `use.reduction.buffer=false`", fig("dbz_noreduce", 0,
+            " records/s"), "the buffer collapses records of one key within a batch; the hot "
+            "keys of a Zipf workload make it worth a lot")
     if cfg["latency"]:
         for lt in lat or []:
             wait = ("PHOENIX_BATCH_MAX_WAIT_MS=50 (default)" if lt.batch_wait_ms is None
