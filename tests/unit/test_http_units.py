@@ -201,3 +201,17 @@ def test_a_cancelled_waiter_does_not_disturb_the_others() -> None:
         return await survivor
 
     assert asyncio.run(run()).json == f'{{"id":"{rid}"}}'
+
+
+def test_worker_factory_rebuilds_the_served_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve() hands its exact Settings to uvicorn's worker processes through the env."""
+    import gc
+
+    from phoenix_resources.entrypoints import http
+
+    served = Settings(http_port=18123, api_token_hashes=["ab" * 32])
+    monkeypatch.setenv(http.SETTINGS_ENV, served.model_dump_json())
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # not in the test process
+    app = http.create_app_from_env()
+    doc = app.openapi()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
