@@ -239,7 +239,8 @@ async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 
 async def fixed_rate(port: int, ids: list[str], rate: int, duration: float,
-                     connections: int = 64) -> RateResult:
+                     *, connections: int = 64, prefix: str = "/api/v1/resources/",
+                     ) -> RateResult:
     """Open loop: request i is due at t0 + i/rate; latency is measured from that instant."""
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(connections):
@@ -252,7 +253,7 @@ async def fixed_rate(port: int, ids: list[str], rate: int, duration: float,
     async def fire(due: float, rid: str) -> None:
         nonlocal errors
         conn = await pool.get()
-        req = (f"GET /api/v1/resources/{rid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").encode()
+        req = f"GET {prefix}{rid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
         try:
             status = await _one(*conn, req)
         except (OSError, asyncio.IncompleteReadError):
@@ -301,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--rows", type=int, default=ROWS)
     ap.add_argument("--repeat", type=int, default=1, help="measurements per worker count")
+    ap.add_argument("--control", action="store_true",
+                    help="also run the fixed rate against /healthz (no database): the tail "
+                         "the machine itself adds")
     args = ap.parse_args(argv)
     if not shutil.which("wrk"):
         log("wrk is not installed (apt-get install wrk)")
@@ -326,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
                         log(f"workers={workers}: fixed rate {args.rate}/s for {args.duration}s")
                         r = _run(fixed_rate(port, ids, args.rate, args.duration))
                         rows.append((workers, w, r))
+                        if args.control:
+                            c = _run(fixed_rate(port, [""], args.rate, args.duration,
+                                                prefix="/healthz"))
+                            log(f"  control /healthz @{args.rate}/s: p50 {c.p50_ms:.2f} ms, "
+                                f"p99 {c.p99_ms:.2f} ms, max {c.max_ms:.1f} ms")
         finally:
             drop_database(server, writer)
     print()
