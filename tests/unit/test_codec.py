@@ -116,3 +116,23 @@ def test_oversized_values_are_refused_before_decoding() -> None:
     value, _ = CommandCodec(Framing()).encode(_create(name="x" * 5000))
     with pytest.raises(MessageTooLarge):
         CommandCodec(Framing(), max_bytes=1024).decode(value)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("name", "bad\x00name"),
+    ("name", "lone \ud800 surrogate"),
+    ("config", {"k": "v\x00"}),
+    ("config", {"k\x00": "v"}),
+    ("correlation_id", "c" * 256),
+    ("issued_by", "svc\x00"),
+])
+def test_strings_postgresql_cannot_store_are_dead_lettered_not_crash_looped(
+        field: str, value: object) -> None:
+    record = {"command_id": str(uuid.uuid4()), "command_type": "CREATE",
+              "resource_id": str(uuid.uuid4()), "issued_at": NOW.isoformat(), "name": "ok",
+              field: value}
+    payload = json.dumps(record).encode()
+    with pytest.raises(DecodeError) as info:
+        CommandCodec(Framing()).decode(payload, "application/json")
+    assert info.value.reason == "invalid-field"
+    assert field in info.value.detail

@@ -170,10 +170,34 @@ def _timestamp(value: Any) -> datetime:
     raise DecodeError("invalid-field", "'issued_at' must be an ISO-8601 time or epoch micros")
 
 
-def _opt(record: Mapping[str, Any], field: str, kind: type) -> Any:
+TEXT_MAX = 255
+"""Longest correlation_id / issued_by (they are stored in VARCHAR(255) columns)."""
+
+
+def _storable(text: str, field: str) -> str:
+    """Text PostgreSQL can store: no NUL (text and jsonb refuse it) and valid UTF-8 (JSON
+    escapes can produce lone surrogates). Refusing here turns what would be a crash loop on
+    every redelivery into one dead letter."""
+    if "\x00" in text:
+        raise DecodeError("invalid-field", f"'{field}' contains a NUL character")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as e:
+            raise DecodeError("invalid-field", f"'{field}' is not valid Unicode") from e
+    return text
+
+
+def _opt(record: Mapping[str, Any], field: str, kind: type, max_len: int | None = None) -> Any:
     value = record.get(field)
-    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+    if value is None:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
         raise DecodeError("invalid-field", f"'{field}' must be {kind.__name__}")
+    if isinstance(value, str):
+        if max_len is not None and len(value) > max_len:
+            raise DecodeError("invalid-field", f"'{field}' is longer than {max_len} characters")
+        _storable(value, field)
     return value
 
 
@@ -184,6 +208,9 @@ def _config(record: Mapping[str, Any]) -> dict[str, str] | None:
     if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise DecodeError("invalid-field", "'config' must map strings to strings")
+    for k, v in value.items():
+        _storable(k, "config")
+        _storable(v, "config")
     return value
 
 
@@ -212,8 +239,8 @@ def command_from_record(record: Mapping[str, Any]) -> AnyCommand:
         "resource_id": _uuid(record, "resource_id"),
         "issued_at": _timestamp(record["issued_at"]),
         "expected_version": _opt(record, "expected_version", int),
-        "correlation_id": _opt(record, "correlation_id", str),
-        "issued_by": _opt(record, "issued_by", str),
+        "correlation_id": _opt(record, "correlation_id", str, TEXT_MAX),
+        "issued_by": _opt(record, "issued_by", str, TEXT_MAX),
     }
     name = _opt(record, "name", str)
     if ctype is CommandType.CREATE:
