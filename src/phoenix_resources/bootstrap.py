@@ -88,6 +88,23 @@ def topics_to_create(settings: Settings) -> dict[str, int]:
             settings.rejections_topic: n, settings.dlq_topic: 1}
 
 
+def check_schema(settings: Settings) -> None:
+    """Refuse to start on a database that is not migrated to this version's head.
+
+    An unreachable database is not an error here: the processes wait it out."""
+    from phoenix_resources.adapters.postgres import schema
+    from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
+
+    try:
+        current = schema.current_revision(settings.database_url)
+    except DatabaseUnavailable:
+        return
+    head = schema.head_revision()
+    if current != head:
+        raise ConfigurationError(f"the database is at revision {current or 'base'}, this "
+                                 f"version needs {head}: run `phoenix-resources migrate`")
+
+
 def prepare_topics(settings: Settings) -> None:
     if settings.create_topics:
         from phoenix_resources.adapters.kafka import ensure_topics

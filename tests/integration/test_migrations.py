@@ -64,3 +64,23 @@ def test_processed_commands_primary_key_is_the_dedupe(database_url: str) -> None
         conn.execute(insert, (command_id, uuid.uuid4()))
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(insert, (command_id, uuid.uuid4()))
+
+
+def test_processes_refuse_an_unmigrated_database_with_a_clear_message(pg_server: str) -> None:
+    from phoenix_resources.bootstrap import check_schema
+    from phoenix_resources.config import Settings
+    from phoenix_resources.errors import ConfigurationError
+
+    name = databases.create_database(pg_server)
+    try:
+        with pytest.raises(ConfigurationError, match="phoenix-resources migrate"):
+            check_schema(Settings(database_url=databases.with_database(pg_server, name)))
+    finally:
+        databases.drop_database(pg_server, name)
+
+
+def test_a_migrated_database_passes_the_start_check(database_url: str) -> None:
+    from phoenix_resources.bootstrap import check_schema
+    from phoenix_resources.config import Settings
+
+    check_schema(Settings(database_url=database_url))

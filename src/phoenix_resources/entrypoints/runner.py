@@ -88,6 +88,7 @@ def _start(settings: Settings) -> Metrics:
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting", extra={"database": redact(settings.database_url),
                                 "kafka": settings.kafka_bootstrap_servers})
+    bootstrap.check_schema(settings)
     bootstrap.prepare_topics(settings)
     return Metrics()
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
+
+from phoenix_resources.errors import DatabaseUnavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -40,5 +44,11 @@ def current_revision(url: str) -> str | None:
         with engine.connect() as conn:
             rev: str | None = MigrationContext.configure(conn).get_current_revision()
             return rev
+    except sqlalchemy.exc.OperationalError as e:
+        raise DatabaseUnavailable(str(e.orig or e)) from e
     finally:
         engine.dispose()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head()
