@@ -390,6 +390,16 @@ def test_pagination_has_no_gaps_or_repeats_under_concurrent_inserts(
     assert keys == sorted(keys), "strict key order"
 
 
+def test_name_pagination_breaks_ties_by_id(client: TestClient, writer: Conn) -> None:
+    """Many rows share a name: the id tiebreak still yields each row exactly once."""
+    ids = {str(insert_resource(writer, name=f"dup-{i % 3}")) for i in range(120)}
+    seen = _walk(client, {"limit": 7, "name_prefix": "dup-"})
+    assert [r["id"] for r in seen if r["id"] in ids] == [r["id"] for r in seen]
+    assert sorted(str(r["id"]) for r in seen) == sorted(ids)
+    keys = [(r["name"], r["id"]) for r in seen]
+    assert keys == sorted(keys)
+
+
 # --- GET /api/v1/commands/{command_id} ------------------------------------------------------
 
 def test_command_outcomes(client: TestClient, writer: Conn) -> None:

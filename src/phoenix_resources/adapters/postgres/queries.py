@@ -143,7 +143,8 @@ class ReadQueries:
             conditions.append("name LIKE %s")
             params.append(_like_prefix(name_prefix or ""))
             if isinstance(after, tuple):
-                conditions.append("(name ~>~ %s OR (name = %s AND id > %s))")
+                # (name, id) > (n, i), written so that "name ~>=~ n" bounds the index scan.
+                conditions.append("name ~>=~ %s AND (name ~>~ %s OR id > %s)")
                 params += [after[0], after[0], after[1]]
             order = "name USING ~<~, id"
         else:
