@@ -38,7 +38,8 @@ migrate: venv
 	@$(CLI) migrate upgrade
 
 run: stack-up migrate ## worker + relay + HTTP API in the foreground; Ctrl-C stops
-	@exec $(CLI) run
+	@PHOENIX_READ_DATABASE_URL=$${PHOENIX_READ_DATABASE_URL:-postgresql://phoenix_api@127.0.0.1:$${PHOENIX_LOCAL_PG_PORT:-55432}/phoenix} \
+	  exec $(CLI) run
 
 test: deps lint ## lint, then every test against a throwaway real Kafka + PostgreSQL
 	@$(PY) -m phoenix_resources.devstack ephemeral -- \

@@ -25,15 +25,17 @@ def test_upgrade_then_downgrade_then_upgrade_again(pg_server: str) -> None:
     try:
         assert schema.current_revision(url) is None
         schema.upgrade(url)
-        assert schema.current_revision(url) == "0001"
+        assert schema.current_revision(url) == schema.head_revision() == "0002"
         assert {"resources", "processed_commands", "outbox"} <= _tables(url)
 
+        schema.downgrade(url, "0001")
+        assert schema.current_revision(url) == "0001"
         schema.downgrade(url, "base")
         assert schema.current_revision(url) is None
         assert not {"resources", "processed_commands", "outbox"} & _tables(url)
 
         schema.upgrade(url)
-        assert schema.current_revision(url) == "0001"
+        assert schema.current_revision(url) == "0002"
     finally:
         databases.drop_database(pg_server, name)
 

@@ -53,3 +53,6 @@ def ensure_login_role(server_url: str, role: str, member_of: str) -> None:
             with contextlib.suppress(psycopg.errors.DuplicateObject):
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
                     sql.Identifier(role), sql.Identifier(member_of)))
+        # Membership lets DROP DATABASE ... WITH (FORCE) end this role's backends.
+        with contextlib.suppress(psycopg.Error):
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
