@@ -77,6 +77,7 @@ def run(bootstrap: str, *, db_url: str, topic: str, events_topic: str, dlq_topic
     consumer.subscribe([topic])
     processed = 0
     started: float | None = None
+    ended: float | None = None
     try:
         with psycopg.connect(db_url) as conn:
             while processed < limit:
@@ -139,8 +140,9 @@ def run(bootstrap: str, *, db_url: str, topic: str, events_topic: str, dlq_topic
                 processed += 1
                 if time.monotonic() - started > seconds:
                     break
+        ended = time.monotonic()  # before close(): leaving the group is not part of the rate
     finally:
         consumer.close()
         producer.flush(10)
-    elapsed = time.monotonic() - started if started is not None else 0.0
+    elapsed = (ended or time.monotonic()) - started if started is not None else 0.0
     return NaiveResult(processed, elapsed)

@@ -59,6 +59,7 @@ class Pipeline:
     batch_size: int | None = None
     batch_wait_ms: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    db_settings: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         name = self.target.next_name("ours").replace("_", ".")
@@ -67,6 +68,11 @@ class Pipeline:
         self.dlq = f"bench.{name}.dlq"
         self.group = f"bench-{name}"
         self.db_url = self.target.fresh_db("ours")
+        if self.db_settings:
+            db = self.db_url.rsplit("/", 1)[1]
+            with psycopg.connect(self.target.admin_url, autocommit=True) as conn:
+                for k, v in self.db_settings.items():
+                    conn.execute(f'ALTER DATABASE "{db}" SET {k} = {v}')
         self.target.create_topics([self.events, self.rejections], self.partitions,
                                   {"message.timestamp.type": "LogAppendTime"})
         self.target.create_topics([self.dlq], 1)
@@ -108,8 +114,10 @@ class Pipeline:
 
 def throughput(target: Target, wl: Workload, commands_topic: str, partitions: int, *,
                batch_size: int | None = None, timeout_s: float | None = None,
-               stall_s: float = 15.0) -> OursResult:
-    pipe = Pipeline(target, commands_topic, partitions, batch_size=batch_size)
+               stall_s: float = 15.0, db_settings: dict[str, str] | None = None,
+               ) -> OursResult:
+    pipe = Pipeline(target, commands_topic, partitions, batch_size=batch_size,
+                    db_settings=db_settings or {})
     want = {pipe.events: wl.events, pipe.rejections: wl.rejected, pipe.dlq: wl.poison}
     marks = {t: Watermarks(target.bootstrap, t) for t in want}
     timeout_s = timeout_s or max(60.0, wl.n / 300)

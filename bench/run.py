@@ -17,7 +17,9 @@ import asyncio
 import contextlib
 import importlib.metadata as md
 import math
+import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -117,8 +119,8 @@ def run_ceilings(target: Target, wl: Workload, topic: str, reps: int, res: Resul
 
 def run_ours(target: Target, wl: Workload, topic: str, partitions: int, *, reps: int,
              res: Results) -> None:
-    for i in range(reps):
-        progress(f"phoenix-resources rep {i + 1}/{reps}: worker + relay on {wl.n:,} messages")
+    for _ in range(reps):
+        progress(f"phoenix-resources: worker + relay on {wl.n:,} messages")
         r = ours.throughput(target, wl, topic, partitions)
         res.s("ours").add(r.sustained_rate)
         res.s("ours_wall").add(r.wall_rate)
@@ -135,18 +137,37 @@ def run_ours(target: Target, wl: Workload, topic: str, partitions: int, *, reps:
                  f"wall; effectively-once check: {'passed' if r.ok else r.problems}")
 
 
+def run_knobs(target: Target, wl: Workload, topic: str, partitions: int, res: Results) -> None:
+    """One run per setting, against the same input: what each knob is worth here."""
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("defaults (batch 1000, synchronous_commit=on)", {}),
+        ("PHOENIX_BATCH_SIZE=200", {"batch_size": 200}),
+        ("PHOENIX_BATCH_SIZE=5000", {"batch_size": 5000}),
+        ("synchronous_commit=off (database setting)",
+         {"db_settings": {"synchronous_commit": "off"}}),
+    ]
+    for label, kw in variants:
+        progress(f"knob: {label}")
+        r = ours.throughput(target, wl, topic, partitions, **kw)
+        res.extra.setdefault("knobs", []).append((label, r))
+        progress(f"  -> {r.sustained_rate:,.0f} commands/s sustained; check "
+                 f"{'passed' if r.ok else r.problems}")
+
+
 def run_naive(target: Target, wl: Workload, topic: str, seconds: float, *, reps: int,
-              res: Results) -> None:
-    for i in range(reps):
+              res: Results, async_variant: bool = True) -> None:
+    for _ in range(reps):
         url = target.fresh_db("naive")
         name = target.next_name("naive").replace("_", ".")
         events, dlq = f"bench.{name}.events", f"bench.{name}.dlq"
         target.create_topics([events, dlq], 1)
-        progress(f"naive rep {i + 1}/{reps}: {seconds:.0f} s time box")
+        progress(f"naive: {seconds:.0f} s time box")
         r = naive.run(target.bootstrap, db_url=url, topic=topic, events_topic=events,
                       dlq_topic=dlq, seconds=seconds, limit=wl.n)
         res.s("naive").add(r.rate)
         progress(f"  -> {r.rate:,.0f} commands/s ({r.processed:,} in {r.seconds:.1f} s)")
+    if not async_variant:
+        return
     # the cheaper variant: asynchronous offset commits (one run)
     url = target.fresh_db("naive")
     name = target.next_name("naive").replace("_", ".")
@@ -170,15 +191,22 @@ def run_latency(target: Target, partitions: int, seconds: float, res: Results) -
                  f"worker decided p50 {r.to_db_p50_ms:.1f} ms")
 
 
-def run_peers(target: Target, wl: Workload, partitions: int, reps: int, res: Results) -> None:
+def prepare_peers(target: Target, wl: Workload, partitions: int, res: Results) -> None:
     from bench.peers import connect
 
     connect.ensure_jars()
     res.extra["connect_versions"] = connect.versions()
-    topic, records = connect.load_topic(target, wl, partitions)
-    res.extra["dbz_records"] = records
-    for i in range(reps):
-        progress(f"Debezium JDBC sink rep {i + 1}/{reps}: {records:,} records "
+    res.extra["dbz_topic"], res.extra["dbz_records"] = connect.load_topic(target, wl,
+                                                                          partitions)
+
+
+def run_peers(target: Target, wl: Workload, partitions: int, *, reps: int, res: Results,
+              variant: bool = True) -> None:
+    from bench.peers import connect
+
+    topic, records = res.extra["dbz_topic"], res.extra["dbz_records"]
+    for _ in range(reps):
+        progress(f"Debezium JDBC sink: {records:,} records "
                  "(JVM start-up excluded from the rate)")
         r = connect.run(target, wl, topic, records, partitions)
         res.s("dbz").add(r.rate)
@@ -188,6 +216,8 @@ def run_peers(target: Target, wl: Workload, partitions: int, reps: int, res: Res
             res.notes["dbz"] = "; ".join(r.notes)
         progress(f"  -> {r.rate:,.0f} records/s; {r.wall_s:.1f} s wall incl. JVM start; "
                  f"{r.mismatches} rows differ from the reference")
+    if not variant:
+        return
     progress("Debezium JDBC sink, reduction buffer off (one run)")
     r = connect.run(target, wl, topic, records, partitions, reduction=False)
     res.s("dbz_noreduce").add(r.rate)
@@ -252,8 +282,10 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
               f"- commands topic: {partitions} partitions, pre-loaded; one worker process, "
               "one relay process, default settings (PHOENIX_BATCH_SIZE=1000, "
               "PHOENIX_BATCH_MAX_WAIT_MS=50)",
-              f"- repetitions: {cfg['reps']} per throughput figure (median, min-max, n); "
-              "latency, poll() loop and HTTP: one run each",
+              f"- repetitions: {cfg['reps']} rounds; each round runs phoenix-resources, the "
+              "naive worker and Debezium once, in that order (interleaved, so load from "
+              "other work hits all alike); figures are medians (min-max, n); latency, "
+              "poll() loop, the variants and HTTP: one run each",
               "- figures measured on a shared 2-core machine while other engineers built and "
               "tested: treat them as noisy (see load average above)", ""]
     lines += ["## Results", "", "| measurement | figure | notes |", "|---|---|---|"]
@@ -322,6 +354,9 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
         row("worker CPU per 10k commands", fig("worker_cpu", 2, " s"),
             "user+system, includes start-up")
         row("relay CPU per 10k commands", fig("relay_cpu", 2, " s"), "")
+    for label, r in res.extra.get("knobs", []):
+        row(f"knob: {label}", f"{r.sustained_rate:,.0f} cmd/s (1 run)",
+            "effectively-once check " + ("passed" if r.ok else "FAILED"))
     o = res.med("ours")
     lines += ["", "## Ratios (medians) and goals", "", "| ratio | value | goal |", "|---|---|---|"]
     if cfg["naive"]:
@@ -351,6 +386,18 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
     return "\n".join(lines) + "\n"
 
 
+def one_round(target: Target, wl: Workload, topic: str, cfg: dict[str, Any], p: int, *,
+              res: Results, first: bool) -> None:
+    """ours, naive, Debezium once each; the one-off variants only in the first round."""
+    if cfg["ours"] and "ours" not in res.failures:
+        attempt(res, "ours", lambda: run_ours(target, wl, topic, p, reps=1, res=res))
+    if cfg["naive"] and "naive" not in res.failures:
+        attempt(res, "naive", lambda: run_naive(target, wl, topic, cfg["naive_s"], reps=1,
+                                                res=res, async_variant=first))
+    if cfg["peers"] and "dbz" not in res.failures:
+        attempt(res, "dbz", lambda: run_peers(target, wl, p, reps=1, res=res, variant=first))
+
+
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=sorted(MODES), default="quick")
@@ -361,15 +408,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     ap.add_argument("--ephemeral", action="store_true",
                     help="use a throwaway durable stack instead of the local one")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="subset: ours naive ceilings latency peers http")
+                    help="subset: ours naive ceilings latency peers http knobs")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     cfg = dict(MODES[args.mode])
     if args.n:
         cfg["n"] = args.n
     if args.reps:
         cfg["reps"] = args.reps
     if args.only is not None:
-        for k in ("ours", "naive", "ceilings", "latency", "peers", "http"):
+        for k in ("ours", "naive", "ceilings", "latency", "peers", "http", "knobs"):
             cfg[k] = k in args.only
     started = datetime.now(UTC)
     mach = machine()
@@ -390,24 +438,27 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
             p, reps = args.partitions, cfg["reps"]
             if cfg["ceilings"]:
                 attempt(res, "consume", lambda: run_ceilings(target, wl, topic, reps, res))
-            if cfg["ours"]:
-                attempt(res, "ours", lambda: run_ours(target, wl, topic, p, reps=reps, res=res))
-            if cfg["naive"]:
-                attempt(res, "naive", lambda: run_naive(target, wl, topic, cfg["naive_s"],
-                                                        reps=reps, res=res))
+            if cfg["peers"]:
+                attempt(res, "dbz", lambda: prepare_peers(target, wl, p, res))
+            # Rounds, not blocks: each round runs ours, naive and Debezium once, so a burst
+            # of load from other work on the machine hits every contender alike.
+            for i in range(reps):
+                progress(f"--- round {i + 1}/{reps} (load {os.getloadavg()[0]:.2f})")
+                one_round(target, wl, topic, cfg, p, res=res, first=i == 0)
             if cfg["latency"]:
                 attempt(res, "latency", lambda: run_latency(target, p, cfg["latency_s"], res))
-            if cfg["peers"]:
-                attempt(res, "dbz", lambda: run_peers(target, wl, p, reps, res))
             if cfg["http"]:
                 attempt(res, "http", lambda: run_http(target, cfg["http_s"], res))
+            if cfg.get("knobs"):
+                attempt(res, "knobs", lambda: run_knobs(target, wl, topic, p, res))
         finally:
             progress("cleaning up (topics, databases)")
             target.cleanup()
     text = report(args.mode, cfg, wl, res, mach=mach, vers=vers, pgs=pgs, started=started,
                   partitions=args.partitions)
     RESULTS.mkdir(exist_ok=True)
-    suffix = "" if args.mode == "full" else f"-{args.mode}"
+    custom = args.only is not None or args.n or args.reps
+    suffix = ("" if args.mode == "full" else f"-{args.mode}") + ("-custom" if custom else "")
     out = RESULTS / f"{started:%Y-%m-%d}-{mach['host']}{suffix}.md"
     out.write_text(text)
     print()
