@@ -23,6 +23,7 @@ from phoenix_resources.devstack._proc import free_port
 from phoenix_resources.entrypoints.http import build_server, create_app
 from phoenix_resources.observability import Metrics
 from tests.support.databases import ensure_login_role, with_user
+from tests.support.pipeline import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -637,7 +638,8 @@ def test_lifespan_opens_and_closes_the_pool(database_url: str, read_url: str,
     with TestClient(app) as c:
         assert c.get("/readyz").status_code == 200
         assert _api_connections(writer) >= 1
-    assert _api_connections(writer) == 0
+    # A backend exits asynchronously once its client has closed the socket.
+    wait_until(lambda: _api_connections(writer) == 0, 10, "the API's connections closed")
 
 
 def test_build_server_serves_over_tcp(database_url: str, read_url: str,
