@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: deps system-deps venv jars run stack-up stack-down stack-status migrate test test-unit \
-        lint fmt bench bench-quick bench-peers clean
+        lint fmt bench bench-quick bench-peers bench-profile clean
 
 deps: system-deps venv jars ## everything a fresh machine lacks
 
@@ -60,6 +60,9 @@ bench-quick: stack-up ## the same, small (~2 minutes)
 
 bench-peers: stack-up ## Kafka Connect + Debezium JDBC sink on the same workload
 	@$(PY) -m bench.run --mode peers
+
+bench-profile: stack-up ## py-spy profile of the worker on the benchmark workload
+	@$(PY) -m bench.profile --n 100000
 
 fmt: venv
 	@$(VENV)/bin/ruff check --fix src tests bench

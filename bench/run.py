@@ -39,8 +39,10 @@ from bench.common import (
     stack_target,
 )
 from bench.workload import Workload, generate, produce
+from phoenix_resources.config import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_WAIT_MS = Settings.model_fields["batch_max_wait_ms"].default
 
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"n": 20_000, "reps": 1, "naive_s": 8.0, "latency_s": 5.0, "peers": False,
@@ -181,8 +183,9 @@ def run_naive(target: Target, wl: Workload, topic: str, seconds: float, *, reps:
 
 
 def run_latency(target: Target, partitions: int, seconds: float, res: Results) -> None:
-    for wait in (None, 5):
-        label = "default batch wait (50 ms)" if wait is None else f"batch wait {wait} ms"
+    for wait in (None, 50):
+        label = (f"default batch wait ({DEFAULT_WAIT_MS} ms)" if wait is None
+                 else f"batch wait {wait} ms")
         progress(f"latency: 1,000 commands/s for {seconds:.0f} s, {label}")
         r = ours.latency(target, partitions, rate=1000, seconds=seconds, batch_wait_ms=wait)
         res.extra.setdefault("latency", []).append(r)
@@ -281,7 +284,7 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
               f"- workload: {wl.summary()} (seed {wl.seed})",
               f"- commands topic: {partitions} partitions, pre-loaded; one worker process, "
               "one relay process, default settings (PHOENIX_BATCH_SIZE=1000, "
-              "PHOENIX_BATCH_MAX_WAIT_MS=50)",
+              f"PHOENIX_BATCH_MAX_WAIT_MS={DEFAULT_WAIT_MS})",
               f"- repetitions: {cfg['reps']} rounds; each round runs phoenix-resources, the "
               "naive worker and Debezium once, in that order (interleaved, so load from "
               "other work hits all alike); figures are medians (min-max, n); latency, "
@@ -325,7 +328,8 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
             "keys of a Zipf workload make it worth a lot")
     if cfg["latency"]:
         for lt in lat or []:
-            wait = ("PHOENIX_BATCH_MAX_WAIT_MS=50 (default)" if lt.batch_wait_ms is None
+            wait = (f"PHOENIX_BATCH_MAX_WAIT_MS={DEFAULT_WAIT_MS} (default)"
+                    if lt.batch_wait_ms is None
                     else f"PHOENIX_BATCH_MAX_WAIT_MS={lt.batch_wait_ms}")
             row(f"latency @ 1,000 cmd/s, {wait} (produce → event received)",
                 f"p50 {lt.p50_ms:.1f} ms, p95 {lt.p95_ms:.1f}, p99 {lt.p99_ms:.1f}, "

