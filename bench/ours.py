@@ -227,11 +227,12 @@ def latency(target: Target, partitions: int, rate: int = 1000, seconds: float = 
     ev_codec = EventCodec(Framing())
 
     def subscribe() -> None:
+        # poll() hands over each record as soon as it is fetched; consume(n, timeout) would
+        # hold records until n arrived or the timeout ran out, adding up to that timeout.
         while not stop.is_set():
-            for m in sub.consume(500, timeout=0.05):
-                now = time.time()
-                if m.error() is None:
-                    received.setdefault(ev_codec.decode_event(m.value()).event_id, now)
+            m = sub.poll(0.05)
+            if m is not None and m.error() is None:
+                received.setdefault(ev_codec.decode_event(m.value()).event_id, time.time())
 
     producer = Producer({"bootstrap.servers": target.bootstrap, "linger.ms": 5,
                          "enable.idempotence": True, "acks": "all", "log_level": "0"})
