@@ -60,6 +60,7 @@ class Pipeline:
     batch_wait_ms: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     db_settings: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
 
     def __post_init__(self) -> None:
         name = self.target.next_name("ours").replace("_", ".")
@@ -98,8 +99,10 @@ class Pipeline:
     def start(self) -> None:
         env = self.env()
         self.relay = Proc(cli("relay"), env, LOGS / f"{self.group}-relay.log")
-        self.worker = Proc(cli("worker"), env, LOGS / f"{self.group}-worker.log")
-        self.procs = [self.relay, self.worker]
+        self.workers_procs = [Proc(cli("worker"), env, LOGS / f"{self.group}-worker{i}.log")
+                              for i in range(self.workers)]
+        self.worker = self.workers_procs[0]
+        self.procs = [self.relay, *self.workers_procs]
 
     def check_alive(self) -> None:
         for p in self.procs:
@@ -115,9 +118,9 @@ class Pipeline:
 def throughput(target: Target, wl: Workload, commands_topic: str, partitions: int, *,
                batch_size: int | None = None, timeout_s: float | None = None,
                stall_s: float = 15.0, db_settings: dict[str, str] | None = None,
-               ) -> OursResult:
+               workers: int = 1) -> OursResult:
     pipe = Pipeline(target, commands_topic, partitions, batch_size=batch_size,
-                    db_settings=db_settings or {})
+                    db_settings=db_settings or {}, workers=workers)
     want = {pipe.events: wl.events, pipe.rejections: wl.rejected, pipe.dlq: wl.poison}
     marks = {t: Watermarks(target.bootstrap, t) for t in want}
     timeout_s = timeout_s or max(60.0, wl.n / 300)

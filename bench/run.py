@@ -147,6 +147,7 @@ def run_knobs(target: Target, wl: Workload, topic: str, partitions: int, res: Re
         ("PHOENIX_BATCH_SIZE=5000", {"batch_size": 5000}),
         ("synchronous_commit=off (database setting)",
          {"db_settings": {"synchronous_commit": "off"}}),
+        ("2 worker processes in the group (scale-out)", {"workers": 2}),
     ]
     for label, kw in variants:
         progress(f"knob: {label}")
@@ -462,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
                   partitions=args.partitions)
     RESULTS.mkdir(exist_ok=True)
     custom = args.only is not None or args.n or args.reps
-    suffix = ("" if args.mode == "full" else f"-{args.mode}") + ("-custom" if custom else "")
+    subset = "-".join(args.only) if args.only else "custom"
+    suffix = ("" if args.mode == "full" else f"-{args.mode}") + (f"-{subset}" if custom else "")
     out = RESULTS / f"{started:%Y-%m-%d}-{mach['host']}{suffix}.md"
     out.write_text(text)
     print()
