@@ -77,6 +77,9 @@ class Metrics:
         self.events_published = Counter("phoenix_events_published",
                                         "Outbox rows published by the relay", ["topic"],
                                         registry=r)
+        self.outbox_lag = Gauge("phoenix_outbox_lag_seconds",
+                                "Age of the oldest outbox row in the relay's last fetch "
+                                "(0 when the outbox is empty)", registry=r)
         self.relay_active = Gauge("phoenix_relay_active",
                                   "1 when this relay holds the lock, 0 on standby", registry=r)
         self.outbox_pruned = Counter("phoenix_processed_commands_pruned",

@@ -119,7 +119,9 @@ class Relay:
     def publish_once(self) -> int:
         rows = self.session.fetch(self.settings.relay_batch_size)
         if not rows:
+            self.metrics.outbox_lag.set(0)
             return 0
+        self.metrics.outbox_lag.set(max(0.0, time.time() - rows[0].occurred_at.timestamp()))
         publish_all(self.producer, [to_record(r, self._source) for r in rows])
         self.session.delete([r.seq for r in rows])
         for topic in {r.topic for r in rows}:

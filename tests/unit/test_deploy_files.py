@@ -1,0 +1,39 @@
+"""Deployment files stay consistent with the code: alert rules name only real metrics."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from phoenix_resources.observability import Metrics
+
+pytestmark = pytest.mark.unit
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def _exported_names() -> set[str]:
+    names: set[str] = set()
+    for family in Metrics().registry.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"],
+                    "gauge": [""]}.get(family.type, [""])
+        names |= {family.name + s for s in suffixes}
+    return names
+
+
+def test_every_metric_an_alert_uses_is_exported() -> None:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    used = {m for e in exprs for m in re.findall(r"\bphoenix_[a-z_]+", e)}
+    assert used, "the rules should use the service's metrics"
+    assert used - _exported_names() == set()
+
+
+def test_kubernetes_manifests_parse_and_run_the_cli_commands() -> None:
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "phoenix-resources.yaml").read_text()))
+    args = {c["args"][0] for d in docs if d and d["kind"] in ("Deployment", "Job")
+            for c in d["spec"]["template"]["spec"]["containers"]}
+    assert args == {"worker", "relay", "api", "migrate"}
