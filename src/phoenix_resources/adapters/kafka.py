@@ -33,6 +33,19 @@ def header_pairs(message: Message) -> Headers:
     return list(raw.items()) if isinstance(raw, dict) else list(raw)
 
 
+def text_headers(message: Message, names: frozenset[str]) -> dict[str, str]:
+    """The named headers as text, in one pass (the last value of a repeated name wins;
+    values that are not UTF-8 are left out)."""
+    found: dict[str, str] = {}
+    for key, value in header_pairs(message):
+        if key in names and value is not None:
+            try:
+                found[key] = value.decode() if isinstance(value, bytes) else str(value)
+            except UnicodeDecodeError:
+                found.pop(key, None)
+    return found
+
+
 def header(message: Message, name: str) -> str | None:
     """The last value of header ``name`` as text (``None`` if absent or not UTF-8)."""
     found: str | bytes | None = None

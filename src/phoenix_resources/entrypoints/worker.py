@@ -37,9 +37,9 @@ from phoenix_resources.adapters.codec import CommandCodec
 from phoenix_resources.adapters.kafka import (
     OutgoingRecord,
     dead_letter,
-    header,
     partition_key,
     publish_all,
+    text_headers,
 )
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import DecodeError, TransientError
@@ -47,6 +47,8 @@ from phoenix_resources.observability import Metrics
 from phoenix_resources.services.apply_batch import BatchUnit, Incoming, apply_batch
 
 log = logging.getLogger("phoenix_resources.worker")
+
+_HEADERS = frozenset({"content-type", "traceparent"})
 
 POLL_SLICE_S = 0.2
 """While waiting out a fault, poll at least this often (keeps rebalances and heartbeats
@@ -157,8 +159,9 @@ class Worker:
         dead: list[tuple[int, OutgoingRecord]] = []
         for m in messages:
             _, partition = partition_key(m)
+            headers = text_headers(m, _HEADERS)
             try:
-                command = self.codec.decode(m.value(), header(m, "content-type"))
+                command = self.codec.decode(m.value(), headers.get("content-type"))
             except DecodeError as e:
                 dead.append((partition, dead_letter(m, self.settings.dlq_topic, e.reason,
                                                     e.detail)))
@@ -167,7 +170,7 @@ class Worker:
                                                     "offset": m.offset()})
                 continue
             incoming.append(Incoming(command, partition, m.offset() or 0,
-                                     header(m, "traceparent")))
+                                     headers.get("traceparent")))
         return _InFlight(list(messages), incoming, dead)
 
     def _apply(self, batch: _InFlight) -> None:
