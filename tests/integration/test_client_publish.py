@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 
 import pytest
@@ -100,12 +99,9 @@ def test_send_many_fires_then_flushes_once(settings: Settings) -> None:
     commands: list[AnyCommand] = [create_command(f"r-{i}") for i in range(2000)]
     commands.insert(7, create_command(""))
     with CommandPublisher(settings) as publisher:
-        started = time.monotonic()
         result = publisher.send_many(commands)
-        elapsed = time.monotonic() - started
     assert len(result.sent) == 2000
     assert [(f.index, f.error[:7]) for f in result.failed] == [(7, "CMD-001")]
-    assert elapsed < 30
     records = read_all(settings.kafka_bootstrap_servers, settings.commands_topic,
                        expected=2000)
     assert len(records) == 2000
