@@ -54,3 +54,14 @@ def test_only_the_cli_reaches_the_devstack() -> None:
              if "devstack" not in p.parts
              and any(n.startswith("phoenix_resources.devstack") for n in _imports(p))}
     assert users <= {"entrypoints/cli.py"}
+
+
+def test_services_import_only_the_domain() -> None:
+    offenders = {p.name: n for p in _modules("services") for n in _imports(p)
+                 if n.split(".")[0] in IO_LIBRARIES
+                 or (n.startswith("phoenix_resources.")
+                     and not n.startswith(("phoenix_resources.domain",
+                                           "phoenix_resources.services",
+                                           "phoenix_resources.errors")))}
+    assert _modules("services"), "the services package must exist"
+    assert offenders == {}
