@@ -136,3 +136,25 @@ def test_strings_postgresql_cannot_store_are_dead_lettered_not_crash_looped(
         CommandCodec(Framing()).decode(payload, "application/json")
     assert info.value.reason == "invalid-field"
     assert field in info.value.detail
+
+
+@pytest.mark.parametrize("with_resource", [True, False])
+def test_fast_event_encoding_writes_exactly_what_plain_fastavro_writes(
+        with_resource: bool) -> None:
+    from phoenix_resources.adapters.codec import EVENT_SCHEMA, event_to_record
+
+    codec = EventCodec(Framing())
+    cid, rid = uuid.uuid4(), uuid.uuid4()
+    state = Resource(id=rid, name="n", config={"a": "b", "c": ""}, status=Status.INACTIVE,
+                     version=7, created_at=NOW, updated_at=NOW, last_command_id=cid)
+    event = ResourceCreated(event_id=event_id_for(cid), resource_id=rid, version=7,
+                            occurred_at=NOW, command_id=cid, correlation_id="corr",
+                            changed_fields=("status",),
+                            resource=state if with_resource else None)
+    schema = load_schema(EVENT_SCHEMA)
+    reference = io.BytesIO()
+    record = event_to_record(event)
+    if with_resource:
+        record["resource"] = record["resource"][1]  # plain dict, no branch hint
+    fastavro.schemaless_writer(reference, schema.parsed, record)
+    assert codec.encode_event(event) == schema.header + reference.getvalue()
