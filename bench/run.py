@@ -143,6 +143,7 @@ def run_knobs(target: Target, wl: Workload, topic: str, partitions: int, res: Re
     """One run per setting, against the same input: what each knob is worth here."""
     variants: list[tuple[str, dict[str, Any]]] = [
         ("defaults (batch 1000, synchronous_commit=on)", {}),
+        ("PHOENIX_BATCH_MAX_WAIT_MS=50", {"batch_wait_ms": 50}),
         ("PHOENIX_BATCH_SIZE=200", {"batch_size": 200}),
         ("PHOENIX_BATCH_SIZE=5000", {"batch_size": 5000}),
         ("synchronous_commit=off (database setting)",
