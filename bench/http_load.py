@@ -176,7 +176,7 @@ local ids = {}
 for line in io.lines("%s") do ids[#ids + 1] = line end
 math.randomseed(os.time())
 request = function()
-  return wrk.format("GET", "/api/v1/resources/" .. ids[math.random(#ids)])
+  return wrk.format("GET", "%s" .. ids[math.random(#ids)])
 end
 """
 
@@ -194,12 +194,18 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(port: int, ids: list[str], duration: int) -> WrkResult:
+LIST_PATH = "/api/v1/resources?limit=50"
+"""The list endpoint's first page (keyset pagination: every page costs the same)."""
+
+
+def run_wrk(port: int, ids: list[str], duration: int,
+            prefix: str = "/api/v1/resources/") -> WrkResult:
+    """``prefix`` + a random element of ``ids`` per request (ids=[""] for a fixed path)."""
     with tempfile.TemporaryDirectory() as tmp:
         id_file = Path(tmp, "ids.txt")
         id_file.write_text("\n".join(ids[:2000]) + "\n")
         script = Path(tmp, "ids.lua")
-        script.write_text(WRK_SCRIPT % id_file)
+        script.write_text(WRK_SCRIPT % (id_file, prefix))
         out = subprocess.run(["wrk", "-t2", "-c32", f"-d{duration}s", "--latency", "-s",
                               str(script), f"http://127.0.0.1:{port}/"],
                              capture_output=True, text=True, check=True).stdout
