@@ -43,6 +43,8 @@ from phoenix_resources.config import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_WAIT_MS = Settings.model_fields["batch_max_wait_ms"].default
+HTTP_ENDPOINTS = {"http": "GET /resources/{id}", "http_list": "GET /resources?limit=50"}
+"""Result key → endpoint measured by ``run_http`` (the list: its first page)."""
 
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"n": 20_000, "reps": 1, "naive_s": 8.0, "latency_s": 5.0, "peers": False,
@@ -243,23 +245,17 @@ def run_http(target: Target, seconds: int, res: Results) -> None:
     writer, reader, ids = http_load.prepare_database(target.admin_url, 10_000)
     try:
         port = free_port()
+        targets = {"http": ("/api/v1/resources/", ids), "http_list": (http_load.LIST_PATH, [""])}
         with http_load.api_process(writer, reader, port, 1):
-            http_load.run_wrk(port, ids, 2)
-            progress(f"HTTP: wrk -t2 -c32 {seconds}s on GET /resources/{{id}}")
-            w = http_load.run_wrk(port, ids, seconds)
-            progress(f"HTTP: fixed 1,000 req/s for {seconds}s")
-            r = asyncio.run(http_load.fixed_rate(port, ids, 1000, seconds))
-            progress(f"  -> {w.rps:,.0f} req/s max (p99 {w.p99_ms:.1f} ms); at 1,000/s p50 "
-                     f"{r.p50_ms:.1f} ms p99 {r.p99_ms:.1f} ms")
-            progress(f"HTTP: wrk -t2 -c32 {seconds}s on GET {http_load.LIST_PATH}")
-            lw = http_load.run_wrk(port, [""], seconds, prefix=http_load.LIST_PATH)
-            progress(f"HTTP: list at a fixed 1,000 req/s for {seconds}s")
-            lr = asyncio.run(http_load.fixed_rate(port, [""], 1000, seconds,
-                                                  prefix=http_load.LIST_PATH))
-            progress(f"  -> {lw.rps:,.0f} req/s max (p99 {lw.p99_ms:.1f} ms); at 1,000/s p50 "
-                     f"{lr.p50_ms:.1f} ms p99 {lr.p99_ms:.1f} ms")
-        res.extra["http"] = (w, r)
-        res.extra["http_list"] = (lw, lr)
+            http_load.run_wrk(port, ids, 2)  # warm-up
+            for key, (prefix, keys) in targets.items():
+                progress(f"HTTP: wrk -t2 -c32 {seconds}s, then 1,000 req/s, on "
+                         f"{HTTP_ENDPOINTS[key]}")
+                w = http_load.run_wrk(port, keys, seconds, prefix=prefix)
+                r = asyncio.run(http_load.fixed_rate(port, keys, 1000, seconds, prefix=prefix))
+                res.extra[key] = (w, r)
+                progress(f"  -> {w.rps:,.0f} req/s max (p99 {w.p99_ms:.1f} ms); at 1,000/s "
+                         f"p50 {r.p50_ms:.1f} ms p99 {r.p99_ms:.1f} ms")
     finally:
         http_load.drop_database(target.admin_url, writer)
 
@@ -349,29 +345,18 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
         if not lat:
             row("latency @ 1,000 cmd/s", fig("latency"), "")
     if cfg["http"]:
-        if http:
-            w, r = http
-            row("HTTP GET /resources/{id}: max throughput (wrk -t2 -c32)",
-                f"{w.rps:,.0f} req/s", f"p50 {w.p50_ms:.1f} ms, p99 {w.p99_ms:.1f} ms, "
-                f"{w.errors} errors; 1 API process (bench/http_load.py)")
-            row("HTTP GET by id @ 1,000 req/s (open loop)",
+        for key, label in HTTP_ENDPOINTS.items():
+            if key not in res.extra:
+                row(f"HTTP {label}", "**not measured**",
+                    res.failures.get("http", res.notes.get("http", "")))
+                continue
+            w, r = res.extra[key]
+            row(f"HTTP {label}: max throughput (wrk -t2 -c32)", f"{w.rps:,.0f} req/s",
+                f"p50 {w.p50_ms:.1f} ms, p99 {w.p99_ms:.1f} ms, {w.errors} errors; "
+                "1 API process, 10,000 live rows (bench/http_load.py)")
+            row(f"HTTP {label} @ 1,000 req/s (open loop)",
                 f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f}, max {r.max_ms:.1f}",
                 f"achieved {r.achieved_rps:,.0f} req/s, {r.errors} errors")
-        else:
-            row("HTTP GET by id", "**not measured**",
-                res.failures.get("http", res.notes.get("http", "")))
-        listing = res.extra.get("http_list")
-        if listing:
-            lw, lr = listing
-            row("HTTP list `GET /resources?limit=50`: max throughput (wrk -t2 -c32)",
-                f"{lw.rps:,.0f} req/s", f"p50 {lw.p50_ms:.1f} ms, p99 {lw.p99_ms:.1f} ms, "
-                f"{lw.errors} errors; first page of 10,000 live rows")
-            row("HTTP list @ 1,000 req/s (open loop)",
-                f"p50 {lr.p50_ms:.1f} ms, p99 {lr.p99_ms:.1f}, max {lr.max_ms:.1f}",
-                f"achieved {lr.achieved_rps:,.0f} req/s, {lr.errors} errors")
-        else:
-            row("HTTP list (GET /resources)", "**not measured**",
-                res.failures.get("http", res.notes.get("http", "")))
     if cfg["ours"]:
         row("worker peak RSS (VmHWM)", fig("worker_rss", 0, " MiB"), "")
         row("relay peak RSS (VmHWM)", fig("relay_rss", 0, " MiB"), "")

@@ -141,7 +141,7 @@ def test_strings_postgresql_cannot_store_are_dead_lettered_not_crash_looped(
 @pytest.mark.parametrize("with_resource", [True, False])
 def test_fast_event_encoding_writes_exactly_what_plain_fastavro_writes(
         with_resource: bool) -> None:
-    from phoenix_resources.adapters.codec import EVENT_SCHEMA, event_to_record
+    from phoenix_resources.adapters.codec import EVENT_SCHEMA
 
     codec = EventCodec(Framing())
     cid, rid = uuid.uuid4(), uuid.uuid4()
@@ -153,8 +153,12 @@ def test_fast_event_encoding_writes_exactly_what_plain_fastavro_writes(
                             resource=state if with_resource else None)
     schema = load_schema(EVENT_SCHEMA)
     reference = io.BytesIO()
-    record = event_to_record(event)
-    if with_resource:
-        record["resource"] = record["resource"][1]  # plain dict, no branch hint
+    # The logical-typed record a plain fastavro user would write (UUIDs, datetimes).
+    record = {"event_id": event.event_id, "event_type": "CREATED", "resource_id": rid,
+              "version": 7, "occurred_at": NOW, "command_id": cid, "correlation_id": "corr",
+              "changed_fields": ["status"],
+              "resource": {"id": rid, "name": "n", "config": {"a": "b", "c": ""},
+                           "status": "inactive", "version": 7, "created_at": NOW,
+                           "updated_at": NOW} if with_resource else None}
     fastavro.schemaless_writer(reference, schema.parsed, record)
     assert codec.encode_event(event) == schema.header + reference.getvalue()

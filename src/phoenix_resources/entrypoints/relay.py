@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from confluent_kafka import Producer
@@ -124,9 +125,8 @@ class Relay:
         self.metrics.outbox_lag.set(max(0.0, time.time() - rows[0].occurred_at.timestamp()))
         publish_all(self.producer, [to_record(r, self._source) for r in rows])
         self.session.delete([r.seq for r in rows])
-        for topic in {r.topic for r in rows}:
-            self.metrics.events_published.labels(topic).inc(
-                sum(1 for r in rows if r.topic == topic))
+        for topic, count in Counter(r.topic for r in rows).items():
+            self.metrics.events_published.labels(topic).inc(count)
         return len(rows)
 
     def _housekeep(self) -> None:

@@ -94,11 +94,6 @@ class OutboxSession:
             for _ in self.conn.notifies(timeout=timeout, stop_after=1):
                 pass
 
-    def backlog(self) -> int:
-        with translated():
-            row = self.conn.execute("SELECT count(*) FROM outbox").fetchone()
-        return int(row[0]) if row else 0
-
     def prune_processed(self, older_than_s: float, chunk: int = 10_000) -> int:
         """Delete processed_commands older than the window, in chunks (short locks)."""
         total = 0
