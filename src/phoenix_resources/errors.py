@@ -11,6 +11,7 @@
     │   ├── DatabaseUnavailable     PostgreSQL down, restarting, or connection lost
     │   ├── BrokerUnavailable       Kafka down or a delivery timed out
     │   └── ConcurrentModification  another writer raced this batch; the batch is redone
+    ├── BrokerFatal                 librdkafka reported a fatal error; the process must restart
     ├── DeliveryFailed              a produce was refused for good (client library)
     ├── OutcomeTimeout              no outcome arrived in time (client library)
     └── StackError                  the local Kafka/PostgreSQL stack could not start or stop
@@ -66,6 +67,10 @@ class BrokerUnavailable(TransientError):
 
 class ConcurrentModification(TransientError):
     pass
+
+
+class BrokerFatal(PhoenixError):
+    """Not retried: the client instance is unusable (e.g. fenced or misconfigured)."""
 
 
 class DeliveryFailed(PhoenixError):

@@ -42,7 +42,7 @@ from phoenix_resources.adapters.kafka import (
     text_headers,
 )
 from phoenix_resources.config import Settings
-from phoenix_resources.errors import DecodeError, TransientError
+from phoenix_resources.errors import BrokerFatal, DecodeError, TransientError
 from phoenix_resources.observability import Metrics
 from phoenix_resources.services.apply_batch import BatchUnit, Incoming, apply_batch
 
@@ -247,7 +247,7 @@ class Worker:
         if err is None:
             return False
         if err.fatal():
-            raise RuntimeError(f"fatal consumer error: {err}")
+            raise BrokerFatal(f"fatal consumer error: {err}")
         level = logging.DEBUG if err.code() == KafkaError._PARTITION_EOF else logging.WARNING
         log.log(level, "consumer error", extra={"error": str(err)})
         return True
