@@ -54,8 +54,9 @@ def server_url() -> Iterator[str]:
     if env:
         yield env
         return
+    from tests.support.net import free_port
+
     from phoenix_resources.devstack import PostgresCluster
-    from phoenix_resources.devstack._proc import free_port
 
     home = Path(tempfile.mkdtemp(prefix="phoenix-http-load-"))
     cluster = PostgresCluster(home, port=free_port())
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("wrk"):
         log("wrk is not installed (apt-get install wrk)")
         return 1
-    from phoenix_resources.devstack._proc import free_port
+    from tests.support.net import free_port
 
     rows = []
     with server_url() as server:

@@ -240,7 +240,7 @@ def run_http(target: Target, seconds: int, res: Results) -> None:
     if not shutil.which("wrk"):
         res.notes["http"] = "wrk is not installed (apt-get install wrk)"
         return
-    from phoenix_resources.devstack._proc import free_port
+    from tests.support.net import free_port
 
     writer, reader, ids = http_load.prepare_database(target.admin_url, 10_000)
     try:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import psycopg
 from confluent_kafka import Producer
+from tests.support.net import free_port
 
 from bench.common import ROOT, Proc, Target, progress
 from bench.workload import Workload
-from phoenix_resources.devstack._proc import free_port
 
 HERE = Path(__file__).resolve().parent
 POM = ROOT / "deploy" / "local" / "connect-pom.xml"

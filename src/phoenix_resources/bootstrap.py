@@ -1,38 +1,36 @@
-"""The one place that builds pools, producers, consumers and codecs from :class:`Settings`.
+"""The one place that builds pools, producers, consumers and codecs for the server processes.
 
-Entry points and the client library call these; nothing else constructs a driver object.
+It hands out *ingredients* (:class:`WorkerParts`, :class:`RelayParts`, pools); the entry points
+assemble their processes from them, so nothing here imports ``entrypoints``. Building opens
+nothing: pools are created closed and clients connect lazily. The client library builds its own
+Kafka clients and codecs from ``adapters`` and never imports this module.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, Producer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
+from phoenix_resources.adapters import codec as codecs
+from phoenix_resources.adapters import kafka
+from phoenix_resources.adapters.codec import CommandCodec, EventCodec
+from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
+from phoenix_resources.adapters.postgres.outbox import OutboxSession
 from phoenix_resources.config import Settings
-from phoenix_resources.observability import Metrics
-
-if TYPE_CHECKING:
-    from phoenix_resources.entrypoints.relay import Relay
-    from phoenix_resources.entrypoints.worker import Worker
-
-
-def framing(settings: Settings) -> Framing:
-    if settings.schema_registry_url:
-        from phoenix_resources.adapters.registry import RegistryClient
-
-        return Framing(RegistryClient(settings.schema_registry_url))
-    return Framing()
+from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
+from phoenix_resources.services.ports import BatchUnit
 
 
 def command_codec(settings: Settings) -> CommandCodec:
-    return CommandCodec(framing(settings), max_bytes=settings.max_command_bytes)
+    return codecs.command_codec(settings)
 
 
 def event_codec(settings: Settings) -> EventCodec:
-    return EventCodec(framing(settings))
+    return codecs.event_codec(settings)
 
 
 def _pg_kwargs(settings: Settings) -> dict[str, Any]:
@@ -56,30 +54,15 @@ def api_db_pool(settings: Settings) -> AsyncConnectionPool:
 
 
 def producer(settings: Settings, **overrides: Any) -> Producer:
-    """An idempotent producer (acks=all, ordered retries), batching with a short linger."""
-    conf: dict[str, Any] = {**settings.kafka_common(), "enable.idempotence": True,
-                            "acks": "all", "linger.ms": 5, "compression.type": "lz4",
-                            "client.id": "phoenix-resources"}
-    conf.update(overrides)
-    return Producer(conf)
+    return kafka.new_producer(settings, **overrides)
 
 
 def consumer(settings: Settings, group_id: str | None = None, **overrides: Any) -> Consumer:
-    """Manual offset storage (stored only after the database commit), cooperative-sticky."""
-    conf: dict[str, Any] = {**settings.kafka_common(),
-                            "group.id": group_id or settings.consumer_group,
-                            "enable.auto.commit": True, "auto.commit.interval.ms": 1000,
-                            "enable.auto.offset.store": False,
-                            "auto.offset.reset": "earliest",
-                            "partition.assignment.strategy": "cooperative-sticky",
-                            "enable.partition.eof": False,
-                            "fetch.wait.max.ms": 50,
-                            "client.id": "phoenix-resources"}
-    conf.update(overrides)
-    return Consumer(conf)
+    """Offsets are stored by the owner only after the database commit (manual storage)."""
+    return kafka.new_consumer(settings, group_id, **overrides)
 
 
-# --- processes ----------------------------------------------------------------------------
+# --- process ingredients -------------------------------------------------------------------
 
 
 def topics_to_create(settings: Settings) -> dict[str, int]:
@@ -93,7 +76,6 @@ def check_schema(settings: Settings) -> None:
 
     An unreachable database is not an error here: the processes wait it out."""
     from phoenix_resources.adapters.postgres import schema
-    from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
 
     try:
         current = schema.current_revision(settings.database_url)
@@ -107,30 +89,39 @@ def check_schema(settings: Settings) -> None:
 
 def prepare_topics(settings: Settings) -> None:
     if settings.create_topics:
-        from phoenix_resources.adapters.kafka import ensure_topics
-
-        ensure_topics(settings.kafka_common(), topics_to_create(settings))
+        kafka.ensure_topics(settings.kafka_common(), topics_to_create(settings))
 
 
-def worker(settings: Settings, metrics: Metrics) -> tuple[Worker, ConnectionPool]:
-    """The worker and its pool (open it before ``run``; close it after)."""
-    from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
-    from phoenix_resources.entrypoints.worker import Worker
+@dataclass(frozen=True)
+class WorkerParts:
+    """What a worker process is made of. Open ``pool`` before running; close it after."""
 
+    consumer: Consumer
+    producer: Producer
+    codec: CommandCodec
+    pool: ConnectionPool
+    unit_factory: Callable[[], BatchUnit]
+
+
+def worker_parts(settings: Settings) -> WorkerParts:
     pool = db_pool(settings, min_size=1, max_size=2, name="phoenix-worker")
-    codec = event_codec(settings)
+    events = event_codec(settings)
 
-    def unit() -> PostgresBatchUnit:
-        return PostgresBatchUnit(pool, codec, settings.events_topic, settings.rejections_topic)
+    def unit() -> BatchUnit:
+        return PostgresBatchUnit(pool, events, settings.events_topic, settings.rejections_topic)
 
-    return Worker(settings, consumer=consumer(settings), producer=producer(settings),
-                  codec=command_codec(settings), unit_factory=unit, metrics=metrics), pool
+    return WorkerParts(consumer=consumer(settings), producer=producer(settings),
+                       codec=command_codec(settings), pool=pool, unit_factory=unit)
 
 
-def relay(settings: Settings, metrics: Metrics) -> Relay:
-    from phoenix_resources.adapters.postgres.outbox import OutboxSession
-    from phoenix_resources.entrypoints.relay import Relay
+@dataclass(frozen=True)
+class RelayParts:
+    """What a relay process is made of: its own database session and producer."""
 
-    session = OutboxSession(settings.database_url, settings.relay_lock_key)
-    return Relay(settings, session=session, producer=producer(settings, **{"linger.ms": 2}),
-                 metrics=metrics)
+    session: OutboxSession
+    producer: Producer
+
+
+def relay_parts(settings: Settings) -> RelayParts:
+    return RelayParts(session=OutboxSession(settings.database_url, settings.relay_lock_key),
+                      producer=producer(settings, **{"linger.ms": 2}))

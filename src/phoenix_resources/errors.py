@@ -5,8 +5,10 @@
     PhoenixError
     ├── ConfigurationError          settings or environment unusable; fix and restart
     ├── DecodeError                 bytes that are not a command (poison); routed to the DLQ
-    │   └── MessageTooLarge
-    ├── CommandInvalid              a well-formed command refused by client-side validation
+    │   └── MessageTooLarge         over PHOENIX_MAX_COMMAND_BYTES
+    ├── RuleViolation               a rule refused a command; decide() turns it into a
+    │                               Rejected outcome with the rule's code (domain/rules.py)
+    ├── CommandInvalid              a command refused by client-side validation; nothing sent
     ├── TransientError              retried with backoff; never turns into data loss
     │   ├── DatabaseUnavailable     PostgreSQL down, restarting, or connection lost
     │   ├── BrokerUnavailable       Kafka down or a delivery timed out
@@ -14,10 +16,15 @@
     ├── BrokerFatal                 librdkafka reported a fatal error; the process must restart
     ├── DeliveryFailed              a produce was refused for good (client library)
     ├── OutcomeTimeout              no outcome arrived in time (client library)
+    ├── UnexpectedAnswer            the HTTP API answered what the client cannot understand
+    ├── ClientClosed                a publisher or subscriber used after close()
+    ├── ApiProblem                  an HTTP answer with a stable RES-… code
+    │                               (entrypoints/http_problems.py)
     └── StackError                  the local Kafka/PostgreSQL stack could not start or stop
 
 Adapters translate driver errors into this tree with ``raise ... from e``. Only
-:class:`TransientError` is retried.
+:class:`TransientError` is retried. ``tests/unit/test_errors.py`` checks that every subclass
+of :class:`PhoenixError` is drawn above and that the package raises nothing else of its own.
 """
 
 from __future__ import annotations
@@ -79,6 +86,14 @@ class DeliveryFailed(PhoenixError):
 
 class OutcomeTimeout(PhoenixError):
     pass
+
+
+class UnexpectedAnswer(PhoenixError):
+    """The HTTP API (or a topic's metadata) answered something the client cannot use."""
+
+
+class ClientClosed(PhoenixError):
+    """A publisher or subscriber was used after ``close()``."""
 
 
 class StackError(PhoenixError):

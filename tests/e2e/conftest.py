@@ -10,9 +10,9 @@ import pytest
 
 from phoenix_resources.adapters.postgres import schema
 from phoenix_resources.devstack import KafkaBroker, PostgresCluster
-from phoenix_resources.devstack._proc import free_port
 from phoenix_resources.devstack.postgres import FAST_UNSAFE
 from phoenix_resources.errors import StackError
+from tests.support.net import free_port
 from tests.support.services import unavailable
 
 

@@ -22,9 +22,9 @@ import pytest
 from phoenix_resources import bootstrap
 from phoenix_resources.client import CommandPublisher, Delivery, EventSubscriber
 from phoenix_resources.config import Settings
-from phoenix_resources.devstack._proc import free_port
 from phoenix_resources.domain.events import ResourceCreated, ResourceUpdated
 from tests.support.kafka import read_all
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -8,9 +8,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from phoenix_resources.adapters.kafka import header
 from phoenix_resources.config import Settings
-from tests.support.kafka import create_topics, read_all
+from tests.support.kafka import create_topics, header, read_all
 from tests.support.pipeline import Pipeline, events, outcomes, publish, resources, wait_until
 from tests.support.processes import Process
 from tests.support.workload import BackgroundPublisher, reference, stream

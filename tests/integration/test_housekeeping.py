@@ -7,9 +7,9 @@ import uuid
 import psycopg
 import pytest
 
-from phoenix_resources import bootstrap
 from phoenix_resources.adapters.postgres.outbox import OutboxSession
 from phoenix_resources.config import Settings
+from phoenix_resources.entrypoints.relay import build_relay
 from phoenix_resources.observability import Metrics
 from tests.support.pipeline import scalar
 
@@ -43,7 +43,7 @@ def test_the_leading_relay_prunes_in_the_background(settings: Settings,
     short = settings.model_copy(update={"processed_retention_hours": 1.0,
                                         "relay_lock_key": uuid.uuid4().int % 2**31})
     metrics = Metrics()
-    relay = bootstrap.relay(short, metrics)
+    relay = build_relay(short, metrics)
     relay.session.try_lead()
     relay.leading = True
     relay._housekeep()

@@ -22,7 +22,6 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from phoenix_resources.config import Settings
-from phoenix_resources.devstack._proc import free_port
 from phoenix_resources.entrypoints.http import build_server, create_app
 from tests.integration.test_http_api import (
     TOKEN,
@@ -31,6 +30,7 @@ from tests.integration.test_http_api import (
     insert_resource,
     reader_url,
 )
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 

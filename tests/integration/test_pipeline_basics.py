@@ -7,10 +7,9 @@ import uuid
 
 import pytest
 
-from phoenix_resources.adapters.kafka import header
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.events import EventType
-from tests.support.kafka import read_all
+from tests.support.kafka import header, read_all
 from tests.support.pipeline import (
     ACTIVE,
     Pipeline,

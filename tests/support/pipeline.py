@@ -25,6 +25,8 @@ from phoenix_resources.domain.commands import (
 )
 from phoenix_resources.domain.events import CommandRejected, ResourceChanged
 from phoenix_resources.domain.model import Status
+from phoenix_resources.entrypoints.relay import build_relay
+from phoenix_resources.entrypoints.worker import build_worker
 from phoenix_resources.observability import Metrics
 from tests.support.kafka import read_all
 
@@ -35,8 +37,8 @@ class Pipeline:
     def __init__(self, settings: Settings, *, worker: bool = True, relay: bool = True) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.worker, self.pool = bootstrap.worker(settings, self.metrics)
-        self.relay = bootstrap.relay(settings, self.metrics)
+        self.worker, self.pool = build_worker(settings, self.metrics)
+        self.relay = build_relay(settings, self.metrics)
         self._run_worker = worker
         self._run_relay = relay
         self._threads: list[threading.Thread] = []

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from phoenix_resources.devstack import KafkaBroker, PostgresCluster
-from phoenix_resources.devstack._proc import free_port
 from phoenix_resources.devstack.postgres import FAST_UNSAFE
 from phoenix_resources.errors import StackError
+from tests.support.net import free_port
 
 
 def unavailable(what: str, why: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,49 @@ def test_adapters_never_import_entrypoints() -> None:
                  for n in _imports(p) if n.startswith(("phoenix_resources.entrypoints",
                                                        "phoenix_resources.bootstrap"))}
     assert offenders == {}
+
+
+def test_adapters_take_port_types_from_the_ports_module_only() -> None:
+    """Adapters implement ports; they never reach into a use case's module."""
+    offenders = {p.name: n for p in _modules("adapters") for n in _imports(p)
+                 if n.startswith("phoenix_resources.services")
+                 and n != "phoenix_resources.services.ports"}
+    assert offenders == {}
+
+
+def test_postgres_adapters_do_not_import_each_other() -> None:
+    """The worker's batch unit, the relay's outbox session and the API's queries share only
+    the package itself (its constants) and the error translation."""
+    shared = {"phoenix_resources.adapters.postgres", "phoenix_resources.adapters.postgres.errors"}
+    offenders = {p.name: n for p in sorted((PACKAGE / "adapters" / "postgres").glob("*.py"))
+                 for n in _imports(p)
+                 if n.startswith("phoenix_resources.adapters.postgres") and n not in shared}
+    assert offenders == {}
+
+
+def test_bootstrap_imports_no_entrypoint() -> None:
+    """Bootstrap hands out ingredients; entry points assemble processes from them."""
+    bad = {n for n in _imports(PACKAGE / "bootstrap.py")
+           if n.startswith("phoenix_resources.entrypoints")}
+    assert bad == set()
+
+
+CLIENT_MUST_NOT_LOAD = ("phoenix_resources.bootstrap", "phoenix_resources.entrypoints",
+                        "phoenix_resources.observability", "psycopg", "psycopg_pool",
+                        "fastapi", "starlette", "uvicorn", "prometheus_client", "sqlalchemy",
+                        "alembic")
+
+
+def test_the_client_library_loads_no_server_module() -> None:
+    """Importing the client (in a fresh interpreter) loads neither the server's wiring nor a
+    server-only dependency: publishers need Kafka, nothing else."""
+    code = ("import sys, phoenix_resources.client; "
+            "print('\\n'.join(sorted(sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                            text=True).stdout.split()
+    offenders = sorted(m for m in loaded if m.startswith(CLIENT_MUST_NOT_LOAD))
+    assert "phoenix_resources.client.publisher" in loaded
+    assert offenders == []
 
 
 def test_only_the_cli_reaches_the_devstack() -> None:

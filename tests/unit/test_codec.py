@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 import fastavro
 import pytest
 
-from phoenix_resources.adapters.codec import (
+from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
+from phoenix_resources.adapters.codec.framing import (
     COMMAND_SCHEMA,
+    EVENT_SCHEMA,
     SINGLE_OBJECT_MAGIC,
-    CommandCodec,
-    EventCodec,
-    Framing,
     load_schema,
 )
 from phoenix_resources.domain.commands import CreateResource, DeleteResource, UpdateResource
@@ -141,8 +140,6 @@ def test_strings_postgresql_cannot_store_are_dead_lettered_not_crash_looped(
 @pytest.mark.parametrize("with_resource", [True, False])
 def test_fast_event_encoding_writes_exactly_what_plain_fastavro_writes(
         with_resource: bool) -> None:
-    from phoenix_resources.adapters.codec import EVENT_SCHEMA
-
     codec = EventCodec(Framing())
     cid, rid = uuid.uuid4(), uuid.uuid4()
     state = Resource(id=rid, name="n", config={"a": "b", "c": ""}, status=Status.INACTIVE,

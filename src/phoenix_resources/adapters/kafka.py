@@ -1,4 +1,6 @@
-"""Kafka side effects: topics, dead letters, and batch publishing with awaited delivery."""
+"""Kafka side effects: clients, topics, dead letters, and batch publishing with awaited
+delivery. Server processes get their clients through ``bootstrap``; the client library calls
+:func:`new_producer` / :func:`new_consumer` directly."""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerUnavailable, ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -46,18 +49,30 @@ def text_headers(message: Message, names: frozenset[str]) -> dict[str, str]:
     return found
 
 
-def header(message: Message, name: str) -> str | None:
-    """The last value of header ``name`` as text (``None`` if absent or not UTF-8)."""
-    found: str | bytes | None = None
-    for key, value in header_pairs(message):
-        if key == name and value is not None:
-            found = value
-    if found is None:
-        return None
-    try:
-        return found.decode() if isinstance(found, bytes) else str(found)
-    except UnicodeDecodeError:
-        return None
+def new_producer(settings: Settings, **overrides: Any) -> Producer:
+    """An idempotent producer (acks=all, ordered retries), batching with a short linger."""
+    conf: dict[str, Any] = {**settings.kafka_common(), "enable.idempotence": True,
+                            "acks": "all", "linger.ms": 5, "compression.type": "lz4",
+                            "client.id": "phoenix-resources"}
+    conf.update(overrides)
+    return Producer(conf)
+
+
+def new_consumer(settings: Settings, group_id: str | None = None,
+                 **overrides: Any) -> Consumer:
+    """Manual offset storage (the owner stores an offset once it is done with the record),
+    cooperative-sticky assignment, auto-commit of what was stored."""
+    conf: dict[str, Any] = {**settings.kafka_common(),
+                            "group.id": group_id or settings.consumer_group,
+                            "enable.auto.commit": True, "auto.commit.interval.ms": 1000,
+                            "enable.auto.offset.store": False,
+                            "auto.offset.reset": "earliest",
+                            "partition.assignment.strategy": "cooperative-sticky",
+                            "enable.partition.eof": False,
+                            "fetch.wait.max.ms": 50,
+                            "client.id": "phoenix-resources"}
+    conf.update(overrides)
+    return Consumer(conf)
 
 
 def ensure_topics(common: dict[str, Any], topics: dict[str, int], timeout: float = 30) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import fastavro
 import httpx
 
-from phoenix_resources.adapters.codec import AvroSchema
+from phoenix_resources.adapters.codec.framing import AvroSchema
 from phoenix_resources.errors import BrokerUnavailable
 
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"

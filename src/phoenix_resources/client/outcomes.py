@@ -18,9 +18,15 @@ from uuid import UUID
 import httpx
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from phoenix_resources import bootstrap
+from phoenix_resources.adapters import codec as codecs
+from phoenix_resources.adapters import kafka
 from phoenix_resources.config import Settings
-from phoenix_resources.errors import DecodeError, OutcomeTimeout, PhoenixError
+from phoenix_resources.errors import (
+    BrokerUnavailable,
+    DecodeError,
+    OutcomeTimeout,
+    UnexpectedAnswer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,7 @@ def outcome_from_api(body: dict[str, Any]) -> Outcome:
     """Build an :class:`Outcome` from the body of ``GET /api/v1/commands/{id}``."""
     value = body.get("outcome")
     if value not in ("applied", "rejected"):
-        raise PhoenixError(f"unexpected outcome from the API: {str(value)[:40]!r}")
+        raise UnexpectedAnswer(f"unexpected outcome from the API: {str(value)[:40]!r}")
     rid = body.get("resource_id")
     version = body.get("resulting_version")
     return Outcome(command_id=UUID(str(body["command_id"])), outcome=value,
@@ -85,7 +91,7 @@ class OutcomeWatcher:
         self._api_url = api_url.rstrip("/") if api_url else None
         self._api_token = api_token
         self._http_client = http_client
-        self._codec = bootstrap.event_codec(settings)
+        self._codec = codecs.event_codec(settings)
 
     def wait(self, command_id: UUID, timeout: float = 30.0, *,
              resource_id: UUID | None = None, since: float | None = None) -> Outcome:
@@ -123,7 +129,7 @@ class OutcomeWatcher:
                     if isinstance(body, dict) and body.get("outcome") != "pending":
                         return outcome_from_api(body)
                     if response.status_code not in (200, 404):  # 404: not processed yet
-                        raise PhoenixError(f"GET {url} answered {response.status_code}: "
+                        raise UnexpectedAnswer(f"GET {url} answered {response.status_code}: "
                                            f"{response.text[:200]}")
                     last = "not processed yet"
                 remaining = deadline - time.monotonic()
@@ -142,7 +148,7 @@ class OutcomeWatcher:
                     since_ms: int) -> Outcome:
         s = self._settings
         # A private group that never commits: this consumer only assigns partitions.
-        consumer = bootstrap.consumer(s, f"phoenix-outcome-{uuid.uuid4()}",
+        consumer = kafka.new_consumer(s, f"phoenix-outcome-{uuid.uuid4()}",
                                       **{"enable.auto.commit": False})
         deadline = time.monotonic() + timeout
         key = None if resource_id is None else str(resource_id).encode()
@@ -194,12 +200,12 @@ def _positions(consumer: Consumer, topics: list[str], since_ms: int,
         for topic in topics:
             meta = consumer.list_topics(topic, timeout=timeout).topics[topic]
             if meta.error is not None:
-                raise PhoenixError(f"topic {topic}: {meta.error}")
+                raise BrokerUnavailable(f"topic {topic}: {meta.error}")
             wanted += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
         highs = [consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in wanted]
         found = consumer.offsets_for_times(
             [TopicPartition(tp.topic, tp.partition, since_ms) for tp in wanted], timeout=timeout)
     except KafkaException as e:
-        raise PhoenixError(f"cannot position the outcome reader: {e}") from e
+        raise BrokerUnavailable(f"cannot position the outcome reader: {e}") from e
     return [TopicPartition(f.topic, f.partition, f.offset if f.offset >= 0 else high)
             for f, high in zip(found, highs, strict=True)]

@@ -30,7 +30,8 @@ from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from phoenix_resources import bootstrap
+from phoenix_resources.adapters import codec as codecs
+from phoenix_resources.adapters import kafka
 from phoenix_resources.client.outcomes import Outcome, OutcomeWatcher
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import (
@@ -46,7 +47,12 @@ from phoenix_resources.domain.rules import (
     check_config,
     check_name,
 )
-from phoenix_resources.errors import CommandInvalid, DeliveryFailed, PhoenixError
+from phoenix_resources.errors import (
+    ClientClosed,
+    CommandInvalid,
+    DeliveryFailed,
+    PhoenixError,
+)
 
 INVALID_FIELD = "invalid-field"
 """Code of :class:`CommandInvalid` for a value of the wrong shape (not a UUID, unknown status)."""
@@ -204,11 +210,11 @@ class CommandPublisher:
         self._settings = settings
         self._format = wire_format or settings.wire_format
         self._timeout = delivery_timeout_s
-        self._codec = bootstrap.command_codec(settings)
+        self._codec = codecs.command_codec(settings)
         options: dict[str, Any] = {"delivery.timeout.ms": int(delivery_timeout_s * 1000),
                                    "client.id": "phoenix-resources-client"}
         options.update(producer_options or {})
-        self._producer = bootstrap.producer(settings, **options)
+        self._producer = kafka.new_producer(settings, **options)
         self._watcher = OutcomeWatcher(settings, api_url=api_url, api_token=api_token)
         self._sent_at: OrderedDict[UUID, tuple[UUID, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -395,7 +401,7 @@ class CommandPublisher:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise PhoenixError("the publisher is closed")
+            raise ClientClosed("the publisher is closed")
 
     def close(self, timeout: float | None = None) -> None:
         """Wait for records in flight (up to ``timeout``, default the delivery timeout),

@@ -21,10 +21,15 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from phoenix_resources import bootstrap
+from phoenix_resources.adapters import codec as codecs
+from phoenix_resources.adapters import kafka
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.events import ResourceChanged
-from phoenix_resources.errors import BrokerUnavailable, DecodeError, PhoenixError
+from phoenix_resources.errors import (
+    BrokerUnavailable,
+    ClientClosed,
+    DecodeError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +86,8 @@ class EventSubscriber:
         options: dict[str, Any] = {"auto.offset.reset": "earliest" if from_beginning
                                    else "latest", "client.id": "phoenix-resources-subscriber"}
         options.update(consumer_options or {})
-        self._consumer = bootstrap.consumer(settings, self.group_id, **options)
-        self._codec = bootstrap.event_codec(settings)
+        self._consumer = kafka.new_consumer(settings, self.group_id, **options)
+        self._codec = codecs.event_codec(settings)
         self._dedupe = dedupe
         self._seen: OrderedDict[str, int] = OrderedDict()
         self._pending: Message | None = None  # handed out, not yet stored
@@ -184,7 +189,7 @@ class EventSubscriber:
 
     def _subscribe(self) -> None:
         if self._closed:
-            raise PhoenixError("the subscriber is closed")
+            raise ClientClosed("the subscriber is closed")
         if not self._subscribed:
             self._consumer.subscribe([self._settings.events_topic])
             self._subscribed = True

@@ -64,10 +64,6 @@ def decide(state: Resource | None, command: AnyCommand, now: datetime) -> Decisi
         return Rejected(command, v.code, v.message)
 
 
-def next_state(state: Resource | None, decision: Decision) -> Resource | None:
-    return decision.state if isinstance(decision, Applied) else state
-
-
 def _check_target(state: Resource | None, command: AnyCommand) -> None:
     if state is not None and state.deleted:
         raise RuleViolation(RejectionCode.DELETED,

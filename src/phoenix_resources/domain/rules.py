@@ -16,6 +16,7 @@ from phoenix_resources.domain.model import (
     NAME_MAX,
     Status,
 )
+from phoenix_resources.errors import PhoenixError
 
 
 class RejectionCode(StrEnum):
@@ -28,7 +29,7 @@ class RejectionCode(StrEnum):
     INVALID_TRANSITION = "CMD-007"
 
 
-class RuleViolation(Exception):
+class RuleViolation(PhoenixError):
     """Raised by a rule; caught by ``decide`` and turned into a ``Rejected`` outcome."""
 
     def __init__(self, code: RejectionCode, message: str) -> None:

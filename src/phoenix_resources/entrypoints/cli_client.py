@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 
 from phoenix_resources.config import Settings
-from phoenix_resources.errors import CommandInvalid, DecodeError, OutcomeTimeout, PhoenixError
+from phoenix_resources.errors import (
+    CommandInvalid,
+    DecodeError,
+    DeliveryFailed,
+    OutcomeTimeout,
+    PhoenixError,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -314,7 +320,7 @@ class BulkSummary:
 def command_from_line(text: str) -> Any:
     """One JSON line → a command; missing ``command_id``/``issued_at`` (and a CREATE's
     ``resource_id``) are generated. Raises :class:`DecodeError` with the reason."""
-    from phoenix_resources.adapters.codec import command_from_record
+    from phoenix_resources.adapters.codec.commands import command_from_record
 
     try:
         record = json.loads(text)
@@ -385,7 +391,7 @@ def send_file(settings: Settings, path: Path, *, progress: bool) -> BulkSummary:
                     publisher.poll(0)
                     _advance(bar, task, summary, number, started)
             if publisher.flush() > 0:
-                raise PhoenixError("some commands had no delivery report in time")
+                raise DeliveryFailed("some commands had no delivery report in time")
             _advance(bar, task, summary, total or summary.lines, started)
     except OSError as e:
         raise _fail(f"cannot read {path}: {e}") from e

@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from phoenix_resources.errors import PhoenixError
+
 PROBLEM_TYPE = "application/problem+json"
 
 
@@ -34,7 +36,7 @@ ALL_CODES = (INVALID_REQUEST, NOT_FOUND, TIMEOUT, DELETED, UNAUTHORIZED, FORBIDD
              UNAVAILABLE, INTERNAL, METHOD_NOT_ALLOWED)
 
 
-class ApiProblem(Exception):
+class ApiProblem(PhoenixError):
     """Raised by a route to answer with a problem document instead of a result."""
 
     def __init__(self, code: Code, detail: str, *, headers: dict[str, str] | None = None,

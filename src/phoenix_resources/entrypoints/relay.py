@@ -22,6 +22,7 @@ from collections.abc import Callable
 from confluent_kafka import Producer
 from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
+from phoenix_resources import bootstrap
 from phoenix_resources.adapters.kafka import OutgoingRecord, publish_all
 from phoenix_resources.adapters.postgres.outbox import OutboxRow, OutboxSession
 from phoenix_resources.config import Settings
@@ -138,3 +139,9 @@ class Relay:
         if pruned:
             self.metrics.outbox_pruned.inc(pruned)
             log.info("pruned processed_commands", extra={"rows": pruned})
+
+
+def build_relay(settings: Settings, metrics: Metrics) -> Relay:
+    """A relay assembled from bootstrap's ingredients (its session connects on first use)."""
+    parts = bootstrap.relay_parts(settings)
+    return Relay(settings, session=parts.session, producer=parts.producer, metrics=metrics)

@@ -18,6 +18,8 @@ from typing import Any
 
 from phoenix_resources import bootstrap
 from phoenix_resources.config import Settings, redact
+from phoenix_resources.entrypoints.relay import build_relay
+from phoenix_resources.entrypoints.worker import build_worker
 from phoenix_resources.observability import Metrics, configure_logging
 
 log = logging.getLogger("phoenix_resources.runner")
@@ -94,7 +96,7 @@ def _start(settings: Settings) -> Metrics:
 
 
 def _worker_component(settings: Settings, metrics: Metrics) -> tuple[Component, Any]:
-    worker, pool = bootstrap.worker(settings, metrics)
+    worker, pool = build_worker(settings, metrics)
 
     def run() -> None:
         pool.open(wait=False)
@@ -117,7 +119,7 @@ def run_worker(settings: Settings) -> int:
 def run_relay(settings: Settings) -> int:
     metrics = _start(settings)
     _metrics_server(settings, metrics)
-    relay = bootstrap.relay(settings, metrics)
+    relay = build_relay(settings, metrics)
     supervisor = Supervisor()
     supervisor.add(Component("relay", relay.run, relay.stop))
     return supervisor.run()
@@ -131,7 +133,7 @@ def run_all(settings: Settings) -> int:
     supervisor = Supervisor()
     worker_component, worker = _worker_component(settings, metrics)
     supervisor.add(worker_component)
-    relay = bootstrap.relay(settings, metrics)
+    relay = build_relay(settings, metrics)
     supervisor.add(Component("relay", relay.run, relay.stop))
 
     async def readiness() -> dict[str, object]:

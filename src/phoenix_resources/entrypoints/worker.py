@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from psycopg_pool import ConnectionPool
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -33,6 +34,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from phoenix_resources import bootstrap
 from phoenix_resources.adapters.codec import CommandCodec
 from phoenix_resources.adapters.kafka import (
     OutgoingRecord,
@@ -44,7 +46,8 @@ from phoenix_resources.adapters.kafka import (
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerFatal, DecodeError, TransientError
 from phoenix_resources.observability import Metrics
-from phoenix_resources.services.apply_batch import BatchUnit, Incoming, apply_batch
+from phoenix_resources.services.apply_batch import apply_batch
+from phoenix_resources.services.ports import BatchUnit, Incoming
 
 log = logging.getLogger("phoenix_resources.worker")
 
@@ -286,3 +289,13 @@ class Worker:
 
     def readiness(self) -> dict[str, Any]:
         return {"assigned_partitions": len(self.assignment), "paused": self.paused}
+
+
+
+def build_worker(settings: Settings, metrics: Metrics) -> tuple[Worker, ConnectionPool]:
+    """A worker assembled from bootstrap's ingredients, and its pool (open the pool before
+    :meth:`Worker.run`, close it after)."""
+    parts = bootstrap.worker_parts(settings)
+    worker = Worker(settings, consumer=parts.consumer, producer=parts.producer,
+                    codec=parts.codec, unit_factory=parts.unit_factory, metrics=metrics)
+    return worker, parts.pool

@@ -18,36 +18,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
-from typing import Protocol
 from uuid import UUID
 
-from phoenix_resources.domain.commands import AnyCommand
 from phoenix_resources.domain.decide import Applied, Decision, decide
 from phoenix_resources.domain.model import Resource
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """A decoded command and where it came from."""
-
-    command: AnyCommand
-    partition: int
-    offset: int
-    traceparent: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    incoming: Incoming
-    repeats: int
-    """Further deliveries of the same command_id inside this batch."""
-
-
-@dataclass(frozen=True, slots=True)
-class StateChange:
-    before: Resource | None
-    after: Resource
+from phoenix_resources.services.ports import BatchUnit, Claim, Incoming, StateChange
 
 
 @dataclass
@@ -58,32 +33,6 @@ class BatchReport:
     duplicates: int = 0
     events: int = 0
     duplicate_ids: list[UUID] = field(default_factory=list)
-
-
-class BatchUnit(Protocol):
-    """One database transaction over the batch tables. Used as a context manager: leaving
-    it without :meth:`commit` rolls back."""
-
-    def __enter__(self) -> BatchUnit: ...
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None: ...
-
-    def claim(self, claims: Sequence[Claim]) -> set[UUID]:
-        """Insert the claims; return the command ids that were new."""
-        ...
-
-    def load(self, resource_ids: set[UUID]) -> dict[UUID, Resource]:
-        """Current rows (tombstones included), locked until commit."""
-        ...
-
-    def write(self, decisions: Sequence[tuple[Incoming, Decision]],
-              changes: Mapping[UUID, StateChange], now: datetime) -> None:
-        """Persist state changes, outcomes and outbox rows. Raises ConcurrentModification
-        if a row is not at the version it was loaded at."""
-        ...
-
-    def commit(self) -> None: ...
 
 
 def split_repeats(batch: Sequence[Incoming]) -> list[Claim]:

@@ -19,14 +19,14 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from phoenix_resources.adapters.codec import EventCodec
+from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
 from phoenix_resources.adapters.postgres.errors import translated
 from phoenix_resources.domain.decide import Applied, Decision, Rejected
 from phoenix_resources.domain.events import CommandRejected, rejection_id_for
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.errors import ConcurrentModification
-from phoenix_resources.services.apply_batch import Claim, Incoming, StateChange
+from phoenix_resources.services.ports import Claim, Incoming, StateChange
 
-NOTIFY_CHANNEL = "phoenix_outbox"
 AGGREGATE = "resource"
 
 CLAIM = """

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from phoenix_resources.adapters.postgres.batch_unit import NOTIFY_CHANNEL
+from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
 from phoenix_resources.adapters.postgres.errors import translated
 
 FETCH = """
