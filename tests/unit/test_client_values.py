@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from phoenix_resources.client import Delivery, OutcomeWatcher, Sent
+from phoenix_resources.client.commands import as_status, new_traceparent, validate
 from phoenix_resources.client.outcomes import outcome_from_api
-from phoenix_resources.client.publisher import as_status, new_traceparent, validate
 from phoenix_resources.client.subscriber import parse_headers
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import CreateResource, DeleteResource, UpdateResource

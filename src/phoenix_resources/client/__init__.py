@@ -19,15 +19,13 @@ See ``docs/client.md`` for the guarantees of each call.
 
 from __future__ import annotations
 
+from phoenix_resources.client.commands import create_command, delete_command, update_command
 from phoenix_resources.client.outcomes import Outcome, OutcomeWatcher
 from phoenix_resources.client.publisher import (
     BulkResult,
     CommandPublisher,
     Failure,
     Sent,
-    create_command,
-    delete_command,
-    update_command,
 )
 from phoenix_resources.client.subscriber import Delivery, EventSubscriber
 

@@ -16,14 +16,11 @@ Guarantees of :class:`CommandPublisher`:
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 from uuid import UUID
@@ -32,30 +29,25 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from phoenix_resources.adapters import codec as codecs
 from phoenix_resources.adapters import kafka
+from phoenix_resources.client.commands import (
+    as_uuid,
+    create_command,
+    delete_command,
+    new_traceparent,
+    update_command,
+    validate,
+)
 from phoenix_resources.client.outcomes import Outcome, OutcomeWatcher
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import (
     AnyCommand,
-    CreateResource,
-    DeleteResource,
-    UpdateResource,
 )
 from phoenix_resources.domain.model import Status
-from phoenix_resources.domain.rules import (
-    RejectionCode,
-    RuleViolation,
-    check_config,
-    check_name,
-)
 from phoenix_resources.errors import (
     ClientClosed,
-    CommandInvalid,
     DeliveryFailed,
     PhoenixError,
 )
-
-INVALID_FIELD = "invalid-field"
-"""Code of :class:`CommandInvalid` for a value of the wrong shape (not a UUID, unknown status)."""
 
 _REMEMBERED = 10_000  # publish times kept for wait_for_outcome (bounded memory)
 
@@ -106,94 +98,6 @@ class BulkResult:
 
 
 DeliveryCallback = Callable[[Sent, "DeliveryFailed | None"], None]
-
-
-def as_uuid(value: UUID | str, field: str) -> UUID:
-    if isinstance(value, UUID):
-        return value
-    try:
-        return UUID(str(value))
-    except ValueError as e:
-        raise CommandInvalid(INVALID_FIELD, f"{field} is not a UUID: {str(value)[:64]!r}") from e
-
-
-def as_status(value: Status | str | None) -> Status | None:
-    if value is None or isinstance(value, Status):
-        return value
-    try:
-        return Status(value)
-    except ValueError as e:
-        raise CommandInvalid(INVALID_FIELD, f"status must be one of "
-                             f"{', '.join(s.value for s in Status)}, not {value!r}") from e
-
-
-def new_traceparent() -> str:
-    """A W3C trace context for a new trace (sampled), as the ``traceparent`` header."""
-    ids = os.urandom(24).hex()  # one system call for trace id and span id
-    return f"00-{ids[:32]}-{ids[32:]}-01"
-
-
-def validate(command: AnyCommand) -> None:
-    """The worker's stateless checks, applied before publishing; :class:`CommandInvalid`
-    carries the same code the worker would reject with."""
-    try:
-        if command.expected_version is not None and command.expected_version < 0:
-            raise RuleViolation(RejectionCode.VERSION_CONFLICT,
-                                "expected_version must not be negative")
-        if isinstance(command, CreateResource):
-            check_name(command.name)
-            check_config(command.config)
-            if command.expected_version not in (None, 0):
-                raise RuleViolation(RejectionCode.VERSION_CONFLICT,
-                                    f"expected version {command.expected_version}, but a "
-                                    "create targets a resource that does not exist yet")
-        elif isinstance(command, UpdateResource):
-            if command.name is not None:
-                check_name(command.name)
-            if command.config is not None:
-                check_config(command.config)
-    except RuleViolation as v:
-        raise CommandInvalid(v.code.value, v.message) from v
-
-
-def _common(resource_id: UUID | str, command_id: UUID | str | None,
-            correlation_id: str | None, issued_by: str | None,
-            expected_version: int | None) -> dict[str, Any]:
-    return {"resource_id": as_uuid(resource_id, "resource_id"),
-            "command_id": uuid.uuid4() if command_id is None
-            else as_uuid(command_id, "command_id"),
-            "issued_at": datetime.now(UTC), "correlation_id": correlation_id,
-            "issued_by": issued_by, "expected_version": expected_version}
-
-
-def create_command(name: str, *, resource_id: UUID | str | None = None,
-                   config: Mapping[str, str] | None = None, status: Status | str | None = None,
-                   command_id: UUID | str | None = None, correlation_id: str | None = None,
-                   issued_by: str | None = None, expected_version: int | None = None
-                   ) -> CreateResource:
-    """A create command (ids generated when not given), e.g. for ``send_many``."""
-    return CreateResource(**_common(resource_id or uuid.uuid4(), command_id, correlation_id,
-                                    issued_by, expected_version),
-                          name=name, config=dict(config or {}),
-                          status=as_status(status) or Status.PENDING)
-
-
-def update_command(resource_id: UUID | str, *, name: str | None = None,
-                   config: Mapping[str, str] | None = None, status: Status | str | None = None,
-                   command_id: UUID | str | None = None, correlation_id: str | None = None,
-                   issued_by: str | None = None, expected_version: int | None = None
-                   ) -> UpdateResource:
-    return UpdateResource(**_common(resource_id, command_id, correlation_id, issued_by,
-                                    expected_version),
-                          name=name, config=None if config is None else dict(config),
-                          status=as_status(status))
-
-
-def delete_command(resource_id: UUID | str, *, command_id: UUID | str | None = None,
-                   correlation_id: str | None = None, issued_by: str | None = None,
-                   expected_version: int | None = None) -> DeleteResource:
-    return DeleteResource(**_common(resource_id, command_id, correlation_id, issued_by,
-                                    expected_version))
 
 
 class CommandPublisher:
