@@ -12,6 +12,7 @@
     ├── TransientError              retried with backoff; never turns into data loss
     │   ├── DatabaseUnavailable     PostgreSQL down, restarting, or connection lost
     │   ├── BrokerUnavailable       Kafka down or a delivery timed out
+    │   ├── RegistryUnavailable     the schema registry is down, slow or answers 5xx
     │   └── ConcurrentModification  another writer raced this batch; the batch is redone
     ├── BrokerFatal                 librdkafka reported a fatal error; the process must restart
     ├── DeliveryFailed              a produce was refused for good (client library)
@@ -70,6 +71,10 @@ class DatabaseUnavailable(TransientError):
 
 class BrokerUnavailable(TransientError):
     pass
+
+
+class RegistryUnavailable(TransientError):
+    """Decoding waits for the registry; a good command is never dead-lettered for it."""
 
 
 class ConcurrentModification(TransientError):

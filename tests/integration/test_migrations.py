@@ -25,9 +25,13 @@ def test_upgrade_then_downgrade_then_upgrade_again(pg_server: str) -> None:
     try:
         assert schema.current_revision(url) is None
         schema.upgrade(url)
-        assert schema.current_revision(url) == schema.head_revision() == "0002"
-        assert {"resources", "processed_commands", "outbox"} <= _tables(url)
+        assert schema.current_revision(url) == schema.head_revision() == "0003"
+        assert {"resources", "processed_commands", "outbox", "parked_commands",
+                "parked_resources"} <= _tables(url)
 
+        schema.downgrade(url, "0002")
+        assert schema.current_revision(url) == "0002"
+        assert not {"parked_commands", "parked_resources"} & _tables(url)
         schema.downgrade(url, "0001")
         assert schema.current_revision(url) == "0001"
         schema.downgrade(url, "base")
@@ -35,7 +39,7 @@ def test_upgrade_then_downgrade_then_upgrade_again(pg_server: str) -> None:
         assert not {"resources", "processed_commands", "outbox"} & _tables(url)
 
         schema.upgrade(url)
-        assert schema.current_revision(url) == "0002"
+        assert schema.current_revision(url) == "0003"
     finally:
         databases.drop_database(pg_server, name)
 

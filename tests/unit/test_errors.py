@@ -13,7 +13,7 @@ import pytest
 
 import phoenix_resources
 from phoenix_resources import errors
-from phoenix_resources.domain.rules import RejectionCode
+from phoenix_resources.domain.rules import ParkCode, RejectionCode
 from phoenix_resources.entrypoints import http_problems
 
 pytestmark = pytest.mark.unit
@@ -82,7 +82,8 @@ def _dlq_reasons() -> set[str]:
 
 def test_docs_errors_lists_every_stable_code() -> None:
     text = (ROOT / "docs" / "errors.md").read_text()
-    codes = {c.value for c in RejectionCode} | {c.code for c in http_problems.ALL_CODES}
+    codes = ({c.value for c in RejectionCode} | {c.value for c in ParkCode}
+             | {c.code for c in http_problems.ALL_CODES})
     missing = {c for c in codes if f"`{c}`" not in text}
     reasons = _dlq_reasons()
     assert reasons, "the decoders raise DecodeError with literal reasons"

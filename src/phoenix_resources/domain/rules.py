@@ -27,6 +27,21 @@ class RejectionCode(StrEnum):
     DELETED = "CMD-005"
     VERSION_CONFLICT = "CMD-006"
     INVALID_TRANSITION = "CMD-007"
+    TOO_OLD = "CMD-008"
+    """Issued before the dedupe retention: its first outcome may have been pruned, so it is
+    refused rather than risk applying it twice (a replay of old offsets)."""
+    KEY_MISMATCH = "CMD-009"
+    """The record's key is not its ``resource_id``: it may sit on another partition than the
+    resource's other commands, so its order could not be kept."""
+
+
+class ParkCode(StrEnum):
+    """Why a command is parked (outcome ``parked``), waiting for a replay."""
+
+    APPLY_FAILED = "PRK-001"
+    """Applying it failed in a way no rule foresaw (a database refusal, a bug)."""
+    BEHIND_PARKED = "PRK-002"
+    """An earlier command of the same resource is parked; order per resource is kept."""
 
 
 class RuleViolation(PhoenixError):
