@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str | bytes | None]]
 
+JAVA_PARTITIONER = "murmur2_random"
+"""The Java client's default partitioner, in librdkafka's name."""
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingRecord:
@@ -50,9 +53,14 @@ def text_headers(message: Message, names: frozenset[str]) -> dict[str, str]:
 
 
 def new_producer(settings: Settings, **overrides: Any) -> Producer:
-    """An idempotent producer (acks=all, ordered retries), batching with a short linger."""
+    """An idempotent producer (acks=all, ordered retries), batching with a short linger.
+
+    Keys are partitioned like the Java client does (``murmur2_random``: murmur2 of the key,
+    random for a null key), so a resource's records land on the same partition whoever
+    publishes them; librdkafka's own default (CRC32) would not agree with Java publishers."""
     conf: dict[str, Any] = {**settings.kafka_common(), "enable.idempotence": True,
                             "acks": "all", "linger.ms": 5, "compression.type": "lz4",
+                            "partitioner": JAVA_PARTITIONER,
                             "client.id": "phoenix-resources"}
     conf.update(overrides)
     return Producer(conf)
