@@ -88,6 +88,21 @@ def check_schema(settings: Settings) -> None:
                                  f"version needs {head}: run `phoenix-resources migrate`")
 
 
+def replay_window_warning(settings: Settings) -> str | None:
+    """A warning when the commands topic keeps records longer than the dedupe retention
+    (see :func:`adapters.topics.replay_window_warning`); None when it does not, or when the
+    broker cannot be asked now (the worker waits an outage out anyway)."""
+    from phoenix_resources.adapters import topics
+    from phoenix_resources.errors import BrokerUnavailable
+
+    try:
+        retention = topics.retention_ms(settings.kafka_common(), settings.commands_topic)
+    except BrokerUnavailable:
+        return None
+    return topics.replay_window_warning(settings.commands_topic, retention,
+                                        settings.processed_retention_hours)
+
+
 def prepare_topics(settings: Settings) -> None:
     if settings.create_topics:
         kafka.ensure_topics(settings.kafka_common(), topics_to_create(settings))

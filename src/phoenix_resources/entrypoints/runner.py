@@ -96,6 +96,9 @@ def _start(settings: Settings) -> Metrics:
 
 
 def _worker_component(settings: Settings, metrics: Metrics) -> tuple[Component, Any]:
+    warning = bootstrap.replay_window_warning(settings)
+    if warning:
+        log.warning(warning)
     worker, pool = build_worker(settings, metrics)
 
     def run() -> None:
