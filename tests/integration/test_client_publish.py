@@ -115,3 +115,15 @@ def test_unreachable_broker_is_delivery_failed() -> None:
             publisher.create("x")
     finally:
         publisher.close(timeout=0)
+
+
+def test_a_command_over_the_workers_size_limit_is_refused_before_sending(
+        settings: Settings) -> None:
+    small = settings.model_copy(update={"max_command_bytes": 4096})
+    config = {f"k{i}": "v" * 100 for i in range(60)}  # ~6 KiB encoded, valid by the rules
+    with CommandPublisher(small) as publisher, pytest.raises(CommandInvalid) as refused:
+        publisher.create("big", config=config)
+    assert refused.value.code == "too-large"
+    assert "4096" in refused.value.message
+    assert read_all(settings.kafka_bootstrap_servers, settings.commands_topic,
+                    timeout=3, idle=1) == []

@@ -45,9 +45,13 @@ from phoenix_resources.domain.commands import (
 from phoenix_resources.domain.model import Status
 from phoenix_resources.errors import (
     ClientClosed,
+    CommandInvalid,
     DeliveryFailed,
     PhoenixError,
 )
+
+TOO_LARGE = "too-large"
+"""Code of :class:`CommandInvalid` for a command over the worker's size limit."""
 
 _REMEMBERED = 10_000  # publish times kept for wait_for_outcome (bounded memory)
 
@@ -188,6 +192,11 @@ class CommandPublisher:
         self._check_open()
         validate(command)
         value, content_type = self._codec.encode(command, self._format)
+        if len(value) > self._settings.max_command_bytes:
+            # The worker would dead-letter it (too-large): refuse it here, nothing sent.
+            raise CommandInvalid(TOO_LARGE, f"the command encodes to {len(value)} bytes; the "
+                                 f"limit is {self._settings.max_command_bytes} "
+                                 "(PHOENIX_MAX_COMMAND_BYTES)")
         headers: list[tuple[str, str | bytes | None]] = [
             ("content-type", content_type.encode())]
         if command.correlation_id:
