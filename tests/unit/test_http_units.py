@@ -17,7 +17,8 @@ from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints import http_problems as p
 from phoenix_resources.entrypoints.http import create_app, decode_cursor, encode_cursor
 from phoenix_resources.entrypoints.http_edge import TokenCheck, route_label
-from phoenix_resources.entrypoints.http_fast import _plain_lookup, etag_matches
+from phoenix_resources.entrypoints.http_fast import _plain_lookup
+from phoenix_resources.entrypoints.http_lookup import etag_matches
 from phoenix_resources.errors import DatabaseUnavailable
 
 pytestmark = pytest.mark.unit

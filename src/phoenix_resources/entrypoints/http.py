@@ -10,6 +10,8 @@ Guarantees:
   is a 400, never a 500. Every response carries the security headers (``http_edge``).
 * ``GET /api/v1/resources/{id}`` is the hot path: one coalesced primary-key query, the JSON
   rendered by PostgreSQL, no model validation; the models in ``http_models`` only describe it.
+  Its answer is built in one place (``http_lookup``) for both paths that serve it: the fast
+  ASGI layer (``http_fast``) and the route below, which documents it.
 """
 
 from __future__ import annotations
@@ -38,12 +40,8 @@ from phoenix_resources.config import Settings
 from phoenix_resources.domain.model import NAME_MAX, Status
 from phoenix_resources.entrypoints import http_problems as p
 from phoenix_resources.entrypoints.http_edge import Edge, TokenCheck
-from phoenix_resources.entrypoints.http_fast import (
-    ApiState,
-    FastLookup,
-    etag_matches,
-    resource_problem,
-)
+from phoenix_resources.entrypoints.http_fast import ApiState, FastLookup
+from phoenix_resources.entrypoints.http_lookup import lookup
 from phoenix_resources.entrypoints.http_models import (
     CommandOutcome,
     Health,
@@ -144,18 +142,10 @@ def _add_api_routes(app: FastAPI, state: ApiState) -> None:
     ) -> Response:
         if request.query_params:
             _reject_unknown_query(request, no_query)
-        # The plain form of this request is answered by FastLookup; this route serves the rest
-        # (e.g. a query string to refuse) with the same core, and documents the operation.
-        doc = await state.queries.resource(resource_id)
-        problem = resource_problem(resource_id, doc)
-        if problem is not None or doc is None:
-            assert problem is not None
-            raise problem
-        etag = f'"{doc.version}"'
-        headers = {"etag": etag, "cache-control": "private, max-age=0"}
-        if if_none_match is not None and etag_matches(if_none_match, etag):
-            return Response(status_code=304, headers=headers)
-        return Response(doc.json, media_type=JSON, headers=headers)
+        # The plain form is answered by FastLookup; this route serves the other forms (e.g. an
+        # id without hyphens) with the same answer (http_lookup), and documents the operation.
+        answer = await lookup(state.queries, resource_id, if_none_match, request.scope["path"])
+        return answer.response()
 
     @app.get("/api/v1/resources", response_model=ResourcePage, tags=["resources"],
              summary="Live resources, keyset-paginated",

@@ -7,6 +7,9 @@ In one pass (no per-request objects beyond a closure) it:
 * turns any unhandled exception into 500 ``RES-008`` (logged, never leaked);
 * adds the security headers to every response and ``Cache-Control: no-store`` by default;
 * counts and times every request by route template (bounded label cardinality).
+
+It also holds the one shape of a response written straight on the ASGI channel
+(:class:`Answer`), which its own problems and the lookup (``http_lookup``) use.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import Counter, Histogram
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from phoenix_resources.entrypoints import http_problems as p
@@ -142,7 +146,7 @@ class Edge:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, path: str,
                         state: dict[str, int]) -> None:
         if self.tokens.enabled and path.startswith("/api/"):
-            refused = self.tokens.problem(_header(scope, b"authorization"))
+            refused = self.tokens.problem(header(scope, b"authorization"))
             if refused is not None:
                 code, detail = refused
                 extra = {"www-authenticate": WWW_AUTHENTICATE} if code is p.UNAUTHORIZED else {}
@@ -163,20 +167,51 @@ class Edge:
                                    path)
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of request header ``name`` (lower case), or None."""
     for key, value in scope["headers"]:
         if key == name:
             return bytes(value)
     return None
 
 
-async def send_problem(send: Callable[[Message], Any], code: p.Code, detail: str,
-                       instance: str, headers: dict[str, str] | None = None,
-                       **extensions: Any) -> None:
-    """Answer with a problem document straight on the ASGI channel."""
+class Answer(NamedTuple):
+    """A complete response: status, headers in wire order, body.
+
+    Whoever holds an Answer sends exactly these bytes, whether on the ASGI channel
+    (:meth:`send`) or through the framework (:meth:`response`); the Edge then adds the same
+    security headers to either. Two paths that produce equal Answers are indistinguishable
+    on the wire.
+    """
+
+    status: int
+    headers: Headers
+    body: bytes
+
+    async def send(self, send: Callable[[Message], Any]) -> None:
+        await send({"type": "http.response.start", "status": self.status,
+                    "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+    def response(self) -> Response:
+        """The same answer for a framework route to return: headers as given, none added."""
+        response = Response(self.body, status_code=self.status)
+        response.raw_headers = list(self.headers)
+        return response
+
+
+def problem_answer(code: p.Code, detail: str, instance: str,
+                   headers: dict[str, str] | None = None, **extensions: Any) -> Answer:
+    """A problem document: Content-Type, Content-Length, then ``headers`` (lower-cased)."""
     body = p.problem_body(code, detail, instance, **extensions)
     raw: Headers = [(b"content-type", p.PROBLEM_TYPE.encode()),
                     (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": code.status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+    return Answer(code.status, raw, body)
+
+
+async def send_problem(send: Callable[[Message], Any], code: p.Code, detail: str,
+                       instance: str, headers: dict[str, str] | None = None,
+                       **extensions: Any) -> None:
+    """Answer with a problem document straight on the ASGI channel."""
+    await problem_answer(code, detail, instance, headers, **extensions).send(send)
