@@ -430,6 +430,11 @@ def test_command_outcomes(client: TestClient, writer: Conn) -> None:
     body = client.get(f"/api/v1/commands/{duplicate}").json()
     assert (body["duplicate"], body["duplicate_deliveries"]) == (True, 2)
 
+    parked = insert_command(writer, outcome="parked", error_code="PRK-001",
+                            error_message="DataError: refused", resulting_version=None)
+    body = client.get(f"/api/v1/commands/{parked}").json()
+    assert (body["outcome"], body["error_code"]) == ("parked", "PRK-001")
+
 
 def test_command_errors(client: TestClient) -> None:
     assert_problem(client.get(f"/api/v1/commands/{uuid.uuid4()}"), 404, "RES-002")

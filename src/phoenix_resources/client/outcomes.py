@@ -41,7 +41,7 @@ class Outcome:
     """The recorded outcome of one command; field names match the HTTP API's."""
 
     command_id: UUID
-    outcome: Literal["applied", "rejected"]
+    outcome: Literal["applied", "rejected", "parked"]
     resource_id: UUID | None = None
     resulting_version: int | None = None
     """The resource's version after an applied command (``None`` when not known)."""
@@ -57,6 +57,12 @@ class Outcome:
     def rejected(self) -> bool:
         return self.outcome == "rejected"
 
+    @property
+    def parked(self) -> bool:
+        """Not applied yet: it waits in the parking lot (``error_code`` says why) until an
+        operator replays or discards it. Only the HTTP API reports this state."""
+        return self.outcome == "parked"
+
     def to_json(self) -> dict[str, Any]:
         return {"command_id": str(self.command_id), "outcome": self.outcome,
                 "resource_id": None if self.resource_id is None else str(self.resource_id),
@@ -67,7 +73,7 @@ class Outcome:
 def outcome_from_api(body: dict[str, Any]) -> Outcome:
     """Build an :class:`Outcome` from the body of ``GET /api/v1/commands/{id}``."""
     value = body.get("outcome")
-    if value not in ("applied", "rejected"):
+    if value not in ("applied", "rejected", "parked"):
         raise UnexpectedAnswer(f"unexpected outcome from the API: {str(value)[:40]!r}")
     rid = body.get("resource_id")
     version = body.get("resulting_version")

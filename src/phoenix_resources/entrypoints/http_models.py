@@ -42,8 +42,11 @@ class CommandOutcome(BaseModel):
     command_id: UUID
     resource_id: UUID
     command_type: Literal["CREATE", "UPDATE", "DELETE"]
-    outcome: Literal["pending", "applied", "rejected"]
-    error_code: str | None = Field(description="Set when the command was rejected.")
+    outcome: Literal["pending", "applied", "rejected", "parked"] = Field(
+        description="`parked`: applying it failed unexpectedly (PRK-001) or an earlier command "
+                    "of its resource is parked (PRK-002); it waits for a replay.")
+    error_code: str | None = Field(
+        description="The rule's code when rejected (CMD-…), the reason when parked (PRK-…).")
     error_message: str | None
     resulting_version: int | None = Field(
         description="The resource's version after this command, when applied.")

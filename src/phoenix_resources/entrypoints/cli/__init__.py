@@ -10,7 +10,9 @@ Exit codes (stable; scripts may rely on them; defined once in :mod:`.common`):
   sent);
 * 3 — not running / not ready (``stack status``);
 * 4 — the command was **rejected** by the service (``send … --wait``), or the resource is
-  **not found** (``get``).
+  **not found** (``get``);
+* 5 — the command was **parked** (``send … --wait --api-url``): it waits for an operator's
+  replay (``phoenix-resources parked``).
 
 ``watch`` stopped by Ctrl-C exits 130, the shell's convention for SIGINT.
 

@@ -23,6 +23,7 @@ import typer
 from phoenix_resources.entrypoints.cli.bulk import send_file
 from phoenix_resources.entrypoints.cli.common import (
     EXIT_ERROR,
+    EXIT_PARKED,
     EXIT_REJECTED,
     EXIT_USAGE,
     Format,
@@ -65,7 +66,8 @@ class SendOptions:
         "--expected-version", min=0, help="Refuse unless the resource is at this version.")
     ] = None
     wait: Annotated[bool, typer.Option(
-        "--wait", help="Wait for the outcome and print it (exit 4 when rejected).")] = False
+        "--wait", help="Wait for the outcome and print it (exit 4 when rejected, 5 when "
+                       "parked).")] = False
     timeout: Annotated[float, typer.Option(
         "--timeout", min=0.1, help="Seconds to wait for the outcome.")] = 30.0
     api_url: Annotated[str | None, typer.Option(
@@ -134,6 +136,8 @@ def _publish(opts: SendOptions, send: Callable[[CommandPublisher, dict[str, Any]
     _print_sent(sent, outcome, opts.as_json)
     if outcome is not None and outcome.rejected:
         raise typer.Exit(EXIT_REJECTED)
+    if outcome is not None and outcome.parked:
+        raise typer.Exit(EXIT_PARKED)
 
 
 def _print_sent(sent: Sent, outcome: Outcome | None, as_json: bool) -> None:
@@ -147,7 +151,7 @@ def _print_sent(sent: Sent, outcome: Outcome | None, as_json: bool) -> None:
     if outcome is not None and outcome.applied:
         typer.echo(f"applied version={outcome.resulting_version}")
     elif outcome is not None:
-        typer.echo(f"rejected {outcome.error_code}: {outcome.error_message}")
+        typer.echo(f"{outcome.outcome} {outcome.error_code}: {outcome.error_message}")
 
 
 SEND_HELP = (
