@@ -4,7 +4,9 @@
   latency windows, no Debezium;
 * ``full`` (``make bench``): 100k messages, 3 repetitions of every throughput figure, the
   Debezium JDBC sink peer, 20 s latency window, HTTP;
-* ``peers`` (``make bench-peers``): phoenix-resources and the Debezium JDBC sink only.
+* ``peers`` (``make bench-peers``): phoenix-resources and the Debezium JDBC sink only;
+* ``full`` and ``peers`` also pit the relay against Debezium's PostgreSQL connector with the
+  outbox EventRouter on the same outbox rows (``--only outbox`` for that alone).
 
 It prints progress, then a markdown table, and writes it to ``bench/results/<date>-<host>.md``.
 Figures are printed, never asserted. See docs/performance.md.
@@ -49,13 +51,13 @@ HTTP_ENDPOINTS = {"http": "GET /resources/{id}", "http_list": "GET /resources?li
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"n": 20_000, "reps": 1, "naive_s": 8.0, "latency_s": 5.0, "peers": False,
               "http": True, "http_s": 3, "ours": True, "naive": True, "ceilings": True,
-              "latency": True},
+              "latency": True, "outbox": False, "outbox_lat_s": 5.0},
     "full": {"n": 100_000, "reps": 3, "naive_s": 25.0, "latency_s": 20.0, "peers": True,
              "http": True, "http_s": 10, "ours": True, "naive": True, "ceilings": True,
-             "latency": True},
+             "latency": True, "outbox": True, "outbox_lat_s": 15.0},
     "peers": {"n": 100_000, "reps": 3, "naive_s": 0.0, "latency_s": 0.0, "peers": True,
               "http": False, "http_s": 0, "ours": True, "naive": False, "ceilings": False,
-              "latency": False},
+              "latency": False, "outbox": True, "outbox_lat_s": 15.0},
 }
 
 
@@ -366,6 +368,14 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
     for label, r in res.extra.get("knobs", []):
         row(f"knob: {label}", f"{r.sustained_rate:,.0f} cmd/s (1 run)",
             "effectively-once check " + ("passed" if r.ok else "FAILED"))
+    if lines[-1] == "|---|---|---|":  # nothing but the outbox peer ran (--only outbox)
+        del lines[-4:]
+    outbox_ratios: list[str] = []
+    if cfg.get("outbox"):
+        from bench.peers import debezium_outbox
+
+        section, outbox_ratios = debezium_outbox.report(res)
+        lines += section
     o = res.med("ours")
     lines += ["", "## Ratios (medians) and goals", "", "| ratio | value | goal |", "|---|---|---|"]
     if cfg["naive"]:
@@ -389,6 +399,8 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
     if http:
         lines.append(f"| HTTP GET by id max | {http[0].rps:,.0f} req/s | ≥ 5,000 |")
         lines.append(f"| HTTP p99 @ 1,000 req/s | {http[1].p99_ms:.1f} ms | ≤ 25 ms |")
+    if outbox_ratios:
+        lines += outbox_ratios
     if res.failures:
         lines += ["", "## Failures", ""]
         lines += [f"- {k}: {v}" for k, v in res.failures.items()]
@@ -396,7 +408,7 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
 
 
 def one_round(target: Target, wl: Workload, topic: str, cfg: dict[str, Any], p: int, *,
-              res: Results, first: bool) -> None:
+              res: Results, first: bool, obx: Any = None) -> None:
     """ours, naive, Debezium once each; the one-off variants only in the first round."""
     if cfg["ours"] and "ours" not in res.failures:
         attempt(res, "ours", lambda: run_ours(target, wl, topic, p, reps=1, res=res))
@@ -405,6 +417,9 @@ def one_round(target: Target, wl: Workload, topic: str, cfg: dict[str, Any], p: 
                                                 res=res, async_variant=first))
     if cfg["peers"] and "dbz" not in res.failures:
         attempt(res, "dbz", lambda: run_peers(target, wl, p, reps=1, res=res, variant=first))
+    if obx is not None and "outbox" not in res.failures:
+        for c in obx.order():  # relay vs Debezium outbox CDC, order rotated per round
+            attempt(res, f"obx_{c.key}", lambda c=c: obx.run_one(c, res))
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
@@ -417,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     ap.add_argument("--ephemeral", action="store_true",
                     help="use a throwaway durable stack instead of the local one")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="subset: ours naive ceilings latency peers http knobs")
+                    help="subset: ours naive ceilings latency peers outbox http knobs")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     cfg = dict(MODES[args.mode])
@@ -426,13 +441,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     if args.reps:
         cfg["reps"] = args.reps
     if args.only is not None:
-        for k in ("ours", "naive", "ceilings", "latency", "peers", "http", "knobs"):
+        for k in ("ours", "naive", "ceilings", "latency", "peers", "outbox", "http", "knobs"):
             cfg[k] = k in args.only
     started = datetime.now(UTC)
     mach = machine()
     progress(f"mode {args.mode}: {cfg['n']:,} messages, {cfg['reps']} repetition(s); "
              f"{mach['cores']} cores, load {mach['loadavg at start']}")
     res = Results()
+    obx = None
     with stack_target(args.ephemeral) as target:
         try:
             vers = versions(target)
@@ -449,11 +465,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
                 attempt(res, "consume", lambda: run_ceilings(target, wl, topic, reps, res))
             if cfg["peers"]:
                 attempt(res, "dbz", lambda: prepare_peers(target, wl, p, res))
+            if cfg["outbox"]:
+                from bench.peers.debezium_outbox import OutboxBench
+
+                obx = OutboxBench(target, wl, cfg["n"], p, cfg["outbox_lat_s"])
+                attempt(res, "outbox", lambda: obx.prepare(res))
             # Rounds, not blocks: each round runs ours, naive and Debezium once, so a burst
             # of load from other work on the machine hits every contender alike.
             for i in range(reps):
                 progress(f"--- round {i + 1}/{reps} (load {os.getloadavg()[0]:.2f})")
-                one_round(target, wl, topic, cfg, p, res=res, first=i == 0)
+                one_round(target, wl, topic, cfg, p, res=res, first=i == 0, obx=obx)
             if cfg["latency"]:
                 attempt(res, "latency", lambda: run_latency(target, p, cfg["latency_s"], res))
             if cfg["http"]:
@@ -462,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
                 attempt(res, "knobs", lambda: run_knobs(target, wl, topic, p, res))
         finally:
             progress("cleaning up (topics, databases)")
+            if obx is not None:
+                obx.close()
             target.cleanup()
     text = report(args.mode, cfg, wl, res, mach=mach, vers=vers, pgs=pgs, started=started,
                   partitions=args.partitions)
