@@ -83,7 +83,7 @@ class Worker:
     def __init__(self, settings: Settings, *, consumer: Consumer, producer: Producer,
                  codec: CommandCodec, unit_factory: Callable[[], BatchUnit],
                  metrics: Metrics, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 ) -> None:
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.consumer = consumer
         self.producer = producer
@@ -91,6 +91,7 @@ class Worker:
         self.unit_factory = unit_factory
         self.metrics = metrics
         self.clock = clock
+        self.monotonic = monotonic
         self.assignment: set[tuple[str, int]] = set()
         self.paused = False
         self._in_flight: _InFlight | None = None
@@ -251,9 +252,9 @@ class Worker:
 
     def _wait_out_fault(self, seconds: float) -> None:
         """Sleep by polling: rebalance callbacks run, and membership is kept."""
-        deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
-            message = self.consumer.poll(min(POLL_SLICE_S, max(0.0, deadline - time.monotonic())))
+        deadline = self.monotonic() + seconds
+        while not self.stopping and self.monotonic() < deadline:
+            message = self.consumer.poll(min(POLL_SLICE_S, max(0.0, deadline - self.monotonic())))
             if message is not None and not self._is_error(message):
                 # Paused partitions should yield nothing; if one slips through, rewind so it
                 # is fetched again after resume instead of being skipped.
