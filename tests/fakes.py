@@ -33,7 +33,15 @@ from phoenix_resources.domain.decide import Applied, Decision
 from phoenix_resources.domain.events import CommandRejected, rejection_id_for
 from phoenix_resources.domain.model import Resource
 from phoenix_resources.errors import ConcurrentModification
-from phoenix_resources.services.ports import Claim, Incoming, StateChange
+from phoenix_resources.services.ports import (
+    Claim,
+    Incoming,
+    Outcome,
+    Parked,
+    ParkedCommand,
+    Snapshot,
+    StateChange,
+)
 
 TP = tuple[str, int]
 """(topic, partition)"""
@@ -85,6 +93,11 @@ class FakeStore:
         self.resources: dict[UUID, Resource] = {}
         self.processed: dict[UUID, ProcessedCommand] = {}
         self.outbox: list[OutboxRow] = []
+        self.parked: dict[UUID, ParkedCommand] = {}
+        """The parking lot, in parking order (``seq``)."""
+        self.parked_resources: set[UUID] = set()
+        self.parked_errors: dict[UUID, str] = {}
+        """The last failed replay attempt's error per parked command."""
         self.commits = 0
         self.rollbacks = 0
         self.relay_lock: object | None = None
@@ -152,6 +165,10 @@ class FakeBatchUnit:
         self._expected: dict[UUID, int | None] = {}
         """Per written row: the committed version this unit relies on (None: no row)."""
         self._outbox: list[OutboxRow] = []
+        self._parked: list[ParkedCommand] = []
+        self._unparked: set[UUID] = set()
+        self._released: set[UUID] = set()
+        self._attempts: dict[UUID, str] = {}
         self._done = False
 
     def __enter__(self) -> FakeBatchUnit:
@@ -199,12 +216,15 @@ class FakeBatchUnit:
                 new.add(cid)
         return new
 
-    def load(self, resource_ids: set[UUID]) -> dict[UUID, Resource]:
+    def load(self, resource_ids: set[UUID]) -> Snapshot:
         self._check_open()
         found = {rid: self._row(rid) for rid in resource_ids}
-        return {rid: row for rid, row in found.items() if row is not None}
+        parked = {p.incoming.command.resource_id for p in self._parked}
+        parked |= self.store.parked_resources - self._released
+        return Snapshot({rid: row for rid, row in found.items() if row is not None},
+                        frozenset(resource_ids & parked))
 
-    def write(self, decisions: Sequence[tuple[Incoming, Decision]],
+    def write(self, decisions: Sequence[tuple[Incoming, Outcome]],
               changes: Mapping[UUID, StateChange], now: datetime) -> None:
         self._check_open()
         new = [c.after for c in changes.values() if c.before is None]
@@ -224,13 +244,16 @@ class FakeBatchUnit:
                 updated += 1
         for item, d in decisions:
             self._record_outcome(item, d, now)
-            self._add_outbox(item, d, now)
+            if isinstance(d, Parked):
+                self._parked.append(ParkedCommand(0, item, d.code.value, d.error, 0))
+            else:
+                self._add_outbox(item, d, now)
         if (inserted, updated) != (len(new), len(existing)):
             raise ConcurrentModification(
                 f"expected {len(new)} inserts and {len(existing)} updates, "
                 f"got {inserted} and {updated}: another writer touched these resources")
 
-    def _record_outcome(self, item: Incoming, d: Decision, now: datetime) -> None:
+    def _record_outcome(self, item: Incoming, d: Outcome, now: datetime) -> None:
         cid = item.command.command_id
         if cid not in self._claimed and cid not in self.store.processed:
             return  # UPDATE processed_commands ... WHERE command_id = ...: no such row
@@ -238,6 +261,9 @@ class FakeBatchUnit:
             values: dict[str, Any] = {"outcome": "applied", "error_code": None,
                                       "error_message": None,
                                       "resulting_version": d.state.version}
+        elif isinstance(d, Parked):
+            values = {"outcome": "parked", "error_code": d.code.value,
+                      "error_message": d.error, "resulting_version": None}
         else:
             values = {"outcome": "rejected", "error_code": d.code.value,
                       "error_message": d.message, "resulting_version": None}
@@ -267,6 +293,25 @@ class FakeBatchUnit:
             self._rejections_topic, self._codec.encode_rejection(rejection), now,
             item.traceparent))
 
+    # --- the parking lot's queue (ReplayUnit) ---------------------------------------------
+
+    def lock_queue(self, resource_id: UUID) -> list[ParkedCommand]:
+        """The resource's committed parked commands in order (the fake needs no lock: units
+        of one store run one at a time in the tests that replay)."""
+        self._check_open()
+        return [p for p in self.store.parked.values()
+                if p.incoming.command.resource_id == resource_id
+                and p.incoming.command.command_id not in self._unparked]
+
+    def unpark(self, resource_id: UUID, command_ids: Sequence[UUID]) -> None:
+        self._check_open()
+        self._unparked |= set(command_ids)
+        self._released.add(resource_id)
+
+    def note_attempt(self, command_id: UUID, error: str) -> None:
+        self._check_open()
+        self._attempts[command_id] = error
+
     def commit(self) -> None:
         self._check_open()
         store = self.store
@@ -291,6 +336,23 @@ class FakeBatchUnit:
             for row in self._outbox:
                 store.outbox.append(replace(row, seq=store._next_seq))
                 store._next_seq += 1
+            for cid in self._unparked:
+                store.parked.pop(cid, None)
+            for entry in self._parked:
+                store.parked[entry.incoming.command.command_id] = replace(
+                    entry, seq=store._next_seq)
+                store._next_seq += 1
+                store.parked_resources.add(entry.incoming.command.resource_id)
+            for cid, error in self._attempts.items():
+                if cid in store.parked:
+                    entry = store.parked[cid]
+                    store.parked[cid] = replace(entry, attempts=entry.attempts + 1,
+                                                error=entry.error)
+                    store.parked_errors[cid] = error
+            store.parked_resources -= {
+                rid for rid in self._released
+                if not any(p.incoming.command.resource_id == rid
+                           for p in store.parked.values())}
             store.commits += 1
         self._done = True
 

@@ -33,7 +33,7 @@ from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.domain.rules import RejectionCode
 from phoenix_resources.errors import ConcurrentModification
 from phoenix_resources.services.apply_batch import fold
-from phoenix_resources.services.ports import BatchUnit, Claim, Incoming, StateChange
+from phoenix_resources.services.ports import Claim, Incoming, ReplayUnit, StateChange
 from tests.fakes import FakeStore
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -83,7 +83,7 @@ class BatchUnitContract(abc.ABC):
     """The guarantees ``BatchUnit``'s docstring lists, as tests."""
 
     @abc.abstractmethod
-    def unit(self) -> BatchUnit:
+    def unit(self) -> ReplayUnit:
         """A new unit on this test's database."""
 
     @abc.abstractmethod
@@ -105,7 +105,7 @@ class BatchUnitContract(abc.ABC):
         with self.unit() as unit:
             new = unit.claim(claims(commands))
             fresh = [i for i in incoming(commands) if i.command.command_id in new]
-            states = unit.load({i.command.resource_id for i in fresh})
+            states = unit.load({i.command.resource_id for i in fresh}).states
             decisions, changes = fold(states, fresh, now)
             unit.write(decisions, changes, now)
             unit.commit()
@@ -165,7 +165,7 @@ class BatchUnitContract(abc.ABC):
         self.apply([create(live, "live"), create(dead, "dead")])
         self.apply([delete(dead)], now=T0 + timedelta(seconds=1))
         with self.unit() as unit:
-            rows = unit.load({live, dead, unknown})
+            rows = unit.load({live, dead, unknown}).states
         assert set(rows) == {live, dead}
         assert rows[live].name == "live"
         assert rows[live].version == 1
@@ -183,7 +183,7 @@ class BatchUnitContract(abc.ABC):
         rid = uuid.uuid4()
         self.apply([create(rid)])
         with self.unit() as unit:
-            stale = unit.load({rid})
+            stale = unit.load({rid}).states
         self.apply([update(rid, name="newer")])  # version 2, committed by someone else
         late = update(rid, name="late")
         with self.unit() as unit:
@@ -213,7 +213,7 @@ class BatchUnitContract(abc.ABC):
         made, refused = create(rid), update(missing, name="x")
         with self.unit() as unit:
             unit.claim(claims([made, refused]))
-            unit.write(*self.decided(unit.load({rid, missing}), [made, refused]), T0)
+            unit.write(*self.decided(unit.load({rid, missing}).states, [made, refused]), T0)
             assert (self.outcomes(), self.outbox(), self.resources()) == ({}, [], {})
             unit.commit()
         assert self.outcomes() == {
@@ -225,6 +225,56 @@ class BatchUnitContract(abc.ABC):
                         REJECTIONS)]
         assert set(self.resources()) == {rid}
 
+    # --- the parking lot ---------------------------------------------------------------------
+
+    def park(self, commands: Sequence[AnyCommand]) -> None:
+        """Claim the commands and park the first as failed (PRK-001), the rest behind it."""
+        with self.unit() as unit:
+            unit.claim(claims(commands))
+            snapshot = unit.load({c.resource_id for c in commands})
+            failed = {commands[0].command_id: "ValueError: refused"}
+            outcomes, changes = fold(snapshot.states, incoming(commands), T0,
+                                     parked=snapshot.parked, failed=failed)
+            unit.write(outcomes, changes, T0)
+            unit.commit()
+
+    def test_parked_commands_wait_in_order_and_leave_the_lot_when_unparked(self) -> None:
+        rid, other = uuid.uuid4(), uuid.uuid4()
+        first, second = create(rid), update(rid, name="later")
+        self.park([first, second])
+        assert {c: o.outcome for c, o in self.outcomes().items()} == {
+            first.command_id: "parked", second.command_id: "parked"}
+        assert self.outcomes()[second.command_id].error_code == "PRK-002"
+        assert self.outbox() == []
+        with self.unit() as unit:
+            assert unit.load({rid, other}).parked == frozenset({rid})
+            queue = unit.lock_queue(rid)
+            assert [p.incoming.command.command_id for p in queue] == [
+                first.command_id, second.command_id]
+            assert [p.code for p in queue] == ["PRK-001", "PRK-002"]
+            assert queue[1].incoming.command == second
+            unit.unpark(rid, [first.command_id])
+            unit.commit()
+        with self.unit() as unit:
+            assert unit.load({rid}).parked == frozenset({rid})  # the second still waits
+            assert [p.incoming.command.command_id for p in unit.lock_queue(rid)] == [
+                second.command_id]
+            unit.unpark(rid, [second.command_id])
+            unit.commit()
+        with self.unit() as unit:
+            assert unit.load({rid}).parked == frozenset()
+            assert unit.lock_queue(rid) == []
+
+    def test_a_failed_replay_attempt_is_counted_on_the_parked_command(self) -> None:
+        rid = uuid.uuid4()
+        command = create(rid)
+        self.park([command])
+        with self.unit() as unit:
+            unit.note_attempt(command.command_id, "still refused")
+            unit.commit()
+        with self.unit() as unit:
+            assert unit.lock_queue(rid)[0].attempts == 1
+
 
 class TestFakeBatchUnit(BatchUnitContract):
     pytestmark = pytest.mark.unit
@@ -233,7 +283,7 @@ class TestFakeBatchUnit(BatchUnitContract):
     def _store(self) -> None:
         self.store = FakeStore()
 
-    def unit(self) -> BatchUnit:
+    def unit(self) -> ReplayUnit:
         return self.store.unit(events_topic=EVENTS, rejections_topic=REJECTIONS)
 
     def outcomes(self) -> dict[UUID, Outcome]:
@@ -266,7 +316,7 @@ class TestPostgresBatchUnit(BatchUnitContract):
             self.reader.close()
             self.pool.close()
 
-    def unit(self) -> BatchUnit:
+    def unit(self) -> ReplayUnit:
         return PostgresBatchUnit(self.pool, self.codec, EVENTS, REJECTIONS)
 
     def outcomes(self) -> dict[UUID, Outcome]:

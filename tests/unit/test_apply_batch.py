@@ -15,7 +15,7 @@ from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.domain.rules import RejectionCode
 from phoenix_resources.errors import ConcurrentModification
 from phoenix_resources.services.apply_batch import apply_batch, fold, split_repeats
-from phoenix_resources.services.ports import Incoming
+from phoenix_resources.services.ports import Incoming, Snapshot
 from tests.fakes import FakeBatchUnit, FakeStore
 
 pytestmark = pytest.mark.unit
@@ -156,7 +156,7 @@ class RacedUnit(FakeBatchUnit):
         super().__init__(store)
         self.rival = rival
 
-    def load(self, resource_ids: set[UUID]) -> dict[UUID, Resource]:
+    def load(self, resource_ids: set[UUID]) -> Snapshot:
         states = super().load(resource_ids)
         apply_batch(self.store.unit(), batch(self.rival), T0)
         return states
