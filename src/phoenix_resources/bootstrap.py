@@ -20,9 +20,10 @@ from phoenix_resources.adapters import kafka
 from phoenix_resources.adapters.codec import CommandCodec, EventCodec
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
 from phoenix_resources.adapters.postgres.outbox import OutboxSession
+from phoenix_resources.adapters.postgres.parking import ParkingLot
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
-from phoenix_resources.services.ports import BatchUnit
+from phoenix_resources.services.ports import BatchUnit, ReplayUnit
 
 
 def command_codec(settings: Settings) -> CommandCodec:
@@ -112,6 +113,26 @@ def worker_parts(settings: Settings) -> WorkerParts:
 
     return WorkerParts(consumer=consumer(settings), producer=producer(settings),
                        codec=command_codec(settings), pool=pool, unit_factory=unit)
+
+
+@dataclass(frozen=True)
+class ParkingParts:
+    """What the parking-lot tools need: a reader, and units of work for replay/discard.
+    Open ``pool`` before use; close it after."""
+
+    lot: ParkingLot
+    pool: ConnectionPool
+    unit_factory: Callable[[], ReplayUnit]
+
+
+def parking_parts(settings: Settings) -> ParkingParts:
+    pool = db_pool(settings, min_size=1, max_size=2, name="phoenix-parking")
+    events = event_codec(settings)
+
+    def unit() -> ReplayUnit:
+        return PostgresBatchUnit(pool, events, settings.events_topic, settings.rejections_topic)
+
+    return ParkingParts(ParkingLot(settings.database_url), pool, unit)
 
 
 @dataclass(frozen=True)

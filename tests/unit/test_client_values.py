@@ -23,12 +23,9 @@ from phoenix_resources.domain.commands import CreateResource, DeleteResource, Up
 from phoenix_resources.domain.events import ResourceUpdated, event_id_for
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.entrypoints.cli import app
-from phoenix_resources.entrypoints.cli_client import (
-    command_from_line,
-    delivery_json,
-    delivery_line,
-    parse_config,
-)
+from phoenix_resources.entrypoints.cli.bulk import command_from_line
+from phoenix_resources.entrypoints.cli.read import delivery_json, delivery_line
+from phoenix_resources.entrypoints.cli.send import parse_config
 from phoenix_resources.errors import CommandInvalid, DecodeError, OutcomeTimeout, PhoenixError
 
 pytestmark = pytest.mark.unit
@@ -207,3 +204,12 @@ def test_every_client_command_has_an_example_in_its_help() -> None:
         result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0
         assert "phoenix-resources " in result.output, args
+
+
+def test_send_sub_commands_share_the_send_options() -> None:
+    for sub in ("create", "update", "delete"):
+        result = CliRunner().invoke(app, ["send", sub, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0
+        for flag in ("--command-id", "--correlation-id", "--issued-by", "--expected-version",
+                     "--wait", "--timeout", "--api-url", "--json", "--format"):
+            assert flag in result.output, (sub, flag)

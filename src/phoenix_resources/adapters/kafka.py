@@ -22,16 +22,25 @@ from phoenix_resources.adapters.records import (
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerUnavailable, ConfigurationError
 
-__all__ = ["Headers", "OutgoingRecord", "dead_letter", "ensure_topics", "header_pairs",
-           "new_consumer", "new_producer", "partition_key", "publish_all", "text_headers"]
+__all__ = ["JAVA_PARTITIONER", "Headers", "OutgoingRecord", "dead_letter", "ensure_topics",
+           "header_pairs", "new_consumer", "new_producer", "partition_key", "publish_all",
+           "text_headers"]
 
 log = logging.getLogger(__name__)
 
+JAVA_PARTITIONER = "murmur2_random"
+"""The Java client's default partitioner, in librdkafka's name."""
+
 
 def new_producer(settings: Settings, **overrides: Any) -> Producer:
-    """An idempotent producer (acks=all, ordered retries), batching with a short linger."""
+    """An idempotent producer (acks=all, ordered retries), batching with a short linger.
+
+    Keys are partitioned like the Java client does (``murmur2_random``: murmur2 of the key,
+    random for a null key), so a resource's records land on the same partition whoever
+    publishes them; librdkafka's own default (CRC32) would not agree with Java publishers."""
     conf: dict[str, Any] = {**settings.kafka_common(), "enable.idempotence": True,
                             "acks": "all", "linger.ms": 5, "compression.type": "lz4",
+                            "partitioner": JAVA_PARTITIONER,
                             "client.id": "phoenix-resources"}
     conf.update(overrides)
     return Producer(conf)

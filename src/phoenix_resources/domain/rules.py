@@ -6,6 +6,7 @@ Each refusal carries a stable code; codes are part of the public contract (docs/
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from enum import StrEnum
 
 from phoenix_resources.domain.model import (
@@ -33,6 +34,8 @@ class RejectionCode(StrEnum):
     KEY_MISMATCH = "CMD-009"
     """The record's key is not its ``resource_id``: it may sit on another partition than the
     resource's other commands, so its order could not be kept."""
+    DISCARDED = "CMD-010"
+    """An operator discarded the command from the parking lot; it will never be applied."""
 
 
 class ParkCode(StrEnum):
@@ -72,6 +75,23 @@ def check_config(config: Mapping[str, str]) -> None:
         if len(value) > CONFIG_VALUE_MAX:
             raise RuleViolation(RejectionCode.INVALID_CONFIG,
                                 f"config value of {key!r} exceeds {CONFIG_VALUE_MAX} characters")
+
+
+def check_admission(command_id: object, issued_at: datetime, *, key_matches: bool,
+                    oldest: datetime | None) -> None:
+    """Refusals that need no state: a record keyed by something other than its resource (its
+    order with the resource's other commands is lost), and a command issued before ``oldest``
+    (the dedupe retention: its first outcome may be pruned, so it could apply twice)."""
+    if not key_matches:
+        raise RuleViolation(RejectionCode.KEY_MISMATCH,
+                            f"command {command_id}: the record's key must be its resource_id "
+                            "(canonical UUID text) so that all of a resource's commands share "
+                            "one partition")
+    if oldest is not None and issued_at < oldest:
+        raise RuleViolation(RejectionCode.TOO_OLD,
+                            f"command {command_id} was issued at {issued_at.isoformat()}, "
+                            f"before the dedupe retention window (from {oldest.isoformat()}); "
+                            "it is refused so that a replay can never apply it twice")
 
 
 def check_transition(current: Status, new: Status) -> None:

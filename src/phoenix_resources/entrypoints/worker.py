@@ -21,9 +21,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from psycopg_pool import ConnectionPool
@@ -46,7 +47,7 @@ from phoenix_resources.adapters.kafka import (
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerFatal, DecodeError, TransientError
 from phoenix_resources.observability import Metrics
-from phoenix_resources.services.apply_batch import apply_batch
+from phoenix_resources.services.isolate import Isolation
 from phoenix_resources.services.ports import BatchUnit, Incoming
 
 log = logging.getLogger("phoenix_resources.worker")
@@ -60,19 +61,22 @@ served; far below max.poll.interval.ms)."""
 
 @dataclass
 class _InFlight:
-    """A batch being applied; ``dead`` pairs each DLQ record with its source partition."""
+    """A batch being applied. Decoded once (inside the retry loop: decoding may wait for the
+    registry); ``dead`` pairs each DLQ record with its source partition."""
 
     messages: list[Message]
-    incoming: list[Incoming]
-    dead: list[tuple[int, OutgoingRecord]]
-    db_done: bool = False
+    isolation: Isolation | None = None
+    dead: list[tuple[int, OutgoingRecord]] = field(default_factory=list)
+    by_command: dict[UUID, Message] = field(default_factory=dict)
     dlq_done: bool = False
+    counted: bool = False
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Abandon what came from ``partitions``: their next owner will redeliver it."""
         self.messages = [m for m in self.messages if partition_key(m)[1] not in partitions]
-        self.incoming = [i for i in self.incoming if i.partition not in partitions]
         self.dead = [(p, d) for p, d in self.dead if p not in partitions]
+        if self.isolation is not None:
+            self.isolation.drop_partitions(partitions)
 
 
 class Worker:
@@ -133,7 +137,7 @@ class Worker:
 
     def handle(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
-        batch = self._decode(messages)
+        batch = _InFlight(list(messages))
         self._in_flight = batch
         try:
             for attempt in Retrying(
@@ -146,7 +150,7 @@ class Worker:
                 reraise=True,
             ):
                 with attempt:
-                    self._apply(batch)
+                    self._advance(batch)
         except TransientError:
             log.warning("stopping with an unfinished batch; it will be redelivered",
                         extra={"messages": len(batch.messages)})
@@ -157,43 +161,68 @@ class Worker:
         self._resume()
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    def _decode(self, messages: Sequence[Message]) -> _InFlight:
+    def _advance(self, batch: _InFlight) -> None:
+        """One attempt: decode (once), apply what is left, then dead-letter; each step is
+        skipped when an earlier attempt finished it."""
+        if batch.isolation is None:
+            batch.isolation = Isolation(self._decode(batch), oldest=self._oldest_accepted())
+        if not batch.isolation.done:
+            batch.isolation.run(self.unit_factory, self.clock())
+        if not batch.counted:
+            self._count(batch, batch.isolation)
+            batch.counted = True
+        if not batch.dlq_done and batch.dead:
+            publish_all(self.producer, [record for _, record in batch.dead])
+            batch.dlq_done = True
+            self.metrics.commands.labels("dead_lettered").inc(len(batch.dead))
+
+    def _oldest_accepted(self) -> datetime:
+        """Commands issued before this are refused (CMD-008): their dedupe rows may be gone."""
+        return self.clock() - timedelta(hours=self.settings.processed_retention_hours)
+
+    def _decode(self, batch: _InFlight) -> list[Incoming]:
         incoming: list[Incoming] = []
-        dead: list[tuple[int, OutgoingRecord]] = []
-        for m in messages:
+        for m in batch.messages:
             _, partition = partition_key(m)
             headers = text_headers(m, _HEADERS)
             try:
                 command = self.codec.decode(m.value(), headers.get("content-type"))
             except DecodeError as e:
-                dead.append((partition, dead_letter(m, self.settings.dlq_topic, e.reason,
-                                                    e.detail)))
-                log.warning("dead-lettered", extra={"reason": e.reason, "detail": e.detail,
-                                                    "partition": m.partition(),
-                                                    "offset": m.offset()})
+                self._dead_letter(batch, m, e.reason, e.detail)
                 continue
+            key_matches = m.key() == str(command.resource_id).encode()
+            batch.by_command.setdefault(command.command_id, m)
             incoming.append(Incoming(command, partition, m.offset() or 0,
-                                     headers.get("traceparent")))
-        return _InFlight(list(messages), incoming, dead)
+                                     headers.get("traceparent"), key_matches))
+        return incoming
 
-    def _apply(self, batch: _InFlight) -> None:
-        if not batch.db_done and batch.incoming:
-            report = apply_batch(self.unit_factory(), batch.incoming, self.clock())
-            batch.db_done = True
-            m = self.metrics
-            m.batches.inc()
-            m.batch_size.observe(len(batch.incoming))
-            m.commands.labels("applied").inc(report.applied + report.unchanged)
-            m.commands.labels("rejected").inc(report.rejected)
-            m.commands.labels("duplicate").inc(report.duplicates)
-            if report.duplicates:
-                log.info("duplicates absorbed", extra={
-                    "count": report.duplicates,
-                    "command_ids": [str(c) for c in report.duplicate_ids[:10]]})
-        if not batch.dlq_done and batch.dead:
-            publish_all(self.producer, [record for _, record in batch.dead])
-            batch.dlq_done = True
-            self.metrics.commands.labels("dead_lettered").inc(len(batch.dead))
+    def _dead_letter(self, batch: _InFlight, m: Message, reason: str, detail: str) -> None:
+        batch.dead.append((partition_key(m)[1],
+                           dead_letter(m, self.settings.dlq_topic, reason, detail)))
+        log.warning("dead-lettered", extra={"reason": reason, "detail": detail[:300],
+                                            "partition": m.partition(), "offset": m.offset()})
+
+    def _count(self, batch: _InFlight, isolation: Isolation) -> None:
+        report = isolation.report
+        for item, error in isolation.unparkable:
+            # Even the parking lot refused it: the DLQ is the last place that keeps it.
+            self._dead_letter(batch, batch.by_command[item.command.command_id],
+                              "unparkable", error)
+        m = self.metrics
+        m.batches.inc()
+        m.batch_size.observe(len(batch.messages))
+        m.commands.labels("applied").inc(report.applied + report.unchanged)
+        m.commands.labels("rejected").inc(report.rejected)
+        m.commands.labels("duplicate").inc(report.duplicates)
+        m.commands.labels("parked").inc(report.parked)
+        if report.duplicates:
+            log.info("duplicates absorbed", extra={
+                "count": report.duplicates,
+                "command_ids": [str(c) for c in report.duplicate_ids[:10]]})
+        if report.parked:
+            log.warning("commands parked", extra={
+                "count": report.parked, "splits": isolation.splits,
+                "command_ids": [str(c) for c in report.parked_ids[:10]]})
 
     # --- offsets -----------------------------------------------------------------------------
 

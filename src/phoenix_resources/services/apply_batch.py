@@ -20,9 +20,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from phoenix_resources.domain.decide import Applied, Decision, decide
+from phoenix_resources.domain.decide import Applied, Decision, Rejected, decide
 from phoenix_resources.domain.model import Resource
-from phoenix_resources.services.ports import BatchUnit, Claim, Incoming, StateChange
+from phoenix_resources.domain.rules import ParkCode, RuleViolation, check_admission
+from phoenix_resources.services.ports import (
+    BatchUnit,
+    Claim,
+    Incoming,
+    Outcome,
+    Parked,
+    StateChange,
+)
 
 
 @dataclass
@@ -31,8 +39,16 @@ class BatchReport:
     rejected: int = 0
     unchanged: int = 0
     duplicates: int = 0
+    parked: int = 0
     events: int = 0
     duplicate_ids: list[UUID] = field(default_factory=list)
+    parked_ids: list[UUID] = field(default_factory=list)
+
+    def add(self, other: BatchReport) -> None:
+        for name in ("applied", "rejected", "unchanged", "duplicates", "parked", "events"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.duplicate_ids += other.duplicate_ids
+        self.parked_ids += other.parked_ids
 
 
 def split_repeats(batch: Sequence[Incoming]) -> list[Claim]:
@@ -48,25 +64,58 @@ def split_repeats(batch: Sequence[Incoming]) -> list[Claim]:
     return [Claim(item, repeats.get(cid, 0)) for cid, item in first.items()]
 
 
-def fold(states: Mapping[UUID, Resource], fresh: Sequence[Incoming], now: datetime,
-         ) -> tuple[list[tuple[Incoming, Decision]], dict[UUID, StateChange]]:
-    """Decide every fresh command in order; return decisions and net state changes."""
+def _decide(before: Resource | None, item: Incoming, now: datetime,
+            oldest: datetime | None) -> Decision:
+    command = item.command
+    try:
+        check_admission(command.command_id, command.issued_at, key_matches=item.key_matches,
+                        oldest=oldest)
+    except RuleViolation as v:
+        return Rejected(command, v.code, v.message)
+    return decide(before, command, now)
+
+
+def fold(states: Mapping[UUID, Resource], fresh: Sequence[Incoming], now: datetime, *,
+         parked: frozenset[UUID] = frozenset(), failed: Mapping[UUID, str] | None = None,
+         oldest: datetime | None = None,
+         ) -> tuple[list[tuple[Incoming, Outcome]], dict[UUID, StateChange]]:
+    """Decide every fresh command in order; return outcomes and net state changes.
+
+    A command of a resource in ``parked`` waits behind the parked ones (PRK-002); a command
+    in ``failed`` (its id → what went wrong) is parked itself (PRK-001), and its resource's
+    later commands follow it. Commands issued before ``oldest`` are refused (CMD-008).
+    """
     current: dict[UUID, Resource | None] = dict(states)
+    blocked = set(parked)
     changes: dict[UUID, StateChange] = {}
-    decisions: list[tuple[Incoming, Decision]] = []
+    outcomes: list[tuple[Incoming, Outcome]] = []
     for item in fresh:
         rid = item.command.resource_id
+        error = failed.get(item.command.command_id) if failed else None
+        if error is not None:
+            outcomes.append((item, Parked(item.command, ParkCode.APPLY_FAILED, error)))
+            blocked.add(rid)
+            continue
+        if rid in blocked:
+            outcomes.append((item, Parked(item.command, ParkCode.BEHIND_PARKED,
+                                          f"waits behind parked commands of resource {rid}")))
+            continue
         before = current.get(rid)
-        decision = decide(before, item.command, now)
-        decisions.append((item, decision))
+        decision = _decide(before, item, now, oldest)
+        outcomes.append((item, decision))
         if isinstance(decision, Applied) and decision.state is not before:
             current[rid] = decision.state
             original = changes[rid].before if rid in changes else states.get(rid)
             changes[rid] = StateChange(original, decision.state)
-    return decisions, changes
+    return outcomes, changes
 
 
-def apply_batch(unit: BatchUnit, batch: Sequence[Incoming], now: datetime) -> BatchReport:
+def apply_batch(unit: BatchUnit, batch: Sequence[Incoming], now: datetime, *,
+                oldest: datetime | None = None, failed: Mapping[UUID, str] | None = None,
+                ) -> BatchReport:
+    """Claim, load, fold and write ``batch`` in one transaction (``unit``), then commit.
+
+    ``failed`` names commands to park instead of applying (see :func:`fold`)."""
     claims = split_repeats(batch)
     report = BatchReport(duplicates=sum(c.repeats for c in claims))
     with unit:
@@ -76,16 +125,26 @@ def apply_batch(unit: BatchUnit, batch: Sequence[Incoming], now: datetime) -> Ba
             if c.incoming.command.command_id not in new_ids:
                 report.duplicates += 1
                 report.duplicate_ids.append(c.incoming.command.command_id)
-        states = unit.load({i.command.resource_id for i in fresh}) if fresh else {}
-        decisions, changes = fold(states, fresh, now)
-        unit.write(decisions, changes, now)
+        outcomes: list[tuple[Incoming, Outcome]] = []
+        if fresh:
+            snapshot = unit.load({i.command.resource_id for i in fresh})
+            outcomes, changes = fold(snapshot.states, fresh, now, parked=snapshot.parked,
+                                     failed=failed, oldest=oldest)
+            unit.write(outcomes, changes, now)
         unit.commit()
-    for _, d in decisions:
-        if not isinstance(d, Applied):
+    _count(report, outcomes)
+    return report
+
+
+def _count(report: BatchReport, outcomes: Sequence[tuple[Incoming, Outcome]]) -> None:
+    for _, o in outcomes:
+        if isinstance(o, Parked):
+            report.parked += 1
+            report.parked_ids.append(o.command.command_id)
+        elif isinstance(o, Rejected):
             report.rejected += 1
-        elif d.event is None:
+        elif o.event is None:
             report.unchanged += 1
         else:
             report.applied += 1
             report.events += 1
-    return report

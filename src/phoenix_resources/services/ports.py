@@ -14,8 +14,9 @@ from typing import Protocol
 from uuid import UUID
 
 from phoenix_resources.domain.commands import AnyCommand
-from phoenix_resources.domain.decide import Decision
+from phoenix_resources.domain.decide import Applied, Rejected
 from phoenix_resources.domain.model import Resource
+from phoenix_resources.domain.rules import ParkCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,8 @@ class Incoming:
     partition: int
     offset: int
     traceparent: str | None = None
+    key_matches: bool = True
+    """The record's key is the command's ``resource_id`` (else it is refused, CMD-009)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,28 @@ class Claim:
     incoming: Incoming
     repeats: int
     """Further deliveries of the same command_id inside this batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """Not applied: the command waits in the parking lot until replayed or discarded."""
+
+    command: AnyCommand
+    code: ParkCode
+    error: str
+
+
+Outcome = Applied | Rejected | Parked
+"""What became of one fresh command in a batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What :meth:`BatchUnit.load` sees: committed rows (tombstones included), locked until
+    commit, and which of the resources have commands in the parking lot."""
+
+    states: dict[UUID, Resource]
+    parked: frozenset[UUID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +76,14 @@ class BatchUnit(Protocol):
 
     * :meth:`claim` returns only ids never claimed before, in any committed unit, and a
       rolled-back unit's claims are forgotten;
-    * :meth:`load` returns committed rows (tombstones included);
+    * :meth:`load` returns committed rows (tombstones included) and the resources with parked
+      commands; a concurrent replay of a resource's parked commands either finishes before
+      (the resource is no longer parked) or waits for this unit (and then replays what this
+      unit parked behind it);
     * :meth:`write` raises :class:`~phoenix_resources.errors.ConcurrentModification` when a
       row is not at the version it was loaded at (another writer got there first);
-    * state, outcomes and outbox rows become visible together, at :meth:`commit`.
+    * state, outcomes, outbox rows and parked commands become visible together, at
+      :meth:`commit`.
     """
 
     def __enter__(self) -> BatchUnit: ...
@@ -66,13 +95,46 @@ class BatchUnit(Protocol):
         """Insert the claims; return the command ids that were new."""
         ...
 
-    def load(self, resource_ids: set[UUID]) -> dict[UUID, Resource]:
-        """Current rows (tombstones included), locked until commit."""
+    def load(self, resource_ids: set[UUID]) -> Snapshot:
+        """Current rows and parked resources, locked until commit."""
         ...
 
-    def write(self, decisions: Sequence[tuple[Incoming, Decision]],
+    def write(self, outcomes: Sequence[tuple[Incoming, Outcome]],
               changes: Mapping[UUID, StateChange], now: datetime) -> None:
-        """Persist state changes, outcomes and outbox rows."""
+        """Persist state changes, outcomes, outbox rows and parked commands."""
         ...
 
     def commit(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedCommand:
+    """A command in the parking lot, as a replay sees it."""
+
+    seq: int
+    incoming: Incoming
+    code: str
+    error: str
+    attempts: int
+
+
+class ReplayUnit(BatchUnit, Protocol):
+    """The batch unit's transaction, plus the parking lot's queue of one resource.
+
+    :meth:`lock_queue` locks the resource's queue against concurrent parking until commit:
+    a worker that would park a command behind it waits, and then sees what the replay left.
+    """
+
+    def __enter__(self) -> ReplayUnit: ...
+
+    def lock_queue(self, resource_id: UUID) -> list[ParkedCommand]:
+        """The resource's parked commands in parking order (empty when none)."""
+        ...
+
+    def unpark(self, resource_id: UUID, command_ids: Sequence[UUID]) -> None:
+        """Remove these commands from the lot; the resource leaves it when none are left."""
+        ...
+
+    def note_attempt(self, command_id: UUID, error: str) -> None:
+        """Record a failed replay attempt (count, time, error) on the parked command."""
+        ...

@@ -19,22 +19,31 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from phoenix_resources.adapters.codec import EventCodec
+from phoenix_resources.adapters.codec.commands import command_from_record, command_to_json
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
 from phoenix_resources.adapters.postgres.errors import translated
-from phoenix_resources.domain.decide import Applied, Decision, Rejected
+from phoenix_resources.domain.decide import Applied, Rejected
 from phoenix_resources.domain.events import CommandRejected, rejection_id_for
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.errors import ConcurrentModification
-from phoenix_resources.services.ports import Claim, Incoming, StateChange
+from phoenix_resources.services.ports import (
+    Claim,
+    Incoming,
+    Outcome,
+    Parked,
+    ParkedCommand,
+    Snapshot,
+    StateChange,
+)
 
 AGGREGATE = "resource"
 
 CLAIM = """
 INSERT INTO processed_commands AS p
     (command_id, resource_id, command_type, outcome, duplicate_deliveries, correlation_id,
-     source_partition, source_offset)
+     source_partition, source_offset, issued_at)
 SELECT * FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::int4[], %b::text[],
-                     %b::int4[], %b::int8[])
+                     %b::int4[], %b::int8[], %b::timestamptz[])
 ON CONFLICT (command_id) DO UPDATE
     SET duplicate_deliveries = p.duplicate_deliveries + EXCLUDED.duplicate_deliveries + 1
 RETURNING command_id, (xmax = 0) AS inserted
@@ -44,6 +53,25 @@ RETURNING command_id, (xmax = 0) AS inserted
 LOAD = """
 SELECT id, name, config, status, version, created_at, updated_at, last_command_id, deleted_at
 FROM resources WHERE id = ANY(%b::uuid[]) ORDER BY id FOR UPDATE
+"""
+
+PARKED_AMONG = """
+SELECT resource_id FROM parked_resources WHERE resource_id = ANY(%b::uuid[])
+ORDER BY resource_id FOR KEY SHARE
+"""
+# KEY SHARE: conflicts with a replay's FOR UPDATE of the same row, so parking behind a
+# resource's queue and emptying that queue never interleave.
+
+PARK = """
+INSERT INTO parked_commands (command_id, resource_id, command_type, payload, traceparent,
+                             source_partition, source_offset, reason, error)
+SELECT * FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::bytea[], %b::text[], %b::int4[],
+                     %b::int8[], %b::text[], %b::text[])
+"""
+
+PARK_RESOURCES = """
+INSERT INTO parked_resources (resource_id) SELECT DISTINCT unnest(%b::uuid[])
+ON CONFLICT (resource_id) DO NOTHING
 """
 
 INSERT_NEW = """
@@ -78,6 +106,29 @@ INSERT INTO outbox (id, aggregatetype, aggregateid, type, topic, payload, occurr
 SELECT id, %b, aggregateid, type, topic, payload, occurred_at, traceparent
 FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::bytea[], %b::timestamptz[],
             %b::text[]) AS u(id, aggregateid, type, topic, payload, occurred_at, traceparent)
+"""
+
+
+LOCK_QUEUE = """
+SELECT 1 FROM parked_resources WHERE resource_id = %s FOR UPDATE
+"""
+
+QUEUE = """
+SELECT seq, payload, traceparent, source_partition, source_offset, reason, error, attempts
+FROM parked_commands WHERE resource_id = %s ORDER BY seq
+"""
+
+UNPARK = """
+WITH gone AS (DELETE FROM parked_commands WHERE command_id = ANY(%s::uuid[]))
+DELETE FROM parked_resources r WHERE r.resource_id = %s AND NOT EXISTS (
+    SELECT 1 FROM parked_commands c WHERE c.resource_id = r.resource_id
+      AND c.command_id <> ALL(%s::uuid[]))
+"""
+# One statement: the CTE's delete is not visible to the outer NOT EXISTS, hence the <> ALL.
+
+NOTE_ATTEMPT = """
+UPDATE parked_commands SET attempts = attempts + 1, last_error = %s, last_attempt_at = now()
+WHERE command_id = %s
 """
 
 
@@ -139,25 +190,32 @@ class PostgresBatchUnit:
         cols = _columns([(c.incoming.command.command_id, c.incoming.command.resource_id,
                           c.incoming.command.type.value, "pending", c.repeats,
                           c.incoming.command.correlation_id, c.incoming.partition,
-                          c.incoming.offset) for c in ordered], 8)
+                          c.incoming.offset, c.incoming.command.issued_at)
+                         for c in ordered], 9)
         with translated():
             rows = self.conn.execute(CLAIM, cols).fetchall()
         return {cid for cid, inserted in rows if inserted}
 
-    def load(self, resource_ids: set[UUID]) -> dict[UUID, Resource]:
+    def load(self, resource_ids: set[UUID]) -> Snapshot:
+        ids = (sorted(resource_ids, key=_as_int),)
+        with translated(), self.conn.pipeline():
+            parked_cur = self.conn.execute(PARKED_AMONG, ids)
+            rows_cur = self.conn.execute(LOAD, ids)
         with translated():
-            rows = self.conn.execute(LOAD, (sorted(resource_ids, key=_as_int),)).fetchall()
-        return {row[0]: _row_to_resource(row) for row in rows}
+            parked = frozenset(r[0] for r in parked_cur.fetchall())
+            rows = rows_cur.fetchall()
+        return Snapshot({row[0]: _row_to_resource(row) for row in rows}, parked)
 
-    def write(self, decisions: Sequence[tuple[Incoming, Decision]],
+    def write(self, outcomes: Sequence[tuple[Incoming, Outcome]],
               changes: Mapping[UUID, StateChange], now: datetime) -> None:
         new = [c.after for c in changes.values() if c.before is None]
         existing = [c for c in changes.values() if c.before is not None]
         with translated(), self.conn.pipeline():
             inserting = self._insert_new(new)
             updating = self._update_existing(existing)
-            self._record_outcomes(decisions, now)
-            if self._insert_outbox(decisions, now):
+            self._record_outcomes(outcomes, now)
+            self._park([(i, o) for i, o in outcomes if isinstance(o, Parked)])
+            if self._insert_outbox(outcomes, now):
                 self.conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
         # Row counts are known only once the pipeline has synced.
         inserted = inserting.rowcount if inserting else 0
@@ -171,6 +229,28 @@ class PostgresBatchUnit:
         with translated():
             self.conn.commit()
         self._done = True
+
+    # --- the parking lot's queue (replay and discard) ------------------------------------
+
+    def lock_queue(self, resource_id: UUID) -> list[ParkedCommand]:
+        with translated():
+            self.conn.execute(LOCK_QUEUE, (resource_id,))
+            rows = self.conn.execute(QUEUE, (resource_id,)).fetchall()
+        # The payload is the command as this service wrote it (JSON wire format).
+        return [ParkedCommand(seq, Incoming(command_from_record(orjson.loads(payload)),
+                                            partition or 0, offset or 0, traceparent),
+                              reason, error, attempts)
+                for seq, payload, traceparent, partition, offset, reason, error, attempts
+                in rows]
+
+    def unpark(self, resource_id: UUID, command_ids: Sequence[UUID]) -> None:
+        ids = list(command_ids)
+        with translated():
+            self.conn.execute(UNPARK, (ids, resource_id, ids))
+
+    def note_attempt(self, command_id: UUID, error: str) -> None:
+        with translated():
+            self.conn.execute(NOTE_ATTEMPT, (error.replace("\x00", ""), command_id))
 
     def _insert_new(self, rows: Sequence[Resource]) -> psycopg.Cursor[Any] | None:
         if not rows:
@@ -191,30 +271,43 @@ class PostgresBatchUnit:
                          c.before.version))
         return self.conn.execute(UPDATE_EXISTING, _columns(rows, 9))
 
-    def _record_outcomes(self, decisions: Sequence[tuple[Incoming, Decision]],
+    def _record_outcomes(self, outcomes: Sequence[tuple[Incoming, Outcome]],
                          now: datetime) -> None:
-        if not decisions:
+        if not outcomes:
             return
         rows: list[tuple[Any, ...]] = []
-        for item, d in decisions:
+        for item, d in outcomes:
             if isinstance(d, Applied):
                 rows.append((item.command.command_id, "applied", None, None, d.state.version))
-            else:
+            elif isinstance(d, Rejected):
                 rows.append((item.command.command_id, "rejected", d.code.value, d.message,
                              None))
+            else:
+                rows.append((item.command.command_id, "parked", d.code.value, d.error, None))
         self.conn.execute(RECORD_OUTCOMES, [now, *_columns(rows, 5)])
 
-    def _insert_outbox(self, decisions: Sequence[tuple[Incoming, Decision]],
+    def _park(self, parked: Sequence[tuple[Incoming, Parked]]) -> None:
+        """Parked commands keep their order by ``seq`` (inserted in offset order); the payload
+        is the command in the JSON wire format, which a replay decodes like any record."""
+        if not parked:
+            return
+        rows = [(i.command.command_id, i.command.resource_id, i.command.type.value,
+                 command_to_json(i.command), i.traceparent, i.partition, i.offset,
+                 p.code.value, p.error) for i, p in parked]
+        self.conn.execute(PARK, _columns(rows, 9))
+        self.conn.execute(PARK_RESOURCES, ([i.command.resource_id for i, _ in parked],))
+
+    def _insert_outbox(self, outcomes: Sequence[tuple[Incoming, Outcome]],
                        now: datetime) -> int:
         rows: list[tuple[Any, ...]] = []
-        for item, d in decisions:
+        for item, d in outcomes:
             if isinstance(d, Applied):
                 if d.event is not None:
                     rows.append((d.event.event_id, str(d.event.resource_id),
                                  d.event.type_name, self._events_topic,
                                  self._codec.encode_event(d.event), d.event.occurred_at,
                                  item.traceparent))
-            else:
+            elif isinstance(d, Rejected):
                 rows.append(self._rejection_row(item, d, now))
         if rows:
             self.conn.execute(INSERT_OUTBOX, [AGGREGATE, *_columns(rows, 7)])

@@ -44,8 +44,13 @@ PARKED_COUNT = "SELECT count(*) FROM outbox WHERE parked_reason IS NOT NULL"
 PRUNE = """
 DELETE FROM processed_commands WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM processed_commands
-    WHERE processed_at < now() - make_interval(secs => %s) LIMIT %s))
+    WHERE processed_at < now() - make_interval(secs => %s)
+      AND (issued_at IS NULL OR issued_at < now() - make_interval(secs => %s))
+      AND outcome <> 'parked'
+    LIMIT %s))
 """
+# issued_at too: a command stamped by a clock running ahead stays deduped until the worker
+# would refuse it as too old (CMD-008). Parked commands keep their row until replayed.
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +140,7 @@ class OutboxSession:
         total = 0
         with translated():
             while True:
-                n = self.conn.execute(PRUNE, (older_than_s, chunk)).rowcount
+                n = self.conn.execute(PRUNE, (older_than_s, older_than_s, chunk)).rowcount
                 total += n
                 if n < chunk:
                     return total

@@ -1,0 +1,68 @@
+"""What every CLI topic module shares: the exit codes, :func:`fail`, settings loading, and
+the option types more than one command takes (each defined here once).
+
+Importing this module is cheap (Typer, the settings model, the error tree): no I/O, no
+server module.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from phoenix_resources.config import Settings
+
+# The meanings are stable (scripts rely on them); the package docstring lists them.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+EXIT_REJECTED = 4
+EXIT_NOT_FOUND = EXIT_REJECTED
+
+
+class Format(StrEnum):
+    avro = "avro"
+    json = "json"
+
+
+class StatusChoice(StrEnum):
+    pending = "pending"
+    active = "active"
+    inactive = "inactive"
+
+
+StatusOpt = Annotated[StatusChoice | None, typer.Option("--status")]
+ResourceIdArg = Annotated[str, typer.Argument(help="UUID of the resource.")]
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    """Print ``error: message`` (red, on stderr) and return the exit to raise:
+    ``raise fail(...) from e``."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def load_settings(wire_format: Format | None = None) -> Settings:
+    """The settings from the environment, with ``--format`` applied when given.
+
+    Invalid settings exit with :data:`EXIT_USAGE` and pydantic's message, which names the
+    bad variable; nothing has been sent or started by then."""
+    try:
+        settings = Settings()
+    except Exception as e:  # any failure to build them is a settings problem, not a crash
+        raise fail(f"invalid settings: {e}", EXIT_USAGE) from e
+    if wire_format is not None:
+        settings = settings.model_copy(update={"wire_format": wire_format.value})
+    return settings
+
+
+def uuid_arg(value: str, what: str) -> uuid.UUID:
+    """``value`` as a UUID, or a usage error (exit 2) naming the parameter ``what``."""
+    try:
+        return uuid.UUID(value)
+    except ValueError as e:
+        raise typer.BadParameter(f"{value!r} is not a UUID", param_hint=what) from e
