@@ -41,7 +41,7 @@ from phoenix_resources.observability import Metrics
 log = logging.getLogger("phoenix_resources.relay")
 
 CE_SPEC = b"1.0"
-PARKED_REFRESH_S = 15.0
+PARKED_REFRESH_S = 5.0
 """How often the leader recounts parked rows (an operator's retry or discard changes them)."""
 CE_TYPE_PREFIX = "phoenix.resources.v1."
 

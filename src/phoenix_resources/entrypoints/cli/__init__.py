@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import typer
 
-from phoenix_resources.entrypoints.cli import ops, read, send, stack
+from phoenix_resources.entrypoints.cli import dlq, ops, outbox, read, send, stack
 from phoenix_resources.entrypoints.cli.common import EXIT_ERROR
 from phoenix_resources.errors import PhoenixError
 
@@ -44,6 +44,7 @@ app = typer.Typer(
 
 TOPICS: tuple[Callable[[typer.Typer], None], ...] = (
     ops.register, stack.register, send.register, read.register,
+    outbox.register, dlq.register,
 )
 """Each topic's ``register(app)``; commands are listed in this order within the
 commands and the groups of ``--help``."""
