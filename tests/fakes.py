@@ -362,9 +362,11 @@ class FakeOutboxSession:
 
     * :meth:`try_lead` takes the store's one relay lock if it is free (or already ours);
       :meth:`close` releases it — as the advisory lock is released when a session ends;
-    * :meth:`fetch` returns committed outbox rows in ``seq`` order; :meth:`delete` removes
-      rows by ``seq``; :meth:`prune_processed` drops processed commands older than the window
-      (by the store's clock);
+    * :meth:`fetch` returns committed outbox rows in ``seq`` order, skipping parked rows and
+      every later row of a parked aggregate; :meth:`delete` removes rows by ``seq``;
+      :meth:`settle` deletes the delivered and parks the refused at once;
+      :meth:`prune_processed` drops processed commands older than the window (by the store's
+      clock);
     * :meth:`wait_for_commit` returns at once (nothing here blocks).
 
     ``calls`` lists the methods called, in order. ``on_call(name)`` runs at the start of
@@ -377,6 +379,8 @@ class FakeOutboxSession:
         self.on_call = on_call
         self.calls: list[str] = []
         self.deleted: list[int] = []
+        self.parked: dict[int, str] = {}
+        """Parked rows: ``seq`` → the broker's reason."""
 
     def _enter(self, name: str) -> None:
         self.calls.append(name)
@@ -396,7 +400,26 @@ class FakeOutboxSession:
 
     def fetch(self, limit: int) -> list[OutboxRow]:
         self._enter("fetch")
-        return sorted(self.store.outbox, key=lambda r: r.seq)[:limit]
+        rows = sorted(self.store.outbox, key=lambda r: r.seq)
+        first_parked: dict[str, int] = {}
+        for r in rows:
+            if r.seq in self.parked:
+                first_parked.setdefault(r.aggregateid, r.seq)
+        waiting = [r for r in rows if r.aggregateid in first_parked
+                   and r.seq >= first_parked[r.aggregateid]]
+        return [r for r in rows if r not in waiting][:limit]
+
+    def settle(self, delivered: list[int], parked: list[tuple[int, str]]) -> None:
+        self._enter("settle")
+        gone = set(delivered)
+        with self.store._mutex:
+            self.store.outbox = [r for r in self.store.outbox if r.seq not in gone]
+            self.parked.update(parked)
+        self.deleted.extend(delivered)
+
+    def parked_count(self) -> int:
+        self._enter("parked_count")
+        return len(self.parked)
 
     def delete(self, seqs: list[int]) -> None:
         self._enter("delete")
@@ -687,8 +710,9 @@ class FakeProducer:
     :meth:`produce` queues; :meth:`poll` and :meth:`flush` deliver what is queued, calling
     each record's ``on_delivery(err, msg)`` with a real :class:`Message`. Each delivery gets
     the next verdict: ``"ack"`` (delivered: ``err`` is ``None``, the message has an offset),
-    ``"fail"`` (``err`` is ``_MSG_TIMED_OUT``) or ``"withhold"`` (no report: the record stays
-    queued, and :meth:`flush` counts it as not delivered, until :meth:`release_withheld`).
+    ``"fail"`` (``err`` is ``_MSG_TIMED_OUT``), ``"refuse:<code>"`` (a permanent refusal with
+    that code, see :meth:`refuse_next` / :meth:`refuse_larger_than`) or ``"withhold"`` (no
+    report: the record stays queued, and :meth:`flush` counts it as not delivered, until :meth:`release_withheld`).
     Verdicts come from :meth:`fail_next` / :meth:`withhold_next`, then ``default_verdict``.
 
     Not modelled: partitioning by key (records go to ``partition`` or 0), a full local queue
@@ -706,12 +730,21 @@ class FakeProducer:
         self._queue: deque[tuple[Message, Callable[..., None] | None]] = deque()
         self._withheld: list[tuple[Message, Callable[..., None] | None]] = []
         self._offsets: dict[TP, int] = {}
+        self._size_limit: tuple[int, int] | None = None
 
     def fail_next(self, count: int = 1) -> None:
         self._verdicts.extend(["fail"] * count)
 
     def withhold_next(self, count: int = 1) -> None:
         self._verdicts.extend(["withhold"] * count)
+
+    def refuse_next(self, code: int, count: int = 1) -> None:
+        """The broker refuses the next records with ``code`` (e.g. MSG_SIZE_TOO_LARGE)."""
+        self._verdicts.extend([f"refuse:{code}"] * count)
+
+    def refuse_larger_than(self, max_bytes: int, code: int) -> None:
+        """Every record whose value is longer than ``max_bytes`` is refused with ``code``."""
+        self._size_limit = (max_bytes, code)
 
     def release_withheld(self) -> None:
         """Withheld records are queued again: the next poll/flush reports them."""
@@ -732,6 +765,9 @@ class FakeProducer:
         while self._queue:
             message, callback = self._queue.popleft()
             verdict = self._verdicts.popleft() if self._verdicts else self.default_verdict
+            limit = self._size_limit
+            if limit is not None and len(message.value() or b"") > limit[0]:
+                verdict = f"refuse:{limit[1]}"
             if verdict == "withhold":
                 self._withheld.append((message, callback))
                 continue
@@ -745,7 +781,9 @@ class FakeProducer:
                 self.acknowledged.append(message)
                 error = None
             else:
-                error = KafkaError(KafkaError._MSG_TIMED_OUT)
+                code = int(verdict.split(":")[1]) if verdict.startswith("refuse:") \
+                    else KafkaError._MSG_TIMED_OUT
+                error = KafkaError(code)
                 message = Message(topic=message.topic(), partition=message.partition(),
                                   key=message.key(), value=message.value(),
                                   headers=message.headers(), error=error)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 
 import pytest
+from confluent_kafka import KafkaError
 
 from phoenix_resources.adapters.codec import CommandCodec, Framing
 from phoenix_resources.config import Settings
@@ -302,3 +303,31 @@ def test_a_record_that_slips_through_the_pause_is_rewound_not_skipped() -> None:
     assert rig.consumer.seeks == [(P0, 2)]
     assert rig.applied(sent) == [True] * 3
     assert rig.consumer.store_calls == [{P0: 2}, {P0: 3}]
+
+
+def poison_rig() -> Rig:
+    rig = Rig(partitions=1)
+    rig.consumer.append(TOPIC, 0, b"\x00garbage" + b"x" * 100_000, key=b"k")
+    rig.send(0)
+    return rig
+
+
+def test_a_dead_letter_too_large_for_the_dlq_topic_is_shrunk_and_sent() -> None:
+    rig = poison_rig()
+    rig.producer.refuse_larger_than(64 * 1024, KafkaError.MSG_SIZE_TOO_LARGE)
+    rig.run()
+    dead = [m for m in rig.producer.acknowledged if m.topic() == DLQ]
+    assert len(dead) == 1
+    assert header(dead[0], "dlq.truncated") == b"true"
+    assert header(dead[0], "dlq.original.value.size") == b"100008"
+    assert rig.consumer.committed[P0] == 2
+
+
+def test_a_dlq_topic_that_refuses_for_good_is_waited_out_and_nothing_is_stored() -> None:
+    rig = poison_rig()
+    rig.producer.refuse_next(KafkaError.TOPIC_AUTHORIZATION_FAILED, count=3)
+    rig.run()
+    dead = [m for m in rig.producer.acknowledged if m.topic() == DLQ]
+    assert len(dead) == 1  # delivered once the refusals stopped (the operator fixed the ACL)
+    assert rig.transient_errors("DeadLetterBlocked") == 3
+    assert rig.consumer.committed[P0] == 2
