@@ -712,7 +712,8 @@ class FakeProducer:
     the next verdict: ``"ack"`` (delivered: ``err`` is ``None``, the message has an offset),
     ``"fail"`` (``err`` is ``_MSG_TIMED_OUT``), ``"refuse:<code>"`` (a permanent refusal with
     that code, see :meth:`refuse_next` / :meth:`refuse_larger_than`) or ``"withhold"`` (no
-    report: the record stays queued, and :meth:`flush` counts it as not delivered, until :meth:`release_withheld`).
+    report: the record stays queued, and :meth:`flush` counts it as not delivered, until
+    :meth:`release_withheld`).
     Verdicts come from :meth:`fail_next` / :meth:`withhold_next`, then ``default_verdict``.
 
     Not modelled: partitioning by key (records go to ``partition`` or 0), a full local queue
