@@ -33,7 +33,7 @@ from confluent_kafka.schema_registry import (
 )
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from phoenix_resources.adapters.codec.framing import AvroSchema, schema_from_json
+from phoenix_resources.adapters.codec.framing import AvroSchema, clip, schema_from_json
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import ConfigurationError, DecodeError, RegistryUnavailable
 
@@ -199,12 +199,12 @@ class Registry:
             raise RegistryUnavailable(_problem(f"schema id {schema_id}", e)) from e
         schema_type = getattr(answer, "schema_type", None) or "AVRO"
         if schema_type != "AVRO":
-            self._forget(schema_id, f"schema id {schema_id} is {schema_type}, not Avro")
+            self._forget(schema_id, clip(f"schema id {schema_id} is {schema_type}, not Avro"))
         try:
             writer = schema_from_json(json.loads(answer.schema_str or ""))
         except Exception as e:  # whatever fastavro makes of a schema it cannot parse
-            self._forget(schema_id, f"schema id {schema_id} is not a usable Avro record "
-                         f"schema: {type(e).__name__}: {e}"[:200])
+            self._forget(schema_id, clip(f"schema id {schema_id} is not a usable Avro "
+                                         f"record schema: {type(e).__name__}: {e}"))
         with self._lock:
             return self._by_id.setdefault(schema_id, writer)
 

@@ -25,6 +25,7 @@ from phoenix_resources.adapters.codec.framing import (
     COMMAND_SCHEMA,
     AvroSchema,
     Framing,
+    clip,
     load_schema,
     released_schemas,
 )
@@ -224,8 +225,8 @@ def command_to_json(command: AnyCommand) -> bytes:
 def _json_problem(e: orjson.JSONDecodeError) -> str:
     text = str(e)
     if "depth" in text or "recursion" in text.lower():
-        return f"nested deeper than the JSON parser allows (1,024 levels): {text}"[:200]
-    return text[:200]
+        return clip(f"nested deeper than the JSON parser allows (1,024 levels): {text}")
+    return clip(text)
 
 
 class CommandCodec:

@@ -139,6 +139,12 @@ class SchemaRegistry(Protocol):
         ...
 
 
+def clip(text: str, limit: int = 300) -> str:
+    """``text`` fit for the ``dlq.detail`` header: ASCII (escapes for the rest), bounded.
+    Messages of parsers may quote the offending input, which is anything."""
+    return text.encode("ascii", "backslashreplace").decode("ascii")[:limit]
+
+
 def _record_name(schema: AvroSchema) -> str:
     return schema.name
 
@@ -221,11 +227,11 @@ class Framing:
                 body, writer.plain if plain else writer.parsed,
                 None if writer is schema else reader)
         except SchemaResolutionError as e:
-            raise DecodeError("incompatible-schema", f"the writer schema {writer.name} "
-                              f"({writer.fingerprint.hex()}) cannot be read as "
-                              f"{schema.name}: {e}") from e
+            raise DecodeError("incompatible-schema", clip(
+                f"the writer schema {writer.name} ({writer.fingerprint.hex()}) cannot be "
+                f"read as {schema.name}: {e}")) from e
         except Exception as e:  # fastavro raises whatever the bytes provoke (EOF, Index...)
-            raise DecodeError("malformed-avro", f"{type(e).__name__}: {e}"[:200]) from e
+            raise DecodeError("malformed-avro", clip(f"{type(e).__name__}: {e}")) from e
         if not isinstance(record, dict):
             raise DecodeError("malformed-avro", "the payload is not a record")
         if body.tell() != len(value):
