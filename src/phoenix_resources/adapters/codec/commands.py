@@ -14,6 +14,7 @@ and ``issued_by`` have at most 255 characters; ``expected_version`` is within 0.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -219,7 +220,9 @@ def command_to_json(command: AnyCommand) -> bytes:
     record["command_id"] = str(command.command_id)
     record["resource_id"] = str(command.resource_id)
     record["issued_at"] = command.issued_at.isoformat()
-    return orjson.dumps({k: v for k, v in record.items() if v is not None})
+    # json, not orjson: it escapes what orjson would refuse (lone surrogates), so a careless
+    # value is dead-lettered by the worker with a reason instead of failing the publisher.
+    return json.dumps({k: v for k, v in record.items() if v is not None}).encode()
 
 
 def _json_problem(e: orjson.JSONDecodeError) -> str:
