@@ -56,7 +56,7 @@ class _Pipeline:
 
 class MemoryConnection:
     """Converts every query and its parameters as psycopg does, then answers from memory:
-    claims are new unless seen, loads return the rows written so far."""
+    the claim returns the ids seen before, loads return the rows written so far."""
 
     closed = False
 
@@ -77,9 +77,9 @@ class MemoryConnection:
     def execute(self, query: str, params: Sequence[Any] | None = None, **_: Any) -> _Cursor:
         PostgresQuery(self.tx).convert(query, params)  # the dumping work psycopg does
         if query is batch_unit.CLAIM:
-            fresh = [(cid, cid not in self.claimed) for cid in params[0]]  # type: ignore[index]
+            known = [(cid,) for cid in params[0] if cid in self.claimed]  # type: ignore[index]
             self.claimed.update(params[0])  # type: ignore[index]
-            return _Cursor(fresh, len(fresh))
+            return _Cursor(known, len(params[0]))  # type: ignore[index]
         if query is batch_unit.LOAD:
             found = [self.rows[i] for i in params[0] if i in self.rows]  # type: ignore[index]
             return _Cursor(found, len(found))
