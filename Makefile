@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: deps system-deps venv jars run stack-up stack-down stack-status migrate test test-unit \
-        lint fmt bench bench-quick bench-peers bench-profile clean
+        lint fmt docs lock bench bench-quick bench-peers bench-profile clean
 
 deps: system-deps venv jars ## everything a fresh machine lacks
 
@@ -63,6 +63,9 @@ bench-peers: stack-up ## Kafka Connect + Debezium JDBC sink on the same workload
 
 bench-profile: stack-up ## py-spy profile of the worker on the benchmark workload
 	@$(PY) -m bench.profile --n 100000
+
+docs: venv ## docs/configuration.md from the settings model
+	@$(CLI) config docs --output docs/configuration.md
 
 fmt: venv
 	@$(VENV)/bin/ruff check --fix src tests bench
