@@ -5,7 +5,9 @@ Exit codes (stable; scripts may rely on them; defined once in :mod:`.common`):
 
 * 0 — ok: done (sent / applied / found / watched / started and stopped cleanly);
 * 1 — error (message on stderr): broker, database or API unreachable, a migration or a
-  delivery failed, no outcome in time, a bulk file with at least one failed line;
+  delivery failed, no outcome in time, a bulk file with at least one failed line, a service
+  command (``migrate``, ``worker``, ``relay``, ``api``, ``run``, ``parked``) without the
+  ``server`` extra installed;
 * 2 — usage: bad flags or settings, or a command that fails local validation (nothing was
   sent);
 * 3 — not running / not ready (``stack status``);
