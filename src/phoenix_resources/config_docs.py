@@ -133,14 +133,15 @@ PHOENIX_KAFKA_CONSUMER_OPTIONS='{"session.timeout.ms": 45000, "max.poll.interval
 PHOENIX_KAFKA_PRODUCER_OPTIONS='{"linger.ms": 20}'
 ```
 
-Coming from Kafka Connect:
+Coming from Kafka Connect (the per-client maps take the keys without the prefix):
 
 | Kafka Connect | phoenix-resources |
 |---|---|
-| worker `bootstrap.servers`, `security.protocol`, `sasl.*`, `ssl.*` | `PHOENIX_KAFKA_BOOTSTRAP_SERVERS`, `PHOENIX_KAFKA_OPTIONS` |
-| worker `consumer.*`, connector `consumer.override.*` | `PHOENIX_KAFKA_CONSUMER_OPTIONS`, without the prefix |
-| worker `producer.*`, connector `producer.override.*` | `PHOENIX_KAFKA_PRODUCER_OPTIONS`, without the prefix |
-| worker `admin.*`, connector `admin.override.*` | `PHOENIX_KAFKA_ADMIN_OPTIONS`, without the prefix |
+| worker `bootstrap.servers` | `PHOENIX_KAFKA_BOOTSTRAP_SERVERS` |
+| worker `security.protocol`, `sasl.*`, `ssl.*` | `PHOENIX_KAFKA_OPTIONS` |
+| `consumer.*` (worker), `consumer.override.*` (connector) | `…_KAFKA_CONSUMER_OPTIONS` |
+| `producer.*` (worker), `producer.override.*` (connector) | `…_KAFKA_PRODUCER_OPTIONS` |
+| `admin.*` (worker), `admin.override.*` (connector) | `PHOENIX_KAFKA_ADMIN_OPTIONS` |
 | a sink connector's group `connect-<name>` | `PHOENIX_CONSUMER_GROUP` |
 | `consumer.override.group.instance.id` | `PHOENIX_GROUP_INSTANCE_ID` |
 | `consumer.override.max.poll.records` | `PHOENIX_BATCH_SIZE` (librdkafka has no such option) |
