@@ -67,6 +67,10 @@ bench-profile: stack-up ## py-spy profile of the worker on the benchmark workloa
 docs: venv ## docs/configuration.md from the settings model
 	@$(CLI) config docs --output docs/configuration.md
 
+lock: venv ## requirements/server.lock: the image's pinned, hashed dependencies (from PyPI)
+	@$(VENV)/bin/uv pip compile pyproject.toml --extra server --generate-hashes --universal \
+	  --python-version 3.11 --custom-compile-command "make lock" -o requirements/server.lock -q
+
 fmt: venv
 	@$(VENV)/bin/ruff check --fix src tests bench
 

@@ -19,8 +19,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic_core import PydanticUndefined
-
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import ConfigurationError
 
@@ -166,12 +164,9 @@ def _markdown(text: str) -> str:
 
 
 def _default(name: str, info: Any) -> str:
-    if info.default_factory is not None:
-        value = info.default_factory()
-    elif info.default is PydanticUndefined:
+    if info.is_required():
         raise ConfigurationError(f"setting {name} has no default")
-    else:
-        value = info.default
+    value = info.get_default(call_default_factory=True)
     if value is None:
         return "unset"
     if isinstance(value, bool):
