@@ -1,4 +1,5 @@
-"""Deployment files stay consistent with the code: alert rules name only real metrics."""
+"""Deployment files stay consistent with the code: alert rules name only real metrics.
+(Kubernetes: test_kubernetes.py; image and compose: test_container_files.py.)"""
 
 from __future__ import annotations
 
@@ -30,10 +31,3 @@ def test_every_metric_an_alert_uses_is_exported() -> None:
     used = {m for e in exprs for m in re.findall(r"\bphoenix_[a-z_]+", e)}
     assert used, "the rules should use the service's metrics"
     assert used - _exported_names() == set()
-
-
-def test_kubernetes_manifests_parse_and_run_the_cli_commands() -> None:
-    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "phoenix-resources.yaml").read_text()))
-    args = {c["args"][0] for d in docs if d and d["kind"] in ("Deployment", "Job")
-            for c in d["spec"]["template"]["spec"]["containers"]}
-    assert args == {"worker", "relay", "api", "migrate"}
