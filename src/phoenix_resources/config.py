@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from phoenix_resources import kafka_options
-from phoenix_resources.errors import ConfigurationError
+from phoenix_resources.errors import ConfigurationError, InvalidSetting
 from phoenix_resources.kafka_options import ClientKind, KafkaValue
 
 LOCAL_POSTGRES_PORT = 55432
@@ -180,7 +180,7 @@ class Settings(BaseSettings):
         for name, (kind, options) in maps.items():
             why = kafka_options.refusal(kind, options)
             if why is not None:
-                raise ValueError(f"PHOENIX_{name.upper()}: {why}")
+                raise InvalidSetting(f"PHOENIX_{name.upper()}: {why}")
         return self
 
     def kafka_config(self, client: ClientKind) -> dict[str, KafkaValue]:

@@ -23,6 +23,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from phoenix_resources.errors import InvalidSetting
+
 KafkaValue = str | int | bool
 ClientKind = Literal["consumer", "producer", "admin"]
 
@@ -73,21 +75,21 @@ _SAME: dict[str, set[str]] = {"all": {"all", "-1"}, "true": {"true", "1"},
 
 
 def librdkafka_value(key: str, value: Any) -> KafkaValue:
-    """One JSON value as librdkafka takes it; ``ValueError`` naming ``key`` otherwise."""
+    """One JSON value as librdkafka takes it; ``InvalidSetting`` naming ``key`` otherwise."""
     if isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{key}: {value!r} is not a usable number")
+            raise InvalidSetting(f"{key}: {value!r} is not a usable number")
         return int(value) if value.is_integer() else repr(value)
     if isinstance(value, list | tuple):
         if any(isinstance(v, list | tuple | dict) or v is None for v in value):
-            raise ValueError(f"{key}: a list may hold only strings, numbers and booleans")
+            raise InvalidSetting(f"{key}: a list may hold only strings, numbers and booleans")
         items = [librdkafka_value(key, v) for v in value]
         return ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in items)
     if value is None:
-        raise ValueError(f"{key}: null is not a value; leave the key out to keep the default")
-    raise ValueError(f"{key}: {type(value).__name__} values are not librdkafka options "
+        raise InvalidSetting(f"{key}: null is not a value; leave the key out to keep the default")
+    raise InvalidSetting(f"{key}: {type(value).__name__} values are not librdkafka options "
                      "(use a string, a number, a boolean or a list of those)")
 
 
@@ -96,7 +98,7 @@ def convert(options: Mapping[str, Any]) -> dict[str, KafkaValue]:
     converted: dict[str, KafkaValue] = {}
     for key, value in options.items():
         if not isinstance(key, str) or not key.strip():
-            raise ValueError(f"{key!r} is not a librdkafka property name")
+            raise InvalidSetting(f"{key!r} is not a librdkafka property name")
         converted[key.strip()] = librdkafka_value(key, value)
     return converted
 

@@ -77,6 +77,12 @@ class Metrics:
         self.events_published = Counter("phoenix_events_published",
                                         "Outbox rows published by the relay", ["topic"],
                                         registry=r)
+        self.events_parked = Counter("phoenix_events_parked",
+                                     "Outbox rows parked by the relay after a permanent "
+                                     "refusal by the broker", ["topic"], registry=r)
+        self.outbox_parked = Gauge("phoenix_outbox_parked_rows",
+                                   "Outbox rows parked now (their resource's later rows wait "
+                                   "behind them)", registry=r)
         self.outbox_lag = Gauge("phoenix_outbox_lag_seconds",
                                 "Age of the oldest outbox row in the relay's last fetch "
                                 "(0 when the outbox is empty)", registry=r)

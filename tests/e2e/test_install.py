@@ -10,12 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.net import free_port
 from tests.support.services import unavailable
 
 pytestmark = pytest.mark.e2e
@@ -87,8 +89,17 @@ def test_the_client_commands_run_and_the_server_commands_refuse(base_install: Ve
     for command in (["send", "--help"], ["watch", "--help"], ["get", "--help"],
                     ["list", "--help"], ["config", "show"]):
         _check(base_install.run(base_install.cli, *command, cwd=Path("/")))
+    nobody = f"127.0.0.1:{free_port()}"
+    # Past --help: the commands' bodies import what they need, then fail to reach anyone.
+    for command, says in ((["watch", "--max", "1", "--timeout", "1"], "timeout: saw 0"),
+                          (["get", str(uuid.uuid4()), "--api-url", f"http://{nobody}"],
+                           "cannot reach the API")):
+        result = base_install.run(base_install.cli, *command, cwd=Path("/"),
+                                  env={"PHOENIX_KAFKA_BOOTSTRAP_SERVERS": nobody})
+        assert result.returncode == 1, (command, result.stderr)
+        assert says in result.stderr, result.stderr
     for command in (["worker"], ["relay"], ["api"], ["run"], ["migrate", "upgrade", "--sql"],
-                    ["parked", "list"]):
+                    ["parked", "list"], ["outbox", "list"]):
         result = base_install.run(base_install.cli, *command, cwd=Path("/"))
         assert result.returncode == 1, (command, result.stdout, result.stderr)
         assert "pip install 'phoenix-resources[server]'" in result.stderr, result.stderr

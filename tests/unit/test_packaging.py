@@ -22,13 +22,16 @@ PACKAGE = ROOT / "src" / "phoenix_resources"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 LOCK = ROOT / "requirements" / "server.lock"
 
-BASE_SIDE = ("client/", "domain/", "adapters/codec/", "adapters/kafka.py",
-             "adapters/registry.py", "adapters/topics.py", "config.py", "config_docs.py",
-             "kafka_options.py", "errors.py", "__init__.py", "entrypoints/__init__.py",
-             "entrypoints/cli/", "devstack/")
-"""Modules that `pip install phoenix-resources` (no extra) must be able to run: the client
-library, the CLI's client commands, the settings and the local stack. The rest (PostgreSQL
-adapters, bootstrap, worker, relay, API, observability) is the server side."""
+SERVER_SIDE = ("adapters/postgres/", "bootstrap.py", "observability.py", "services/",
+               "entrypoints/worker.py", "entrypoints/relay.py", "entrypoints/runner.py",
+               "entrypoints/http", "entrypoints/cli/outbox.py")
+"""Modules that run only with the ``server`` extra (PostgreSQL, the API, the processes).
+Everything else is what ``pip install phoenix-resources`` (no extra) must be able to run:
+the client library, the CLI's client commands, the settings and the local stack."""
+
+SERVICE_COMMANDS = ("entrypoints/cli/ops.py", "entrypoints/cli/parked.py",
+                    "entrypoints/cli/outbox.py")
+"""CLI modules whose commands need the server side: each refuses without the extra."""
 
 
 def _names(requirements: list[str]) -> set[str]:
@@ -76,9 +79,27 @@ def test_every_imported_third_party_package_is_declared() -> None:
 def test_the_client_side_needs_only_the_base_dependencies() -> None:
     server_only = {f"{module} in {path}"
                    for path, modules in _imports_by_module().items()
-                   if path.startswith(BASE_SIDE) for module in modules
+                   if not path.startswith(SERVER_SIDE) for module in modules
                    if _distribution(module) not in BASE}
     assert server_only == set()
+
+
+def _internal_imports(path: Path) -> set[str]:
+    return {node.module for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.ImportFrom) and node.module
+            and node.module.startswith("phoenix_resources.")}
+
+
+def test_cli_modules_that_reach_the_server_side_refuse_without_the_extra() -> None:
+    server_modules = tuple("phoenix_resources." + s.removesuffix(".py").replace("/", ".")
+                           for s in SERVER_SIDE)
+    reaching = {p.relative_to(PACKAGE).as_posix()
+                for p in sorted((PACKAGE / "entrypoints" / "cli").glob("*.py"))
+                if any(m.startswith(server_modules) for m in _internal_imports(p))
+                or _third_party_imports(p) - {"typer", "rich", "httpx", "confluent_kafka"}}
+    assert reaching == set(SERVICE_COMMANDS)
+    for path in SERVICE_COMMANDS:
+        assert "require_server(" in (PACKAGE / path).read_text(), path
 
 
 def test_dev_installs_the_server_extra() -> None:

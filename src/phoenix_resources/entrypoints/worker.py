@@ -37,13 +37,9 @@ from tenacity import (
 
 from phoenix_resources import bootstrap
 from phoenix_resources.adapters.codec import CommandCodec
-from phoenix_resources.adapters.kafka import (
-    OutgoingRecord,
-    dead_letter,
-    partition_key,
-    publish_all,
-    text_headers,
-)
+from phoenix_resources.adapters.dlq import DeadLetters
+from phoenix_resources.adapters.kafka import partition_key, text_headers
+from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerFatal, DecodeError, TransientError
 from phoenix_resources.observability import Metrics
@@ -62,19 +58,18 @@ served; far below max.poll.interval.ms)."""
 @dataclass
 class _InFlight:
     """A batch being applied. Decoded once (inside the retry loop: decoding may wait for the
-    registry); ``dead`` pairs each DLQ record with its source partition."""
+    registry); its dead letters are sent after the database work, before offsets."""
 
     messages: list[Message]
+    dead: DeadLetters
     isolation: Isolation | None = None
-    dead: list[tuple[int, OutgoingRecord]] = field(default_factory=list)
     by_command: dict[UUID, Message] = field(default_factory=dict)
-    dlq_done: bool = False
     counted: bool = False
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Abandon what came from ``partitions``: their next owner will redeliver it."""
         self.messages = [m for m in self.messages if partition_key(m)[1] not in partitions]
-        self.dead = [(p, d) for p, d in self.dead if p not in partitions]
+        self.dead.drop_partitions(partitions)
         if self.isolation is not None:
             self.isolation.drop_partitions(partitions)
 
@@ -83,7 +78,7 @@ class Worker:
     def __init__(self, settings: Settings, *, consumer: Consumer, producer: Producer,
                  codec: CommandCodec, unit_factory: Callable[[], BatchUnit],
                  metrics: Metrics, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 ) -> None:
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.consumer = consumer
         self.producer = producer
@@ -91,6 +86,8 @@ class Worker:
         self.unit_factory = unit_factory
         self.metrics = metrics
         self.clock = clock
+        self._dlq_max_bytes = producer_max_bytes(settings.kafka_options)
+        self.monotonic = monotonic
         self.assignment: set[tuple[str, int]] = set()
         self.paused = False
         self._in_flight: _InFlight | None = None
@@ -137,7 +134,8 @@ class Worker:
 
     def handle(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
-        batch = _InFlight(list(messages))
+        batch = _InFlight(list(messages), DeadLetters(self.settings.dlq_topic,
+                                                      self._dlq_max_bytes))
         self._in_flight = batch
         try:
             for attempt in Retrying(
@@ -171,10 +169,10 @@ class Worker:
         if not batch.counted:
             self._count(batch, batch.isolation)
             batch.counted = True
-        if not batch.dlq_done and batch.dead:
-            publish_all(self.producer, [record for _, record in batch.dead])
-            batch.dlq_done = True
-            self.metrics.commands.labels("dead_lettered").inc(len(batch.dead))
+        if not batch.dead.done:
+            before = batch.dead.delivered
+            batch.dead.send(self.producer)
+            self.metrics.commands.labels("dead_lettered").inc(batch.dead.delivered - before)
 
     def _oldest_accepted(self) -> datetime:
         """Commands issued before this are refused (CMD-008): their dedupe rows may be gone."""
@@ -188,7 +186,7 @@ class Worker:
             try:
                 command = self.codec.decode(m.value(), headers.get("content-type"))
             except DecodeError as e:
-                self._dead_letter(batch, m, e.reason, e.detail)
+                self._dead_letter(batch, m, e.reason, e.detail, e)
                 continue
             key_matches = m.key() == str(command.resource_id).encode()
             batch.by_command.setdefault(command.command_id, m)
@@ -196,9 +194,9 @@ class Worker:
                                      headers.get("traceparent"), key_matches))
         return incoming
 
-    def _dead_letter(self, batch: _InFlight, m: Message, reason: str, detail: str) -> None:
-        batch.dead.append((partition_key(m)[1],
-                           dead_letter(m, self.settings.dlq_topic, reason, detail)))
+    def _dead_letter(self, batch: _InFlight, m: Message, reason: str, detail: str,
+                     error: BaseException | None = None) -> None:
+        batch.dead.add(partition_key(m)[1], m, reason, detail, error)
         log.warning("dead-lettered", extra={"reason": reason, "detail": detail[:300],
                                             "partition": m.partition(), "offset": m.offset()})
 
@@ -251,9 +249,9 @@ class Worker:
 
     def _wait_out_fault(self, seconds: float) -> None:
         """Sleep by polling: rebalance callbacks run, and membership is kept."""
-        deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
-            message = self.consumer.poll(min(POLL_SLICE_S, max(0.0, deadline - time.monotonic())))
+        deadline = self.monotonic() + seconds
+        while not self.stopping and self.monotonic() < deadline:
+            message = self.consumer.poll(min(POLL_SLICE_S, max(0.0, deadline - self.monotonic())))
             if message is not None and not self._is_error(message):
                 # Paused partitions should yield nothing; if one slips through, rewind so it
                 # is fetched again after resume instead of being skipped.

@@ -7,7 +7,10 @@ server module.
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
+import time
 import uuid
 from enum import StrEnum
 from importlib import metadata
@@ -84,6 +87,30 @@ def require_server(command: str) -> None:
                    f"'{SERVER_EXTRA}' extra, which is not installed (missing: "
                    f"{', '.join(missing)}). Install it with: "
                    f"pip install '{DISTRIBUTION}[{SERVER_EXTRA}]'")
+
+
+_RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message",
+                                                                           "asctime"}
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """``HH:MM:SS LEVEL logger: message key=value …`` (the ``extra=`` fields last)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _RECORD_FIELDS)
+        text = (f"{time.strftime('%H:%M:%S', time.localtime(record.created))} "
+                f"{record.levelname:<7} {record.name}: {record.getMessage()}")
+        return f"{text} {extra}" if extra else text
+
+
+def console_logging(level: str = "WARNING") -> None:
+    """Log lines for a person on stderr, with the standard library only: the client
+    commands run without the server extra, which the service's own logging needs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ConsoleFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
 
 
 def load_settings(wire_format: Format | None = None) -> Settings:
