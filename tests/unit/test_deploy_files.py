@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,13 @@ def test_every_metric_an_alert_uses_is_exported() -> None:
     used = {m for e in exprs for m in re.findall(r"\bphoenix_[a-z_]+", e)}
     assert used, "the rules should use the service's metrics"
     assert used - _exported_names() == set()
+
+
+def test_system_deps_script_parses_and_names_what_the_tests_need() -> None:
+    script = DEPLOY / "local" / "system-deps.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    for package in ("default-jre-headless", "maven", "postgresql", "chromium"):
+        assert package in text
+    assert "openjdk-17" not in text, "the distribution's default JRE, not a pinned one"
+    assert "not a Debian-like system" in text
