@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: deps system-deps venv jars run stack-up stack-down stack-status migrate test test-unit \
-        lint fmt docs lock bench bench-quick bench-peers bench-profile clean
+        lint fmt fuzz docs lock bench bench-quick bench-peers bench-profile clean
 
 deps: system-deps venv jars ## everything a fresh machine lacks
 
@@ -47,6 +47,9 @@ test: deps lint ## lint, then every test against a throwaway real Kafka + Postgr
 
 test-unit: venv
 	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+fuzz: venv ## the codec fuzz properties at full size (>100,000 generated inputs; tests/fuzz)
+	@HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/fuzz -m unit -p no:cacheprovider -q $(PYTEST_ARGS)
 
 lint: venv
 	@$(VENV)/bin/ruff check src tests bench

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -97,12 +97,41 @@ class Settings(BaseSettings):
     are managed elsewhere."""
     topic_partitions: int = Field(default=6, ge=1)
     """Partitions of topics created at start (the DLQ gets 1)."""
-    schema_registry_url: str | None = None
-    """When set, Avro uses the Confluent framing (``00`` + schema id) and this registry;
-    otherwise single-object encoding (``C3 01`` + fingerprint)."""
     wire_format: Literal["avro", "json"] = "avro"
     """Encoding the client library and CLI publish commands in (``avro`` or ``json``); the
     worker accepts both."""
+
+    # --- Schema registry and Avro writer schemas ----------------------------------------------
+    schema_registry_url: str | None = None
+    """When set, Avro uses the Confluent framing (``00`` + schema id) and this registry (any
+    Confluent-compatible API; Apicurio: ``…/apis/ccompat/v7``); otherwise single-object
+    encoding (``C3 01`` + fingerprint). Comma-separated URLs are tried in turn."""
+    schema_registry_subject_strategy: Literal["topic", "record", "topic-record"] = "topic"
+    """Subject of each schema: ``topic`` → ``<topic>-value``; ``record`` → the record's full
+    name (``phoenix.resources.v1.ResourceCommand``); ``topic-record`` →
+    ``<topic>-<full name>``."""
+    schema_registry_basic_auth: SecretStr | None = None
+    """``user:password`` for HTTP basic auth (or put ``user:password@`` in the URL, not
+    both)."""
+    schema_registry_ca_location: str | None = None
+    """CA file or directory that verifies the registry's TLS certificate (unset: the system's
+    CAs)."""
+    schema_registry_certificate_location: str | None = None
+    """Client certificate (PEM) for mutual TLS."""
+    schema_registry_key_location: str | None = None
+    """The client certificate's private key (PEM)."""
+    schema_registry_key_password: SecretStr | None = None
+    """The password of that key, if it is encrypted."""
+    schema_registry_auto_register: bool = True
+    """Whether the client library registers the command schema when publishing. The worker
+    never registers: it looks its event and rejection schemas up at start and refuses to start
+    when the subject lacks them."""
+    schema_registry_timeout_s: float = Field(default=10.0, gt=0)
+    """Per-request timeout. An unreachable or failing registry pauses the worker (retried with
+    backoff); it never dead-letters good commands."""
+    avro_writer_schemas_dir: str | None = None
+    """A directory of newer writer schemas (``*.avsc``) the worker accepts in single-object
+    encoding before it is upgraded. Read at start."""
 
     # --- Worker -----------------------------------------------------------------------------
     batch_size: int = Field(default=1000, ge=1, le=100_000)

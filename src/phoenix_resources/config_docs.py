@@ -95,6 +95,9 @@ Highest first:
 """
 
 INTROS: dict[str, str] = {
+    "Schema registry and Avro writer schemas": """\
+See `docs/wire-format.md` for how readers find writer schemas.
+""",
     "PostgreSQL": """\
 The migrations (`phoenix-resources migrate`) need a role that owns the schema and may
 `CREATE ROLE`: migration 0001 creates the `NOLOGIN` role `phoenix_reader` (read-only grants)

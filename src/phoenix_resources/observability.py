@@ -61,6 +61,9 @@ class Metrics:
         r = self.registry
         self.commands = Counter("phoenix_commands", "Commands by recorded outcome",
                                 ["outcome"], registry=r)
+        self.invalid_headers = Counter("phoenix_invalid_headers",
+                                       "Command record headers dropped as invalid (the "
+                                       "command is still processed)", ["header"], registry=r)
         self.batches = Counter("phoenix_batches", "Batches committed to PostgreSQL", registry=r)
         self.batch_size = Histogram("phoenix_batch_size", "Commands per batch", registry=r,
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000))

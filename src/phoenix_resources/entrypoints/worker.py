@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -36,9 +36,9 @@ from tenacity import (
 )
 
 from phoenix_resources import bootstrap
-from phoenix_resources.adapters.codec import CommandCodec
+from phoenix_resources.adapters.codec import CommandCodec, command_headers
 from phoenix_resources.adapters.dlq import DeadLetters
-from phoenix_resources.adapters.kafka import partition_key, text_headers
+from phoenix_resources.adapters.kafka import partition_key
 from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerFatal, DecodeError, TransientError
@@ -48,7 +48,7 @@ from phoenix_resources.services.ports import BatchUnit, Incoming
 
 log = logging.getLogger("phoenix_resources.worker")
 
-_HEADERS = frozenset({"content-type", "traceparent"})
+HeaderList = list[tuple[str, bytes | None]] | None
 
 POLL_SLICE_S = 0.2
 """While waiting out a fault, poll at least this often (keeps rebalances and heartbeats
@@ -78,8 +78,12 @@ class Worker:
     def __init__(self, settings: Settings, *, consumer: Consumer, producer: Producer,
                  codec: CommandCodec, unit_factory: Callable[[], BatchUnit],
                  metrics: Metrics, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 prepare: Callable[[], None] | None = None) -> None:
+        """``prepare`` runs before the first consume (e.g. looking up the event schemas in
+        the registry); transient failures of it are waited out, others stop the worker."""
         self.settings = settings
+        self._prepare = prepare
         self.consumer = consumer
         self.producer = producer
         self.codec = codec
@@ -104,6 +108,9 @@ class Worker:
 
     def run(self) -> None:
         """Consume until :meth:`stop`; then commit what was stored and leave the group."""
+        if self._prepare is not None and not self._prepared():
+            self.consumer.close()
+            return
         self.consumer.subscribe([self.settings.commands_topic], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("worker started", extra={"topic": self.settings.commands_topic,
@@ -113,6 +120,27 @@ class Worker:
                 self.run_once()
         finally:
             self._close()
+
+    def _prepared(self) -> bool:
+        """Run ``prepare`` until it succeeds (True) or the worker is stopped (False)."""
+        assert self._prepare is not None
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(TransientError),
+                wait=wait_random_exponential(multiplier=self.settings.retry_initial_s,
+                                             max=self.settings.retry_max_s),
+                stop=lambda _: self.stopping, sleep=self._sleep, reraise=True,
+                before_sleep=lambda s: log.warning("not ready to consume yet; retrying", extra={
+                    "error": str(s.outcome.exception() if s.outcome else "")[:300]}),
+            ):
+                with attempt:
+                    self._prepare()
+        except TransientError:
+            return False
+        return True
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
 
     def run_once(self) -> None:
         messages = self.consumer.consume(self.settings.batch_size,
@@ -180,18 +208,23 @@ class Worker:
 
     def _decode(self, batch: _InFlight) -> list[Incoming]:
         incoming: list[Incoming] = []
+        invalid_headers = self.metrics.invalid_headers
         for m in batch.messages:
             _, partition = partition_key(m)
-            headers = text_headers(m, _HEADERS)
+            # A consumed record's headers are a list of pairs (dicts are a producer's input).
+            headers = command_headers(cast(HeaderList, m.headers()))
+            for name in headers.invalid:
+                # Dropped, never stored truncated: the command itself is still processed.
+                invalid_headers.labels(name).inc()
             try:
-                command = self.codec.decode(m.value(), headers.get("content-type"))
+                command = self.codec.decode(m.value(), headers.content_type)
             except DecodeError as e:
                 self._dead_letter(batch, m, e.reason, e.detail, e)
                 continue
             key_matches = m.key() == str(command.resource_id).encode()
             batch.by_command.setdefault(command.command_id, m)
-            incoming.append(Incoming(command, partition, m.offset() or 0,
-                                     headers.get("traceparent"), key_matches))
+            incoming.append(Incoming(command, partition, m.offset() or 0, headers.traceparent,
+                                     key_matches))
         return incoming
 
     def _dead_letter(self, batch: _InFlight, m: Message, reason: str, detail: str,
@@ -324,5 +357,6 @@ def build_worker(settings: Settings, metrics: Metrics) -> tuple[Worker, Connecti
     :meth:`Worker.run`, close it after)."""
     parts = bootstrap.worker_parts(settings)
     worker = Worker(settings, consumer=parts.consumer, producer=parts.producer,
-                    codec=parts.codec, unit_factory=parts.unit_factory, metrics=metrics)
+                    codec=parts.codec, unit_factory=parts.unit_factory, metrics=metrics,
+                    prepare=parts.events.prepare)
     return worker, parts.pool
