@@ -20,11 +20,11 @@ import pytest
 from tests.support.net import free_port
 from tests.support.services import unavailable
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # pip may download the base deps
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_MODULES = ("psycopg", "psycopg_pool", "sqlalchemy", "alembic", "fastapi", "starlette",
-                  "uvicorn", "prometheus_client", "orjson", "tenacity",
+                  "uvicorn", "prometheus_client", "tenacity", "fastapi_offline",
                   "phoenix_resources.bootstrap", "phoenix_resources.entrypoints.http",
                   "phoenix_resources.observability", "phoenix_resources.adapters.postgres")
 

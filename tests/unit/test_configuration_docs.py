@@ -4,6 +4,7 @@ from the environment, a .env file and a secrets directory, in that order."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,14 @@ def test_settings_read_the_prefixed_environment(monkeypatch: pytest.MonkeyPatch)
     assert s.kafka_common()["security.protocol"] == "SSL"
 
 
+@pytest.fixture
+def no_phoenix_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests below set every source themselves (make test exports some variables)."""
+    for name in [n for n in os.environ if n.startswith("PHOENIX_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("no_phoenix_environment")
 def test_environment_beats_env_file_beats_secrets_dir(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     env_file = tmp_path / "prod.env"
@@ -71,6 +80,7 @@ def test_environment_beats_env_file_beats_secrets_dir(
     assert shown["database_url"] == "postgresql://phoenix:***@db/phoenix"
 
 
+@pytest.mark.usefixtures("no_phoenix_environment")
 def test_a_missing_env_file_is_skipped_and_a_missing_secrets_dir_refused(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PHOENIX_ENV_FILE", str(tmp_path / "absent.env"))
