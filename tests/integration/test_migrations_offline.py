@@ -19,7 +19,7 @@ from tests.support.processes import CLI
 pytestmark = pytest.mark.integration
 
 EXEMPT_PLAIN_INDEXES = {"idx_outbox_parked"}
-"""0003's index on the small outbox table (decision 0007 says why)."""
+"""0003's index on the small outbox table (decision 0010 says why)."""
 
 CATALOG = {
     "columns": "SELECT table_name, column_name, data_type, is_nullable, column_default "

@@ -2,7 +2,7 @@
 
 Online: one connection, transactional DDL (a migration that builds an index
 ``CONCURRENTLY`` steps out of the transaction with ``autocommit_block``, see
-docs/decisions/0007-online-index-builds.md). Offline (``migrate --sql``): the same
+docs/decisions/0010-online-index-builds.md). Offline (``migrate --sql``): the same
 migrations rendered as SQL for review; no connection is made.
 """
 

@@ -1,6 +1,6 @@
 """Index live resources by (status, id) for the API's status-filtered keyset pagination.
 
-Built ``CONCURRENTLY`` (docs/decisions/0007-online-index-builds.md): on a deployment that
+Built ``CONCURRENTLY`` (docs/decisions/0010-online-index-builds.md): on a deployment that
 upgrades from 0001 with a large ``resources`` table, the worker keeps writing while it builds.
 Deployments already at 0002 or later are unaffected (the end state is the same index). A
 build that was interrupted leaves an INVALID index behind; the online upgrade drops and
