@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs (as root, with apt) or names (otherwise) what the local stack needs from the system:
-# a JDK 17+ and Maven for the Kafka broker jars, Debian's postgresql for the database.
+# a JDK 17+ and Maven for the Kafka broker jars, Debian's postgresql for the database, npm for
+# the official AsyncAPI schema the tests validate schemas/asyncapi.yaml against.
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,7 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 \
   || missing+=(postgresql)
 id postgres >/dev/null 2>&1 || [ "$(id -u)" != 0 ] || missing+=(postgresql)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -73,6 +73,16 @@ class Settings(BaseSettings):
     api_token_hashes: list[str] = Field(default_factory=list)
     """SHA-256 hex digests of accepted bearer tokens; empty disables auth."""
 
+    # --- gRPC API (entrypoints/grpc_*.py, docs/interfaces.md) -------------------------------
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    grpc_request_timeout_s: float = Field(default=5.0, gt=0)
+    """Budget of a call without a client deadline (a shorter client deadline wins)."""
+    grpc_outcome_wait_s: float = Field(default=30.0, gt=0)
+    """Longest wait_for_outcome of a call without a client deadline."""
+    grpc_max_watch_streams: int = Field(default=64, ge=1)
+    """Concurrent WatchResources streams per process (each holds a Kafka consumer)."""
+
     # --- Observability ----------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
