@@ -252,6 +252,14 @@ def test_health_and_reflection(api: RunningServer) -> None:
     methods = {m.name for f in files for s in f.service for m in s.method}
     assert "WatchResources" in methods
     assert len(methods) == 7
+    # A method's full name is a symbol too (ghz resolves methods this way).
+    by_method, unknown = stub.ServerReflectionInfo(iter([
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=f"{SERVICE}.GetResource"),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=f"{SERVICE}.Nope")]),
+        timeout=10)
+    assert by_method.file_descriptor_response.file_descriptor_proto[0] == \
+        answer.file_descriptor_response.file_descriptor_proto[0]
+    assert unknown.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
 def test_a_port_in_use_is_an_error_at_start(api: RunningServer, settings: Settings,

@@ -9,6 +9,9 @@ Guarantees:
   HTTP API's design), the command publisher and the port, and closes them on the way out.
 * The port is bound exclusively (no ``SO_REUSEPORT``): a port in use is an error at start,
   never two servers sharing it. Port 0 binds any free port (:attr:`GrpcServer.port`).
+* Reflection answers ``file_containing_symbol`` for methods too (``pkg.Service.Method``,
+  which the reflection spec allows and tools such as ``ghz`` ask for; Python's descriptor
+  pool alone knows only services and types).
 * Health (``grpc.health.v1.Health``): the overall status ``""`` and
   ``phoenix.resources.v1.ResourceService`` are SERVING while the read database answers within
   a second (checked at start, then every :data:`HEALTH_INTERVAL_S`), NOT_SERVING otherwise
@@ -26,8 +29,11 @@ import contextlib
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any, cast
 
 import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -126,7 +132,8 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME), server)
+             reflection.SERVICE_NAME), server,
+            pool=cast(descriptor_pool.DescriptorPool, MethodSymbols(descriptor_pool.Default())))
         address = f"{s.grpc_host}:{s.grpc_port}"
         try:
             self.port = server.add_insecure_port(address)
@@ -154,6 +161,29 @@ class GrpcServer:
             await r.health_task
         await asyncio.to_thread(r.sender.close, FLUSH_ON_STOP_S)
         await r.pool.close()
+
+
+class MethodSymbols:
+    """A descriptor pool (duck-typed) that also finds the file of a method's full name."""
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
+        self._pool = pool
+
+    def FindFileContainingSymbol(self, symbol: str) -> FileDescriptor:
+        try:
+            return self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            service, _, method = symbol.rpartition(".")
+            try:
+                found = self._pool.FindServiceByName(service)
+            except KeyError:
+                found = None
+            if found is None or method not in found.methods_by_name:
+                raise
+            return found.file
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
 
 
 async def _check_health(queries: ReadQueries, health: HealthServicer) -> None:
