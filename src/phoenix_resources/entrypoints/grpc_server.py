@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -87,8 +88,10 @@ class GrpcServer:
     # --- lifecycle (any thread) -------------------------------------------------------
 
     def run(self) -> None:
-        """Serve until :meth:`stop`; raises what made the start fail."""
-        asyncio.run(self.serve())
+        """Serve until :meth:`stop` (on uvloop when installed, as the HTTP API); raises what
+        made the start fail."""
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(self.serve())
 
     def stop(self) -> None:
         """Ask :meth:`serve` to shut down gracefully; returns at once. Thread-safe."""
@@ -161,6 +164,16 @@ class GrpcServer:
             await r.health_task
         await asyncio.to_thread(r.sender.close, FLUSH_ON_STOP_S)
         await r.pool.close()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed (``uvicorn[standard]`` brings it), else asyncio's:
+    it halves the cost of the event-loop side of every call (psycopg's waits included)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 class MethodSymbols:

@@ -24,13 +24,14 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from uuid import UUID
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from phoenix_resources import bootstrap
 from phoenix_resources.adapters.codec import EventCodec
@@ -64,6 +65,17 @@ class Start:
     from_beginning: bool = False
 
 
+def _transient(error: Exception) -> bool:
+    """Worth another try: the topic's partitions not known yet, or a retriable broker answer
+    (e.g. NOT_LEADER_FOR_PARTITION right after the topic was created)."""
+    if isinstance(error, BrokerUnavailable):
+        return True
+    cause = error.args[0] if error.args else None
+    return isinstance(cause, KafkaError) and bool(cause.retriable() or cause.code() in (
+        KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TRANSPORT, KafkaError._TIMED_OUT))
+
+
 class EventTail:
     """The blocking half of one stream: a consumer assigned to the events topic's partitions
     (or the one partition of ``resource_id``). Not thread-safe: one thread drives it."""
@@ -86,23 +98,43 @@ class EventTail:
     def open(self, start: Start) -> str:
         """Assign the partitions at the starting offsets; returns the starting position.
         Raises ``ApiProblem`` RES-001 for a position this stream cannot honour and
-        :class:`BrokerUnavailable` when the broker cannot be asked."""
-        consumer = bootstrap.consumer(
-            self._settings, f"phoenix-grpc-watch-{uuid.uuid4()}",
-            **{"enable.auto.commit": False, "auto.offset.reset": "earliest",
-               "client.id": "phoenix-resources-grpc-watch"})
+        :class:`BrokerUnavailable` when the broker cannot tell within the budget.
+
+        Transient answers (a topic just created whose partitions or leaders are not known
+        yet, a broker restarting) are retried with a fresh consumer until the budget ends."""
+        deadline = time.monotonic() + self._timeout
+        delay = 0.05
+        while True:
+            consumer = bootstrap.consumer(
+                self._settings, f"phoenix-grpc-watch-{uuid.uuid4()}",
+                **{"enable.auto.commit": False, "auto.offset.reset": "earliest",
+                   "client.id": "phoenix-resources-grpc-watch"})
+            try:
+                self.offsets = self._position(consumer, start)
+            except (KafkaException, BrokerUnavailable) as e:
+                consumer.close()
+                if not _transient(e) or time.monotonic() + delay > deadline:
+                    if isinstance(e, BrokerUnavailable):
+                        raise
+                    raise BrokerUnavailable(f"cannot position on {self._topic}: {e}") from e
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except BaseException:
+                consumer.close()
+                raise
+            else:
+                break
         self._consumer = consumer
-        try:
-            partitions = self._partitions(consumer)
-            bounds = {part: consumer.get_watermark_offsets(TopicPartition(self._topic, part),
-                                                           timeout=self._timeout)
-                      for part in partitions}
-            self.offsets = self._starting_offsets(consumer, start, bounds)
-            consumer.assign([TopicPartition(self._topic, part, off)
-                             for part, off in sorted(self.offsets.items())])
-        except KafkaException as e:
-            raise BrokerUnavailable(f"cannot position on {self._topic}: {e}") from e
+        consumer.assign([TopicPartition(self._topic, part, off)
+                         for part, off in sorted(self.offsets.items())])
         return self.position()
+
+    def _position(self, consumer: Consumer, start: Start) -> dict[int, int]:
+        partitions = self._partitions(consumer)
+        bounds = {part: consumer.get_watermark_offsets(TopicPartition(self._topic, part),
+                                                       timeout=self._timeout)
+                  for part in partitions}
+        return self._starting_offsets(consumer, start, bounds)
 
     def _partitions(self, consumer: Consumer) -> list[int]:
         meta = consumer.list_topics(self._topic, timeout=self._timeout).topics.get(self._topic)
