@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: deps system-deps venv jars asyncapi-specs proto asyncapi run stack-up stack-down \
-        stack-status migrate test test-unit \
-        lint fmt bench bench-quick bench-peers bench-profile clean
+        stack-status migrate test test-unit lint fmt fuzz bench bench-quick bench-peers \
+        bench-profile clean
 
 deps: system-deps venv jars asyncapi-specs ## everything a fresh machine lacks
 
@@ -57,6 +57,9 @@ test: deps lint ## lint, then every test against a throwaway real Kafka + Postgr
 
 test-unit: venv
 	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+fuzz: venv ## the codec fuzz properties at full size (>100,000 generated inputs; tests/fuzz)
+	@HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/fuzz -m unit -p no:cacheprovider -q $(PYTEST_ARGS)
 
 lint: venv
 	@$(VENV)/bin/ruff check src tests bench

@@ -1,6 +1,6 @@
 """A deterministic workload: commands, duplicate deliveries and poison, plus the reference result.
 
-* ``n`` messages in total, generated from ``seed`` (same seed → same bytes);
+* ``n`` messages in total, generated from ``seed`` (same seed and day → same bytes);
 * about 20 % creates, 3 % deletes, the rest updates; updates pick their resource with a
   Zipf-like skew (rank = ⌊size^u⌋, i.e. Zipf with s≈1: a handful of hot resources get most
   of the updates), deletes pick from the cold tail; 2 % of updates carry a stale
@@ -37,7 +37,11 @@ from phoenix_resources.domain.decide import Applied, decide
 from phoenix_resources.domain.events import ResourceChanged
 from phoenix_resources.domain.model import Resource, Status
 
-BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+
+def base_time() -> datetime:
+    """Today's midnight (UTC): commands must be issued within the worker's dedupe retention
+    (older ones are refused, CMD-008), and a whole day keeps the bytes the same per seed."""
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass(slots=True)
@@ -103,6 +107,7 @@ def generate(n: int, seed: int = 42, *, dup_rate: float = 0.05,  # noqa: PLR0915
              ) -> Workload:
     """Build the message list and the reference outcome (deterministic for ``seed``)."""
     rng = random.Random(seed)
+    start = base_time()
     codec = CommandCodec(Framing())
     n_poison = poison if poison is not None else max(3, n // 5000)
     n_dup = int(n * dup_rate)
@@ -119,7 +124,7 @@ def generate(n: int, seed: int = 42, *, dup_rate: float = 0.05,  # noqa: PLR0915
         return uuid.UUID(int=rng.getrandbits(128), version=4)
 
     for i in range(n_cmd):
-        at = BASE_TIME + timedelta(milliseconds=i)
+        at = start + timedelta(milliseconds=i)
         r = rng.random()
         cmd: AnyCommand
         if not pool or r < create_rate:

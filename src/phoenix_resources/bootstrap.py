@@ -115,6 +115,8 @@ class WorkerParts:
     consumer: Consumer
     producer: Producer
     codec: CommandCodec
+    events: EventCodec
+    """The codec of the outbox rows; ``events.prepare()`` checks the registry at start."""
     pool: ConnectionPool
     unit_factory: Callable[[], BatchUnit]
 
@@ -127,7 +129,8 @@ def worker_parts(settings: Settings) -> WorkerParts:
         return PostgresBatchUnit(pool, events, settings.events_topic, settings.rejections_topic)
 
     return WorkerParts(consumer=consumer(settings), producer=producer(settings),
-                       codec=command_codec(settings), pool=pool, unit_factory=unit)
+                       codec=command_codec(settings), events=events, pool=pool,
+                       unit_factory=unit)
 
 
 @dataclass(frozen=True)

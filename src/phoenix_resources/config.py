@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_POSTGRES_PORT = 55432
@@ -42,10 +42,30 @@ class Settings(BaseSettings):
     create_topics: bool = True
     """Create missing topics at start (partitions below, replication = min(3, brokers))."""
     topic_partitions: int = Field(default=6, ge=1)
-    schema_registry_url: str | None = None
-    """When set, Avro uses the Confluent framing (magic 0 + schema id) instead of single-object."""
     wire_format: Literal["avro", "json"] = "avro"
     """Encoding the client library uses to publish commands (the worker accepts both)."""
+
+    # --- Schema registry and Avro writer schemas (adapters/registry.py, docs/wire-format.md)
+    schema_registry_url: str | None = None
+    """When set, Avro uses the Confluent framing (magic 0 + schema id) instead of single-object.
+    Comma-separated URLs are tried in turn; ``user:password@`` in the URL is basic auth too."""
+    schema_registry_subject_strategy: Literal["topic", "record", "topic-record"] = "topic"
+    """Subject of a schema: ``<topic>-value``, the record's full name, or ``<topic>-<name>``."""
+    schema_registry_basic_auth: SecretStr | None = None
+    """``user:password`` for HTTP basic auth."""
+    schema_registry_ca_location: str | None = None
+    """CA file (or directory) that verifies the registry's TLS certificate."""
+    schema_registry_certificate_location: str | None = None
+    """Client certificate (PEM) for mutual TLS."""
+    schema_registry_key_location: str | None = None
+    """The client certificate's private key (PEM)."""
+    schema_registry_key_password: SecretStr | None = None
+    schema_registry_auto_register: bool = True
+    """Whether the client library registers the command schema when publishing. The worker
+    never registers: it looks its event schemas up and refuses to start without them."""
+    schema_registry_timeout_s: float = Field(default=10.0, gt=0)
+    avro_writer_schemas_dir: str | None = None
+    """A directory of newer writer schemas (``*.avsc``) to accept in single-object encoding."""
 
     # --- Worker -----------------------------------------------------------------------------
     batch_size: int = Field(default=1000, ge=1, le=100_000)

@@ -13,8 +13,12 @@
     │   ├── DatabaseUnavailable     PostgreSQL down, restarting, or connection lost
     │   ├── BrokerUnavailable       Kafka down or a delivery timed out
     │   ├── RegistryUnavailable     the schema registry is down, slow or answers 5xx
+    │   ├── DeadLetterBlocked       the DLQ topic refuses dead letters (missing, not
+    │                               authorised): the worker waits until an operator fixes it
     │   └── ConcurrentModification  another writer raced this batch; the batch is redone
     ├── BrokerFatal                 librdkafka reported a fatal error; the process must restart
+    ├── RecordRefused               the broker refused some records of a publish for good (too
+    │                               large, topic absent, not authorised); says which and why
     ├── DeliveryFailed              a produce was refused for good (client library)
     ├── OutcomeTimeout              no outcome arrived in time (client library)
     ├── UnexpectedAnswer            the HTTP API answered what the client cannot understand
@@ -77,12 +81,38 @@ class RegistryUnavailable(TransientError):
     """Decoding waits for the registry; a good command is never dead-lettered for it."""
 
 
+class DeadLetterBlocked(TransientError):
+    """Not transient by nature, but waited out like an outage: dropping the poison record
+    would lose it, and stopping would only restart into the same refusal."""
+
+
 class ConcurrentModification(TransientError):
     pass
 
 
 class BrokerFatal(PhoenixError):
     """Not retried: the client instance is unusable (e.g. fenced or misconfigured)."""
+
+
+class RecordRefused(PhoenixError):
+    """The broker refused records of one :func:`~phoenix_resources.adapters.kafka.publish_all`
+    call for good: retrying the same bytes cannot succeed.
+
+    Indices refer to the records in the order they were passed. ``refused`` maps each refused
+    record to its reason (``CODE: text``); ``delivered`` were acknowledged; ``held`` were not
+    sent because an earlier record with the same topic and key was refused (so that a later
+    record never overtakes it). Every record is in exactly one of the three: when a record
+    failed transiently, :class:`BrokerUnavailable` is raised instead.
+    """
+
+    def __init__(self, refused: dict[int, str], delivered: frozenset[int],
+                 held: frozenset[int] = frozenset()) -> None:
+        first = min(refused)
+        super().__init__(f"{len(refused)} record(s) refused by the broker (first: #{first} "
+                         f"{refused[first]}); {len(delivered)} delivered, {len(held)} held")
+        self.refused = refused
+        self.delivered = delivered
+        self.held = held
 
 
 class DeliveryFailed(PhoenixError):

@@ -61,6 +61,9 @@ class Metrics:
         r = self.registry
         self.commands = Counter("phoenix_commands", "Commands by recorded outcome",
                                 ["outcome"], registry=r)
+        self.invalid_headers = Counter("phoenix_invalid_headers",
+                                       "Command record headers dropped as invalid (the "
+                                       "command is still processed)", ["header"], registry=r)
         self.batches = Counter("phoenix_batches", "Batches committed to PostgreSQL", registry=r)
         self.batch_size = Histogram("phoenix_batch_size", "Commands per batch", registry=r,
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000))
@@ -77,6 +80,12 @@ class Metrics:
         self.events_published = Counter("phoenix_events_published",
                                         "Outbox rows published by the relay", ["topic"],
                                         registry=r)
+        self.events_parked = Counter("phoenix_events_parked",
+                                     "Outbox rows parked by the relay after a permanent "
+                                     "refusal by the broker", ["topic"], registry=r)
+        self.outbox_parked = Gauge("phoenix_outbox_parked_rows",
+                                   "Outbox rows parked now (their resource's later rows wait "
+                                   "behind them)", registry=r)
         self.outbox_lag = Gauge("phoenix_outbox_lag_seconds",
                                 "Age of the oldest outbox row in the relay's last fetch "
                                 "(0 when the outbox is empty)", registry=r)

@@ -119,7 +119,6 @@ def test_oversized_values_are_refused_before_decoding() -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("name", "bad\x00name"),
-    ("name", "lone \ud800 surrogate"),
     ("config", {"k": "v\x00"}),
     ("config", {"k\x00": "v"}),
     ("correlation_id", "c" * 256),
@@ -159,3 +158,152 @@ def test_fast_event_encoding_writes_exactly_what_plain_fastavro_writes(
                            "updated_at": NOW} if with_resource else None}
     fastavro.schemaless_writer(reference, schema.parsed, record)
     assert codec.encode_event(event) == schema.header + reference.getvalue()
+
+
+# --- decoding is total: the inputs that used to crash-loop the worker ----------------------
+
+def _doc(**fields: object) -> dict[str, object]:
+    base: dict[str, object] = {"command_id": str(uuid.uuid4()), "command_type": "UPDATE",
+                               "resource_id": str(uuid.uuid4()), "issued_at": NOW.isoformat()}
+    base.update(fields)
+    return base
+
+
+def _decode_json(payload: bytes | str) -> object:
+    raw = payload.encode() if isinstance(payload, str) else payload
+    return CommandCodec(Framing(), max_bytes=1 << 20).decode(raw, "application/json")
+
+
+@pytest.mark.parametrize("issued_at", [
+    1_700_000_000_000_000_000,        # nanoseconds given as micros: year ~55,800
+    253_402_300_800_000_000,          # 10000-01-01
+    -1,                               # before 1970
+    2**63, 10**30, -(10**30),
+    "9" * 400,                        # hundreds of digits, as text
+    1.7e15, True, "yesterday", "", "not a time",
+    "0001-01-01T00:00:00+05:00",      # in datetime's range, before 1970
+    "9999-12-31T23:00:00-05:00",      # in datetime's range, past 9999 in UTC
+    "2026-11-24T12:00:00" + "0" * 500,
+    [], {},
+])
+def test_out_of_range_or_mistyped_times_are_invalid_fields(issued_at: object) -> None:
+    with pytest.raises(DecodeError) as info:
+        _decode_json(json.dumps(_doc(issued_at=issued_at)))
+    assert info.value.reason == "invalid-field"
+    assert "issued_at" in info.value.detail
+
+
+def test_digits_beyond_python_int_conversion_limit_are_refused() -> None:
+    # 5,000 digits: json.dumps cannot write it and str(int) would raise; orjson reads a float.
+    with pytest.raises(DecodeError) as info:
+        _decode_json(json.dumps(_doc(issued_at=0)).replace('"issued_at": 0',
+                                                           '"issued_at": ' + "9" * 5000))
+    assert info.value.reason in {"invalid-field", "malformed-json"}
+
+
+@pytest.mark.parametrize(("issued_at", "expected"), [
+    (0, datetime(1970, 1, 1, tzinfo=UTC)),
+    (253_402_300_799_999_999, datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)),
+    ("2026-11-24T13:00:00+01:00", datetime(2026, 11, 24, 12, tzinfo=UTC)),
+    ("2026-11-24T12:00:00", datetime(2026, 11, 24, 12, tzinfo=UTC)),
+    ("2026-11-24T12:00:00Z", datetime(2026, 11, 24, 12, tzinfo=UTC)),
+])
+def test_times_at_the_edges_of_the_range_are_accepted_in_utc(issued_at: object,
+                                                             expected: datetime) -> None:
+    command = _decode_json(json.dumps(_doc(issued_at=issued_at)))
+    assert command.issued_at == expected  # type: ignore[attr-defined]
+    assert command.issued_at.utcoffset().total_seconds() == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("version", [-1, 2**63, 2**64, 10**30, 1.0, True, "3", [3]])
+def test_expected_versions_beyond_bigint_or_mistyped_are_invalid(version: object) -> None:
+    with pytest.raises(DecodeError) as info:
+        _decode_json(json.dumps(_doc(expected_version=version)))
+    assert info.value.reason == "invalid-field"
+
+
+def test_the_largest_bigint_is_a_valid_expected_version() -> None:
+    command = _decode_json(json.dumps(_doc(expected_version=2**63 - 1)))
+    assert command.expected_version == 2**63 - 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("depth", [1024, 1025, 5000, 200_000])
+def test_nesting_of_any_depth_is_a_decode_error_not_a_recursion_error(depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    with pytest.raises(DecodeError) as info:
+        _decode_json('{"name": ' + nested + ', "command_type": "UPDATE"}')
+    assert info.value.reason in {"malformed-json", "invalid-field"}
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    (b'{"a": "\xff"}', "malformed-json"),               # invalid UTF-8
+    (b'{"name": "\\ud800"}', "malformed-json"),          # lone surrogate escape
+    (b'\xef\xbb\xbf{"a": 1}', "malformed-json"),         # byte-order mark
+    (b'{"expected_version": NaN}', "malformed-json"),
+    (b'{"expected_version": 1e400}', "malformed-json"),
+    (b"[1, 2]", "malformed-json"),
+    (b"", "empty"),
+])
+def test_json_parser_failures_map_to_reasons(payload: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        _decode_json(payload)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("field", ["correlation_id", "issued_by"])
+def test_text_of_255_characters_is_storable_and_256_is_not(field: str) -> None:
+    ok = _decode_json(json.dumps(_doc(**{field: "é" * 255})))
+    assert getattr(ok, field) == "é" * 255
+    with pytest.raises(DecodeError):
+        _decode_json(json.dumps(_doc(**{field: "é" * 256})))
+
+
+def test_lone_surrogates_are_refused_when_a_caller_builds_the_record() -> None:
+    from phoenix_resources.adapters.codec.commands import command_from_record
+
+    with pytest.raises(DecodeError) as info:
+        command_from_record(_doc(name="lone \ud800 surrogate"))
+    assert info.value.reason == "invalid-field"
+
+
+@pytest.mark.parametrize("value", [12345, 10**5000, "nope", "x" * 10_000, ["a"], {"a": 1}],
+                         ids=["int", "5000-digit-int", "text", "long-text", "list", "dict"])
+def test_ids_that_are_not_uuids_are_invalid_whatever_their_type(value: object) -> None:
+    from phoenix_resources.adapters.codec.commands import command_from_record
+
+    with pytest.raises(DecodeError) as info:
+        command_from_record(_doc(command_id=value))
+    assert info.value.reason == "invalid-field"
+    info.value.detail.encode("ascii")
+
+
+def test_a_document_of_one_mebibyte_decodes_when_the_limit_allows_it() -> None:
+    doc = json.dumps(_doc(name="x" * ((1 << 20) - 300))).encode()
+    assert len(doc) <= 1 << 20
+    assert _decode_json(doc).name.startswith("xxx")  # type: ignore[attr-defined]
+
+
+def test_avro_times_beyond_9999_are_invalid_not_overflow_errors() -> None:
+    codec = CommandCodec(Framing())
+    schema = load_schema(COMMAND_SCHEMA)
+    buf = io.BytesIO()
+    record = {"command_id": str(uuid.uuid4()), "command_type": "DELETE",
+              "resource_id": str(uuid.uuid4()), "issued_at": 2**63 - 1}
+    fastavro.schemaless_writer(buf, schema.plain, record)
+    with pytest.raises(DecodeError) as info:
+        codec.decode(schema.header + buf.getvalue())
+    assert info.value.reason == "invalid-field"
+
+
+def test_bytes_after_an_avro_record_are_malformed() -> None:
+    value, _ = CommandCodec(Framing()).encode(_create())
+    with pytest.raises(DecodeError) as info:
+        CommandCodec(Framing()).decode(value + b"\x00")
+    assert info.value.reason == "malformed-avro"
+
+
+def test_undecodable_events_raise_decode_error_only() -> None:
+    codec = EventCodec(Framing())
+    for value in (b"", b"\x00", b"junk", load_schema(EVENT_SCHEMA).header + b"\x02"):
+        with pytest.raises(DecodeError):
+            codec.decode_event(value)

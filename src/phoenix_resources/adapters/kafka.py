@@ -5,51 +5,31 @@ delivery. Server processes get their clients through ``bootstrap``; the client l
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from phoenix_resources.adapters.dlq import dead_letter
+from phoenix_resources.adapters.publish import publish_all
+from phoenix_resources.adapters.records import (
+    Headers,
+    OutgoingRecord,
+    header_pairs,
+    text_headers,
+)
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerUnavailable, ConfigurationError
 
-log = logging.getLogger(__name__)
+__all__ = ["JAVA_PARTITIONER", "Headers", "OutgoingRecord", "dead_letter", "ensure_topics",
+           "header_pairs", "new_consumer", "new_producer", "partition_key", "publish_all",
+           "text_headers"]
 
-Headers = list[tuple[str, str | bytes | None]]
+log = logging.getLogger(__name__)
 
 JAVA_PARTITIONER = "murmur2_random"
 """The Java client's default partitioner, in librdkafka's name."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingRecord:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-
-
-def header_pairs(message: Message) -> Headers:
-    raw = message.headers()
-    if raw is None:
-        return []
-    return list(raw.items()) if isinstance(raw, dict) else list(raw)
-
-
-def text_headers(message: Message, names: frozenset[str]) -> dict[str, str]:
-    """The named headers as text, in one pass (the last value of a repeated name wins;
-    values that are not UTF-8 are left out)."""
-    found: dict[str, str] = {}
-    for key, value in header_pairs(message):
-        if key in names and value is not None:
-            try:
-                found[key] = value.decode() if isinstance(value, bytes) else str(value)
-            except UnicodeDecodeError:
-                found.pop(key, None)
-    return found
 
 
 def new_producer(settings: Settings, **overrides: Any) -> Producer:
@@ -103,64 +83,6 @@ def ensure_topics(common: dict[str, Any], topics: dict[str, int], timeout: float
         except KafkaException as e:
             if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise ConfigurationError(f"cannot create topic {topic}: {e}") from e
-
-
-def dead_letter(message: Message, dlq_topic: str, reason: str, detail: str) -> OutgoingRecord:
-    """The original key, value and headers, plus headers that say why and where from."""
-    headers = header_pairs(message)
-    headers += [
-        ("dlq.reason", reason.encode()),
-        ("dlq.detail", detail[:1000].encode(errors="replace")),
-        ("dlq.source.topic", (message.topic() or "").encode()),
-        ("dlq.source.partition", str(message.partition()).encode()),
-        ("dlq.source.offset", str(message.offset()).encode()),
-    ]
-    return OutgoingRecord(dlq_topic, message.key(), message.value(), headers)
-
-
-class _Deliveries:
-    def __init__(self) -> None:
-        self.failed: list[str] = []
-        self.delivered = 0
-
-    def __call__(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is None:
-            self.delivered += 1
-        else:
-            self.failed.append(str(err))
-
-
-def publish_all(producer: Producer, records: Iterable[OutgoingRecord],
-                timeout: float = 30.0) -> int:
-    """Fire every record, flush once, then check every delivery report.
-
-    Returns the number delivered; raises :class:`BrokerUnavailable` if any record was not
-    acknowledged (the caller retries the whole batch; with the idempotent producer and
-    stable event ids, a retry can only repeat, never reorder, a partition's records).
-    """
-    reports = _Deliveries()
-    count = 0
-    for r in records:
-        _produce(producer, r, reports)
-        count += 1
-    remaining = producer.flush(timeout)
-    if remaining or reports.failed:
-        detail = reports.failed[0] if reports.failed else f"{remaining} not acknowledged"
-        raise BrokerUnavailable(f"{count - reports.delivered} of {count} records not "
-                                f"delivered: {detail}")
-    return count
-
-
-def _produce(producer: Producer, r: OutgoingRecord, reports: _Deliveries) -> None:
-    while True:
-        try:
-            producer.produce(r.topic, key=r.key, value=r.value, headers=r.headers,
-                             on_delivery=reports)
-            return
-        except BufferError:
-            producer.poll(0.05)  # local queue full: let deliveries drain
-        except KafkaException as e:
-            raise BrokerUnavailable(f"produce to {r.topic}: {e}") from e
 
 
 def partition_key(message: Message) -> tuple[str, int]:

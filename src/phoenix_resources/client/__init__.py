@@ -27,7 +27,7 @@ from phoenix_resources.client.publisher import (
     Failure,
     Sent,
 )
-from phoenix_resources.client.subscriber import Delivery, EventSubscriber
+from phoenix_resources.client.subscriber import Delivery, EventSubscriber, OnError
 
 __all__ = [
     "BulkResult",
@@ -35,6 +35,7 @@ __all__ = [
     "Delivery",
     "EventSubscriber",
     "Failure",
+    "OnError",
     "Outcome",
     "OutcomeWatcher",
     "Sent",

@@ -6,6 +6,11 @@ when :meth:`~EventSubscriber.run`'s handler returns, or on :meth:`~EventSubscrib
 handler raises or the process dies, the record is delivered again (to this group member or
 another one). Events are at-least-once; ``dedupe=True`` drops repeats by
 ``(resource_id, version)`` within this process.
+
+A record that is not an event (it cannot be decoded) is handled by the ``on_error`` policy:
+``raise`` (the default) stops there, ``skip`` counts, logs and passes it, ``dead-letter``
+copies it to a topic of the caller's choosing and then passes it. Its offset is stored only
+once the policy is done with it, so no policy loses a record silently.
 """
 
 from __future__ import annotations
@@ -17,23 +22,31 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, get_args
 
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from phoenix_resources.adapters import codec as codecs
 from phoenix_resources.adapters import kafka
+from phoenix_resources.adapters.dlq import dead_letter
+from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.events import ResourceChanged
 from phoenix_resources.errors import (
     BrokerUnavailable,
     ClientClosed,
+    ConfigurationError,
     DecodeError,
+    RecordRefused,
+    TransientError,
 )
 
 log = logging.getLogger(__name__)
 
 _DEDUPE_MAX = 100_000  # resources remembered for dedupe (least recently seen forgotten)
+
+OnError = Literal["raise", "skip", "dead-letter"]
+ON_ERROR_POLICIES: tuple[str, ...] = get_args(OnError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +87,35 @@ class EventSubscriber:
     ``from_beginning`` applies where the group has no committed offset yet (a new group):
     start at the oldest event instead of the newest. ``dedupe`` drops an event whose
     ``version`` is not above the last one seen for its resource (a relay repeat); its offset
-    is still stored. An undecodable record raises :class:`DecodeError` (nothing is skipped
-    silently); its offset is not stored.
+    is still stored.
+
+    ``on_error`` says what happens to a record that cannot be decoded:
+
+    * ``"raise"`` (default) — :class:`DecodeError` naming topic, partition and offset; the
+      offset is not stored and the consumer is rewound to the record, so iterating again
+      raises again: nothing is passed over without a decision;
+    * ``"skip"`` — counted in :attr:`skipped`, logged at warning level, offset stored;
+    * ``"dead-letter"`` — the original key, value and headers plus ``dlq.*`` and Kafka
+      Connect ``__connect.errors.*`` reason headers are published to
+      ``dead_letter_topic``; once the broker acknowledged it, the offset is stored and it is
+      counted in :attr:`dead_lettered`. If that publish fails, the consumer is rewound to the
+      record and the error raised (:class:`BrokerUnavailable` while the broker is away,
+      :class:`ConfigurationError` when the topic is refused for good).
     """
 
     def __init__(self, settings: Settings, group_id: str | None = None, *,
                  from_beginning: bool = False, dedupe: bool = False,
+                 on_error: OnError = "raise", dead_letter_topic: str | None = None,
                  consumer_options: dict[str, Any] | None = None) -> None:
+        if on_error not in ON_ERROR_POLICIES:
+            raise ConfigurationError(f"on_error must be one of {', '.join(ON_ERROR_POLICIES)}"
+                                     f", not {on_error!r}")
+        if on_error == "dead-letter" and not dead_letter_topic:
+            raise ConfigurationError("on_error='dead-letter' needs a dead_letter_topic")
         self._settings = settings
+        self.on_error: OnError = on_error
+        self.dead_letter_topic = dead_letter_topic
+        self._producer: Producer | None = None  # made on the first dead letter
         self.group_id = group_id or f"phoenix-subscriber-{uuid.uuid4()}"
         options: dict[str, Any] = {"auto.offset.reset": "earliest" if from_beginning
                                    else "latest", "client.id": "phoenix-resources-subscriber"}
@@ -94,6 +128,10 @@ class EventSubscriber:
         self._subscribed = False
         self._closed = False
         self.dropped_repeats = 0
+        self.skipped = 0
+        """Undecodable records passed over by ``on_error="skip"``."""
+        self.dead_lettered = 0
+        """Undecodable records copied to ``dead_letter_topic``."""
 
     # --- the iterator -------------------------------------------------------------------
 
@@ -152,8 +190,8 @@ class EventSubscriber:
         try:
             event = self._codec.decode_event(value)
         except DecodeError as e:
-            raise DecodeError(e.reason, f"{msg.topic()}[{msg.partition()}]@{msg.offset()}: "
-                              f"{e.detail}") from e
+            self._undecodable(msg, e)
+            return None
         if self._dedupe and self._repeat(event):
             self.dropped_repeats += 1
             self._store(msg)
@@ -164,6 +202,51 @@ class EventSubscriber:
         return Delivery(event=event, ce=ce, traceparent=traceparent, topic=msg.topic() or "",
                         partition=msg.partition() or 0, offset=msg.offset() or 0,
                         key=None if key is None else key.decode("utf-8", "replace"))
+
+    def _undecodable(self, msg: Message, error: DecodeError) -> None:
+        """Apply the ``on_error`` policy; returns only when the record is done with."""
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        if self.on_error == "raise":
+            self._rewind(msg)
+            raise DecodeError(error.reason, f"{where}: {error.detail}") from error
+        if self.on_error == "dead-letter":
+            self._dead_letter(msg, error, where)
+            self.dead_lettered += 1
+            log.warning("undecodable event dead-lettered", extra={
+                "where": where, "reason": error.reason, "dead_letter_topic":
+                self.dead_letter_topic})
+        else:
+            self.skipped += 1
+            log.warning("undecodable event skipped", extra={
+                "where": where, "reason": error.reason, "detail": error.detail[:300]})
+        self._store(msg)
+
+    def _dead_letter(self, msg: Message, error: DecodeError, where: str) -> None:
+        assert self.dead_letter_topic is not None, "checked in __init__"
+        if self._producer is None:
+            self._producer = kafka.new_producer(self._settings,
+                                                **{"client.id": "phoenix-resources-subscriber"})
+        record = dead_letter(msg, self.dead_letter_topic, error.reason, error.detail,
+                             error=error, connector=f"subscriber:{self.group_id}",
+                             max_bytes=producer_max_bytes(self._settings.kafka_options))
+        try:
+            kafka.publish_all(self._producer, [record], timeout=10.0)
+        except TransientError:
+            self._rewind(msg)
+            raise
+        except RecordRefused as e:
+            self._rewind(msg)
+            raise ConfigurationError(f"the dead-letter topic {self.dead_letter_topic!r} "
+                                     f"refused the record from {where}: {e}") from e
+
+    def _rewind(self, msg: Message) -> None:
+        """Fetch ``msg`` again next time, so it is not passed over by the next store."""
+        try:
+            topic, partition = kafka.partition_key(msg)
+            self._consumer.seek(TopicPartition(topic, partition, msg.offset() or 0))
+        except KafkaException as e:
+            # Revoked meanwhile: its next owner starts at the last stored offset anyway.
+            log.info("cannot rewind to an undecodable record: %s", e)
 
     def _repeat(self, event: ResourceChanged) -> bool:
         rid = str(event.resource_id)
@@ -202,6 +285,8 @@ class EventSubscriber:
         if not self._closed:
             self._closed = True
             self._consumer.close()
+            if self._producer is not None:
+                self._producer.flush(5)
 
     def __enter__(self) -> EventSubscriber:
         return self

@@ -3,8 +3,17 @@
 * One active relay at a time (a PostgreSQL advisory lock); others stand by and take over
   within ``relay_poll_interval_s`` of the leader's session ending.
 * Rows are read in ``seq`` order, produced keyed by resource id with an idempotent producer
-  (fire the batch, flush once, await every delivery report) and deleted only afterwards.
-  A crash between delivery and delete repeats events with the same ``event_id``.
+  (fire the batch, flush once, await every delivery report) and deleted only after every
+  delivery report is in. A crash between delivery and delete repeats events with the same
+  ``event_id``.
+* A transient produce failure (broker down, timeouts …) is waited out with backoff; nothing
+  is deleted and the batch is published again.
+* A row the broker refuses for good (too large for the topic, topic absent, not authorised)
+  is *parked*, in the same transaction that deletes the batch's delivered rows. The fetch
+  skips parked rows and every later row of the same resource, so that resource's events wait
+  behind it in order while every other resource's events keep flowing. ``phoenix-resources
+  outbox list|retry|discard`` handles parked rows; :attr:`Relay.parked_outbox_rows` counts
+  them (also exported as ``phoenix_outbox_parked_rows``).
 * Per resource, ``seq`` order is version order: a worker's transaction that changes a
   resource waits for the row lock of the previous change, so it inserts its outbox row later.
 * Woken by LISTEN/NOTIFY on commit; polls every ``relay_poll_interval_s`` as a fallback.
@@ -26,12 +35,14 @@ from phoenix_resources import bootstrap
 from phoenix_resources.adapters.kafka import OutgoingRecord, publish_all
 from phoenix_resources.adapters.postgres.outbox import OutboxRow, OutboxSession
 from phoenix_resources.config import Settings
-from phoenix_resources.errors import TransientError
+from phoenix_resources.errors import RecordRefused, TransientError
 from phoenix_resources.observability import Metrics
 
 log = logging.getLogger("phoenix_resources.relay")
 
 CE_SPEC = b"1.0"
+PARKED_REFRESH_S = 5.0
+"""How often the leader recounts parked rows (an operator's retry or discard changes them)."""
 CE_TYPE_PREFIX = "phoenix.resources.v1."
 
 
@@ -63,6 +74,9 @@ class Relay:
         self._source = settings.event_source.encode()
         self._stop = threading.Event()
         self._next_prune = 0.0
+        self._next_parked_count = 0.0
+        self.parked_outbox_rows = 0
+        """Outbox rows parked after a permanent refusal, as of the last count."""
 
     def stop(self) -> None:
         self._stop.set()
@@ -112,6 +126,7 @@ class Relay:
                     continue
                 self.leading = True
                 self.metrics.relay_active.set(1)
+                self._next_parked_count = 0.0
                 log.info("relay is the leader")
             published = self.publish_once()
             self._housekeep()
@@ -119,19 +134,57 @@ class Relay:
                 self.session.wait_for_commit(self.settings.relay_poll_interval_s)
 
     def publish_once(self) -> int:
+        """Publish one batch; returns the number of rows fetched. Delivered rows are deleted
+        only after every delivery report is in; refused ones are parked in that same step."""
         rows = self.session.fetch(self.settings.relay_batch_size)
         if not rows:
             self.metrics.outbox_lag.set(0)
             return 0
         self.metrics.outbox_lag.set(max(0.0, time.time() - rows[0].occurred_at.timestamp()))
-        publish_all(self.producer, [to_record(r, self._source) for r in rows])
+        try:
+            publish_all(self.producer, [to_record(r, self._source) for r in rows],
+                        keep_key_order=True)
+        except RecordRefused as e:
+            self._settle_refused(rows, e)
+            return len(rows)
         self.session.delete([r.seq for r in rows])
+        self._count_published(rows)
+        return len(rows)
+
+    def _settle_refused(self, rows: list[OutboxRow], refused: RecordRefused) -> None:
+        delivered = [rows[i] for i in sorted(refused.delivered)]
+        parked = [(rows[i], refused.refused[i]) for i in sorted(refused.refused)]
+        # Held rows (behind a refused one of their resource) stay as they are: the next
+        # fetch skips them, behind the parked row.
+        self.session.settle([r.seq for r in delivered], [(r.seq, why) for r, why in parked])
+        self._count_published(delivered)
+        for row, why in parked:
+            self.metrics.events_parked.labels(row.topic).inc()
+            log.error("outbox row parked: the broker refused it for good", extra={
+                "seq": row.seq, "event_id": str(row.id), "resource_id": row.aggregateid,
+                "type": row.type, "topic": row.topic, "bytes": len(row.payload),
+                "reason": why})
+            ahead = [r.seq for r in delivered if r.aggregateid == row.aggregateid
+                     and r.seq > row.seq]
+            if ahead:  # in flight before the refusal was known; cannot be taken back
+                log.warning("later events of a parked resource were already published",
+                            extra={"resource_id": row.aggregateid, "parked_seq": row.seq,
+                                   "published_seqs": ahead})
+        self._refresh_parked()
+
+    def _count_published(self, rows: list[OutboxRow]) -> None:
         for topic, count in Counter(r.topic for r in rows).items():
             self.metrics.events_published.labels(topic).inc(count)
-        return len(rows)
+
+    def _refresh_parked(self) -> None:
+        self.parked_outbox_rows = self.session.parked_count()
+        self.metrics.outbox_parked.set(self.parked_outbox_rows)
+        self._next_parked_count = self.clock() + PARKED_REFRESH_S
 
     def _housekeep(self) -> None:
         now = self.clock()
+        if now >= self._next_parked_count:
+            self._refresh_parked()
         if now < self._next_prune:
             return
         self._next_prune = now + self.settings.prune_interval_s

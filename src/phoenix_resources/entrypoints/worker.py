@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -36,14 +36,10 @@ from tenacity import (
 )
 
 from phoenix_resources import bootstrap
-from phoenix_resources.adapters.codec import CommandCodec
-from phoenix_resources.adapters.kafka import (
-    OutgoingRecord,
-    dead_letter,
-    partition_key,
-    publish_all,
-    text_headers,
-)
+from phoenix_resources.adapters.codec import CommandCodec, command_headers
+from phoenix_resources.adapters.dlq import DeadLetters
+from phoenix_resources.adapters.kafka import partition_key
+from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerFatal, DecodeError, TransientError
 from phoenix_resources.observability import Metrics
@@ -52,7 +48,7 @@ from phoenix_resources.services.ports import BatchUnit, Incoming
 
 log = logging.getLogger("phoenix_resources.worker")
 
-_HEADERS = frozenset({"content-type", "traceparent"})
+HeaderList = list[tuple[str, bytes | None]] | None
 
 POLL_SLICE_S = 0.2
 """While waiting out a fault, poll at least this often (keeps rebalances and heartbeats
@@ -62,19 +58,18 @@ served; far below max.poll.interval.ms)."""
 @dataclass
 class _InFlight:
     """A batch being applied. Decoded once (inside the retry loop: decoding may wait for the
-    registry); ``dead`` pairs each DLQ record with its source partition."""
+    registry); its dead letters are sent after the database work, before offsets."""
 
     messages: list[Message]
+    dead: DeadLetters
     isolation: Isolation | None = None
-    dead: list[tuple[int, OutgoingRecord]] = field(default_factory=list)
     by_command: dict[UUID, Message] = field(default_factory=dict)
-    dlq_done: bool = False
     counted: bool = False
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Abandon what came from ``partitions``: their next owner will redeliver it."""
         self.messages = [m for m in self.messages if partition_key(m)[1] not in partitions]
-        self.dead = [(p, d) for p, d in self.dead if p not in partitions]
+        self.dead.drop_partitions(partitions)
         if self.isolation is not None:
             self.isolation.drop_partitions(partitions)
 
@@ -83,14 +78,20 @@ class Worker:
     def __init__(self, settings: Settings, *, consumer: Consumer, producer: Producer,
                  codec: CommandCodec, unit_factory: Callable[[], BatchUnit],
                  metrics: Metrics, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 ) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 prepare: Callable[[], None] | None = None) -> None:
+        """``prepare`` runs before the first consume (e.g. looking up the event schemas in
+        the registry); transient failures of it are waited out, others stop the worker."""
         self.settings = settings
+        self._prepare = prepare
         self.consumer = consumer
         self.producer = producer
         self.codec = codec
         self.unit_factory = unit_factory
         self.metrics = metrics
         self.clock = clock
+        self._dlq_max_bytes = producer_max_bytes(settings.kafka_options)
+        self.monotonic = monotonic
         self.assignment: set[tuple[str, int]] = set()
         self.paused = False
         self._in_flight: _InFlight | None = None
@@ -107,6 +108,9 @@ class Worker:
 
     def run(self) -> None:
         """Consume until :meth:`stop`; then commit what was stored and leave the group."""
+        if self._prepare is not None and not self._prepared():
+            self.consumer.close()
+            return
         self.consumer.subscribe([self.settings.commands_topic], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("worker started", extra={"topic": self.settings.commands_topic,
@@ -116,6 +120,27 @@ class Worker:
                 self.run_once()
         finally:
             self._close()
+
+    def _prepared(self) -> bool:
+        """Run ``prepare`` until it succeeds (True) or the worker is stopped (False)."""
+        assert self._prepare is not None
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(TransientError),
+                wait=wait_random_exponential(multiplier=self.settings.retry_initial_s,
+                                             max=self.settings.retry_max_s),
+                stop=lambda _: self.stopping, sleep=self._sleep, reraise=True,
+                before_sleep=lambda s: log.warning("not ready to consume yet; retrying", extra={
+                    "error": str(s.outcome.exception() if s.outcome else "")[:300]}),
+            ):
+                with attempt:
+                    self._prepare()
+        except TransientError:
+            return False
+        return True
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
 
     def run_once(self) -> None:
         messages = self.consumer.consume(self.settings.batch_size,
@@ -137,7 +162,8 @@ class Worker:
 
     def handle(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
-        batch = _InFlight(list(messages))
+        batch = _InFlight(list(messages), DeadLetters(self.settings.dlq_topic,
+                                                      self._dlq_max_bytes))
         self._in_flight = batch
         try:
             for attempt in Retrying(
@@ -171,10 +197,10 @@ class Worker:
         if not batch.counted:
             self._count(batch, batch.isolation)
             batch.counted = True
-        if not batch.dlq_done and batch.dead:
-            publish_all(self.producer, [record for _, record in batch.dead])
-            batch.dlq_done = True
-            self.metrics.commands.labels("dead_lettered").inc(len(batch.dead))
+        if not batch.dead.done:
+            before = batch.dead.delivered
+            batch.dead.send(self.producer)
+            self.metrics.commands.labels("dead_lettered").inc(batch.dead.delivered - before)
 
     def _oldest_accepted(self) -> datetime:
         """Commands issued before this are refused (CMD-008): their dedupe rows may be gone."""
@@ -182,23 +208,28 @@ class Worker:
 
     def _decode(self, batch: _InFlight) -> list[Incoming]:
         incoming: list[Incoming] = []
+        invalid_headers = self.metrics.invalid_headers
         for m in batch.messages:
             _, partition = partition_key(m)
-            headers = text_headers(m, _HEADERS)
+            # A consumed record's headers are a list of pairs (dicts are a producer's input).
+            headers = command_headers(cast(HeaderList, m.headers()))
+            for name in headers.invalid:
+                # Dropped, never stored truncated: the command itself is still processed.
+                invalid_headers.labels(name).inc()
             try:
-                command = self.codec.decode(m.value(), headers.get("content-type"))
+                command = self.codec.decode(m.value(), headers.content_type)
             except DecodeError as e:
-                self._dead_letter(batch, m, e.reason, e.detail)
+                self._dead_letter(batch, m, e.reason, e.detail, e)
                 continue
             key_matches = m.key() == str(command.resource_id).encode()
             batch.by_command.setdefault(command.command_id, m)
-            incoming.append(Incoming(command, partition, m.offset() or 0,
-                                     headers.get("traceparent"), key_matches))
+            incoming.append(Incoming(command, partition, m.offset() or 0, headers.traceparent,
+                                     key_matches))
         return incoming
 
-    def _dead_letter(self, batch: _InFlight, m: Message, reason: str, detail: str) -> None:
-        batch.dead.append((partition_key(m)[1],
-                           dead_letter(m, self.settings.dlq_topic, reason, detail)))
+    def _dead_letter(self, batch: _InFlight, m: Message, reason: str, detail: str,
+                     error: BaseException | None = None) -> None:
+        batch.dead.add(partition_key(m)[1], m, reason, detail, error)
         log.warning("dead-lettered", extra={"reason": reason, "detail": detail[:300],
                                             "partition": m.partition(), "offset": m.offset()})
 
@@ -251,9 +282,9 @@ class Worker:
 
     def _wait_out_fault(self, seconds: float) -> None:
         """Sleep by polling: rebalance callbacks run, and membership is kept."""
-        deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
-            message = self.consumer.poll(min(POLL_SLICE_S, max(0.0, deadline - time.monotonic())))
+        deadline = self.monotonic() + seconds
+        while not self.stopping and self.monotonic() < deadline:
+            message = self.consumer.poll(min(POLL_SLICE_S, max(0.0, deadline - self.monotonic())))
             if message is not None and not self._is_error(message):
                 # Paused partitions should yield nothing; if one slips through, rewind so it
                 # is fetched again after resume instead of being skipped.
@@ -326,5 +357,6 @@ def build_worker(settings: Settings, metrics: Metrics) -> tuple[Worker, Connecti
     :meth:`Worker.run`, close it after)."""
     parts = bootstrap.worker_parts(settings)
     worker = Worker(settings, consumer=parts.consumer, producer=parts.producer,
-                    codec=parts.codec, unit_factory=parts.unit_factory, metrics=metrics)
+                    codec=parts.codec, unit_factory=parts.unit_factory, metrics=metrics,
+                    prepare=parts.events.prepare)
     return worker, parts.pool

@@ -1,6 +1,8 @@
 """Events and rejections on the wire: Avro in the configured framing.
 
 The worker encodes what it writes to the outbox; subscribers decode what they read.
+Decoding raises nothing but :class:`~phoenix_resources.errors.DecodeError` (and
+:class:`~phoenix_resources.errors.RegistryUnavailable` while the registry cannot answer).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from phoenix_resources.domain.events import (
     ResourceChanged,
 )
 from phoenix_resources.domain.model import Resource, Status
+from phoenix_resources.errors import DecodeError
 
 RESOURCE_RECORD = "phoenix.resources.v1.Resource"
 
@@ -87,14 +90,29 @@ class EventCodec:
         self.rejection_schema = load_schema(REJECTION_SCHEMA)
         framing.remember(*released_schemas(EVENT_SCHEMA), *released_schemas(REJECTION_SCHEMA))
 
+    def prepare(self) -> None:
+        """Look up the registry ids of the event and rejection schemas now. The worker calls
+        it at start: a subject the registry does not have is a ConfigurationError there
+        (the worker never registers schemas), not at the first write. No-op without a
+        registry. Raises RegistryUnavailable while the registry cannot answer."""
+        self.framing.prepare((self.event_schema, self.rejection_schema))
+
     def encode_event(self, event: ResourceChanged) -> bytes:
         return self.framing.encode(self.event_schema, event_to_wire(event), plain=True)
 
     def decode_event(self, value: bytes) -> ResourceChanged:
-        return event_from_record(self.framing.decode(self.event_schema, value))
+        record = self.framing.decode(self.event_schema, value)
+        try:
+            return event_from_record(record)
+        except (KeyError, ValueError, TypeError) as e:
+            raise DecodeError("invalid-field", f"not an event: {type(e).__name__}") from e
 
     def encode_rejection(self, rejection: CommandRejected) -> bytes:
         return self.framing.encode(self.rejection_schema, rejection_to_record(rejection))
 
     def decode_rejection(self, value: bytes) -> CommandRejected:
-        return rejection_from_record(self.framing.decode(self.rejection_schema, value))
+        record = self.framing.decode(self.rejection_schema, value)
+        try:
+            return rejection_from_record(record)
+        except (KeyError, ValueError, TypeError) as e:
+            raise DecodeError("invalid-field", f"not a rejection: {type(e).__name__}") from e

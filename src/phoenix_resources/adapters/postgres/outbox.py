@@ -1,8 +1,13 @@
 """The relay's view of PostgreSQL: the leadership lock, outbox reads in commit-safe order,
-deletes after delivery, and housekeeping.
+deletes after delivery, parking of refused rows, and housekeeping.
 
 One dedicated session holds ``pg_try_advisory_lock``; PostgreSQL releases it when the
 session ends (process death included), which is what lets a standby take over.
+
+A row the broker refused for good is *parked* (``parked_reason`` / ``parked_at`` set). The
+fetch skips it and every later row of the same aggregate, so one resource's events never
+overtake each other while the others keep flowing; ``parked_outbox`` lists, retries and
+discards parked rows.
 """
 
 from __future__ import annotations
@@ -16,10 +21,25 @@ import psycopg
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
 from phoenix_resources.adapters.postgres.errors import translated
 
+# The anti-join reads idx_outbox_parked (aggregateid, seq) WHERE parked_reason IS NOT NULL:
+# an empty partial index when nothing is parked, so the usual fetch costs what it did.
 FETCH = """
-SELECT seq, id, aggregateid, type, topic, payload, occurred_at, traceparent
-FROM outbox ORDER BY seq LIMIT %s
+SELECT o.seq, o.id, o.aggregateid, o.type, o.topic, o.payload, o.occurred_at, o.traceparent
+FROM outbox o
+WHERE o.parked_reason IS NULL
+  AND NOT EXISTS (SELECT 1 FROM outbox p
+                  WHERE p.parked_reason IS NOT NULL
+                    AND p.aggregateid = o.aggregateid AND p.seq < o.seq)
+ORDER BY o.seq LIMIT %s
 """
+
+PARK = """
+UPDATE outbox SET parked_reason = r.reason, parked_at = now()
+FROM unnest(%s::int8[], %s::text[]) AS r(seq, reason)
+WHERE outbox.seq = r.seq
+"""
+
+PARKED_COUNT = "SELECT count(*) FROM outbox WHERE parked_reason IS NOT NULL"
 
 PRUNE = """
 DELETE FROM processed_commands WHERE ctid = ANY(ARRAY(
@@ -92,6 +112,22 @@ class OutboxSession:
         with translated():
             self.conn.execute("DELETE FROM outbox WHERE seq = ANY(%s::int8[])", (seqs,),
                               prepare=True)
+
+    def settle(self, delivered: list[int], parked: list[tuple[int, str]]) -> None:
+        """In one transaction: delete the delivered rows, park the refused ones with their
+        reason. Either both happen or neither (a crash in between repeats the batch)."""
+        with translated(), self.conn.transaction():
+            if delivered:
+                self.conn.execute("DELETE FROM outbox WHERE seq = ANY(%s::int8[])",
+                                  (delivered,))
+            if parked:
+                self.conn.execute(PARK, ([s for s, _ in parked], [r for _, r in parked]))
+
+    def parked_count(self) -> int:
+        """Rows parked now (not counting the rows waiting behind them)."""
+        with translated():
+            row = self.conn.execute(PARKED_COUNT).fetchone()
+        return int(row[0]) if row else 0
 
     def wait_for_commit(self, timeout: float) -> None:
         """Return on the first NOTIFY from a worker's commit, or after ``timeout``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -31,6 +32,14 @@ if TYPE_CHECKING:
 
     from phoenix_resources.client import Delivery
     from phoenix_resources.domain.model import Resource
+
+
+class OnErrorChoice(StrEnum):
+    """``watch --on-error``: the subscriber's policies (``EventSubscriber(on_error=...)``)."""
+
+    raise_ = "raise"
+    skip = "skip"
+    dead_letter = "dead-letter"
 
 
 def register(app: typer.Typer) -> None:
@@ -94,17 +103,33 @@ def watch(
         "were not seen by then).")] = None,
     dedupe: Annotated[bool, typer.Option(
         "--dedupe/--no-dedupe", help="Drop repeats by (resource_id, version).")] = True,
+    on_error: Annotated[OnErrorChoice, typer.Option(
+        "--on-error", help="A record that is not an event: stop with exit 1 (raise), warn "
+        "on stderr and go on (skip), or copy it to --dead-letter-topic and go on.")]
+    = OnErrorChoice.skip,
+    dead_letter_topic: Annotated[str | None, typer.Option(
+        "--dead-letter-topic", help="Where --on-error dead-letter copies undecodable "
+        "records (an existing topic).")] = None,
 ) -> None:
     """Tail change events from the events topic.
 
     Example: phoenix-resources watch --from-beginning --json --max 10 --timeout 30
     """
     from phoenix_resources.client import EventSubscriber
+    from phoenix_resources.observability import configure_logging
 
+    if (on_error is OnErrorChoice.dead_letter) != (dead_letter_topic is not None):
+        raise fail("--dead-letter-topic goes with --on-error dead-letter (and only with it)",
+                   EXIT_USAGE)
+    settings = load_settings()
+    # Skipped / dead-lettered records are reported as warnings on stderr, beside the tail.
+    configure_logging("WARNING", "console")
     seen = 0
     try:
-        with EventSubscriber(load_settings(), group, from_beginning=from_beginning,
-                             dedupe=dedupe) as events:
+        with EventSubscriber(settings, group, from_beginning=from_beginning,
+                             dedupe=dedupe,
+                             on_error=on_error.value,
+                             dead_letter_topic=dead_letter_topic) as events:
             for delivery in events.deliveries(timeout=timeout):
                 typer.echo(json.dumps(delivery_json(delivery)) if as_json
                            else delivery_line(delivery))

@@ -1,0 +1,339 @@
+"""One set of tests for every :class:`~phoenix_resources.services.ports.BatchUnit`: the
+in-memory fake the unit tests rely on, and ``PostgresBatchUnit``. If the fake drifts from
+PostgreSQL, the same assertion fails on one side only.
+
+:class:`BatchUnitContract` holds the tests and asks its subclass for a fresh unit on a shared
+database and for a view of what that database has committed (read outside any unit).
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from phoenix_resources import bootstrap
+from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
+from phoenix_resources.config import Settings
+from phoenix_resources.domain.commands import (
+    AnyCommand,
+    CreateResource,
+    DeleteResource,
+    UpdateResource,
+)
+from phoenix_resources.domain.decide import Decision
+from phoenix_resources.domain.events import event_id_for, rejection_id_for
+from phoenix_resources.domain.model import Resource, Status
+from phoenix_resources.domain.rules import RejectionCode
+from phoenix_resources.errors import ConcurrentModification
+from phoenix_resources.services.apply_batch import fold
+from phoenix_resources.services.ports import Claim, Incoming, ReplayUnit, StateChange
+from tests.fakes import FakeStore
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+EVENTS = "contract.events"
+REJECTIONS = "contract.rejections"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str
+    error_code: str | None
+    resulting_version: int | None
+    duplicate_deliveries: int
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: UUID
+    aggregateid: str
+    type: str
+    topic: str
+
+
+def create(rid: UUID, name: str = "r") -> CreateResource:
+    return CreateResource(command_id=uuid.uuid4(), resource_id=rid, issued_at=T0, name=name,
+                          config={"k": "v"})
+
+
+def update(rid: UUID, **kw: object) -> UpdateResource:
+    return UpdateResource(command_id=uuid.uuid4(), resource_id=rid, issued_at=T0,
+                          **kw)  # type: ignore[arg-type]
+
+
+def delete(rid: UUID) -> DeleteResource:
+    return DeleteResource(command_id=uuid.uuid4(), resource_id=rid, issued_at=T0)
+
+
+def incoming(commands: Sequence[AnyCommand]) -> list[Incoming]:
+    return [Incoming(c, partition=0, offset=i) for i, c in enumerate(commands)]
+
+
+def claims(commands: Sequence[AnyCommand], repeats: int = 0) -> list[Claim]:
+    return [Claim(i, repeats) for i in incoming(commands)]
+
+
+class BatchUnitContract(abc.ABC):
+    """The guarantees ``BatchUnit``'s docstring lists, as tests."""
+
+    @abc.abstractmethod
+    def unit(self) -> ReplayUnit:
+        """A new unit on this test's database."""
+
+    @abc.abstractmethod
+    def outcomes(self) -> dict[UUID, Outcome]:
+        """Committed ``processed_commands``."""
+
+    @abc.abstractmethod
+    def outbox(self) -> list[OutboxEntry]:
+        """Committed outbox rows in ``seq`` order."""
+
+    @abc.abstractmethod
+    def resources(self) -> dict[UUID, Resource]:
+        """Committed resources (read without locking)."""
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def apply(self, commands: Sequence[AnyCommand], now: datetime = T0) -> set[UUID]:
+        """Claim, load, fold, write and commit, as ``apply_batch`` does; return the new ids."""
+        with self.unit() as unit:
+            new = unit.claim(claims(commands))
+            fresh = [i for i in incoming(commands) if i.command.command_id in new]
+            states = unit.load({i.command.resource_id for i in fresh}).states
+            decisions, changes = fold(states, fresh, now)
+            unit.write(decisions, changes, now)
+            unit.commit()
+        return new
+
+    def decided(self, states: dict[UUID, Resource], commands: Sequence[AnyCommand],
+                now: datetime = T0,
+                ) -> tuple[list[tuple[Incoming, Decision]], dict[UUID, StateChange]]:
+        return fold(states, incoming(commands), now)
+
+    def fail_after_write(self, cmd: AnyCommand) -> None:
+        with self.unit() as unit:
+            assert unit.claim(claims([cmd])) == {cmd.command_id}
+            unit.write(*self.decided({}, [cmd]), T0)
+            raise RuntimeError("the batch failed")
+
+    # --- claims ----------------------------------------------------------------------------
+
+    def test_claim_returns_only_ids_no_committed_unit_claimed(self) -> None:
+        a, b, c = (create(uuid.uuid4()) for _ in range(3))
+        with self.unit() as first:
+            assert first.claim(claims([a, b])) == {a.command_id, b.command_id}
+            first.commit()
+        with self.unit() as second:
+            assert second.claim(claims([b, c])) == {c.command_id}
+            second.commit()
+        assert set(self.outcomes()) == {a.command_id, b.command_id, c.command_id}
+
+    def test_duplicate_deliveries_count_in_batch_repeats_and_later_claims(self) -> None:
+        a = create(uuid.uuid4())
+        with self.unit() as first:
+            first.claim(claims([a], repeats=2))
+            first.commit()
+        assert self.outcomes()[a.command_id].duplicate_deliveries == 2
+        with self.unit() as second:
+            assert second.claim(claims([a], repeats=1)) == set()
+            second.commit()
+        assert self.outcomes()[a.command_id].duplicate_deliveries == 4
+
+    def test_a_rolled_back_unit_forgets_its_claims_and_writes(self) -> None:
+        rid = uuid.uuid4()
+        cmd = create(rid)
+        with self.unit() as unit:
+            assert unit.claim(claims([cmd])) == {cmd.command_id}
+            unit.write(*self.decided({}, [cmd]), T0)
+            # no commit
+        with pytest.raises(RuntimeError):
+            self.fail_after_write(cmd)
+        assert (self.outcomes(), self.outbox(), self.resources()) == ({}, [], {})
+        assert self.apply([cmd]) == {cmd.command_id}
+        assert self.resources()[rid].version == 1
+
+    # --- load --------------------------------------------------------------------------------
+
+    def test_load_returns_committed_rows_including_tombstones(self) -> None:
+        live, dead, unknown = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        self.apply([create(live, "live"), create(dead, "dead")])
+        self.apply([delete(dead)], now=T0 + timedelta(seconds=1))
+        with self.unit() as unit:
+            rows = unit.load({live, dead, unknown}).states
+        assert set(rows) == {live, dead}
+        assert rows[live].name == "live"
+        assert rows[live].version == 1
+        assert rows[live].config == {"k": "v"}
+        assert rows[live].status is Status.PENDING
+        assert not rows[live].deleted
+        assert rows[dead].deleted
+        assert rows[dead].deleted_at == T0 + timedelta(seconds=1)
+        assert rows[dead].version == 2
+        assert rows == {rid: r for rid, r in self.resources().items() if rid in rows}
+
+    # --- the version guard -------------------------------------------------------------------
+
+    def test_write_refuses_an_update_of_a_row_that_moved_on(self) -> None:
+        rid = uuid.uuid4()
+        self.apply([create(rid)])
+        with self.unit() as unit:
+            stale = unit.load({rid}).states
+        self.apply([update(rid, name="newer")])  # version 2, committed by someone else
+        late = update(rid, name="late")
+        with self.unit() as unit:
+            unit.claim(claims([late]))
+            with pytest.raises(ConcurrentModification):
+                unit.write(*self.decided(stale, [late]), T0)
+        assert self.resources()[rid].name == "newer"
+        assert self.resources()[rid].version == 2
+        assert late.command_id not in self.outcomes()
+
+    def test_write_refuses_to_insert_a_row_that_exists(self) -> None:
+        rid = uuid.uuid4()
+        first, second = create(rid, "first"), create(rid, "second")
+        self.apply([first])
+        with self.unit() as unit:
+            unit.claim(claims([second]))
+            with pytest.raises(ConcurrentModification):
+                unit.write(*self.decided({}, [second]), T0)  # as if the row were absent
+        assert self.resources()[rid].name == "first"
+        assert second.command_id not in self.outcomes()
+        assert [e.id for e in self.outbox()] == [event_id_for(first.command_id)]
+
+    # --- visibility --------------------------------------------------------------------------
+
+    def test_state_outcomes_and_outbox_rows_become_visible_together_at_commit(self) -> None:
+        rid, missing = uuid.uuid4(), uuid.uuid4()
+        made, refused = create(rid), update(missing, name="x")
+        with self.unit() as unit:
+            unit.claim(claims([made, refused]))
+            unit.write(*self.decided(unit.load({rid, missing}).states, [made, refused]), T0)
+            assert (self.outcomes(), self.outbox(), self.resources()) == ({}, [], {})
+            unit.commit()
+        assert self.outcomes() == {
+            made.command_id: Outcome("applied", None, 1, 0),
+            refused.command_id: Outcome("rejected", RejectionCode.NOT_FOUND.value, None, 0)}
+        assert self.outbox() == [
+            OutboxEntry(event_id_for(made.command_id), str(rid), "ResourceCreated", EVENTS),
+            OutboxEntry(rejection_id_for(refused.command_id), str(missing), "CommandRejected",
+                        REJECTIONS)]
+        assert set(self.resources()) == {rid}
+
+    # --- the parking lot ---------------------------------------------------------------------
+
+    def park(self, commands: Sequence[AnyCommand]) -> None:
+        """Claim the commands and park the first as failed (PRK-001), the rest behind it."""
+        with self.unit() as unit:
+            unit.claim(claims(commands))
+            snapshot = unit.load({c.resource_id for c in commands})
+            failed = {commands[0].command_id: "ValueError: refused"}
+            outcomes, changes = fold(snapshot.states, incoming(commands), T0,
+                                     parked=snapshot.parked, failed=failed)
+            unit.write(outcomes, changes, T0)
+            unit.commit()
+
+    def test_parked_commands_wait_in_order_and_leave_the_lot_when_unparked(self) -> None:
+        rid, other = uuid.uuid4(), uuid.uuid4()
+        first, second = create(rid), update(rid, name="later")
+        self.park([first, second])
+        assert {c: o.outcome for c, o in self.outcomes().items()} == {
+            first.command_id: "parked", second.command_id: "parked"}
+        assert self.outcomes()[second.command_id].error_code == "PRK-002"
+        assert self.outbox() == []
+        with self.unit() as unit:
+            assert unit.load({rid, other}).parked == frozenset({rid})
+            queue = unit.lock_queue(rid)
+            assert [p.incoming.command.command_id for p in queue] == [
+                first.command_id, second.command_id]
+            assert [p.code for p in queue] == ["PRK-001", "PRK-002"]
+            assert queue[1].incoming.command == second
+            unit.unpark(rid, [first.command_id])
+            unit.commit()
+        with self.unit() as unit:
+            assert unit.load({rid}).parked == frozenset({rid})  # the second still waits
+            assert [p.incoming.command.command_id for p in unit.lock_queue(rid)] == [
+                second.command_id]
+            unit.unpark(rid, [second.command_id])
+            unit.commit()
+        with self.unit() as unit:
+            assert unit.load({rid}).parked == frozenset()
+            assert unit.lock_queue(rid) == []
+
+    def test_a_failed_replay_attempt_is_counted_on_the_parked_command(self) -> None:
+        rid = uuid.uuid4()
+        command = create(rid)
+        self.park([command])
+        with self.unit() as unit:
+            unit.note_attempt(command.command_id, "still refused")
+            unit.commit()
+        with self.unit() as unit:
+            assert unit.lock_queue(rid)[0].attempts == 1
+
+
+class TestFakeBatchUnit(BatchUnitContract):
+    pytestmark = pytest.mark.unit
+
+    @pytest.fixture(autouse=True)
+    def _store(self) -> None:
+        self.store = FakeStore()
+
+    def unit(self) -> ReplayUnit:
+        return self.store.unit(events_topic=EVENTS, rejections_topic=REJECTIONS)
+
+    def outcomes(self) -> dict[UUID, Outcome]:
+        return {cid: Outcome(r.outcome, r.error_code, r.resulting_version,
+                             r.duplicate_deliveries)
+                for cid, r in self.store.processed.items()}
+
+    def outbox(self) -> list[OutboxEntry]:
+        return [OutboxEntry(r.id, r.aggregateid, r.type, r.topic)
+                for r in sorted(self.store.outbox, key=lambda r: r.seq)]
+
+    def resources(self) -> dict[UUID, Resource]:
+        return dict(self.store.resources)
+
+
+class TestPostgresBatchUnit(BatchUnitContract):
+    pytestmark = pytest.mark.integration
+
+    @pytest.fixture(autouse=True)
+    def _database(self, database_url: str) -> Iterator[None]:
+        settings = Settings(database_url=database_url, events_topic=EVENTS,
+                            rejections_topic=REJECTIONS)
+        self.codec = bootstrap.event_codec(settings)
+        self.pool = bootstrap.db_pool(settings, min_size=1, max_size=2, name="contract")
+        self.pool.open(wait=True)
+        self.reader = psycopg.connect(database_url, autocommit=True)
+        try:
+            yield
+        finally:
+            self.reader.close()
+            self.pool.close()
+
+    def unit(self) -> ReplayUnit:
+        return PostgresBatchUnit(self.pool, self.codec, EVENTS, REJECTIONS)
+
+    def outcomes(self) -> dict[UUID, Outcome]:
+        rows = self.reader.execute(
+            "SELECT command_id, outcome, error_code, resulting_version, duplicate_deliveries "
+            "FROM processed_commands").fetchall()
+        return {r[0]: Outcome(*r[1:]) for r in rows}
+
+    def outbox(self) -> list[OutboxEntry]:
+        rows = self.reader.execute(
+            "SELECT id, aggregateid, type, topic FROM outbox ORDER BY seq").fetchall()
+        return [OutboxEntry(*r) for r in rows]
+
+    def resources(self) -> dict[UUID, Resource]:
+        rows = self.reader.execute(
+            "SELECT id, name, config, status, version, created_at, updated_at, "
+            "last_command_id, deleted_at FROM resources").fetchall()
+        return {r[0]: Resource(id=r[0], name=r[1], config=r[2], status=Status(r[3]),
+                               version=r[4], created_at=r[5], updated_at=r[6],
+                               last_command_id=r[7], deleted_at=r[8]) for r in rows}

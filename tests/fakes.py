@@ -1,0 +1,811 @@
+"""In-memory stand-ins for the I/O the worker and the relay do, so their rules can be tested
+in milliseconds. Each fake keeps the guarantees listed in its docstring and nothing more;
+where it departs from the real thing, the docstring says how.
+
+* :class:`FakeStore` — the committed "database" (resources, processed_commands, outbox, the
+  relay's advisory lock), shared by the units and outbox sessions built on it.
+* :class:`FakeBatchUnit` — implements :class:`~phoenix_resources.services.ports.BatchUnit`;
+  ``tests/contract/test_batch_unit.py`` runs the same tests against it and PostgreSQL.
+* :class:`FakeOutboxSession` — the relay's view of the store (``OutboxSession``'s methods).
+* :class:`FakeConsumer` / :class:`FakeProducer` — the subset of ``confluent_kafka`` the
+  worker and relay use, handing out real :class:`confluent_kafka.Message` objects.
+* :class:`FakeClock` — a monotonic clock that only moves when a fake waits.
+
+Nothing here sleeps, blocks or starts a thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+from phoenix_resources.adapters.codec import EventCodec, Framing
+from phoenix_resources.adapters.postgres.outbox import OutboxRow
+from phoenix_resources.domain.decide import Applied, Decision
+from phoenix_resources.domain.events import CommandRejected, rejection_id_for
+from phoenix_resources.domain.model import Resource
+from phoenix_resources.errors import ConcurrentModification
+from phoenix_resources.services.ports import (
+    Claim,
+    Incoming,
+    Outcome,
+    Parked,
+    ParkedCommand,
+    Snapshot,
+    StateChange,
+)
+
+TP = tuple[str, int]
+"""(topic, partition)"""
+
+
+class FakeClock:
+    """A monotonic clock (seconds) that moves only when told to; the fake consumer advances
+    it by the timeout of every wait that returns nothing (pass it as ``Worker(monotonic=)``)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
+# --- the database --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedCommand:
+    """A ``processed_commands`` row."""
+
+    command_id: UUID
+    resource_id: UUID
+    command_type: str
+    outcome: str
+    error_code: str | None
+    error_message: str | None
+    resulting_version: int | None
+    duplicate_deliveries: int
+    correlation_id: str | None
+    source_partition: int
+    source_offset: int
+    processed_at: datetime
+
+
+class FakeStore:
+    """What PostgreSQL has committed. Units and sessions read and change it; tests read its
+    attributes directly (they are the committed state, never a unit's pending one).
+
+    ``commits`` and ``rollbacks`` count unit endings."""
+
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.clock = clock
+        self.resources: dict[UUID, Resource] = {}
+        self.processed: dict[UUID, ProcessedCommand] = {}
+        self.outbox: list[OutboxRow] = []
+        self.parked: dict[UUID, ParkedCommand] = {}
+        """The parking lot, in parking order (``seq``)."""
+        self.parked_resources: set[UUID] = set()
+        self.parked_errors: dict[UUID, str] = {}
+        """The last failed replay attempt's error per parked command."""
+        self.commits = 0
+        self.rollbacks = 0
+        self.relay_lock: object | None = None
+        """The session holding the relay's advisory lock, if any."""
+        self._next_seq = 1
+        self._mutex = threading.Lock()
+
+    def unit(self, codec: EventCodec | None = None, events_topic: str = "events",
+             rejections_topic: str = "rejections") -> FakeBatchUnit:
+        return FakeBatchUnit(self, codec, events_topic, rejections_topic)
+
+    def unit_factory(self, codec: EventCodec | None = None, events_topic: str = "events",
+                     rejections_topic: str = "rejections") -> Callable[[], FakeBatchUnit]:
+        """What ``Worker(unit_factory=...)`` takes."""
+        return lambda: self.unit(codec, events_topic, rejections_topic)
+
+
+_DEFAULT_CODEC: EventCodec | None = None
+
+
+def _default_codec() -> EventCodec:
+    global _DEFAULT_CODEC  # noqa: PLW0603 - built once: loading the schemas is the slow part
+    if _DEFAULT_CODEC is None:
+        _DEFAULT_CODEC = EventCodec(Framing())
+    return _DEFAULT_CODEC
+
+
+class FakeBatchUnit:
+    """:class:`~phoenix_resources.services.ports.BatchUnit` over a :class:`FakeStore`.
+
+    Guarantees, as ``PostgresBatchUnit`` (checked by ``tests/contract``):
+
+    * :meth:`claim` returns the ids no committed unit claimed (nor this one, earlier); a
+      known id gets ``duplicate_deliveries`` bumped by ``repeats + 1``, a new one starts at
+      ``repeats``;
+    * :meth:`load` returns committed rows, tombstones included (plus this unit's own writes);
+    * :meth:`write` inserts new rows unless one exists, updates a row only if it is at the
+      version it was loaded at, records outcomes of claimed commands, adds outbox rows encoded
+      with the real :class:`EventCodec`, and raises :class:`ConcurrentModification` when a
+      row count differs from what was decided;
+    * everything becomes visible at :meth:`commit`, at once; leaving the ``with`` block
+      without it (or with an exception) forgets everything, claims included.
+
+    Where it differs: PostgreSQL makes a second *open* unit wait on the first one's row
+    locks and claims; the fake does not block, it checks again at :meth:`commit` and raises
+    :class:`ConcurrentModification` if another unit committed a claim or a row it relies on
+    first. A retried batch ends in the same state either way. Outbox ``seq`` is assigned at
+    commit (in PostgreSQL at insert; per resource both give version order).
+    """
+
+    def __init__(self, store: FakeStore, codec: EventCodec | None = None,
+                 events_topic: str = "events", rejections_topic: str = "rejections") -> None:
+        self.store = store
+        self._codec = codec or _default_codec()
+        self._events_topic = events_topic
+        self._rejections_topic = rejections_topic
+        self._open = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._claimed: dict[UUID, ProcessedCommand] = {}
+        self._bumps: dict[UUID, int] = {}
+        self._outcomes: dict[UUID, dict[str, Any]] = {}
+        self._rows: dict[UUID, Resource] = {}
+        self._expected: dict[UUID, int | None] = {}
+        """Per written row: the committed version this unit relies on (None: no row)."""
+        self._outbox: list[OutboxRow] = []
+        self._parked: list[ParkedCommand] = []
+        self._unparked: set[UUID] = set()
+        self._released: set[UUID] = set()
+        self._attempts: dict[UUID, str] = {}
+        self._done = False
+
+    def __enter__(self) -> FakeBatchUnit:
+        self._reset()
+        self._open = True
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not self._done:
+            self.store.rollbacks += 1
+        self._reset()
+        self._open = False
+
+    def _check_open(self) -> None:
+        assert self._open, "use the unit as a context manager"
+        assert not self._done, "the unit has committed"
+
+    def _row(self, rid: UUID) -> Resource | None:
+        return self._rows.get(rid, self.store.resources.get(rid))
+
+    def claim(self, claims: Sequence[Claim]) -> set[UUID]:
+        self._check_open()
+        ids = [c.incoming.command.command_id for c in claims]
+        if len(set(ids)) != len(ids):
+            # PostgreSQL: "ON CONFLICT DO UPDATE command cannot affect row a second time"
+            raise ValueError("a command_id appears twice in one claim; use split_repeats")
+        new: set[UUID] = set()
+        for c in claims:
+            cmd = c.incoming.command
+            cid = cmd.command_id
+            if cid in self._claimed:
+                row = self._claimed[cid]
+                self._claimed[cid] = replace(
+                    row, duplicate_deliveries=row.duplicate_deliveries + c.repeats + 1)
+            elif cid in self.store.processed:
+                self._bumps[cid] = self._bumps.get(cid, 0) + c.repeats + 1
+            else:
+                self._claimed[cid] = ProcessedCommand(
+                    command_id=cid, resource_id=cmd.resource_id, command_type=cmd.type.value,
+                    outcome="pending", error_code=None, error_message=None,
+                    resulting_version=None, duplicate_deliveries=c.repeats,
+                    correlation_id=cmd.correlation_id, source_partition=c.incoming.partition,
+                    source_offset=c.incoming.offset, processed_at=self.store.clock())
+                new.add(cid)
+        return new
+
+    def load(self, resource_ids: set[UUID]) -> Snapshot:
+        self._check_open()
+        found = {rid: self._row(rid) for rid in resource_ids}
+        parked = {p.incoming.command.resource_id for p in self._parked}
+        parked |= self.store.parked_resources - self._released
+        return Snapshot({rid: row for rid, row in found.items() if row is not None},
+                        frozenset(resource_ids & parked))
+
+    def write(self, decisions: Sequence[tuple[Incoming, Outcome]],
+              changes: Mapping[UUID, StateChange], now: datetime) -> None:
+        self._check_open()
+        new = [c.after for c in changes.values() if c.before is None]
+        existing = [c for c in changes.values() if c.before is not None]
+        inserted = updated = 0
+        for row in new:  # INSERT ... ON CONFLICT (id) DO NOTHING
+            if self._row(row.id) is None:
+                self._expected.setdefault(row.id, None)
+                self._rows[row.id] = row
+                inserted += 1
+        for change in existing:  # UPDATE ... WHERE version = <version loaded>
+            assert change.before is not None
+            current = self._row(change.after.id)
+            if current is not None and current.version == change.before.version:
+                self._expected.setdefault(change.after.id, change.before.version)
+                self._rows[change.after.id] = change.after
+                updated += 1
+        for item, d in decisions:
+            self._record_outcome(item, d, now)
+            if isinstance(d, Parked):
+                self._parked.append(ParkedCommand(0, item, d.code.value, d.error, 0))
+            else:
+                self._add_outbox(item, d, now)
+        if (inserted, updated) != (len(new), len(existing)):
+            raise ConcurrentModification(
+                f"expected {len(new)} inserts and {len(existing)} updates, "
+                f"got {inserted} and {updated}: another writer touched these resources")
+
+    def _record_outcome(self, item: Incoming, d: Outcome, now: datetime) -> None:
+        cid = item.command.command_id
+        if cid not in self._claimed and cid not in self.store.processed:
+            return  # UPDATE processed_commands ... WHERE command_id = ...: no such row
+        if isinstance(d, Applied):
+            values: dict[str, Any] = {"outcome": "applied", "error_code": None,
+                                      "error_message": None,
+                                      "resulting_version": d.state.version}
+        elif isinstance(d, Parked):
+            values = {"outcome": "parked", "error_code": d.code.value,
+                      "error_message": d.error, "resulting_version": None}
+        else:
+            values = {"outcome": "rejected", "error_code": d.code.value,
+                      "error_message": d.message, "resulting_version": None}
+        values["processed_at"] = now
+        if cid in self._claimed:
+            self._claimed[cid] = replace(self._claimed[cid], **values)
+        else:
+            self._outcomes[cid] = values
+
+    def _add_outbox(self, item: Incoming, d: Decision, now: datetime) -> None:
+        cmd = item.command
+        if isinstance(d, Applied):
+            if d.event is None:
+                return
+            self._outbox.append(OutboxRow(
+                0, d.event.event_id, str(d.event.resource_id), d.event.type_name,
+                self._events_topic, self._codec.encode_event(d.event), d.event.occurred_at,
+                item.traceparent))
+            return
+        rejection = CommandRejected(rejection_id=rejection_id_for(cmd.command_id),
+                                    command_id=cmd.command_id, command_type=cmd.type,
+                                    resource_id=cmd.resource_id, code=d.code.value,
+                                    message=d.message, rejected_at=now,
+                                    correlation_id=cmd.correlation_id)
+        self._outbox.append(OutboxRow(
+            0, rejection.rejection_id, str(cmd.resource_id), rejection.type_name,
+            self._rejections_topic, self._codec.encode_rejection(rejection), now,
+            item.traceparent))
+
+    # --- the parking lot's queue (ReplayUnit) ---------------------------------------------
+
+    def lock_queue(self, resource_id: UUID) -> list[ParkedCommand]:
+        """The resource's committed parked commands in order (the fake needs no lock: units
+        of one store run one at a time in the tests that replay)."""
+        self._check_open()
+        return [p for p in self.store.parked.values()
+                if p.incoming.command.resource_id == resource_id
+                and p.incoming.command.command_id not in self._unparked]
+
+    def unpark(self, resource_id: UUID, command_ids: Sequence[UUID]) -> None:
+        self._check_open()
+        self._unparked |= set(command_ids)
+        self._released.add(resource_id)
+
+    def note_attempt(self, command_id: UUID, error: str) -> None:
+        self._check_open()
+        self._attempts[command_id] = error
+
+    def commit(self) -> None:
+        self._check_open()
+        store = self.store
+        with store._mutex:
+            for cid in self._claimed:
+                if cid in store.processed:
+                    raise ConcurrentModification(
+                        f"command {cid} was claimed by another unit meanwhile")
+            for rid, version in self._expected.items():
+                current = store.resources.get(rid)
+                if (None if current is None else current.version) != version:
+                    raise ConcurrentModification(
+                        f"resource {rid} was changed by another unit meanwhile")
+            store.processed.update(self._claimed)
+            for cid, bump in self._bumps.items():
+                row = store.processed[cid]
+                store.processed[cid] = replace(
+                    row, duplicate_deliveries=row.duplicate_deliveries + bump)
+            for cid, values in self._outcomes.items():
+                store.processed[cid] = replace(store.processed[cid], **values)
+            store.resources.update(self._rows)
+            for row in self._outbox:
+                store.outbox.append(replace(row, seq=store._next_seq))
+                store._next_seq += 1
+            for cid in self._unparked:
+                store.parked.pop(cid, None)
+            for entry in self._parked:
+                store.parked[entry.incoming.command.command_id] = replace(
+                    entry, seq=store._next_seq)
+                store._next_seq += 1
+                store.parked_resources.add(entry.incoming.command.resource_id)
+            for cid, error in self._attempts.items():
+                if cid in store.parked:
+                    entry = store.parked[cid]
+                    store.parked[cid] = replace(entry, attempts=entry.attempts + 1,
+                                                error=entry.error)
+                    store.parked_errors[cid] = error
+            store.parked_resources -= {
+                rid for rid in self._released
+                if not any(p.incoming.command.resource_id == rid
+                           for p in store.parked.values())}
+            store.commits += 1
+        self._done = True
+
+
+class FakeOutboxSession:
+    """The relay's session (``OutboxSession``'s methods) over a :class:`FakeStore`.
+
+    * :meth:`try_lead` takes the store's one relay lock if it is free (or already ours);
+      :meth:`close` releases it — as the advisory lock is released when a session ends;
+    * :meth:`fetch` returns committed outbox rows in ``seq`` order, skipping parked rows and
+      every later row of a parked aggregate; :meth:`delete` removes rows by ``seq``;
+      :meth:`settle` deletes the delivered and parks the refused at once;
+      :meth:`prune_processed` drops processed commands older than the window (by the store's
+      clock);
+    * :meth:`wait_for_commit` returns at once (nothing here blocks).
+
+    ``calls`` lists the methods called, in order. ``on_call(name)`` runs at the start of
+    each call: a test stops the relay there, or raises to simulate an outage.
+    """
+
+    def __init__(self, store: FakeStore,
+                 on_call: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.on_call = on_call
+        self.calls: list[str] = []
+        self.deleted: list[int] = []
+        self.parked: dict[int, str] = {}
+        """Parked rows: ``seq`` → the broker's reason."""
+
+    def _enter(self, name: str) -> None:
+        self.calls.append(name)
+        if self.on_call is not None:
+            self.on_call(name)
+
+    @property
+    def leading(self) -> bool:
+        return self.store.relay_lock is self
+
+    def try_lead(self) -> bool:
+        self._enter("try_lead")
+        with self.store._mutex:
+            if self.store.relay_lock is None:
+                self.store.relay_lock = self
+            return self.store.relay_lock is self
+
+    def fetch(self, limit: int) -> list[OutboxRow]:
+        self._enter("fetch")
+        rows = sorted(self.store.outbox, key=lambda r: r.seq)
+        first_parked: dict[str, int] = {}
+        for r in rows:
+            if r.seq in self.parked:
+                first_parked.setdefault(r.aggregateid, r.seq)
+        waiting = [r for r in rows if r.aggregateid in first_parked
+                   and r.seq >= first_parked[r.aggregateid]]
+        return [r for r in rows if r not in waiting][:limit]
+
+    def settle(self, delivered: list[int], parked: list[tuple[int, str]]) -> None:
+        self._enter("settle")
+        gone = set(delivered)
+        with self.store._mutex:
+            self.store.outbox = [r for r in self.store.outbox if r.seq not in gone]
+            self.parked.update(parked)
+        self.deleted.extend(delivered)
+
+    def parked_count(self) -> int:
+        self._enter("parked_count")
+        return len(self.parked)
+
+    def delete(self, seqs: list[int]) -> None:
+        self._enter("delete")
+        gone = set(seqs)
+        with self.store._mutex:
+            self.store.outbox = [r for r in self.store.outbox if r.seq not in gone]
+        self.deleted.extend(seqs)
+
+    def wait_for_commit(self, timeout: float) -> None:
+        self._enter("wait_for_commit")
+
+    def prune_processed(self, older_than_s: float, chunk: int = 10_000) -> int:
+        self._enter("prune_processed")
+        cutoff = self.store.clock() - timedelta(seconds=older_than_s)
+        with self.store._mutex:
+            old = [cid for cid, row in self.store.processed.items() if row.processed_at < cutoff]
+            for cid in old:
+                del self.store.processed[cid]
+        return len(old)
+
+    def close(self) -> None:
+        self._enter("close")
+        with self.store._mutex:
+            if self.store.relay_lock is self:
+                self.store.relay_lock = None
+
+
+# --- Kafka ---------------------------------------------------------------------------------
+
+
+def _error(code: int) -> KafkaException:
+    return KafkaException(KafkaError(code))
+
+
+class FakeConsumer:
+    """The subset of ``confluent_kafka.Consumer`` the worker uses, configured as
+    ``adapters.kafka.new_consumer`` configures the real one (manual offset storage,
+    auto-commit of stored offsets, ``auto.offset.reset=earliest``).
+
+    Tests fill partition logs with :meth:`append` and move the group with
+    :meth:`schedule_assign` / :meth:`schedule_revoke` / :meth:`schedule_lost`. As with
+    librdkafka, rebalance callbacks run only inside :meth:`consume`, :meth:`poll` and
+    :meth:`close`, on the caller's thread:
+
+    * :meth:`subscribe` schedules the assignment of every partition of the topics (or of
+      ``initial_assignment``);
+    * an assigned partition is fetched from its committed offset (0 if none); stored offsets
+      of a partition are forgotten when it leaves the assignment;
+    * on revoke, ``on_revoke`` runs while the partitions are still assigned, then (with
+      ``auto_commit``) their stored offsets are committed, as librdkafka does on unassign;
+    * on lost, ``on_lost`` (else ``on_revoke``) runs; :meth:`commit` raises
+      ``_ASSIGNMENT_LOST`` meanwhile, and nothing of the lost partitions is committed;
+    * :meth:`store_offsets` stores offsets of assigned partitions only, and raises
+      ``_STATE`` if none of the given partitions is assigned (librdkafka's rule);
+    * :meth:`commit` without offsets commits stored offsets newer than the committed ones,
+      and raises ``_NO_OFFSET`` when there are none;
+    * paused partitions yield nothing (unless :meth:`slip_through_pause`); a pause made
+      inside ``on_assign`` sticks (what the worker relies on; no test here checks that
+      librdkafka agrees);
+    * :meth:`close` revokes the whole assignment (committing stored offsets with
+      ``auto_commit``); afterwards every method raises ``RuntimeError`` like the real one.
+
+    Not modelled: the periodic auto-commit timer (stored offsets are committed only by
+    :meth:`commit`, revoke and close), partition EOF and error messages, timeouts (a call
+    that finds nothing returns at once, advancing :attr:`clock` by its timeout).
+
+    Recorded for assertions: ``stored`` (current), ``committed`` (the group's offsets),
+    ``store_calls`` (every :meth:`store_offsets` request, as asked), ``commits`` (each
+    successful commit), ``seeks``, ``paused``. ``on_call(name)`` runs at the start of every
+    :meth:`consume` / :meth:`poll`; ``on_idle()`` when :meth:`consume` finds nothing.
+    """
+
+    def __init__(self, partitions: Mapping[str, int], *, auto_commit: bool = True,
+                 initial_assignment: Iterable[TP] | None = None,
+                 clock: FakeClock | None = None) -> None:
+        self.logs: dict[TP, list[Message]] = {
+            (t, p): [] for t, n in partitions.items() for p in range(n)}
+        self.initial_assignment = None if initial_assignment is None else list(
+            initial_assignment)
+        self.auto_commit = auto_commit
+        self.clock = clock or FakeClock()
+        self.assigned: set[TP] = set()
+        self.paused: set[TP] = set()
+        self.positions: dict[TP, int] = {}
+        self.stored: dict[TP, int] = {}
+        self.committed: dict[TP, int] = {}
+        self.store_calls: list[dict[TP, int]] = []
+        self.commits: list[dict[TP, int]] = []
+        self.seeks: list[tuple[TP, int]] = []
+        self.closed = False
+        self.on_call: Callable[[str], None] | None = None
+        self.on_idle: Callable[[], None] | None = None
+        self._events: deque[tuple[str, list[TP]]] = deque()
+        self._callbacks: dict[str, Callable[[Any, list[TopicPartition]], None] | None] = {}
+        self._lost = False
+        self._slip = 0
+
+    # --- test controls ---------------------------------------------------------------------
+
+    def append(self, topic: str, partition: int, value: bytes | None, key: bytes | None = None,
+               headers: Sequence[tuple[str, bytes]] | None = None) -> Message:
+        log = self.logs[(topic, partition)]
+        message = Message(topic=topic, partition=partition, offset=len(log), key=key,
+                          value=value, headers=list(headers or []))
+        log.append(message)
+        return message
+
+    def schedule_assign(self, *tps: TP) -> None:
+        self._events.append(("assign", list(tps)))
+
+    def schedule_revoke(self, *tps: TP) -> None:
+        self._events.append(("revoke", list(tps)))
+
+    def schedule_lost(self, *tps: TP) -> None:
+        self._events.append(("lost", list(tps)))
+
+    def slip_through_pause(self, count: int = 1) -> None:
+        """Let the next ``count`` fetched messages come from paused partitions too (messages
+        prefetched before a pause can still be returned)."""
+        self._slip += count
+
+    # --- the Consumer API ------------------------------------------------------------------
+
+    def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None,
+                  on_lost: Any = None) -> None:
+        self._check_open()
+        self._callbacks = {"assign": on_assign, "revoke": on_revoke,
+                           "lost": on_lost or on_revoke}
+        initial = self.initial_assignment
+        if initial is None:
+            initial = [tp for tp in self.logs if tp[0] in topics]
+        self.schedule_assign(*sorted(initial))
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        self._check_open()
+        if self.on_call is not None:
+            self.on_call("consume")
+        self._serve_events()
+        messages = self._fetch(num_messages)
+        if not messages:
+            self.clock.advance(timeout)
+            if self.on_idle is not None:
+                self.on_idle()
+        return messages
+
+    def poll(self, timeout: float | None = None) -> Message | None:
+        self._check_open()
+        if self.on_call is not None:
+            self.on_call("poll")
+        self._serve_events()
+        messages = self._fetch(1)
+        if not messages:
+            self.clock.advance(timeout or 0.0)
+            return None
+        return messages[0]
+
+    def store_offsets(self, message: Message | None = None,
+                      offsets: list[TopicPartition] | None = None) -> None:
+        self._check_open()
+        if message is not None:
+            asked = {(message.topic(), message.partition()): (message.offset() or 0) + 1}
+        else:
+            asked = {(tp.topic, tp.partition): tp.offset for tp in offsets or []}
+        self.store_calls.append(dict(asked))
+        ok = {tp: off for tp, off in asked.items() if tp in self.assigned}
+        if asked and not ok:
+            raise _error(KafkaError._STATE)
+        self.stored.update(ok)
+
+    def commit(self, message: Message | None = None,
+               offsets: list[TopicPartition] | None = None,
+               asynchronous: bool = True) -> list[TopicPartition] | None:
+        self._check_open()
+        if self._lost:
+            raise _error(KafkaError._ASSIGNMENT_LOST)
+        if message is not None or offsets is not None:
+            raise NotImplementedError("the fake commits stored offsets only")
+        done = self._commit_stored(self.assigned)
+        if not done:
+            raise _error(KafkaError._NO_OFFSET)
+        return None if asynchronous else [TopicPartition(t, p, o) for (t, p), o in done.items()]
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self._check_open()
+        self.paused |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self._check_open()
+        self.paused -= {(tp.topic, tp.partition) for tp in partitions}
+
+    def seek(self, partition: TopicPartition) -> None:
+        self._check_open()
+        tp = (partition.topic, partition.partition)
+        if tp not in self.assigned:
+            raise _error(KafkaError._UNKNOWN_PARTITION)
+        self.positions[tp] = partition.offset
+        self.seeks.append((tp, partition.offset))
+
+    def close(self) -> None:
+        self._check_open()
+        if self.assigned:
+            self._revoke(sorted(self.assigned))
+        self.closed = True
+
+    # --- inside ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("Consumer closed")
+
+    def _serve_events(self) -> None:
+        while self._events:
+            kind, tps = self._events.popleft()
+            if kind == "assign":
+                self._assign(tps)
+            elif kind == "revoke":
+                self._revoke(tps)
+            else:
+                self._lose(tps)
+
+    def _callback(self, kind: str, tps: Iterable[TP]) -> None:
+        cb = self._callbacks.get(kind)
+        if cb is not None:
+            cb(self, [TopicPartition(t, p) for t, p in tps])
+
+    def _assign(self, tps: list[TP]) -> None:
+        self._callback("assign", tps)
+        for tp in tps:
+            self.assigned.add(tp)
+            self.positions[tp] = self.committed.get(tp, 0)
+
+    def _revoke(self, tps: list[TP]) -> None:
+        tps = [tp for tp in tps if tp in self.assigned]
+        self._callback("revoke", tps)
+        if self.auto_commit:
+            self._commit_stored(set(tps))
+        self._unassign(tps)
+
+    def _lose(self, tps: list[TP]) -> None:
+        tps = [tp for tp in tps if tp in self.assigned]
+        self._lost = True
+        try:
+            self._callback("lost", tps)
+        finally:
+            self._lost = False
+        self._unassign(tps)
+
+    def _unassign(self, tps: list[TP]) -> None:
+        for tp in tps:
+            self.assigned.discard(tp)
+            self.paused.discard(tp)
+            self.positions.pop(tp, None)
+            self.stored.pop(tp, None)
+
+    def _commit_stored(self, tps: set[TP]) -> dict[TP, int]:
+        done = {tp: off for tp, off in self.stored.items()
+                if tp in tps and off > self.committed.get(tp, -1)}
+        if done:
+            self.committed.update(done)
+            self.commits.append(dict(done))
+        return done
+
+    def _fetch(self, limit: int) -> list[Message]:
+        """Round-robin over fetchable partitions, in (topic, partition) order."""
+        out: list[Message] = []
+        progress = True
+        while len(out) < limit and progress:
+            progress = False
+            for tp in sorted(self.assigned):
+                if len(out) >= limit:
+                    break
+                slipping = tp in self.paused
+                if slipping and self._slip <= 0:
+                    continue
+                position = self.positions[tp]
+                log = self.logs[tp]
+                if position < len(log):
+                    out.append(log[position])
+                    self.positions[tp] = position + 1
+                    self._slip -= slipping
+                    progress = True
+        return out
+
+
+class FakeProducer:
+    """The subset of ``confluent_kafka.Producer`` that ``publish_all`` and the worker use.
+
+    :meth:`produce` queues; :meth:`poll` and :meth:`flush` deliver what is queued, calling
+    each record's ``on_delivery(err, msg)`` with a real :class:`Message`. Each delivery gets
+    the next verdict: ``"ack"`` (delivered: ``err`` is ``None``, the message has an offset),
+    ``"fail"`` (``err`` is ``_MSG_TIMED_OUT``), ``"refuse:<code>"`` (a permanent refusal with
+    that code, see :meth:`refuse_next` / :meth:`refuse_larger_than`) or ``"withhold"`` (no
+    report: the record stays queued, and :meth:`flush` counts it as not delivered, until
+    :meth:`release_withheld`).
+    Verdicts come from :meth:`fail_next` / :meth:`withhold_next`, then ``default_verdict``.
+
+    Not modelled: partitioning by key (records go to ``partition`` or 0), a full local queue
+    (``BufferError``), timeouts (nothing waits).
+
+    Recorded: ``produced`` (every record, in produce order), ``acknowledged``, ``failed``.
+    """
+
+    def __init__(self) -> None:
+        self.default_verdict = "ack"
+        self.produced: list[Message] = []
+        self.acknowledged: list[Message] = []
+        self.failed: list[Message] = []
+        self._verdicts: deque[str] = deque()
+        self._queue: deque[tuple[Message, Callable[..., None] | None]] = deque()
+        self._withheld: list[tuple[Message, Callable[..., None] | None]] = []
+        self._offsets: dict[TP, int] = {}
+        self._size_limit: tuple[int, int] | None = None
+
+    def fail_next(self, count: int = 1) -> None:
+        self._verdicts.extend(["fail"] * count)
+
+    def withhold_next(self, count: int = 1) -> None:
+        self._verdicts.extend(["withhold"] * count)
+
+    def refuse_next(self, code: int, count: int = 1) -> None:
+        """The broker refuses the next records with ``code`` (e.g. MSG_SIZE_TOO_LARGE)."""
+        self._verdicts.extend([f"refuse:{code}"] * count)
+
+    def refuse_larger_than(self, max_bytes: int, code: int) -> None:
+        """Every record whose value is longer than ``max_bytes`` is refused with ``code``."""
+        self._size_limit = (max_bytes, code)
+
+    def release_withheld(self) -> None:
+        """Withheld records are queued again: the next poll/flush reports them."""
+        self._queue.extend(self._withheld)
+        self._withheld.clear()
+
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, *,
+                partition: int = -1, on_delivery: Callable[..., None] | None = None,
+                callback: Callable[..., None] | None = None, timestamp: int = 0,
+                headers: Sequence[tuple[str, Any]] | None = None) -> None:
+        message = Message(topic=topic, partition=max(partition, 0), key=key, value=value,
+                          headers=list(headers or []))
+        self.produced.append(message)
+        self._queue.append((message, on_delivery or callback))
+
+    def poll(self, timeout: float | None = None) -> int:
+        served = 0
+        while self._queue:
+            message, callback = self._queue.popleft()
+            verdict = self._verdicts.popleft() if self._verdicts else self.default_verdict
+            limit = self._size_limit
+            if limit is not None and len(message.value() or b"") > limit[0]:
+                verdict = f"refuse:{limit[1]}"
+            if verdict == "withhold":
+                self._withheld.append((message, callback))
+                continue
+            if verdict == "ack":
+                tp = (message.topic() or "", message.partition() or 0)
+                offset = self._offsets.get(tp, 0)
+                self._offsets[tp] = offset + 1
+                message = Message(topic=tp[0], partition=tp[1], offset=offset,
+                                  key=message.key(), value=message.value(),
+                                  headers=message.headers())
+                self.acknowledged.append(message)
+                error = None
+            else:
+                code = int(verdict.split(":")[1]) if verdict.startswith("refuse:") \
+                    else KafkaError._MSG_TIMED_OUT
+                error = KafkaError(code)
+                message = Message(topic=message.topic(), partition=message.partition(),
+                                  key=message.key(), value=message.value(),
+                                  headers=message.headers(), error=error)
+                self.failed.append(message)
+            if callback is not None:
+                callback(error, message)
+            served += 1
+        return served
+
+    def flush(self, timeout: float | None = None) -> int:
+        self.poll(0)
+        return len(self)
+
+    def __len__(self) -> int:
+        return len(self._queue) + len(self._withheld)
+
+
+def header(message: Message, name: str) -> bytes | None:
+    """The last value of header ``name`` (tests' shorthand)."""
+    found = None
+    for key, value in message.headers() or []:
+        if key == name:
+            found = value
+    return found

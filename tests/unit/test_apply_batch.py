@@ -1,0 +1,178 @@
+"""The use case on the fake unit: repeats, duplicates, folding, rejections, races."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from uuid import UUID
+
+import pytest
+
+from phoenix_resources.domain.commands import AnyCommand, CreateResource, UpdateResource
+from phoenix_resources.domain.decide import Applied, Rejected
+from phoenix_resources.domain.events import event_id_for, rejection_id_for
+from phoenix_resources.domain.model import Resource, Status
+from phoenix_resources.domain.rules import RejectionCode
+from phoenix_resources.errors import ConcurrentModification
+from phoenix_resources.services.apply_batch import apply_batch, fold, split_repeats
+from phoenix_resources.services.ports import Incoming, Snapshot
+from tests.fakes import FakeBatchUnit, FakeStore
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def create(rid: UUID, name: str = "r", **kw: object) -> CreateResource:
+    return CreateResource(command_id=uuid.uuid4(), resource_id=rid, issued_at=T0, name=name,
+                          config={}, **kw)  # type: ignore[arg-type]
+
+
+def update(rid: UUID, **kw: object) -> UpdateResource:
+    return UpdateResource(command_id=uuid.uuid4(), resource_id=rid, issued_at=T0,
+                          **kw)  # type: ignore[arg-type]
+
+
+def batch(*commands: AnyCommand, partition: int = 0) -> list[Incoming]:
+    return [Incoming(c, partition, offset) for offset, c in enumerate(commands)]
+
+
+# --- split_repeats -------------------------------------------------------------------------
+
+
+def test_split_repeats_keeps_the_first_delivery_and_counts_the_rest() -> None:
+    a, b, c = (create(uuid.uuid4()) for _ in range(3))
+    items = batch(a, b, a, c, a)
+    claims = split_repeats(items)
+    assert [cl.incoming for cl in claims] == [items[0], items[1], items[3]]
+    assert [cl.repeats for cl in claims] == [2, 0, 0]
+
+
+# --- fold ----------------------------------------------------------------------------------
+
+
+def test_fold_applies_one_resources_commands_in_order_into_one_net_change() -> None:
+    rid = uuid.uuid4()
+    items = batch(create(rid, "a"), update(rid, name="b"), update(rid, status=Status.ACTIVE))
+    decisions, changes = fold({}, items, T0)
+    assert [type(d) for _, d in decisions] == [Applied, Applied, Applied]
+    assert [d.state.version for _, d in decisions if isinstance(d, Applied)] == [1, 2, 3]
+    assert changes[rid].before is None
+    assert (changes[rid].after.name, changes[rid].after.status,
+            changes[rid].after.version) == ("b", Status.ACTIVE, 3)
+
+
+def test_fold_starts_from_the_loaded_state_and_sees_earlier_decisions() -> None:
+    rid = uuid.uuid4()
+    loaded = Resource(id=rid, name="a", config={}, status=Status.PENDING, version=4,
+                      created_at=T0, updated_at=T0, last_command_id=uuid.uuid4())
+    items = batch(update(rid, name="b", expected_version=4),
+                  update(rid, name="c", expected_version=4))
+    decisions, changes = fold({rid: loaded}, items, T0)
+    assert isinstance(decisions[0][1], Applied)
+    assert isinstance(decisions[1][1], Rejected)
+    assert decisions[1][1].code is RejectionCode.VERSION_CONFLICT
+    assert changes[rid].before == loaded
+    assert (changes[rid].after.name, changes[rid].after.version) == ("b", 5)
+
+
+def test_fold_records_no_change_for_rejections_and_unchanged_updates() -> None:
+    rid = uuid.uuid4()
+    loaded = Resource(id=rid, name="a", config={}, status=Status.ACTIVE, version=1,
+                      created_at=T0, updated_at=T0, last_command_id=uuid.uuid4())
+    items = batch(update(rid, name="a"), update(rid, status=Status.PENDING))
+    decisions, changes = fold({rid: loaded}, items, T0)
+    unchanged, refused = decisions[0][1], decisions[1][1]
+    assert isinstance(unchanged, Applied)
+    assert unchanged.event is None
+    assert isinstance(refused, Rejected)
+    assert refused.code is RejectionCode.INVALID_TRANSITION
+    assert changes == {}
+
+
+# --- apply_batch ---------------------------------------------------------------------------
+
+
+def test_in_batch_repeats_are_applied_once_and_counted() -> None:
+    store = FakeStore()
+    rid = uuid.uuid4()
+    made, other = create(rid), create(uuid.uuid4())
+    report = apply_batch(store.unit(), batch(made, made, other, made), T0)
+    assert (report.applied, report.duplicates, report.events) == (2, 2, 2)
+    assert store.processed[made.command_id].duplicate_deliveries == 2
+    assert [r.id for r in store.outbox] == [event_id_for(made.command_id),
+                                            event_id_for(other.command_id)]
+    assert store.resources[rid].version == 1
+
+
+def test_commands_already_committed_are_duplicates_and_change_nothing() -> None:
+    store = FakeStore()
+    rid = uuid.uuid4()
+    made = create(rid)
+    renamed = update(rid, name="renamed")
+    apply_batch(store.unit(), batch(made, renamed), T0)
+    before = (dict(store.resources), list(store.outbox))
+    later = update(rid, status=Status.ACTIVE)
+    report = apply_batch(store.unit(), batch(made, renamed, later), T0)
+    assert report.duplicates == 2
+    assert set(report.duplicate_ids) == {made.command_id, renamed.command_id}
+    assert (report.applied, report.events) == (1, 1)
+    assert store.resources[rid].version == 3  # the redelivered update was not applied twice
+    assert store.outbox[:2] == before[1]
+    assert [r.id for r in store.outbox[2:]] == [event_id_for(later.command_id)]
+    assert store.processed[renamed.command_id].duplicate_deliveries == 1
+
+
+def test_a_rejection_is_recorded_and_announced_but_changes_no_state() -> None:
+    store = FakeStore()
+    missing = uuid.uuid4()
+    refused = update(missing, name="x")
+    report = apply_batch(store.unit(), batch(refused), T0)
+    assert (report.rejected, report.applied, report.events) == (1, 0, 0)
+    row = store.processed[refused.command_id]
+    assert (row.outcome, row.error_code) == ("rejected", RejectionCode.NOT_FOUND.value)
+    assert [(r.id, r.type, r.topic) for r in store.outbox] == [
+        (rejection_id_for(refused.command_id), "CommandRejected", "rejections")]
+    assert store.resources == {}
+
+
+def test_an_unchanged_update_is_applied_without_an_event() -> None:
+    store = FakeStore()
+    rid = uuid.uuid4()
+    apply_batch(store.unit(), batch(create(rid, "same")), T0)
+    same = update(rid, name="same")
+    report = apply_batch(store.unit(), batch(same), T0)
+    assert (report.unchanged, report.applied, report.events) == (1, 0, 0)
+    row = store.processed[same.command_id]
+    assert (row.outcome, row.resulting_version) == ("applied", 1)
+    assert len(store.outbox) == 1
+    assert store.resources[rid].version == 1
+
+
+class RacedUnit(FakeBatchUnit):
+    """A unit another worker beats: right after our load, a rival commits ``rival``."""
+
+    def __init__(self, store: FakeStore, rival: AnyCommand) -> None:
+        super().__init__(store)
+        self.rival = rival
+
+    def load(self, resource_ids: set[UUID]) -> Snapshot:
+        states = super().load(resource_ids)
+        apply_batch(self.store.unit(), batch(self.rival), T0)
+        return states
+
+
+def test_concurrent_modification_propagates_and_nothing_of_the_batch_commits() -> None:
+    store = FakeStore()
+    rid = uuid.uuid4()
+    ours, rivals = create(rid, "ours"), create(rid, "theirs")
+    bystander = create(uuid.uuid4())
+    with pytest.raises(ConcurrentModification):
+        apply_batch(RacedUnit(store, rivals), batch(ours, bystander), T0)
+    assert store.resources[rid].name == "theirs"
+    assert set(store.processed) == {rivals.command_id}
+    assert [r.id for r in store.outbox] == [event_id_for(rivals.command_id)]
+    assert bystander.resource_id not in store.resources
+    # the retry (a fresh unit) sees the rival's row and rejects ours
+    report = apply_batch(store.unit(), batch(ours, bystander), T0)
+    assert (report.applied, report.rejected) == (1, 1)

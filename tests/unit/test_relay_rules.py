@@ -1,0 +1,122 @@
+"""The relay's rules, driving the real :class:`Relay` with a fake outbox session and producer:
+rows leave the outbox only after every delivery is acknowledged, and only the leader
+publishes."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from phoenix_resources.config import Settings
+from phoenix_resources.domain.commands import CreateResource, UpdateResource
+from phoenix_resources.entrypoints.relay import Relay
+from phoenix_resources.errors import BrokerUnavailable
+from phoenix_resources.observability import Metrics
+from phoenix_resources.services.apply_batch import apply_batch
+from phoenix_resources.services.ports import Incoming
+from tests.fakes import FakeOutboxSession, FakeProducer, FakeStore, header
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+EVENTS, REJECTIONS = "events", "rejections"
+SETTINGS = Settings(relay_batch_size=100, relay_poll_interval_s=0.001, retry_initial_s=0.001,
+                    retry_max_s=0.002, event_source="urn:test", log_format="console")
+
+
+def filled_store() -> FakeStore:
+    """Three creates and one rejection, committed by the worker's use case."""
+    store = FakeStore()
+    commands = [CreateResource(command_id=uuid.uuid4(), resource_id=uuid.uuid4(),
+                               issued_at=T0, name="r", config={}) for _ in range(3)]
+    commands.append(UpdateResource(command_id=uuid.uuid4(), resource_id=uuid.uuid4(),
+                                   issued_at=T0, name="x"))
+    apply_batch(store.unit(events_topic=EVENTS, rejections_topic=REJECTIONS),
+                [Incoming(c, 0, i) for i, c in enumerate(commands)], T0)
+    assert len(store.outbox) == 4
+    return store
+
+
+def relay(session: FakeOutboxSession, producer: FakeProducer) -> Relay:
+    return Relay(SETTINGS, session=session, producer=producer,  # type: ignore[arg-type]
+                 metrics=Metrics())
+
+
+def ce_ids(producer: FakeProducer, which: str = "produced") -> list[str]:
+    return [(header(m, "ce_id") or b"").decode() for m in getattr(producer, which)]
+
+
+def test_rows_are_deleted_only_after_every_delivery_is_acknowledged() -> None:
+    store = filled_store()
+    rows = list(store.outbox)
+    producer = FakeProducer()
+    acked_at_delete: list[int] = []
+    session = FakeOutboxSession(store, on_call=lambda name: acked_at_delete.append(
+        len(producer.acknowledged)) if name == "delete" else None)
+    assert relay(session, producer).publish_once() == 4
+    assert acked_at_delete == [4]
+    assert store.outbox == []
+    assert ce_ids(producer, "acknowledged") == [str(r.id) for r in rows]
+    assert [(m.topic(), m.key(), m.value()) for m in producer.acknowledged] == [
+        (r.topic, r.aggregateid.encode(), r.payload) for r in rows]
+
+
+@pytest.mark.parametrize("verdict", ["fail", "withhold"])
+def test_an_unacknowledged_delivery_deletes_nothing_and_the_retry_repeats_the_ids(
+        verdict: str) -> None:
+    store = filled_store()
+    rows = list(store.outbox)
+    producer = FakeProducer()
+    getattr(producer, f"{verdict}_next")(1)
+    session = FakeOutboxSession(store)
+    r = relay(session, producer)
+    with pytest.raises(BrokerUnavailable):
+        r.publish_once()
+    assert store.outbox == rows
+    assert session.deleted == []
+    producer.release_withheld()  # a late report reaches the old batch; nothing rides on it
+    assert r.publish_once() == 4
+    assert store.outbox == []
+    ids = [str(row.id) for row in rows]
+    assert ce_ids(producer) == ids + ids  # the second attempt carries the same ce_id
+    assert set(ce_ids(producer, "acknowledged")) == set(ids)
+
+
+def test_the_running_relay_retries_a_failed_batch_until_every_row_is_delivered() -> None:
+    store = filled_store()
+    ids = [str(r.id) for r in store.outbox]
+    producer = FakeProducer()
+    producer.fail_next(1)
+    session = FakeOutboxSession(store)
+    r = relay(session, producer)
+    session.on_call = lambda name: r.stop() if name == "wait_for_commit" else None
+    r.run()
+    assert store.outbox == []
+    assert Counter(ce_ids(producer)) == {i: 2 for i in ids}
+    assert ids[0] not in ce_ids(producer, "acknowledged")[:3]  # its first delivery failed
+    assert session.calls.count("try_lead") == 2  # stepped down on the fault, then led again
+    assert store.relay_lock is None  # released when the relay stopped
+
+
+def test_a_standby_relay_publishes_nothing_until_the_leader_lets_go() -> None:
+    store = filled_store()
+    leader = FakeOutboxSession(store)
+    assert leader.try_lead()
+    producer = FakeProducer()
+    standby = FakeOutboxSession(store)
+    r = relay(standby, producer)
+    standby.on_call = lambda name: r.stop() if standby.calls.count("try_lead") == 3 else None
+    r.run()
+    assert producer.produced == []
+    assert len(store.outbox) == 4
+    assert set(standby.calls) == {"try_lead", "close"}
+
+    leader.close()
+    takeover = relay(standby, producer)
+    standby.on_call = lambda name: takeover.stop() if name == "wait_for_commit" else None
+    takeover.run()
+    assert len(producer.acknowledged) == 4
+    assert store.outbox == []
