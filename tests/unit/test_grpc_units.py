@@ -240,3 +240,80 @@ def test_status_filter() -> None:
     assert status_filter(pb.RESOURCE_STATUS_PENDING) is Status.PENDING
     with pytest.raises(p.ApiProblem):
         status_filter(42)
+
+
+# --- lookup waves ---------------------------------------------------------------------------
+
+class _SlowQueries:
+    """Answers after ten loop turns (a query takes longer than calls take to arrive);
+    records the ids of each loop turn's lookups (one turn = one coalesced query)."""
+
+    def __init__(self) -> None:
+        self.turns: list[list[uuid.UUID]] = []
+        self._turn: list[uuid.UUID] | None = None
+        self.fail: set[uuid.UUID] = set()
+
+    async def resource(self, rid: uuid.UUID) -> object:
+        import asyncio
+
+        if self._turn is None:
+            self._turn = []
+            self.turns.append(self._turn)
+            asyncio.get_running_loop().call_soon(self._close_turn)
+        self._turn.append(rid)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        if rid in self.fail:
+            raise DatabaseUnavailable("down")
+        return rid
+
+    def _close_turn(self) -> None:
+        self._turn = None
+
+
+def test_lookup_waves_group_waiting_lookups_and_answer_each() -> None:
+    import asyncio
+
+    from phoenix_resources.entrypoints.grpc_service import LookupWaves
+
+    queries = _SlowQueries()
+    ids = [uuid.uuid4() for _ in range(20)]
+    queries.fail = {ids[7]}
+
+    async def run() -> list[object]:
+        waves = LookupWaves(queries, limit=2)  # type: ignore[arg-type]
+        out = []
+        for i in ids:  # one call per loop turn, as gRPC starts them
+            out.append(asyncio.ensure_future(waves.resource(i)))
+            await asyncio.sleep(0)
+        results = await asyncio.gather(*out, return_exceptions=True)
+        assert waves.running == 0
+        return results
+
+    results = asyncio.run(run())
+    assert [r for r in results if not isinstance(r, Exception)] == [
+        i for i in ids if i != ids[7]]
+    assert isinstance(results[7], DatabaseUnavailable)
+    assert len(queries.turns) < len(ids) / 2, queries.turns
+    assert sorted(i for turn in queries.turns for i in turn) == sorted(ids)
+
+
+def test_a_cancelled_waiting_lookup_leaves_its_wave() -> None:
+    import asyncio
+
+    from phoenix_resources.entrypoints.grpc_service import LookupWaves
+
+    queries = _SlowQueries()
+
+    async def run() -> None:
+        waves = LookupWaves(queries, limit=1)  # type: ignore[arg-type]
+        first = asyncio.ensure_future(waves.resource(uuid.uuid4()))
+        await asyncio.sleep(0)
+        waiting = [asyncio.ensure_future(waves.resource(uuid.uuid4())) for _ in range(3)]
+        await asyncio.sleep(0)
+        waiting[1].cancel()
+        await asyncio.gather(first, *waiting, return_exceptions=True)
+        assert waves.running == 0
+        assert await waves.resource(uuid.uuid4()) is not None
+
+    asyncio.run(run())

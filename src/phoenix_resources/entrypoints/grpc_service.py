@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
 from phoenix_resources.adapters.codec import EventCodec
-from phoenix_resources.adapters.postgres.queries import ReadQueries
+from phoenix_resources.adapters.postgres.queries import ReadQueries, ResourceDoc
 from phoenix_resources.client import CommandPublisher, Sent
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import AnyCommand
@@ -108,6 +108,69 @@ class CommandSender:
         self.publisher.close(timeout)
 
 
+class _Wave:
+    """Lookups released together; the wave ends with the last of them."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+
+class LookupWaves:
+    """Lookups by id in waves, so that ``ReadQueries``' loader can coalesce them.
+
+    gRPC starts each call in an event-loop turn of its own, so lookups rarely meet in one
+    turn and the loader (which coalesces per turn) would send one query per call. Here at
+    most :attr:`limit` waves run at once; lookups arriving meanwhile wait, and when a wave
+    ends all of them start together, in one turn: one query for the whole wave. An idle
+    server adds no wait (a lone lookup is a wave of its own, at once). Each caller still
+    gets its own row or its own error; a caller cancelled while waiting leaves its wave.
+    """
+
+    def __init__(self, queries: ReadQueries, limit: int = 2) -> None:
+        self.queries = queries
+        self.limit = limit
+        self.running = 0
+        self._waiting: list[asyncio.Future[_Wave]] = []
+
+    async def resource(self, resource_id: UUID) -> ResourceDoc | None:
+        if self.running < self.limit:
+            self.running += 1
+            wave = _Wave(1)
+        else:
+            gate: asyncio.Future[_Wave] = asyncio.get_running_loop().create_future()
+            self._waiting.append(gate)
+            try:
+                wave = await gate
+            except asyncio.CancelledError:
+                if gate.done() and not gate.cancelled():
+                    self._leave(gate.result())  # released, then cancelled before running
+                raise
+        try:
+            return await self.queries.resource(resource_id)
+        finally:
+            self._leave(wave)
+
+    def _leave(self, wave: _Wave) -> None:
+        wave.left -= 1
+        if wave.left == 0:
+            self.running -= 1
+            self._release()
+
+    def _release(self) -> None:
+        if self.running >= self.limit:
+            return
+        live = [g for g in self._waiting if not g.done()]
+        self._waiting = []
+        if not live:
+            return
+        wave = _Wave(len(live))
+        self.running += 1
+        for gate in live:
+            gate.set_result(wave)
+
+
 class ResourceService(pb_grpc.ResourceServiceServicer):
     """The servicer. Holds no per-call state beyond the watch streams' count."""
 
@@ -120,6 +183,7 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
         self.edge = edge
         self.stopping = stopping
         self.watch_streams = 0
+        self.lookups = LookupWaves(queries)
 
     def _budget(self, context: Context, default: float | None = None) -> float:
         """The call's budget: its deadline, else ``default`` (the request timeout)."""
@@ -132,7 +196,7 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
                           context: Context) -> pb.Resource:
         async def body() -> pb.Resource:
             rid = parse_id(request.id, "id")
-            doc = await within(self._budget(context), self.queries.resource(rid))
+            doc = await within(self._budget(context), self.lookups.resource(rid))
             if doc is None:
                 raise p.ApiProblem(p.NOT_FOUND, f"no resource with id {rid}")
             if doc.deleted_at is not None:
