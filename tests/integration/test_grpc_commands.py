@@ -261,11 +261,15 @@ def test_watch_since_a_time_and_until_the_deadline(api: RunningServer,
         rid = _create(api, "s").resource_id
     request = pb.WatchResourcesRequest()
     request.since.FromDatetime(datetime.now(UTC) - timedelta(hours=1))
-    stream = api.stub.WatchResources(request, timeout=5)
+    stream = api.stub.WatchResources(request, timeout=WAIT)
     (event,) = _take(stream, 1)
+    stream.cancel()
     assert (event.resource_id, event.version) == (rid, 1)
+    later = pb.WatchResourcesRequest()
+    later.since.FromDatetime(datetime.now(UTC) + timedelta(hours=1))
+    quiet = api.stub.WatchResources(later, timeout=3)
     with pytest.raises(grpc.RpcError) as e:
-        next(stream)  # nothing else comes: the client's deadline ends the stream
+        next(quiet)  # nothing comes: the client's deadline ends the stream
     assert isinstance(e.value, grpc.Call)
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
