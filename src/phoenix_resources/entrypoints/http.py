@@ -39,6 +39,7 @@ from phoenix_resources.bootstrap import api_db_pool
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.model import NAME_MAX, Status
 from phoenix_resources.entrypoints import http_problems as p
+from phoenix_resources.entrypoints.http_docs import add_docs_routes
 from phoenix_resources.entrypoints.http_edge import Edge, TokenCheck
 from phoenix_resources.entrypoints.http_fast import ApiState, FastLookup
 from phoenix_resources.entrypoints.http_lookup import lookup
@@ -102,12 +103,14 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     app = FastAPI(title="phoenix-resources", version="1", lifespan=lifespan,
                   # Tracing/metrics are Prometheus here; FastAPI's OpenTelemetry hooks off.
                   telemetry={"tracing": False, "metrics": False, "logs": False},
-                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
+                  # /docs is served offline by http_docs (no CDN), not FastAPI's page.
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   description="Read-only lookup of resources and command outcomes. "
                               "Writes happen only through command events on Kafka.")
     _install_error_handlers(app)
     _add_api_routes(app, state)
     _add_ops_routes(app, state, metrics, readiness)
+    add_docs_routes(app)
     _add_asyncapi_route(app, settings)
     app.openapi = _openapi_builder(app, auth=tokens.enabled)  # type: ignore[method-assign]
     app.add_middleware(FastLookup, state=state)
