@@ -30,7 +30,7 @@ asyncapi-specs: venv ## the official AsyncAPI JSON Schemas (npm @asyncapi/specs,
 	@$(PY) -m tests.support.asyncapi_specs
 
 proto: venv ## regenerate src/phoenix_resources/grpc_gen from proto/ (grpcio-tools, mypy-protobuf)
-	@$(PY) -m phoenix_resources.grpc_gen.generate
+	@$(PY) -m tests.support.protogen
 
 asyncapi: venv ## regenerate schemas/asyncapi.yaml from schemas/*.avsc and the default settings
 	@$(CLI) asyncapi --defaults --output schemas/asyncapi.yaml

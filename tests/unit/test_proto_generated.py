@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from phoenix_resources.grpc_gen import generate
+from tests.support import protogen as generate
 
 pytestmark = pytest.mark.unit
 

@@ -94,7 +94,7 @@ def default_settings() -> Settings:
 
 def _servers(settings: Settings) -> Doc:
     hosts = [h.strip() for h in settings.kafka_bootstrap_servers.split(",") if h.strip()]
-    protocol = settings.kafka_options.get("security.protocol", "PLAINTEXT").upper()
+    protocol = str(settings.kafka_options.get("security.protocol", "PLAINTEXT")).upper()
     binding: Doc = {"bindingVersion": KAFKA_BINDING}
     if settings.schema_registry_url:
         binding |= {"schemaRegistryUrl": settings.schema_registry_url,

@@ -1,7 +1,8 @@
 """Code generated from ``proto/`` by ``grpcio-tools`` and ``mypy-protobuf``: never edit it.
 
-Regenerate with ``make proto`` (:mod:`.generate`); ``tests/unit/test_proto_generated.py``
-fails when the files here differ from what the pinned generators make of ``proto/``. The
+Regenerate with ``make proto`` (``tests/support/protogen.py``);
+``tests/unit/test_proto_generated.py`` fails when the files here differ from what the pinned
+generators make of ``proto/``. The
 proto files are compiled under the virtual path ``phoenix_resources/grpc_gen/`` so that the
 generated imports resolve inside this package::
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from phoenix_resources.entrypoints.cli.common import fail, load_settings
+from phoenix_resources.entrypoints.cli.common import fail, load_settings, require_server
 
 
 class DocFormat(StrEnum):
@@ -34,6 +34,7 @@ def grpc_serve() -> None:
 
     Example: PHOENIX_GRPC_PORT=50052 phoenix-resources grpc
     """
+    require_server("grpc")
     from phoenix_resources.entrypoints.grpc_server import serve
 
     raise typer.Exit(serve(load_settings()))
@@ -54,6 +55,7 @@ def asyncapi(
 
     Example: phoenix-resources asyncapi --defaults --output schemas/asyncapi.yaml
     """
+    require_server("asyncapi")
     import orjson
 
     from phoenix_resources.entrypoints.asyncapi import default_settings, document, render_yaml

@@ -1,7 +1,9 @@
-"""Compile ``proto/`` into this package: ``python -m phoenix_resources.grpc_gen.generate``.
+"""Compile ``proto/`` into ``src/phoenix_resources/grpc_gen``: ``make proto``
+(``python -m tests.support.protogen``).
 
-A development tool (``make proto``): it needs the dev dependencies ``grpcio-tools`` and
-``mypy-protobuf``, pinned in ``pyproject.toml`` because their versions show in the output.
+A development tool, outside the package (the wheel ships the generated code, not the
+generator): it needs the dev dependencies ``grpcio-tools`` and ``mypy-protobuf``, pinned in
+``pyproject.toml`` because their versions show in the output.
 It writes ``*_pb2.py`` / ``*_pb2_grpc.py`` (grpcio-tools) and their ``.pyi`` stubs
 (mypy-protobuf) for every ``.proto`` under ``proto/`` except ``proto/released/``.
 """
@@ -14,11 +16,9 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from phoenix_resources.errors import ConfigurationError
-
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "proto"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = ROOT / "src" / "phoenix_resources" / "grpc_gen"
 VIRTUAL_ROOT = "phoenix_resources/grpc_gen"
 """Where the proto files sit for protoc: generated imports then name this package."""
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
@@ -32,7 +32,7 @@ def proto_files(proto_dir: Path = PROTO_DIR) -> list[Path]:
 
 def generate(out_dir: Path, proto_dir: Path = PROTO_DIR) -> list[Path]:
     """Compile every contract into ``out_dir`` (a ``src``-like root); returns the files
-    written, relative to ``out_dir``. Raises :class:`ConfigurationError` if protoc fails."""
+    written, relative to ``out_dir``. Raises :class:`RuntimeError` if protoc fails."""
     from grpc_tools import protoc
 
     well_known = str(resources.files("grpc_tools").joinpath("_proto"))
@@ -45,7 +45,7 @@ def generate(out_dir: Path, proto_dir: Path = PROTO_DIR) -> list[Path]:
             f"--plugin=protoc-gen-mypy_grpc={bin_dir}/protoc-gen-mypy_grpc",
             f"--mypy_out=quiet:{out_dir}", f"--mypy_grpc_out=quiet:{out_dir}", *files]
     if protoc.main(args) != 0:
-        raise ConfigurationError(f"protoc failed on {', '.join(files)}")
+        raise RuntimeError(f"protoc failed on {', '.join(files)}")
     return sorted(p.relative_to(out_dir) for p in out_dir.rglob("*")
                   if p.name.endswith(GENERATED_SUFFIXES))
 
