@@ -5,7 +5,8 @@ Guarantees (each RPC goes through :class:`~grpc_edge.Edge`: auth, errors, metric
 * **Reads** (``GetResource``, ``ListResources``, ``GetCommand``) run the HTTP API's
   queries (:class:`ReadQueries`) on a pool of the read-only role, with its semantics: a
   deleted resource is RES-004, an unknown one RES-002, page tokens are its keyset cursors
-  (``encode_cursor`` / ``decode_cursor``, the very same functions), ``page_size`` 1..500.
+  (``http_listing.encode_cursor`` / ``decode_cursor``, the very same functions),
+  ``page_size`` 1..500.
 * **Writes** publish one command through the client library's :class:`CommandPublisher`
   (validated locally first: INVALID_ARGUMENT with the rule's code, nothing sent) and return
   once the broker acknowledged it; the worker stays the only writer. The command id goes
@@ -45,7 +46,8 @@ from phoenix_resources.entrypoints.grpc_convert import (
 )
 from phoenix_resources.entrypoints.grpc_edge import Context, Edge, budget, within
 from phoenix_resources.entrypoints.grpc_watch import EventTail, Start
-from phoenix_resources.entrypoints.http import (
+from phoenix_resources.entrypoints.http_listing import (
+    CURSOR_MAX,
     LIMIT_DEFAULT,
     LIMIT_MAX,
     decode_cursor,
@@ -58,7 +60,7 @@ from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc a
 COMMAND_ID_METADATA = "phoenix-command-id"
 RESOURCE_ID_METADATA = "phoenix-resource-id"
 POSITION_METADATA = "phoenix-position"
-CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2048}")
+CURSOR = re.compile(rf"[A-Za-z0-9_-]{{1,{CURSOR_MAX}}}")
 """What the HTTP API accepts as a cursor (its `cursor` parameter's pattern and length)."""
 _POLL_FIRST_S, _POLL_MAX_S = 0.01, 0.2
 
