@@ -28,6 +28,16 @@ from psycopg_pool import ConnectionPool
 from phoenix_resources.adapters.codec import EventCodec
 from phoenix_resources.adapters.codec.commands import command_from_record, command_to_json
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
+from phoenix_resources.adapters.postgres.arrays import (
+    ByteaArray,
+    Int4Array,
+    Int8Array,
+    JsonbArray,
+    TextArray,
+    TimestamptzArray,
+    UuidArray,
+    columns,
+)
 from phoenix_resources.adapters.postgres.errors import translated
 from phoenix_resources.domain.decide import Applied, Rejected
 from phoenix_resources.domain.events import CommandRejected, rejection_id_for
@@ -170,9 +180,18 @@ def _row_to_resource(row: tuple[Any, ...]) -> Resource:
                     last_command_id=row[7], deleted_at=row[8])
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Transpose rows into one list per column (the arrays ``unnest`` takes)."""
-    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+# The element type of each statement's arrays, in parameter order (adapters/postgres/arrays).
+OUTCOME_COLUMNS = (UuidArray, UuidArray, TextArray, TextArray, TextArray, TextArray,
+                   Int8Array, Int4Array, TextArray, Int4Array, Int8Array, TimestamptzArray)
+RECORD_COLUMNS = (UuidArray, TextArray, TextArray, TextArray, Int8Array)
+PARK_COLUMNS = (UuidArray, UuidArray, TextArray, ByteaArray, TextArray, Int4Array, Int8Array,
+                TextArray, TextArray)
+NEW_COLUMNS = (UuidArray, TextArray, JsonbArray, TextArray, Int8Array, TimestamptzArray,
+               TimestamptzArray, UuidArray, TimestamptzArray)
+UPDATE_COLUMNS = (UuidArray, TextArray, JsonbArray, TextArray, Int8Array, TimestamptzArray,
+                  UuidArray, TimestamptzArray, Int8Array)
+OUTBOX_COLUMNS = (UuidArray, TextArray, TextArray, TextArray, ByteaArray, TimestamptzArray,
+                  TextArray)
 
 
 class PostgresBatchUnit:
@@ -225,8 +244,8 @@ class PostgresBatchUnit:
         # a concurrent writer of these resources waits for us, or we for it).
         resource_ids = {c.incoming.command.resource_id for c in claims}
         with translated(), self.conn.pipeline():
-            known_cur = self.conn.execute(KNOWN, ([c.incoming.command.command_id
-                                                   for c in claims],))
+            known_cur = self.conn.execute(KNOWN, (UuidArray(c.incoming.command.command_id
+                                                             for c in claims),))
             loading = self._send_load(resource_ids)
         with translated():
             known = {row[0] for row in known_cur.fetchall()}
@@ -252,7 +271,7 @@ class PostgresBatchUnit:
             return self._snapshot(*loading)
 
     def _send_load(self, resource_ids: set[UUID]) -> tuple[psycopg.Cursor[Any], ...]:
-        ids = (sorted(resource_ids, key=_as_int),)
+        ids = (UuidArray(sorted(resource_ids, key=_as_int)),)
         return self.conn.execute(PARKED_AMONG, ids), self.conn.execute(LOAD, ids)
 
     @staticmethod
@@ -313,9 +332,10 @@ class PostgresBatchUnit:
     def _insert_new(self, rows: Sequence[Resource]) -> psycopg.Cursor[Any] | None:
         if not rows:
             return None
-        return self.conn.execute(INSERT_NEW, _columns(
+        return self.conn.execute(INSERT_NEW, columns(
             [(r.id, r.name, orjson.dumps(dict(r.config)).decode(), r.status.value, r.version,
-              r.created_at, r.updated_at, r.last_command_id, r.deleted_at) for r in rows], 9))
+              r.created_at, r.updated_at, r.last_command_id, r.deleted_at) for r in rows],
+            NEW_COLUMNS))
 
     def _update_existing(self, changes: Sequence[StateChange]) -> psycopg.Cursor[Any] | None:
         if not changes:
@@ -327,7 +347,7 @@ class PostgresBatchUnit:
             rows.append((a.id, a.name, orjson.dumps(dict(a.config)).decode(), a.status.value,
                          a.version, a.updated_at, a.last_command_id, a.deleted_at,
                          c.before.version))
-        return self.conn.execute(UPDATE_EXISTING, _columns(rows, 9))
+        return self.conn.execute(UPDATE_EXISTING, columns(rows, UPDATE_COLUMNS))
 
     def _insert_outcomes(self, claimed: Sequence[tuple[Incoming, Outcome]],
                          now: datetime) -> psycopg.Cursor[Any] | None:
@@ -342,12 +362,13 @@ class PostgresBatchUnit:
                          cmd.correlation_id, item.partition, item.offset, cmd.issued_at))
         # A fixed order (by id) keeps two overlapping claimers from deadlocking.
         rows.sort(key=lambda r: r[0].int)
-        return self.conn.execute(INSERT_OUTCOMES, [now, *_columns(rows, 12)])
+        return self.conn.execute(INSERT_OUTCOMES, [now, *columns(rows, OUTCOME_COLUMNS)])
 
     def _bump_duplicates(self) -> None:
         if self._known:
             ids = sorted(self._known, key=_as_int)
-            self.conn.execute(BUMP_DUPLICATES, (ids, [self._known[i] for i in ids]))
+            self.conn.execute(BUMP_DUPLICATES, (UuidArray(ids),
+                                                Int4Array(self._known[i] for i in ids)))
             self._known = {}
 
     def _record_outcomes(self, outcomes: Sequence[tuple[Incoming, Outcome]],
@@ -356,7 +377,7 @@ class PostgresBatchUnit:
             return
         rows = [(item.command.command_id, _OUTCOME[type(d)], *_outcome_fields(d))
                 for item, d in outcomes]
-        self.conn.execute(RECORD_OUTCOMES, [now, *_columns(rows, 5)])
+        self.conn.execute(RECORD_OUTCOMES, [now, *columns(rows, RECORD_COLUMNS)])
 
     def _park(self, parked: Sequence[tuple[Incoming, Parked]]) -> None:
         """Parked commands keep their order by ``seq`` (inserted in offset order); the payload
@@ -366,8 +387,8 @@ class PostgresBatchUnit:
         rows = [(i.command.command_id, i.command.resource_id, i.command.type.value,
                  command_to_json(i.command), i.traceparent, i.partition, i.offset,
                  p.code.value, p.error) for i, p in parked]
-        self.conn.execute(PARK, _columns(rows, 9))
-        self.conn.execute(PARK_RESOURCES, ([i.command.resource_id for i, _ in parked],))
+        self.conn.execute(PARK, columns(rows, PARK_COLUMNS))
+        self.conn.execute(PARK_RESOURCES, (UuidArray(i.command.resource_id for i, _ in parked),))
 
     def _insert_outbox(self, outcomes: Sequence[tuple[Incoming, Outcome]],
                        now: datetime) -> int:
@@ -382,7 +403,7 @@ class PostgresBatchUnit:
             elif isinstance(d, Rejected):
                 rows.append(self._rejection_row(item, d, now))
         if rows:
-            self.conn.execute(INSERT_OUTBOX, [AGGREGATE, *_columns(rows, 7)])
+            self.conn.execute(INSERT_OUTBOX, [AGGREGATE, *columns(rows, OUTBOX_COLUMNS)])
         return len(rows)
 
     def _rejection_row(self, item: Incoming, d: Rejected, now: datetime) -> tuple[Any, ...]:
