@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_POSTGRES_PORT = 55432
@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     """All settings of every process. Instances are immutable once built."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PHOENIX_", env_file=None, frozen=True, extra="ignore"
+        env_prefix="PHOENIX_", env_file=None, frozen=True, extra="ignore",
+        populate_by_name=True,
     )
 
     # --- PostgreSQL -------------------------------------------------------------------------
@@ -93,11 +94,34 @@ class Settings(BaseSettings):
     api_token_hashes: list[str] = Field(default_factory=list)
     """SHA-256 hex digests of accepted bearer tokens; empty disables auth."""
 
-    # --- Observability ----------------------------------------------------------------------
+    # --- Observability (docs/operations.md#observability) ----------------------------------
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
-    metrics_port: int = Field(default=9464, ge=0, le=65535)
-    """Prometheus port of the worker and relay processes (the API serves /metrics itself)."""
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """The worker's /metrics, /healthz and /readyz (0: none)."""
+    relay_metrics_port: int = Field(default=9465, ge=0, le=65535)
+    """The relay's /metrics, /healthz and /readyz (0: none). ``run`` serves them on the API's
+    port instead."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """When set, the port of whichever of worker or relay this process is (one process per
+    container); 0 turns the endpoint off."""
+    stuck_after_s: float = Field(default=120.0, gt=0)
+    """Readiness: a worker with records waiting, or a leading relay with outbox rows waiting,
+    that made no progress for this long is not ready (``/readyz`` 503, ``phoenix_ready`` 0)."""
+    trace_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Share of new traces sampled (parent-based: a sampled command is traced throughout)."""
+    otlp_endpoint: str | None = Field(default=None, validation_alias=AliasChoices(
+        "PHOENIX_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT"))
+    """OTLP/HTTP collector (e.g. ``http://otel-collector:4318``); unset: tracing off."""
+    http_access_log_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of API requests logged (one JSON line each); 5xx answers are always logged."""
+
+    def metrics_port_for(self, component: Literal["worker", "relay"]) -> int:
+        """The /metrics port of a worker or relay process (0: none)."""
+        if self.metrics_port is not None:
+            return self.metrics_port
+        return self.worker_metrics_port if component == "worker" else self.relay_metrics_port
 
     def kafka_common(self) -> dict[str, str]:
         """librdkafka options shared by every client: servers plus the pass-through options."""

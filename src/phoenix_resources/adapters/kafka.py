@@ -28,6 +28,10 @@ __all__ = ["JAVA_PARTITIONER", "Headers", "OutgoingRecord", "dead_letter", "ensu
 
 log = logging.getLogger(__name__)
 
+LIBRDKAFKA_LOG = logging.getLogger("phoenix_resources.librdkafka")
+"""Every client's ``logger``: librdkafka's lines go through Python logging (JSON in server
+processes), never raw to stderr. Named like ``observability.logs.LIBRDKAFKA_LOGGER``."""
+
 JAVA_PARTITIONER = "murmur2_random"
 """The Java client's default partitioner, in librdkafka's name."""
 
@@ -41,7 +45,7 @@ def new_producer(settings: Settings, **overrides: Any) -> Producer:
     conf: dict[str, Any] = {**settings.kafka_common(), "enable.idempotence": True,
                             "acks": "all", "linger.ms": 5, "compression.type": "lz4",
                             "partitioner": JAVA_PARTITIONER,
-                            "client.id": "phoenix-resources"}
+                            "client.id": "phoenix-resources", "logger": LIBRDKAFKA_LOG}
     conf.update(overrides)
     return Producer(conf)
 
@@ -58,14 +62,15 @@ def new_consumer(settings: Settings, group_id: str | None = None,
                             "partition.assignment.strategy": "cooperative-sticky",
                             "enable.partition.eof": False,
                             "fetch.wait.max.ms": 50,
-                            "client.id": "phoenix-resources"}
+                            "client.id": "phoenix-resources", "logger": LIBRDKAFKA_LOG}
     conf.update(overrides)
     return Consumer(conf)
 
 
 def ensure_topics(common: dict[str, Any], topics: dict[str, int], timeout: float = 30) -> None:
     """Create missing topics (replication = min(3, brokers)); existing ones are left alone."""
-    admin = AdminClient(common)
+    conf: dict[str, Any] = {**common, "logger": LIBRDKAFKA_LOG}
+    admin = AdminClient(conf)
     try:
         meta = admin.list_topics(timeout=timeout)
     except KafkaException as e:
