@@ -269,23 +269,28 @@ class Metrics:
                                       buckets=(.001, .0025, .005, .01, .025, .05, .1, .2, .5, 1))
         self._ready = _ReadyCollector()
         r.register(self._ready)
-        self._initialise_labels()
+        self._initialise_labels(component)
 
-    def _initialise_labels(self) -> None:
-        for outcome, codes in OUTCOME_CODES.items():
-            for code in codes:
-                self.commands.labels(outcome, code)
-        for component in ("worker", "relay"):
-            for kind in TRANSIENT_KINDS:
-                self.transient_errors.labels(component, kind)
-        for event in REBALANCE_EVENTS:
-            self.rebalances.labels(event)
-        for header in INVALID_HEADERS:
-            self.invalid_headers.labels(header)
-        for route in HTTP_ROUTES:
-            self.http_seconds.labels(route)
-            for status in ("200", "500"):
-                self.http_requests.labels(route, status)
+    def _initialise_labels(self, component: str) -> None:
+        """The label sets of what this kind of process does (``all``: everything)."""
+        every = component == "all"
+        if every or component == "worker":
+            for outcome, codes in OUTCOME_CODES.items():
+                for code in codes:
+                    self.commands.labels(outcome, code)
+            for event in REBALANCE_EVENTS:
+                self.rebalances.labels(event)
+            for header in INVALID_HEADERS:
+                self.invalid_headers.labels(header)
+        for kind in TRANSIENT_KINDS:
+            for part in ("worker", "relay"):
+                if every or component == part:
+                    self.transient_errors.labels(part, kind)
+        if every or component == "api":
+            for route in HTTP_ROUTES:
+                self.http_seconds.labels(route)
+                for status in ("200", "500"):
+                    self.http_requests.labels(route, status)
 
     def init_topics(self, *topics: str) -> None:
         """Start the relay's per-topic series at 0."""
