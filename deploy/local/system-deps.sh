@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs (as root, with apt) or names (otherwise) what the local stack needs from the system:
-# a JDK 17+ and Maven for the Kafka broker jars, Debian's postgresql for the database.
+# a JDK 17+ and Maven for the Kafka broker jars, Debian's postgresql for the database, Debian's
+# prometheus for promtool (alert rule checks and tests) and the metrics end-to-end test.
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,8 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 \
   || missing+=(postgresql)
 id postgres >/dev/null 2>&1 || [ "$(id -u)" != 0 ] || missing+=(postgresql)
+{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } \
+  || [ -x /usr/bin/promtool ] || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
