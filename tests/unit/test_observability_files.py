@@ -102,11 +102,12 @@ def test_the_dashboard_is_a_grafana_dashboard() -> None:
     ids = [p["id"] for p in doc["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     datasource = [v for v in doc["templating"]["list"] if v["type"] == "datasource"]
-    assert datasource and datasource[0]["query"] == "prometheus"
+    assert datasource
+    assert datasource[0]["query"] == "prometheus"
     for p in doc["panels"]:
         assert {"id", "type", "title", "gridPos"} <= set(p), p
-        assert {"h", "w", "x", "y"} <= set(p["gridPos"]) and p["gridPos"]["x"] + \
-            p["gridPos"]["w"] <= 24, p["title"]
+        assert {"h", "w", "x", "y"} <= set(p["gridPos"]), p["title"]
+        assert p["gridPos"]["x"] + p["gridPos"]["w"] <= 24, p["title"]
         if p["type"] != "row":
             assert p["targets"], f"panel {p['title']!r} queries nothing"
             assert p["datasource"]["uid"] == "${datasource}"

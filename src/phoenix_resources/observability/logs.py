@@ -18,9 +18,11 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -92,9 +94,30 @@ class ConsoleFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Route every logger of the process (librdkafka's included) to one stderr handler."""
+    """Route every logger of the process (librdkafka's included) to one stderr handler, and
+    uncaught exceptions (of any thread) through it too: a crash is a JSON line as well."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException,
+                  tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, tb)
+        return
+    logging.getLogger("phoenix_resources").critical(
+        "uncaught exception; exiting", exc_info=(kind, error, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None:
+        return
+    logging.getLogger("phoenix_resources").critical(
+        "uncaught exception in a thread", exc_info=(args.exc_type, args.exc_value,
+                                                    args.exc_traceback),
+        extra={"thread": args.thread.name if args.thread else None})
