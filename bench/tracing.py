@@ -33,11 +33,17 @@ SETTINGS: list[tuple[str, float | None]] = [("off", None), ("10 %", 0.1), ("100 
 @dataclass
 class TracingResult:
     rates: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+    """Worker + relay CPU seconds (user + system) per 10,000 commands, start-up included:
+    less sensitive than throughput to other work on a shared machine."""
     exported_bytes: dict[str, int] = field(default_factory=dict)
     ok: bool = True
 
     def median(self, label: str) -> float:
         return statistics.median(self.rates[label]) if self.rates.get(label) else float("nan")
+
+    def cpu_median(self, label: str) -> float:
+        return statistics.median(self.cpu[label]) if self.cpu.get(label) else float("nan")
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -103,10 +109,13 @@ def run(target: Target, wl: Workload, partitions: int, reps: int) -> TracingResu
                 r = ours.throughput(target, wl, topic, partitions, extra_env=env)
                 time.sleep(1)  # the last span batch
                 result.rates.setdefault(label, []).append(r.sustained_rate)
+                cpu = sum(p.cpu_s for p in (r.worker, r.relay) if p is not None)
+                result.cpu.setdefault(label, []).append(cpu / wl.n * 10_000)
                 result.exported_bytes[label] = (result.exported_bytes.get(label, 0)
                                                 + _Sink.received - before)
                 result.ok &= r.ok
-                progress(f"  -> {r.sustained_rate:,.0f} commands/s; "
+                progress(f"  -> {r.sustained_rate:,.0f} commands/s; worker+relay CPU "
+                         f"{result.cpu[label][-1]:.2f} s per 10k commands; "
                          f"{(_Sink.received - before) / 1024:,.0f} KiB of spans exported")
     finally:
         server.shutdown()
@@ -115,14 +124,16 @@ def run(target: Target, wl: Workload, partitions: int, reps: int) -> TracingResu
 
 def report_rows(result: TracingResult) -> list[tuple[str, str, str]]:
     """(label, value, note) rows for bench/run.py's table."""
-    off = result.median("off")
+    off, off_cpu = result.median("off"), result.cpu_median("off")
     rows = []
     for label, _ in SETTINGS:
-        med = result.median(label)
-        cost = "" if label == "off" else f"{(1 - med / off) * 100:+.1f} % vs off".replace(
-            "+-", "-")
+        med, cpu = result.median(label), result.cpu_median(label)
+        vs = "" if label == "off" else (f"; throughput {(med / off - 1) * 100:+.1f} %, CPU "
+                                        f"{(cpu / off_cpu - 1) * 100:+.1f} % vs off")
         runs = ", ".join(f"{v:,.0f}" for v in result.rates.get(label, []))
-        rows.append((f"tracing {label}: worker + relay throughput (median)",
-                     f"{med:,.0f} cmd/s", f"runs {runs}; {cost}; "
+        cpus = ", ".join(f"{v:.2f}" for v in result.cpu.get(label, []))
+        rows.append((f"tracing {label}: worker + relay (medians)",
+                     f"{med:,.0f} cmd/s, {cpu:.2f} CPU-s/10k cmd",
+                     f"runs {runs} cmd/s; CPU {cpus}{vs}; "
                      f"{result.exported_bytes.get(label, 0) / 1024:,.0f} KiB of spans"))
     return rows

@@ -155,17 +155,18 @@ class BatchWatch:
         self._start_ns = time.time_ns()
         self._incoming: Sequence[Incoming] = ()
         self.span: trace.Span | None = None
-        first: dict[Key, Message] = {}
-        last: dict[Key, Message] = {}
+        # One topic per worker (its subscription): key the pass by partition alone.
+        first: dict[int | None, Message] = {}
+        last: dict[int | None, Message] = {}
         for m in messages:
-            key = (m.topic() or "", m.partition() or 0)
-            if key not in first:
-                first[key] = m
-            last[key] = m
+            partition = m.partition()
+            if partition not in first:
+                first[partition] = m
+            last[partition] = m
         self._size = len(messages)
-        self._last = last
-        self._topic = next(iter(first))[0] if first else ""
-        watch.lag.taken({k: _stamp(m) for k, m in first.items()})
+        self._topic = (messages[0].topic() or "") if messages else ""
+        self._last = {(self._topic, p or 0): m for p, m in last.items()}
+        watch.lag.taken({(self._topic, p or 0): _stamp(m) for p, m in first.items()})
 
     def decoded(self, incoming: Sequence[Incoming]) -> None:
         """The commands of the batch are known: open its span (when tracing) with links."""
