@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -16,8 +15,7 @@ from phoenix_resources.errors import BrokerUnavailable
 
 def retention_ms(common: dict[str, Any], topic: str, timeout: float = 10.0) -> int | None:
     """The topic's ``retention.ms`` (-1: kept forever), or None if the topic does not exist."""
-    conf: dict[str, Any] = {**common, "logger": logging.getLogger("phoenix_resources.librdkafka")}
-    admin = AdminClient(conf)
+    admin = AdminClient(common)
     resource = ConfigResource(ResourceType.TOPIC, topic)
     try:
         future = admin.describe_configs([resource], request_timeout=timeout)[resource]
