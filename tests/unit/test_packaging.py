@@ -81,7 +81,7 @@ def _file_owners() -> dict[str, str]:
 
 
 def _distribution(module: str) -> str:
-    if module.split(".")[0] in NAMESPACES:
+    if module.split(".", maxsplit=1)[0] in NAMESPACES:
         parts = module.split(".")
         while parts:
             base = "/".join(parts)
