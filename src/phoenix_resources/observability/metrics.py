@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import importlib.metadata
+import math
 import os
 import platform
 import shutil
@@ -110,6 +111,25 @@ class BulkHistogram(Collector):
         with self._lock:
             for i, n in enumerate(local):
                 self._counts[i] += n
+            self._sum += total
+
+    def observe_ages(self, now: float, stamps: list[float]) -> None:
+        """Observe ``now - t`` for every ``t`` in ``stamps`` (epoch seconds; sorted in place),
+        negative ages counted as 0. One sort and one bisection per bucket, in C: a
+        1,000-command batch costs a fraction of a millisecond."""
+        if not stamps:
+            return
+        stamps.sort()
+        n = len(stamps)
+        past = bisect.bisect_right(stamps, now)  # stamps[:past] are not in the future
+        total = past * now - math.fsum(stamps[:past])
+        cumulative = [n - bisect.bisect_left(stamps, now - bound) for bound in self._bounds]
+        with self._lock:
+            below = 0
+            for i, up_to in enumerate(cumulative):
+                self._counts[i] += up_to - below
+                below = up_to
+            self._counts[-1] += n - below
             self._sum += total
 
     def count(self) -> int:

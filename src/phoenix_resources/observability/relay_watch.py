@@ -92,9 +92,8 @@ class RelayWatch:
         """``rows`` were acknowledged by the broker (and deleted)."""
         for topic, count in Counter(r.topic for r in rows).items():
             self.metrics.events_published.labels(topic).inc(count)
-        now = self._wall()
-        self.metrics.publish_latency.observe_many(
-            max(0.0, now - r.occurred_at.timestamp()) for r in rows)
+        self.metrics.publish_latency.observe_ages(self._wall(),
+                                                  [r.occurred_at.timestamp() for r in rows])
         if rows:
             self._progress_at = self._monotonic()
 

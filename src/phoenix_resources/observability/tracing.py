@@ -145,16 +145,14 @@ class Tracing:
         """The span of one worker batch, linked to its sampled commands; None when off."""
         if not self.enabled:
             return None
-        links: list[Link] = []
-        for tp in traceparents:
-            if is_sampled(tp):
-                assert tp is not None
-                links.append(Link(span_context(tp)))
-                if len(links) == MAX_LINKS:
-                    break
-        return self.tracer.start_span("phoenix.worker process", kind=SpanKind.CONSUMER,
+        sampled = [tp for tp in traceparents if tp is not None and tp[54:55] in _SAMPLED_FLAGS]
+        links = [Link(span_context(tp)) for tp in sampled[:MAX_LINKS]]
+        span = self.tracer.start_span("phoenix.worker process", kind=SpanKind.CONSUMER,
                                       links=links, start_time=start_ns, attributes=attributes,
                                       context=Context())
+        if len(sampled) > MAX_LINKS and span.is_recording():
+            span.set_attribute("phoenix.sampled_commands_not_linked", len(sampled) - MAX_LINKS)
+        return span
 
     @contextmanager
     def child(self, parent: trace.Span | None, name: str) -> Iterator[trace.Span | None]:

@@ -17,9 +17,8 @@ over the decoded commands (their end-to-end latency, observed in bulk).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -195,22 +194,20 @@ class BatchWatch:
                                       if c.startswith("CMD")})
         m.count_outcomes("parked", {c: n for c, n in report.codes.items()
                                     if not c.startswith("CMD")})
-        m.command_latency.observe_many(self._latencies(report))
+        m.command_latency.observe_ages(self._watch._wall(), self._issued(report))
         if self.span is not None:
             self.span.set_attributes({"phoenix.applied": report.applied + report.unchanged,
                                       "phoenix.rejected": report.rejected,
                                       "phoenix.duplicates": report.duplicates,
                                       "phoenix.parked": report.parked})
 
-    def _latencies(self, report: _Report) -> Iterator[float]:
-        now = self._watch._wall()
-        duplicates = set(report.duplicate_ids)  # redeliveries: their first time counted
-        for item in self._incoming:
-            command = item.command
-            if duplicates and command.command_id in duplicates:
-                continue
-            issued: datetime = command.issued_at
-            yield max(0.0, now - issued.timestamp())
+    def _issued(self, report: _Report) -> list[float]:
+        """When each fresh command was issued (epoch seconds); redeliveries left out."""
+        if not report.duplicate_ids:
+            return [item.command.issued_at.timestamp() for item in self._incoming]
+        duplicates = set(report.duplicate_ids)  # their first delivery was counted
+        return [item.command.issued_at.timestamp() for item in self._incoming
+                if item.command.command_id not in duplicates]
 
     def finished(self, dead: _DeadLetters) -> None:
         """Offsets stored: count dead letters, close the span, move the lag on."""
