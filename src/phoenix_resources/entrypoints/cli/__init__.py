@@ -21,8 +21,9 @@ Exit codes (stable; scripts may rely on them; defined once in :mod:`.common`):
 One module per topic, each with ``register(app)``: :mod:`.ops` (migrate, worker, relay,
 api, run), :mod:`.stack` (the local stack), :mod:`.send` (send, with :mod:`.bulk` for
 ``--file``), :mod:`.read` (watch, get, list), :mod:`.parked` (the parking lot of commands),
-:mod:`.outbox` (outbox rows the broker refused), :mod:`.dlq` (the dead-letter topic) and
-:mod:`.configuration` (config docs/show);
+:mod:`.outbox` (outbox rows the broker refused), :mod:`.dlq` (the dead-letter topic),
+:mod:`.configuration` (config docs/show) and :mod:`.grpc` (the gRPC server, the AsyncAPI
+document);
 :mod:`.common` holds what they share. A new topic is a module with a ``register`` function
 plus one entry in :data:`TOPICS`. Topic modules import server code only inside their
 commands, so starting the CLI stays cheap.
@@ -41,6 +42,7 @@ import typer
 from phoenix_resources.entrypoints.cli import (
     configuration,
     dlq,
+    grpc,
     ops,
     outbox,
     parked,
@@ -60,7 +62,7 @@ app = typer.Typer(
 
 TOPICS: tuple[Callable[[typer.Typer], None], ...] = (
     ops.register, stack.register, send.register, read.register, parked.register,
-    outbox.register, dlq.register, configuration.register,
+    outbox.register, dlq.register, configuration.register, grpc.register,
 )
 """Each topic's ``register(app)``; commands are listed in this order within the
 commands and the groups of ``--help``."""
