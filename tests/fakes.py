@@ -416,6 +416,11 @@ class FakeOutboxSession:
         self._enter("parked_count")
         return len(self.parked)
 
+    def backlog(self) -> tuple[int, int]:
+        self._enter("backlog")
+        with self.store._mutex:
+            return len(self.store.outbox) - len(self.parked), len(self.parked)
+
     def delete(self, seqs: list[int]) -> None:
         self._enter("delete")
         gone = set(seqs)
@@ -604,6 +609,15 @@ class FakeConsumer:
     def resume(self, partitions: list[TopicPartition]) -> None:
         self._check_open()
         self.paused -= {(tp.topic, tp.partition) for tp in partitions}
+
+    def get_watermark_offsets(self, partition: TopicPartition, timeout: float | None = None,
+                              cached: bool = False) -> tuple[int, int]:
+        return 0, len(self.logs[(partition.topic, partition.partition)])
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition,
+                               self.positions.get((tp.topic, tp.partition), -1001))
+                for tp in partitions]
 
     def seek(self, partition: TopicPartition) -> None:
         self._check_open()

@@ -107,6 +107,13 @@ def replay_window_warning(settings: Settings) -> str | None:
                                         settings.processed_retention_hours)
 
 
+def database_ping(settings: Settings) -> Callable[[float], float]:
+    """``ping(timeout)``: the database's round trip in seconds, or DatabaseUnavailable."""
+    from phoenix_resources.adapters.postgres.ping import ping
+
+    return lambda timeout: ping(settings.database_url, timeout)
+
+
 def prepare_topics(settings: Settings) -> None:
     if settings.create_topics:
         kafka.ensure_topics(kafka.admin_config(settings), topics_to_create(settings))

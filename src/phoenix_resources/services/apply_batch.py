@@ -46,12 +46,16 @@ class BatchReport:
     events: int = 0
     duplicate_ids: list[UUID] = field(default_factory=list)
     parked_ids: list[UUID] = field(default_factory=list)
+    codes: dict[str, int] = field(default_factory=dict)
+    """Rejected and parked commands by code (``CMD-…``, ``PRK-…``)."""
 
     def add(self, other: BatchReport) -> None:
         for name in ("applied", "rejected", "unchanged", "duplicates", "parked", "events"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.duplicate_ids += other.duplicate_ids
         self.parked_ids += other.parked_ids
+        for code, n in other.codes.items():
+            self.codes[code] = self.codes.get(code, 0) + n
 
 
 def split_repeats(batch: Sequence[Incoming]) -> list[Claim]:
@@ -147,8 +151,10 @@ def _count(report: BatchReport, outcomes: Sequence[tuple[Incoming, Outcome]]) ->
         if isinstance(o, Parked):
             report.parked += 1
             report.parked_ids.append(o.command.command_id)
+            report.codes[o.code] = report.codes.get(o.code, 0) + 1
         elif isinstance(o, Rejected):
             report.rejected += 1
+            report.codes[o.code] = report.codes.get(o.code, 0) + 1
         elif o.event is None:
             report.unchanged += 1
         else:
