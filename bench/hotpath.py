@@ -144,9 +144,13 @@ def run(n: int, batch: int = 1000, *, apply: bool = True,
         profile.enable()
     started = time.process_time()
     for i in range(0, len(messages) if apply else 0, batch):
-        flight = _InFlight(messages[i:i + batch], DeadLetters("dlq"))
+        chunk = messages[i:i + batch]
+        flight = _InFlight(chunk, DeadLetters("dlq"), worker.watch.batch(chunk))
         incoming = worker._decode(flight)
-        Isolation(incoming).run(unit, now)
+        flight.watch.decoded(incoming)
+        isolation = Isolation(incoming)
+        isolation.run(unit, now)
+        flight.watch.counted(isolation.report)
     seconds = time.process_time() - started
     if profile is not None:
         profile.disable()
