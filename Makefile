@@ -7,10 +7,11 @@ CLI := $(VENV)/bin/phoenix-resources
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: deps system-deps venv jars run stack-up stack-down stack-status migrate test test-unit \
-        lint fmt fuzz bench bench-quick bench-peers bench-profile clean
+.PHONY: deps system-deps venv jars asyncapi-specs proto asyncapi run stack-up stack-down \
+        stack-status migrate test test-unit lint fmt fuzz docs lock bench bench-quick \
+        bench-peers bench-profile bench-tracing clean
 
-deps: system-deps venv jars ## everything a fresh machine lacks
+deps: system-deps venv jars asyncapi-specs ## everything a fresh machine lacks
 
 system-deps:
 	@deploy/local/system-deps.sh
@@ -24,6 +25,15 @@ $(STAMP): pyproject.toml
 
 jars: venv
 	@$(PY) -m phoenix_resources.devstack fetch
+
+asyncapi-specs: venv ## the official AsyncAPI JSON Schemas (npm @asyncapi/specs, pinned) for the tests
+	@$(PY) -m tests.support.asyncapi_specs
+
+proto: venv ## regenerate src/phoenix_resources/grpc_gen from proto/ (grpcio-tools, mypy-protobuf)
+	@$(PY) -m tests.support.protogen
+
+asyncapi: venv ## regenerate schemas/asyncapi.yaml from schemas/*.avsc and the default settings
+	@$(CLI) asyncapi --defaults --output schemas/asyncapi.yaml
 
 stack-up: deps ## the persistent local Kafka (127.0.0.1:9092) and PostgreSQL (127.0.0.1:55432)
 	@$(PY) -m phoenix_resources.devstack up
@@ -61,11 +71,21 @@ bench: stack-up ## full side-by-side benchmark (see docs/performance.md)
 bench-quick: stack-up ## the same, small (~2 minutes)
 	@$(PY) -m bench.run --mode quick
 
+bench-tracing: stack-up ## worker + relay with tracing off / 10 % / 100 %, interleaved rounds
+	@$(PY) -m bench.run --mode quick --only tracing
+
 bench-peers: stack-up ## Kafka Connect + Debezium JDBC sink on the same workload
 	@$(PY) -m bench.run --mode peers
 
 bench-profile: stack-up ## py-spy profile of the worker on the benchmark workload
 	@$(PY) -m bench.profile --n 100000
+
+docs: venv ## docs/configuration.md from the settings model
+	@$(CLI) config docs --output docs/configuration.md
+
+lock: venv ## requirements/server.lock: the image's pinned, hashed dependencies (from PyPI)
+	@$(VENV)/bin/uv pip compile pyproject.toml --extra server --generate-hashes --universal \
+	  --python-version 3.11 --custom-compile-command "make lock" -o requirements/server.lock -q
 
 fmt: venv
 	@$(VENV)/bin/ruff check --fix src tests bench

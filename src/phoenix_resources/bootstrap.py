@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from phoenix_resources.adapters import codec as codecs
 from phoenix_resources.adapters import kafka
 from phoenix_resources.adapters.codec import CommandCodec, EventCodec
+from phoenix_resources.adapters.postgres import arrays
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
 from phoenix_resources.adapters.postgres.outbox import OutboxSession
 from phoenix_resources.adapters.postgres.parking import ParkingLot
@@ -40,11 +41,13 @@ def _pg_kwargs(settings: Settings) -> dict[str, Any]:
 
 def db_pool(settings: Settings, url: str | None = None, *, min_size: int | None = None,
             max_size: int | None = None, name: str = "phoenix") -> ConnectionPool:
-    """A sync pool; not opened (``open=False``): the caller opens it when its process starts."""
+    """A sync pool; not opened (``open=False``): the caller opens it when its process starts.
+    Its connections dump the batch unit's typed arrays (``adapters/postgres/arrays``)."""
     return ConnectionPool(url or settings.database_url,
                           min_size=settings.db_pool_min if min_size is None else min_size,
                           max_size=settings.db_pool_max if max_size is None else max_size,
-                          kwargs=_pg_kwargs(settings), open=False, name=name)
+                          kwargs=_pg_kwargs(settings), open=False, name=name,
+                          configure=arrays.register)
 
 
 def api_db_pool(settings: Settings) -> AsyncConnectionPool:
@@ -96,16 +99,24 @@ def replay_window_warning(settings: Settings) -> str | None:
     from phoenix_resources.errors import BrokerUnavailable
 
     try:
-        retention = topics.retention_ms(settings.kafka_common(), settings.commands_topic)
+        retention = topics.retention_ms(kafka.admin_config(settings),
+                                       settings.commands_topic)
     except BrokerUnavailable:
         return None
     return topics.replay_window_warning(settings.commands_topic, retention,
                                         settings.processed_retention_hours)
 
 
+def database_ping(settings: Settings) -> Callable[[float], float]:
+    """``ping(timeout)``: the database's round trip in seconds, or DatabaseUnavailable."""
+    from phoenix_resources.adapters.postgres.ping import ping
+
+    return lambda timeout: ping(settings.database_url, timeout)
+
+
 def prepare_topics(settings: Settings) -> None:
     if settings.create_topics:
-        kafka.ensure_topics(settings.kafka_common(), topics_to_create(settings))
+        kafka.ensure_topics(kafka.admin_config(settings), topics_to_create(settings))
 
 
 @dataclass(frozen=True)
@@ -121,13 +132,20 @@ class WorkerParts:
     unit_factory: Callable[[], BatchUnit]
 
 
-def worker_parts(settings: Settings) -> WorkerParts:
-    pool = db_pool(settings, min_size=1, max_size=2, name="phoenix-worker")
+def _units(settings: Settings, name: str,
+           ) -> tuple[ConnectionPool, EventCodec, Callable[[], PostgresBatchUnit]]:
+    """A small pool and a factory of units of work on it (one transaction each)."""
+    pool = db_pool(settings, min_size=1, max_size=2, name=name)
     events = event_codec(settings)
 
-    def unit() -> BatchUnit:
+    def unit() -> PostgresBatchUnit:
         return PostgresBatchUnit(pool, events, settings.events_topic, settings.rejections_topic)
 
+    return pool, events, unit
+
+
+def worker_parts(settings: Settings) -> WorkerParts:
+    pool, events, unit = _units(settings, "phoenix-worker")
     return WorkerParts(consumer=consumer(settings), producer=producer(settings),
                        codec=command_codec(settings), events=events, pool=pool,
                        unit_factory=unit)
@@ -144,12 +162,7 @@ class ParkingParts:
 
 
 def parking_parts(settings: Settings) -> ParkingParts:
-    pool = db_pool(settings, min_size=1, max_size=2, name="phoenix-parking")
-    events = event_codec(settings)
-
-    def unit() -> ReplayUnit:
-        return PostgresBatchUnit(pool, events, settings.events_topic, settings.rejections_topic)
-
+    pool, _, unit = _units(settings, "phoenix-parking")
     return ParkingParts(ParkingLot(settings.database_url), pool, unit)
 
 

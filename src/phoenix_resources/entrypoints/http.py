@@ -16,8 +16,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import gc
 import json
 import os
@@ -31,16 +29,24 @@ import uvicorn
 from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from phoenix_resources.adapters.postgres.queries import PageKey, ReadQueries
+from phoenix_resources.adapters.postgres.queries import ReadQueries
 from phoenix_resources.bootstrap import api_db_pool
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.model import NAME_MAX, Status
 from phoenix_resources.entrypoints import http_problems as p
+from phoenix_resources.entrypoints.http_docs import add_docs_routes
 from phoenix_resources.entrypoints.http_edge import Edge, TokenCheck
 from phoenix_resources.entrypoints.http_fast import ApiState, FastLookup
+from phoenix_resources.entrypoints.http_listing import (
+    LIMIT_DEFAULT,
+    LIMIT_MAX,
+    ListQuery,
+    decode_cursor,
+    listing,
+)
 from phoenix_resources.entrypoints.http_lookup import lookup
 from phoenix_resources.entrypoints.http_models import (
     CommandOutcome,
@@ -51,7 +57,9 @@ from phoenix_resources.entrypoints.http_models import (
     ResourcePage,
 )
 from phoenix_resources.errors import DatabaseUnavailable
-from phoenix_resources.observability import Metrics
+from phoenix_resources.observability import Metrics, configure_logging
+from phoenix_resources.observability.metrics import multiprocess_dir
+from phoenix_resources.observability.tracing import Tracing
 
 Readiness = Callable[[], Awaitable[dict[str, object]]]
 
@@ -59,7 +67,6 @@ JSON = "application/json"
 SETTINGS_ENV = "PHOENIX_API_SETTINGS_JSON"
 """How :func:`serve` hands its Settings to uvicorn's worker processes."""
 READY_DB_TIMEOUT_S = 1.0
-LIMIT_DEFAULT, LIMIT_MAX = 50, 500
 
 
 def _problem_doc(*codes: p.Code) -> dict[int | str, dict[str, Any]]:
@@ -81,9 +88,11 @@ COMMON_PROBLEMS = _problem_doc(p.INVALID_REQUEST, p.TIMEOUT, p.UNAVAILABLE, p.IN
 
 
 def create_app(settings: Settings, *, metrics: Metrics | None = None,
-               readiness: Readiness | None = None) -> FastAPI:
-    """The ASGI app; opens its pool on lifespan start and closes it on shutdown."""
-    metrics = metrics or Metrics()
+               readiness: Readiness | None = None, tracing: Tracing | None = None) -> FastAPI:
+    """The ASGI app; opens its pool on lifespan start and closes it on shutdown. Traced
+    (one span per request) when ``tracing`` is on; by default as the settings say."""
+    metrics = metrics or Metrics(component="api")
+    tracing = tracing or Tracing.from_settings(settings, "api")
     tokens = TokenCheck(settings.api_token_hashes)
     state = ApiState()
 
@@ -102,16 +111,24 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     app = FastAPI(title="phoenix-resources", version="1", lifespan=lifespan,
                   # Tracing/metrics are Prometheus here; FastAPI's OpenTelemetry hooks off.
                   telemetry={"tracing": False, "metrics": False, "logs": False},
-                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
+                  # /docs is served offline by http_docs (no CDN), not FastAPI's page.
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   description="Read-only lookup of resources and command outcomes. "
                               "Writes happen only through command events on Kafka.")
     _install_error_handlers(app)
     _add_api_routes(app, state)
     _add_ops_routes(app, state, metrics, readiness)
+    add_docs_routes(app)
+    _add_asyncapi_route(app, settings)
     app.openapi = _openapi_builder(app, auth=tokens.enabled)  # type: ignore[method-assign]
     app.add_middleware(FastLookup, state=state)
     app.add_middleware(Edge, timeout_s=settings.http_request_timeout_s, tokens=tokens,
-                       requests=metrics.http_requests, seconds=metrics.http_seconds)
+                       requests=metrics.http_requests, seconds=metrics.http_seconds,
+                       access_log_ratio=settings.http_access_log_ratio)
+    if tracing.enabled:
+        from phoenix_resources.entrypoints.http_tracing import add_tracing
+
+        add_tracing(app, tracing)
     return app
 
 
@@ -163,14 +180,10 @@ def _add_api_routes(app: FastAPI, state: ApiState) -> None:
                         "this API did not issue is refused with 400).")] = None,
     ) -> Response:
         _reject_unknown_query(request, list_query)
+        # The plain forms are answered by FastLookup; both send what http_listing answers.
         after = None if cursor is None else decode_cursor(cursor, by_name=name_prefix is not None)
-        rows = await state.queries.resources(status=status.value if status else None,
-                                             name_prefix=name_prefix, after=after,
-                                             limit=limit + 1)
-        next_cursor = encode_cursor(rows[limit - 1].key) if len(rows) > limit else None
-        body = b"".join((b'{"items":[', ",".join(r.json for r in rows[:limit]).encode(),
-                         b'],"next_cursor":', orjson.dumps(next_cursor), b"}"))
-        return Response(body, media_type=JSON)
+        query = ListQuery(status.value if status else None, name_prefix, after, limit)
+        return (await listing(state.queries, query)).response()
 
     @app.get("/api/v1/commands/{command_id}", response_model=CommandOutcome,
              tags=["commands"], summary="The recorded outcome of a command",
@@ -211,7 +224,23 @@ def _add_ops_routes(app: FastAPI, state: ApiState, metrics: Metrics,
              response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_asyncapi_route(app: FastAPI, settings: Settings) -> None:
+    """``/asyncapi.json``: the Kafka interface's AsyncAPI 3.0 document for these settings
+    (``entrypoints/asyncapi.py``), built on first request; open like ``/openapi.json``."""
+    cache: list[bytes] = []
+
+    @app.get("/asyncapi.json", tags=["operations"], response_class=Response,
+             summary="AsyncAPI 3.0 document of the Kafka topics (commands, events, ...)",
+             responses={200: {"content": {JSON: {"schema": {"type": "object"}}}}})
+    async def asyncapi() -> Response:
+        if not cache:
+            from phoenix_resources.entrypoints.asyncapi import document
+
+            cache.append(orjson.dumps(document(settings)))
+        return Response(cache[0], media_type=JSON)
 
 
 async def _extra_checks(readiness: Readiness) -> dict[str, object]:
@@ -230,28 +259,6 @@ async def _extra_checks(readiness: Readiness) -> dict[str, object]:
         raise p.ApiProblem(p.UNAVAILABLE, f"not ready: {', '.join(failing) or 'readiness check'}",
                            headers={"retry-after": "1"}, checks=extra)
     return extra
-
-
-# --- cursors --------------------------------------------------------------------------------
-
-def encode_cursor(key: PageKey) -> str:
-    """Opaque to clients: base64url of ``[id]`` or ``[name, id]``, unpadded."""
-    raw = [str(key)] if isinstance(key, UUID) else [key[0], str(key[1])]
-    return base64.urlsafe_b64encode(orjson.dumps(raw)).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str, *, by_name: bool) -> PageKey:
-    """The key a cursor encodes; ApiProblem RES-001 for anything this API did not issue."""
-    try:
-        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if by_name and isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str):
-            return raw[0], UUID(raw[1])
-        if not by_name and isinstance(raw, list) and len(raw) == 1:
-            return UUID(raw[0])
-    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
-        pass
-    raise p.ApiProblem(p.INVALID_REQUEST, "invalid cursor: pass back `next_cursor` unchanged, "
-                       "with the same name_prefix (or none) as the request that issued it")
 
 
 # --- errors and the OpenAPI document --------------------------------------------------------
@@ -347,9 +354,10 @@ def _server_options(settings: Settings) -> dict[str, Any]:
 
 
 def build_server(settings: Settings, *, metrics: Metrics | None = None,
-                 readiness: Readiness | None = None) -> uvicorn.Server:
+                 readiness: Readiness | None = None,
+                 tracing: Tracing | None = None) -> uvicorn.Server:
     """A single-process server the caller runs (``await server.serve()``) and stops."""
-    app = create_app(settings, metrics=metrics, readiness=readiness)
+    app = create_app(settings, metrics=metrics, readiness=readiness, tracing=tracing)
     return uvicorn.Server(uvicorn.Config(app, **_server_options(settings)))
 
 
@@ -357,6 +365,7 @@ def create_app_from_env() -> FastAPI:
     """uvicorn's import-string factory for worker processes: Settings read when called."""
     raw = os.environ.get(SETTINGS_ENV)
     settings = Settings.model_validate(json.loads(raw)) if raw else Settings()
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     _freeze_heap()
     return app
@@ -371,7 +380,10 @@ def _freeze_heap() -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Blocking: the ``phoenix-resources api`` command. ``http_workers`` > 1 forks workers."""
+    """Blocking: the ``phoenix-resources api`` command. ``http_workers`` > 1 starts worker
+    processes; their metrics are then kept in a shared directory and every scrape answers
+    the sum over all of them (``observability.metrics.multiprocess_dir``)."""
+    configure_logging(settings.log_level, settings.log_format)
     if settings.http_workers == 1:
         server = build_server(settings)
         _freeze_heap()
@@ -379,5 +391,6 @@ def serve(settings: Settings) -> None:
         return
     # Worker processes rebuild the app from the environment; hand them these exact settings.
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
-    uvicorn.run(f"{__name__}:create_app_from_env", factory=True,
-                workers=settings.http_workers, **_server_options(settings))
+    with multiprocess_dir():
+        uvicorn.run(f"{__name__}:create_app_from_env", factory=True,
+                    workers=settings.http_workers, **_server_options(settings))
