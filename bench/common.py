@@ -42,6 +42,8 @@ class Target:
 
     bootstrap: str
     admin_url: str  # superuser, used to create and drop the per-measurement databases
+    postmaster_pid: int | None = None
+    broker_pid: int | None = None
     app_user: str = "phoenix"
     port: int = 55432
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -125,7 +127,8 @@ def stack_target(ephemeral: bool) -> Iterator[Target]:
 
         with ephemeral_stack(fast=False) as stack:
             yield Target(stack.broker.bootstrap_servers, stack.postgres.admin_url,
-                         port=stack.postgres.port)
+                         port=stack.postgres.port, postmaster_pid=_postmaster(stack.postgres),
+                         broker_pid=stack.broker.pid())
         return
     from phoenix_resources.devstack.stack import local_stack
 
@@ -134,7 +137,15 @@ def stack_target(ephemeral: bool) -> Iterator[Target]:
         progress("local stack not running: starting it (make stack-up)")
         stack.up(progress=False)
     yield Target(stack.broker.bootstrap_servers, stack.postgres.admin_url,
-                 port=stack.postgres.port)
+                 port=stack.postgres.port, postmaster_pid=_postmaster(stack.postgres),
+                 broker_pid=stack.broker.pid())
+
+
+def _postmaster(cluster: Any) -> int | None:
+    try:
+        return int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def pg_settings(admin_url: str) -> dict[str, str]:
@@ -233,6 +244,35 @@ def proc_stats(pid: int) -> ProcStats | None:
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     return ProcStats(hwm, cpu)
+
+
+def _ticks(pid: int, *, children: bool) -> int:
+    """utime+stime of ``pid`` (plus cutime+cstime: its reaped children) in clock ticks."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    own = int(fields[11]) + int(fields[12])
+    return own + (int(fields[13]) + int(fields[14]) if children else 0)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def tree_cpu_s(pid: int | None) -> float:
+    """CPU seconds a process and its children used so far: its own, its reaped children's,
+    and its live children's (a PostgreSQL postmaster and every backend; a JVM's threads)."""
+    if pid is None:
+        return 0.0
+    ticks = _ticks(pid, children=True) + sum(_ticks(c, children=True) for c in _children(pid))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class Proc:

@@ -28,7 +28,17 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.common import Proc, ProcStats, Target, Watermarks, cli, percentile, progress, read_all
+from bench.common import (
+    Proc,
+    ProcStats,
+    Target,
+    Watermarks,
+    cli,
+    percentile,
+    progress,
+    read_all,
+    tree_cpu_s,
+)
 from bench.workload import Workload
 from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
 from phoenix_resources.domain.commands import CreateResource
@@ -45,6 +55,9 @@ class OursResult:
     worker: ProcStats | None
     relay: ProcStats | None
     ok: bool
+    postgres_cpu_s: float = 0.0
+    """CPU of the whole PostgreSQL cluster (postmaster, backends, WAL writer …) during the run."""
+    broker_cpu_s: float = 0.0
     problems: list[str] = field(default_factory=list)
     event_repeats: int = 0
 
@@ -126,6 +139,7 @@ def throughput(target: Target, wl: Workload, commands_topic: str, partitions: in
     want = {pipe.events: wl.events, pipe.rejections: wl.rejected, pipe.dlq: wl.poison}
     marks = {t: Watermarks(target.bootstrap, t) for t in want}
     timeout_s = timeout_s or max(60.0, wl.n / 300)
+    pg0, kafka0 = tree_cpu_s(target.postmaster_pid), tree_cpu_s(target.broker_pid)
     try:
         t_spawn = time.time()
         pipe.start()
@@ -152,6 +166,8 @@ def throughput(target: Target, wl: Workload, commands_topic: str, partitions: in
             time.sleep(0.05)
         t_seen = time.time()
         worker_stats, relay_stats = pipe.worker.stats(), pipe.relay.stats()
+        pg_cpu = tree_cpu_s(target.postmaster_pid) - pg0
+        kafka_cpu = tree_cpu_s(target.broker_pid) - kafka0
     finally:
         for m in marks.values():
             m.close()
@@ -163,7 +179,7 @@ def throughput(target: Target, wl: Workload, commands_topic: str, partitions: in
     t_first = float(first[0]) if first and first[0] is not None else t_spawn
     sustained = wl.n / max(t_last - t_first, 1e-6)
     return OursResult(wl.n, sustained, wl.n / (t_seen - t_spawn), worker_stats, relay_stats,
-                      not problems, problems, repeats)
+                      not problems, problems, repeats, pg_cpu, kafka_cpu)
 
 
 def verify(target: Target, pipe: Pipeline, wl: Workload) -> tuple[list[str], int, float]:

@@ -137,6 +137,10 @@ def run_ours(target: Target, wl: Workload, topic: str, partitions: int, *, reps:
         if r.relay:
             res.s("relay_rss").add(r.relay.peak_rss_bytes / 2**20)
             res.s("relay_cpu").add(r.relay.cpu_s / wl.n * 10_000)
+        if r.postgres_cpu_s:
+            res.s("pg_cpu").add(r.postgres_cpu_s / wl.n * 10_000)
+        if r.broker_cpu_s:
+            res.s("kafka_cpu").add(r.broker_cpu_s / wl.n * 10_000)
         res.extra.setdefault("ours_checks", []).append(
             "passed" if r.ok else "FAILED: " + "; ".join(r.problems))
         res.extra["event_repeats"] = res.extra.get("event_repeats", 0) + r.event_repeats
@@ -389,6 +393,10 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
         row("worker CPU per 10k commands", fig("worker_cpu", 2, " s"),
             "user+system, includes start-up")
         row("relay CPU per 10k commands", fig("relay_cpu", 2, " s"), "")
+        row("PostgreSQL CPU per 10k commands", fig("pg_cpu", 2, " s"),
+            "the whole cluster (every backend, WAL writer, checkpointer) during the run")
+        row("Kafka broker CPU per 10k commands", fig("kafka_cpu", 2, " s"),
+            "includes the benchmark's own readers of the topics")
     for label, r in res.extra.get("knobs", []):
         row(f"knob: {label}", f"{r.sustained_rate:,.0f} cmd/s (1 run)",
             "effectively-once check " + ("passed" if r.ok else "FAILED"))

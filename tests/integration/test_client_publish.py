@@ -60,7 +60,7 @@ def test_create_update_delete_are_keyed_framed_and_decodable(settings: Settings)
     assert headers["correlation_id"] == b"corr-1"
     assert headers["traceparent"].startswith(b"00-aaaa")
     later = dict(sorted(records, key=lambda r: r.offset())[1].headers() or [])
-    assert re.fullmatch(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-01", later["traceparent"])
+    assert re.fullmatch(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", later["traceparent"])
 
 
 def test_json_wire_format_and_caller_chosen_command_id(settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,10 +33,20 @@ def create_database(server_url: str, template: str | None = None, prefix: str = 
     return name
 
 
-def drop_database(server_url: str, name: str) -> None:
+def drop_database(server_url: str, name: str, wait_s: float = 30.0) -> None:
+    """Drop ``name``, ending its sessions. A session of a role this one may not signal (a
+    server process still on its way out) is waited for instead of failing the test."""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    deadline = time.monotonic() + wait_s
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                     .format(sql.Identifier(name)))
+        while True:
+            try:
+                conn.execute(drop)
+                return
+            except psycopg.errors.InsufficientPrivilege:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
 
 def migrated_template(server_url: str) -> str:
