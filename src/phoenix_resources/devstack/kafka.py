@@ -143,7 +143,9 @@ class KafkaBroker:
         if not (self.home / "data" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
-                [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                # --cluster-id=ID, not "-t ID": an id may start with "-" (base64url), which the
+                # tool's argument parser would take for an option.
+                [*self._java(), "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                  "-c", str(props)], capture_output=True, text=True, check=False)
             if fmt.returncode != 0:
                 raise StackError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
