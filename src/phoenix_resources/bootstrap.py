@@ -176,4 +176,7 @@ class RelayParts:
 
 def relay_parts(settings: Settings) -> RelayParts:
     return RelayParts(session=OutboxSession(settings.database_url, settings.relay_lock_key),
-                      producer=producer(settings, **{"linger.ms": 2}))
+                      producer=producer(settings, **{"linger.ms": 2,
+                                                     # publish_all(errors_only=True): no
+                                                     # per-record report for a delivery
+                                                     "delivery.report.only.error": True}))

@@ -20,7 +20,8 @@ DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
 def publish_all(producer: Producer, records: Sequence[OutgoingRecord],
-                timeout: float = 30.0, *, keep_key_order: bool = False) -> int:
+                timeout: float = 30.0, *, keep_key_order: bool = False,
+                errors_only: bool = False) -> int:
     """Fire every record, flush once, then check every delivery report.
 
     Returns the number delivered when all were. Otherwise, judged per record:
@@ -40,8 +41,12 @@ def publish_all(producer: Producer, records: Sequence[OutgoingRecord],
     only those refused alone are reported. With ``keep_key_order=True`` no record is sent
     after an earlier record with the same topic and key was refused within this call (it is
     *held*); records already in flight when a refusal arrived may have been delivered.
+
+    ``errors_only``: the producer was built with ``delivery.report.only.error=true`` (no
+    report, no Python call, for a record that was delivered): a record without a report counts
+    as delivered once ``flush`` says nothing is left in flight, and as not delivered otherwise.
     """
-    run = _Publish(producer, records, timeout, keep_key_order)
+    run = _Publish(producer, records, timeout, keep_key_order, errors_only)
     for index in run.round(range(len(records))):
         run.round([index])
     return run.result()
@@ -49,8 +54,9 @@ def publish_all(producer: Producer, records: Sequence[OutgoingRecord],
 
 class _Publish:
     def __init__(self, producer: Producer, records: Sequence[OutgoingRecord], timeout: float,
-                 keep_key_order: bool) -> None:
+                 keep_key_order: bool, errors_only: bool = False) -> None:
         self.producer = producer
+        self.errors_only = errors_only
         self.records = records
         self.timeout = timeout
         self.keep_key_order = keep_key_order
@@ -76,13 +82,15 @@ class _Publish:
                 sent.append(i)
             else:  # refused before leaving the process: judged now, so it can block its key
                 self._judge(i, err, early=True, together=False)
-        self.producer.flush(self.timeout)
+        settled = self.producer.flush(self.timeout) == 0
         again: list[int] = []
         for i in sent:
             if i in self.delivered:
                 continue
             err = errors.get(i)
-            if err is None:
+            if err is None and self.errors_only and settled:
+                self.delivered.add(i)  # nothing in flight, no error reported: delivered
+            elif err is None:
                 self.transient[i] = f"no delivery report within {self.timeout:g}s"
             elif self._judge(i, err, early=False, together=len(sent) > 1):
                 again.append(i)

@@ -47,22 +47,35 @@ PARKED_REFRESH_S = 5.0
 CE_TYPE_PREFIX = "phoenix.resources.v1."
 
 
+_SPEC_HEADER = ("ce_specversion", CE_SPEC)
+_CONTENT_TYPE_HEADER = ("content-type", b"application/avro")
+_TYPE_HEADERS: dict[str, tuple[str, bytes]] = {}
+
+
+def _type_header(event_type: str) -> tuple[str, bytes]:
+    found = _TYPE_HEADERS.get(event_type)
+    if found is None:  # a handful of types: built once each
+        found = _TYPE_HEADERS[event_type] = ("ce_type", (CE_TYPE_PREFIX + event_type).encode())
+    return found
+
+
 def to_record(row: OutboxRow, source: bytes, traceparent: str | None = None) -> OutgoingRecord:
     """CloudEvents binary mode: the payload is the data, attributes go in ``ce_`` headers.
     ``traceparent`` (the relay's span, when tracing) replaces the row's own."""
+    key = row.aggregateid.encode()
     headers: list[tuple[str, str | bytes | None]] = [
-        ("ce_specversion", CE_SPEC),
+        _SPEC_HEADER,
         ("ce_id", str(row.id).encode()),
-        ("ce_type", (CE_TYPE_PREFIX + row.type).encode()),
+        _type_header(row.type),
         ("ce_source", source),
-        ("ce_subject", row.aggregateid.encode()),
+        ("ce_subject", key),
         ("ce_time", row.occurred_at.isoformat().encode()),
-        ("content-type", b"application/avro"),
+        _CONTENT_TYPE_HEADER,
     ]
     traceparent = traceparent or row.traceparent
     if traceparent:
         headers.append(("traceparent", traceparent.encode()))
-    return OutgoingRecord(row.topic, row.aggregateid.encode(), row.payload, headers)
+    return OutgoingRecord(row.topic, key, row.payload, headers)
 
 
 class Relay:
@@ -149,9 +162,11 @@ class Relay:
             return 0
         try:
             with self.watch.publishing(rows) as traceparents:
+                # errors_only: bootstrap's relay producer reports failures only (with any
+                # other producer every record has its report, and the flag changes nothing).
                 publish_all(self.producer, [to_record(r, self._source, tp)
                                             for r, tp in zip(rows, traceparents, strict=True)],
-                            keep_key_order=True)
+                            keep_key_order=True, errors_only=True)
         except RecordRefused as e:
             self._settle_refused(rows, e)
             return len(rows)

@@ -24,7 +24,8 @@ from phoenix_resources.adapters.postgres.errors import translated
 # The anti-join reads idx_outbox_parked (aggregateid, seq) WHERE parked_reason IS NOT NULL:
 # an empty partial index when nothing is parked, so the usual fetch costs what it did.
 FETCH = """
-SELECT o.seq, o.id, o.aggregateid, o.type, o.topic, o.payload, o.occurred_at, o.traceparent
+SELECT o.seq, o.id::text, o.aggregateid, o.type, o.topic, o.payload, o.occurred_at,
+       o.traceparent
 FROM outbox o
 WHERE o.parked_reason IS NULL
   AND NOT EXISTS (SELECT 1 FROM outbox p
@@ -63,6 +64,7 @@ DELETE FROM processed_commands WHERE ctid = ANY(ARRAY(
 class OutboxRow:
     seq: int
     id: Any
+    """The event id (text as fetched: it is only ever written into a header)."""
     aggregateid: str
     type: str
     topic: str
