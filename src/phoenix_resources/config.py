@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=2000, ge=1)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
     relay_lock_key: int = 0x5048_5258  # "PHRX": the advisory lock of the single active relay
+    relay_session_timeout_s: float = Field(default=10.0, ge=1.0)
+    """Bound on a hung, stopped or cut-off leader: PostgreSQL ends its session (and so frees
+    the lock) after this long without a statement or an answer (``idle_session_timeout``,
+    TCP keepalives and ``tcp_user_timeout`` both ways); a standby leads within this plus
+    ``relay_poll_interval_s``. Raised to 3 × ``relay_poll_interval_s`` if lower."""
     event_source: str = "urn:phoenix:resources"
 
     # --- HTTP API ---------------------------------------------------------------------------
