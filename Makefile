@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: deps system-deps venv jars run stack-up stack-down stack-status migrate test test-unit \
-        lint fmt fuzz bench bench-quick bench-peers bench-profile clean
+        lint fmt fuzz soak audit bench bench-quick bench-peers bench-profile clean
 
 deps: system-deps venv jars ## everything a fresh machine lacks
 
@@ -47,6 +47,15 @@ test: deps lint ## lint, then every test against a throwaway real Kafka + Postgr
 
 test-unit: venv
 	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+SOAK_MINUTES ?= 10
+SOAK_SEED ?= 1
+soak: deps ## the fault kit on a private stack: SOAK_MINUTES of faults, then the checks (docs/operations.md)
+	@$(CLI) soak --minutes $(SOAK_MINUTES) --seed $(SOAK_SEED)
+
+audit: venv ## known vulnerabilities in the installed dependencies (pip-audit; needs PyPI's or OSV's API)
+	@$(PY) -m pip install -q pip-audit
+	@$(VENV)/bin/pip-audit --skip-editable
 
 fuzz: venv ## the codec fuzz properties at full size (>100,000 generated inputs; tests/fuzz)
 	@HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/fuzz -m unit -p no:cacheprovider -q $(PYTEST_ARGS)

@@ -361,7 +361,8 @@ class FakeOutboxSession:
     """The relay's session (``OutboxSession``'s methods) over a :class:`FakeStore`.
 
     * :meth:`try_lead` takes the store's one relay lock if it is free (or already ours);
-      :meth:`holds_lead` says whether it is ours; :meth:`close` releases it — as the advisory lock is released when a session ends;
+      :meth:`holds_lead` says whether it is ours;
+      :meth:`close` releases it — as the advisory lock is released when a session ends;
     * :meth:`fetch` returns committed outbox rows in ``seq`` order, skipping parked rows and
       every later row of a parked aggregate; :meth:`delete` removes rows by ``seq``;
       :meth:`settle` deletes the delivered and parks the refused at once;

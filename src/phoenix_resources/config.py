@@ -5,7 +5,7 @@ Every field is documented in ``docs/configuration.md``. Nothing here opens a con
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     """Bound on a hung, stopped or cut-off leader: PostgreSQL ends its session (and so frees
     the lock) after this long without a statement or an answer (``idle_session_timeout``,
     TCP keepalives and ``tcp_user_timeout`` both ways); a standby leads within this plus
-    ``relay_poll_interval_s``. Raised to 3 × ``relay_poll_interval_s`` if lower."""
+    ``relay_poll_interval_s``. Raised to 3 times ``relay_poll_interval_s`` if lower."""
     event_source: str = "urn:phoenix:resources"
 
     # --- HTTP API ---------------------------------------------------------------------------
@@ -119,3 +119,15 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def revealed(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON-able data with the secret values in clear, for handing them to a
+    child process through a private channel (a 0600 file) only — never log or print it.
+    (``model_dump_json`` masks secrets, so a child rebuilt from it would get ``*****``.)"""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            data[name] = value.get_secret_value()
+    return data

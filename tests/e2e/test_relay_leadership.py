@@ -84,7 +84,8 @@ def test_a_stopped_leader_is_replaced_and_publishes_nothing_when_it_wakes(
             _drained(database_url, workload)
         assert len(lock_holders(database_url, fast.relay_lock_key)) == 1
         assert old.output().count("relay is the leader") == 1, "the woken relay led again"
-        assert new.alive() and old.alive()
+        assert new.alive()
+        assert old.alive()
     finally:
         old.terminate()
         new.terminate()

@@ -113,7 +113,8 @@ def test_second_writer_waits_for_the_first_and_applies_on_its_result(
         zombie.commit()
     other.join()
     assert other.error is None, f"the second writer had to be redone: {other.error!r}"
-    assert other.report is not None and other.report.applied == 1
+    assert other.report is not None
+    assert other.report.applied == 1
     assert _version(database_url, rid) == 3
     assert _outbox(database_url)[1:] == [
         ("ResourceUpdated", event_id_for(mine.command_id)),
@@ -133,11 +134,11 @@ def test_a_write_decided_on_an_older_version_is_refused(
     decision = decide(stale, late, datetime.now(UTC))
     assert isinstance(decision, Applied)
     unit = parts.unit_factory()
-    with pytest.raises(ConcurrentModification), unit:
+    with unit:
         unit.claim(split_repeats(_incoming(late)))
-        unit.write([(_incoming(late)[0], decision)],
-                   {rid: StateChange(stale, decision.state)}, datetime.now(UTC))
-        unit.commit()
+        with pytest.raises(ConcurrentModification):
+            unit.write([(_incoming(late)[0], decision)],
+                       {rid: StateChange(stale, decision.state)}, datetime.now(UTC))
     assert _version(database_url, rid) == 2
     assert [t for t, _ in _outbox(database_url)] == ["ResourceCreated", "ResourceUpdated"]
 

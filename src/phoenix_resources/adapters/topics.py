@@ -23,6 +23,8 @@ def retention_ms(common: dict[str, Any], topic: str, timeout: float = 10.0) -> i
         if "UNKNOWN_TOPIC" in str(e):
             return None
         raise BrokerUnavailable(f"describing topic {topic}: {e}") from e
+    except TimeoutError as e:  # the future's own timeout: the broker did not answer
+        raise BrokerUnavailable(f"describing topic {topic}: no answer in {timeout:g} s") from e
     entry = entries.get("retention.ms")
     return None if entry is None or entry.value is None else int(entry.value)
 

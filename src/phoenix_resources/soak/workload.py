@@ -130,7 +130,7 @@ def _script(rng: random.Random, rid: UUID, length: int, at: datetime,
 
 def generate(seed: int, *, resources: int, commands_each: int, duplicate_rate: float = 0.05,
              poison: int = 5, wire_format: str = "json") -> Workload:
-    """The stream for ``seed``: about ``resources × (commands_each + 1)`` commands."""
+    """The stream for ``seed``: about ``resources * (commands_each + 1)`` commands."""
     rng = random.Random(seed)
     at = datetime.now(UTC)
     counts: dict[str, int] = {}

@@ -19,7 +19,8 @@ Exit codes (stable; scripts may rely on them; defined once in :mod:`.common`):
 One module per topic, each with ``register(app)``: :mod:`.ops` (migrate, worker, relay,
 api, run), :mod:`.stack` (the local stack), :mod:`.send` (send, with :mod:`.bulk` for
 ``--file``), :mod:`.read` (watch, get, list), :mod:`.parked` (the parking lot of commands),
-:mod:`.outbox` (outbox rows the broker refused) and :mod:`.dlq` (the dead-letter topic);
+:mod:`.outbox` (outbox rows the broker refused), :mod:`.dlq` (the dead-letter topic) and
+:mod:`.soak` (the fault kit);
 :mod:`.common` holds what they share. A new topic is a module with a ``register`` function
 plus one entry in :data:`TOPICS`. Topic modules import server code only inside their
 commands, so starting the CLI stays cheap.
@@ -35,7 +36,7 @@ from collections.abc import Callable
 
 import typer
 
-from phoenix_resources.entrypoints.cli import dlq, ops, outbox, parked, read, send, stack
+from phoenix_resources.entrypoints.cli import dlq, ops, outbox, parked, read, send, soak, stack
 from phoenix_resources.entrypoints.cli.common import EXIT_ERROR
 from phoenix_resources.errors import PhoenixError
 
@@ -48,7 +49,7 @@ app = typer.Typer(
 
 TOPICS: tuple[Callable[[typer.Typer], None], ...] = (
     ops.register, stack.register, send.register, read.register, parked.register,
-    outbox.register, dlq.register,
+    outbox.register, dlq.register, soak.register,
 )
 """Each topic's ``register(app)``; commands are listed in this order within the
 commands and the groups of ``--help``."""
