@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: deps system-deps venv jars run stack-up stack-down stack-status migrate test test-unit \
-        lint fmt fuzz soak audit bench bench-quick bench-peers bench-profile clean
+        lint fmt fuzz docs lock soak audit bench bench-quick bench-peers bench-profile clean
 
 deps: system-deps venv jars ## everything a fresh machine lacks
 
@@ -75,6 +75,13 @@ bench-peers: stack-up ## Kafka Connect + Debezium JDBC sink on the same workload
 
 bench-profile: stack-up ## py-spy profile of the worker on the benchmark workload
 	@$(PY) -m bench.profile --n 100000
+
+docs: venv ## docs/configuration.md from the settings model
+	@$(CLI) config docs --output docs/configuration.md
+
+lock: venv ## requirements/server.lock: the image's pinned, hashed dependencies (from PyPI)
+	@$(VENV)/bin/uv pip compile pyproject.toml --extra server --generate-hashes --universal \
+	  --python-version 3.11 --custom-compile-command "make lock" -o requirements/server.lock -q
 
 fmt: venv
 	@$(VENV)/bin/ruff check --fix src tests bench

@@ -96,7 +96,8 @@ def replay_window_warning(settings: Settings) -> str | None:
     from phoenix_resources.errors import BrokerUnavailable
 
     try:
-        retention = topics.retention_ms(settings.kafka_common(), settings.commands_topic)
+        retention = topics.retention_ms(kafka.admin_config(settings),
+                                       settings.commands_topic)
     except BrokerUnavailable:
         return None
     return topics.replay_window_warning(settings.commands_topic, retention,
@@ -105,7 +106,7 @@ def replay_window_warning(settings: Settings) -> str | None:
 
 def prepare_topics(settings: Settings) -> None:
     if settings.create_topics:
-        kafka.ensure_topics(settings.kafka_common(), topics_to_create(settings))
+        kafka.ensure_topics(kafka.admin_config(settings), topics_to_create(settings))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@
 
     PhoenixError
     ├── ConfigurationError          settings or environment unusable; fix and restart
+    │   └── InvalidSetting          a setting's value refused by the settings model's own
+    │                               validation (pydantic reports it naming the setting)
     ├── DecodeError                 bytes that are not a command (poison); routed to the DLQ
     │   └── MessageTooLarge         over PHOENIX_MAX_COMMAND_BYTES
     ├── RuleViolation               a rule refused a command; decide() turns it into a
@@ -41,6 +43,11 @@ class PhoenixError(Exception):
 
 class ConfigurationError(PhoenixError):
     pass
+
+
+class InvalidSetting(ConfigurationError, ValueError):
+    """Raised inside the settings model's validators: a ``ValueError`` too, so pydantic turns
+    it into its ``ValidationError`` with the setting's name."""
 
 
 class DecodeError(PhoenixError):

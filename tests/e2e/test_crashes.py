@@ -46,7 +46,7 @@ def test_kill_9_between_database_commit_and_offset_commit_changes_nothing(
     # Offsets are auto-committed only once an hour here: the database commits, the offsets
     # never do, and the kill lands exactly in the window the guarantee is about.
     no_commit = settings.model_copy(update={
-        "kafka_options": {"auto.commit.interval.ms": "3600000"}})
+        "kafka_consumer_options": {"auto.commit.interval.ms": 3600000}})
     commands = stream(resources=50, updates_each=4)
     publish(settings, commands)
     worker = Process("worker", no_commit)

@@ -558,7 +558,8 @@ def test_openapi_and_docs(client: TestClient) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200
     assert "swagger-ui" in docs.text
-    assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    assert "script-src 'self';" in docs.headers["content-security-policy"]
+    assert "http" not in docs.headers["content-security-policy"], "no other origin"
     assert docs.headers["x-frame-options"] == "DENY"
 
 

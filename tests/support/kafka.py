@@ -64,8 +64,8 @@ def read_all(bootstrap: str, topic: str, expected: int | None = None,
 
 def header(message: Message, name: str) -> str | None:
     """The last value of header ``name`` as text (``None`` if absent)."""
-    found = None
+    found: bytes | str | None = None
     for key, value in message.headers() or []:
         if key == name and value is not None:
-            found = value.decode() if isinstance(value, bytes) else str(value)
-    return found
+            found = value
+    return found.decode() if isinstance(found, bytes) else found

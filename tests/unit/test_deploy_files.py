@@ -1,8 +1,10 @@
-"""Deployment files stay consistent with the code: alert rules name only real metrics."""
+"""Deployment files stay consistent with the code: alert rules name only real metrics.
+(Kubernetes: test_kubernetes.py; image and compose: test_container_files.py.)"""
 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,11 @@ def test_every_metric_an_alert_uses_is_exported() -> None:
     assert used - _exported_names() == set()
 
 
-def test_kubernetes_manifests_parse_and_run_the_cli_commands() -> None:
-    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "phoenix-resources.yaml").read_text()))
-    args = {c["args"][0] for d in docs if d and d["kind"] in ("Deployment", "Job")
-            for c in d["spec"]["template"]["spec"]["containers"]}
-    assert args == {"worker", "relay", "api", "migrate"}
+def test_system_deps_script_parses_and_names_what_the_tests_need() -> None:
+    script = DEPLOY / "local" / "system-deps.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    for package in ("default-jre-headless", "maven", "postgresql", "chromium"):
+        assert package in text
+    assert "openjdk-17" not in text, "the distribution's default JRE, not a pinned one"
+    assert "not a Debian-like system" in text

@@ -18,9 +18,10 @@ import pytest
 from phoenix_resources.adapters.postgres.queries import ResourceLoader
 from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints import http_problems as p
-from phoenix_resources.entrypoints.http import create_app, decode_cursor, encode_cursor
+from phoenix_resources.entrypoints.http import create_app
 from phoenix_resources.entrypoints.http_edge import TokenCheck, route_label
 from phoenix_resources.entrypoints.http_fast import _plain_lookup
+from phoenix_resources.entrypoints.http_listing import decode_cursor, encode_cursor
 from phoenix_resources.entrypoints.http_lookup import etag_matches
 from phoenix_resources.errors import DatabaseUnavailable
 

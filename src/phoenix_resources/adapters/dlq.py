@@ -77,6 +77,10 @@ def build_dead_letter(dlq_topic: str, *, source: tuple[str, int | None, int | No
                       max_bytes: int = PRODUCER_MAX_BYTES,
                       connector: str = "phoenix-resources-worker") -> OutgoingRecord:
     topic, partition, offset = source
+    # An original header under one of our names would make the reason ambiguous (readers
+    # take the first or the last): ours are the only ones. dlq.replayed stays: it is what
+    # keeps a replayed command that failed again from being replayed in a loop.
+    headers = [(k, v) for k, v in headers if k == REPLAYED or not is_dlq_header(k)]
     detail = detail[:_DETAIL_MAX]
     exception = (f"{type(error).__module__}.{type(error).__qualname__}" if error is not None
                  else "phoenix_resources.errors.DecodeError")

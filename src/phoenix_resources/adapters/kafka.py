@@ -21,15 +21,52 @@ from phoenix_resources.adapters.records import (
 )
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerUnavailable, ConfigurationError
+from phoenix_resources.kafka_options import PINNED
 
-__all__ = ["JAVA_PARTITIONER", "Headers", "OutgoingRecord", "dead_letter", "ensure_topics",
-           "header_pairs", "new_consumer", "new_producer", "partition_key", "publish_all",
-           "text_headers"]
+__all__ = ["JAVA_PARTITIONER", "Headers", "OutgoingRecord", "admin_config", "consumer_config",
+           "dead_letter", "ensure_topics", "header_pairs", "new_consumer", "new_producer",
+           "partition_key", "producer_config", "publish_all", "text_headers"]
 
 log = logging.getLogger(__name__)
 
 JAVA_PARTITIONER = "murmur2_random"
 """The Java client's default partitioner, in librdkafka's name."""
+
+
+PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5, "compression.type": "lz4",
+                                     "client.id": "phoenix-resources"}
+"""Tuning a producer starts from; the option maps may change any of it."""
+CONSUMER_DEFAULTS: dict[str, Any] = {"enable.auto.commit": True, "auto.commit.interval.ms": 1000,
+                                     "auto.offset.reset": "earliest",
+                                     "partition.assignment.strategy": "cooperative-sticky",
+                                     "enable.partition.eof": False, "fetch.wait.max.ms": 50,
+                                     "client.id": "phoenix-resources"}
+"""What a consumer starts from; the option maps may change any of it."""
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """:data:`PRODUCER_DEFAULTS` < the settings' producer options < the pinned guarantees
+    (``kafka_options.PINNED``) < ``overrides`` (the caller's own, e.g. the relay's linger)."""
+    return {**PRODUCER_DEFAULTS, **settings.kafka_config("producer"),
+            **PINNED["producer"], **overrides}
+
+
+def consumer_config(settings: Settings, group_id: str | None = None,
+                    **overrides: Any) -> dict[str, Any]:
+    """:data:`CONSUMER_DEFAULTS` < the settings' consumer options < the group (and, for the
+    workers' group, ``PHOENIX_GROUP_INSTANCE_ID``) and pinned guarantees < ``overrides``."""
+    group = group_id or settings.consumer_group
+    identity: dict[str, Any] = {"group.id": group}
+    if settings.group_instance_id and group == settings.consumer_group:
+        identity["group.instance.id"] = settings.group_instance_id
+    return {**CONSUMER_DEFAULTS, **settings.kafka_config("consumer"), **identity,
+            **PINNED["consumer"], **overrides}
+
+
+def admin_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """What every AdminClient of the service is built with: the settings' admin options
+    (shared options minus consumer- and producer-only keys, then the admin map)."""
+    return {**settings.kafka_config("admin"), **overrides}
 
 
 def new_producer(settings: Settings, **overrides: Any) -> Producer:
@@ -38,33 +75,20 @@ def new_producer(settings: Settings, **overrides: Any) -> Producer:
     Keys are partitioned like the Java client does (``murmur2_random``: murmur2 of the key,
     random for a null key), so a resource's records land on the same partition whoever
     publishes them; librdkafka's own default (CRC32) would not agree with Java publishers."""
-    conf: dict[str, Any] = {**settings.kafka_common(), "enable.idempotence": True,
-                            "acks": "all", "linger.ms": 5, "compression.type": "lz4",
-                            "partitioner": JAVA_PARTITIONER,
-                            "client.id": "phoenix-resources"}
-    conf.update(overrides)
-    return Producer(conf)
+    return Producer(producer_config(settings, **overrides))
 
 
 def new_consumer(settings: Settings, group_id: str | None = None,
                  **overrides: Any) -> Consumer:
     """Manual offset storage (the owner stores an offset once it is done with the record),
-    cooperative-sticky assignment, auto-commit of what was stored."""
-    conf: dict[str, Any] = {**settings.kafka_common(),
-                            "group.id": group_id or settings.consumer_group,
-                            "enable.auto.commit": True, "auto.commit.interval.ms": 1000,
-                            "enable.auto.offset.store": False,
-                            "auto.offset.reset": "earliest",
-                            "partition.assignment.strategy": "cooperative-sticky",
-                            "enable.partition.eof": False,
-                            "fetch.wait.max.ms": 50,
-                            "client.id": "phoenix-resources"}
-    conf.update(overrides)
-    return Consumer(conf)
+    cooperative-sticky assignment, auto-commit of what was stored. The workers' group gets
+    static membership when ``PHOENIX_GROUP_INSTANCE_ID`` is set."""
+    return Consumer(consumer_config(settings, group_id, **overrides))
 
 
 def ensure_topics(common: dict[str, Any], topics: dict[str, int], timeout: float = 30) -> None:
-    """Create missing topics (replication = min(3, brokers)); existing ones are left alone."""
+    """Create missing topics (replication = min(3, brokers)); existing ones are left alone.
+    ``common`` is an admin client's configuration (:func:`admin_config`)."""
     admin = AdminClient(common)
     try:
         meta = admin.list_topics(timeout=timeout)

@@ -13,11 +13,27 @@ from pathlib import Path
 from phoenix_resources.errors import StackError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+"""The source checkout this module lives in, if it lives in one (see :func:`in_checkout`)."""
+
+
+def in_checkout() -> bool:
+    """True when running from a source checkout (``pip install -e .``, ``make``), False from
+    an installed wheel, whose ``parents[3]`` is somewhere inside the environment."""
+    return (PROJECT_ROOT / "pyproject.toml").is_file() and \
+        (PROJECT_ROOT / "src" / "phoenix_resources").is_dir()
 
 
 def state_dir() -> Path:
-    """Where the persistent local stack keeps jars, data and logs (``PHOENIX_STACK_DIR``)."""
-    return Path(os.environ.get("PHOENIX_STACK_DIR", PROJECT_ROOT / ".local")).resolve()
+    """Where the persistent local stack keeps jars, data and logs: ``PHOENIX_STACK_DIR``, else
+    ``.local/`` of the checkout, else (an installed package)
+    ``$XDG_DATA_HOME/phoenix-resources`` (``~/.local/share/phoenix-resources``)."""
+    explicit = os.environ.get("PHOENIX_STACK_DIR")
+    if explicit:
+        return Path(explicit).resolve()
+    if in_checkout():
+        return (PROJECT_ROOT / ".local").resolve()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return (Path(data) / "phoenix-resources").resolve()
 
 
 def free_port() -> int:

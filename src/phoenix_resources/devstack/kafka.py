@@ -1,7 +1,8 @@
 """A single-node Apache Kafka broker in KRaft mode (broker + controller in one JVM).
 
-The jars come from Maven Central through ``deploy/local/kafka-pom.xml``; they are fetched once
-into ``<state dir>/kafka/libs`` and shared by every broker this module starts.
+The jars come from Maven Central through ``kafka-pom.xml`` (beside this module, so it ships in
+the wheel); they are fetched once into ``<state dir>/kafka/libs`` and shared by every broker
+this module starts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phoenix_resources.devstack._proc import (
-    PROJECT_ROOT,
     pid_alive,
     port_open,
     read_pid,
@@ -27,8 +27,9 @@ from phoenix_resources.devstack._proc import (
 )
 from phoenix_resources.errors import StackError
 
-POM = PROJECT_ROOT / "deploy" / "local" / "kafka-pom.xml"
-JAVA_HINT = "Install a JDK 17+: apt-get install -y openjdk-17-jre-headless"
+POM = Path(__file__).with_name("kafka-pom.xml")
+JAVA_HINT = ("Install a Java runtime 17+: apt-get install -y default-jre-headless "
+             "(other systems: see deploy/local/system-deps.sh)")
 MVN_HINT = "Install Maven: apt-get install -y maven"
 
 LOG4J2 = """\

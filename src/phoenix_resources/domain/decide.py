@@ -6,7 +6,7 @@ offset order gives the same result as applying them one by one in separate trans
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from phoenix_resources.domain.commands import (
@@ -110,24 +110,31 @@ def _create(command: CreateResource, now: datetime) -> Applied:
 
 
 def _update(state: Resource, command: UpdateResource, now: datetime) -> Applied:
-    changes: dict[str, object] = {}
-    if command.name is not None and command.name != state.name:
+    name, config, status = state.name, state.config, state.status
+    changed: list[str] = []
+    if command.name is not None and command.name != name:
         check_name(command.name)
-        changes["name"] = command.name
-    if command.config is not None and dict(command.config) != dict(state.config):
+        name = command.name
+        changed.append("name")
+    if command.config is not None and command.config != config:
         check_config(command.config)
-        changes["config"] = dict(command.config)
-    if command.status is not None and command.status != state.status:
-        check_transition(state.status, command.status)
-        changes["status"] = command.status
-    if not changes:
+        config = dict(command.config)
+        changed.append("config")
+    if command.status is not None and command.status != status:
+        check_transition(status, command.status)
+        status = command.status
+        changed.append("status")
+    if not changed:
         return Applied(command, state, None)
-    new = replace(state, **changes, version=state.version + 1,  # type: ignore[arg-type]
-                  updated_at=now, last_command_id=command.command_id)
-    return Applied(command, new, _event(ResourceUpdated, command, new, tuple(changes)))
+    # Built field by field, not with dataclasses.replace: this runs once per applied update.
+    new = Resource(id=state.id, name=name, config=config, status=status,
+                   version=state.version + 1, created_at=state.created_at, updated_at=now,
+                   last_command_id=command.command_id)
+    return Applied(command, new, _event(ResourceUpdated, command, new, tuple(changed)))
 
 
 def _delete(state: Resource, command: DeleteResource, now: datetime) -> Applied:
-    new = replace(state, version=state.version + 1, updated_at=now, deleted_at=now,
-                  last_command_id=command.command_id)
+    new = Resource(id=state.id, name=state.name, config=state.config, status=state.status,
+                   version=state.version + 1, created_at=state.created_at, updated_at=now,
+                   last_command_id=command.command_id, deleted_at=now)
     return Applied(command, new, _event(ResourceDeleted, command, new, ()))

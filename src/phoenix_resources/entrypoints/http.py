@@ -16,8 +16,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import gc
 import json
 import logging
@@ -37,13 +35,21 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from phoenix_resources.adapters.postgres.queries import PageKey, ReadQueries
+from phoenix_resources.adapters.postgres.queries import ReadQueries
 from phoenix_resources.bootstrap import api_db_pool
 from phoenix_resources.config import Settings, revealed
 from phoenix_resources.domain.model import NAME_MAX, Status
 from phoenix_resources.entrypoints import http_problems as p
+from phoenix_resources.entrypoints.http_docs import add_docs_routes
 from phoenix_resources.entrypoints.http_edge import Edge, TokenCheck
 from phoenix_resources.entrypoints.http_fast import ApiState, FastLookup
+from phoenix_resources.entrypoints.http_listing import (
+    LIMIT_DEFAULT,
+    LIMIT_MAX,
+    ListQuery,
+    decode_cursor,
+    listing,
+)
 from phoenix_resources.entrypoints.http_lookup import lookup
 from phoenix_resources.entrypoints.http_models import (
     CommandOutcome,
@@ -65,7 +71,6 @@ SETTINGS_FILE_ENV = "PHOENIX_API_SETTINGS_FILE"
 """Names the private file that hands :func:`serve`'s settings to its worker processes."""
 """How :func:`serve` hands its Settings to uvicorn's worker processes."""
 READY_DB_TIMEOUT_S = 1.0
-LIMIT_DEFAULT, LIMIT_MAX = 50, 500
 
 
 def _problem_doc(*codes: p.Code) -> dict[int | str, dict[str, Any]]:
@@ -108,12 +113,14 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     app = FastAPI(title="phoenix-resources", version="1", lifespan=lifespan,
                   # Tracing/metrics are Prometheus here; FastAPI's OpenTelemetry hooks off.
                   telemetry={"tracing": False, "metrics": False, "logs": False},
-                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
+                  # /docs is served offline by http_docs (no CDN), not FastAPI's page.
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   description="Read-only lookup of resources and command outcomes. "
                               "Writes happen only through command events on Kafka.")
     _install_error_handlers(app)
     _add_api_routes(app, state)
     _add_ops_routes(app, state, metrics, readiness)
+    add_docs_routes(app)
     app.openapi = _openapi_builder(app, auth=tokens.enabled)  # type: ignore[method-assign]
     app.add_middleware(FastLookup, state=state)
     app.add_middleware(Edge, timeout_s=settings.http_request_timeout_s, tokens=tokens,
@@ -169,14 +176,10 @@ def _add_api_routes(app: FastAPI, state: ApiState) -> None:
                         "this API did not issue is refused with 400).")] = None,
     ) -> Response:
         _reject_unknown_query(request, list_query)
+        # The plain forms are answered by FastLookup; both send what http_listing answers.
         after = None if cursor is None else decode_cursor(cursor, by_name=name_prefix is not None)
-        rows = await state.queries.resources(status=status.value if status else None,
-                                             name_prefix=name_prefix, after=after,
-                                             limit=limit + 1)
-        next_cursor = encode_cursor(rows[limit - 1].key) if len(rows) > limit else None
-        body = b"".join((b'{"items":[', ",".join(r.json for r in rows[:limit]).encode(),
-                         b'],"next_cursor":', orjson.dumps(next_cursor), b"}"))
-        return Response(body, media_type=JSON)
+        query = ListQuery(status.value if status else None, name_prefix, after, limit)
+        return (await listing(state.queries, query)).response()
 
     @app.get("/api/v1/commands/{command_id}", response_model=CommandOutcome,
              tags=["commands"], summary="The recorded outcome of a command",
@@ -241,28 +244,6 @@ async def _extra_checks(readiness: Readiness) -> dict[str, object]:
         raise p.ApiProblem(p.UNAVAILABLE, f"not ready: {', '.join(failing) or 'readiness check'}",
                            headers={"retry-after": "1"}, checks=extra)
     return extra
-
-
-# --- cursors --------------------------------------------------------------------------------
-
-def encode_cursor(key: PageKey) -> str:
-    """Opaque to clients: base64url of ``[id]`` or ``[name, id]``, unpadded."""
-    raw = [str(key)] if isinstance(key, UUID) else [key[0], str(key[1])]
-    return base64.urlsafe_b64encode(orjson.dumps(raw)).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str, *, by_name: bool) -> PageKey:
-    """The key a cursor encodes; ApiProblem RES-001 for anything this API did not issue."""
-    try:
-        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if by_name and isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str):
-            return raw[0], UUID(raw[1])
-        if not by_name and isinstance(raw, list) and len(raw) == 1:
-            return UUID(raw[0])
-    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
-        pass
-    raise p.ApiProblem(p.INVALID_REQUEST, "invalid cursor: pass back `next_cursor` unchanged, "
-                       "with the same name_prefix (or none) as the request that issued it")
 
 
 # --- errors and the OpenAPI document --------------------------------------------------------

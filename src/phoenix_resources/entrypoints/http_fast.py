@@ -1,11 +1,13 @@
-"""The hot path, ``GET /api/v1/resources/{id}``, answered below the framework.
+"""The hot paths, ``GET /api/v1/resources/{id}`` and ``GET /api/v1/resources``, answered below
+the framework.
 
 FastAPI's routing, dependency solving and response classes cost more per request than the
 lookup itself (``docs/decisions/0006-fast-lookup-path.md``). :class:`FastLookup` sits inside
 :class:`~http_edge.Edge` (so authentication, timeout, security headers and metrics still
 apply) and answers the plain form of the request (GET, canonical UUID, no query string)
-straight on the ASGI channel. Anything else falls through to the FastAPI route. Both send what
-:func:`~http_lookup.lookup` answers, so both give byte-for-byte the same answers.
+straight on the ASGI channel, and the plain forms of the listing (``http_listing``). Anything
+else falls through to the FastAPI routes. Both send what :func:`~http_lookup.lookup` and
+:func:`~http_listing.listing` answer, so both give byte-for-byte the same answers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from phoenix_resources.adapters.postgres.queries import ReadQueries
 from phoenix_resources.entrypoints.http_edge import header
+from phoenix_resources.entrypoints.http_listing import listing, plain_listing
 from phoenix_resources.entrypoints.http_lookup import lookup
+from phoenix_resources.errors import DatabaseUnavailable
 
 PREFIX = "/api/v1/resources/"
 _PATH_LEN = len(PREFIX) + 36
@@ -52,9 +56,12 @@ class FastLookup:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        resource_id = _plain_lookup(scope) if scope["type"] == "http" else None
-        if resource_id is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        resource_id = _plain_lookup(scope)
+        if resource_id is None:
+            await self._list_or_pass(scope, receive, send)
             return
         # Starlette decodes headers as latin-1 for the route; the same here.
         if_none_match = header(scope, b"if-none-match")
@@ -62,3 +69,15 @@ class FastLookup:
                               None if if_none_match is None else if_none_match.decode("latin-1"),
                               scope["path"])
         await answer.send(send)
+
+    async def _list_or_pass(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = plain_listing(scope)
+        if query is not None:
+            try:
+                answer = await listing(self.state.queries, query)
+            except DatabaseUnavailable:
+                pass  # the route answers it (503), as every error of the endpoint
+            else:
+                await answer.send(send)
+                return
+        await self.app(scope, receive, send)

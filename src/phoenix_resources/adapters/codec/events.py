@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from phoenix_resources.adapters.codec import event_writer
 from phoenix_resources.adapters.codec.framing import (
     EVENT_SCHEMA,
     REJECTION_SCHEMA,
@@ -89,6 +90,8 @@ class EventCodec:
         self.event_schema = load_schema(EVENT_SCHEMA)
         self.rejection_schema = load_schema(REJECTION_SCHEMA)
         framing.remember(*released_schemas(EVENT_SCHEMA), *released_schemas(REJECTION_SCHEMA))
+        # The specialised writer follows one version of the schema; any other uses fastavro.
+        self._fast = self.event_schema.fingerprint == event_writer.WRITTEN_FOR
 
     def prepare(self) -> None:
         """Look up the registry ids of the event and rejection schemas now. The worker calls
@@ -98,6 +101,8 @@ class EventCodec:
         self.framing.prepare((self.event_schema, self.rejection_schema))
 
     def encode_event(self, event: ResourceChanged) -> bytes:
+        if self._fast:
+            return self.framing.prefix(self.event_schema) + event_writer.event_body(event)
         return self.framing.encode(self.event_schema, event_to_wire(event), plain=True)
 
     def decode_event(self, value: bytes) -> ResourceChanged:

@@ -5,7 +5,9 @@ Exit codes (stable; scripts may rely on them; defined once in :mod:`.common`):
 
 * 0 — ok: done (sent / applied / found / watched / started and stopped cleanly);
 * 1 — error (message on stderr): broker, database or API unreachable, a migration or a
-  delivery failed, no outcome in time, a bulk file with at least one failed line;
+  delivery failed, no outcome in time, a bulk file with at least one failed line, a service
+  command (``migrate``, ``worker``, ``relay``, ``api``, ``run``, ``parked``) without the
+  ``server`` extra installed;
 * 2 — usage: bad flags or settings, or a command that fails local validation (nothing was
   sent);
 * 3 — not running / not ready (``stack status``);
@@ -19,8 +21,8 @@ Exit codes (stable; scripts may rely on them; defined once in :mod:`.common`):
 One module per topic, each with ``register(app)``: :mod:`.ops` (migrate, worker, relay,
 api, run), :mod:`.stack` (the local stack), :mod:`.send` (send, with :mod:`.bulk` for
 ``--file``), :mod:`.read` (watch, get, list), :mod:`.parked` (the parking lot of commands),
-:mod:`.outbox` (outbox rows the broker refused), :mod:`.dlq` (the dead-letter topic) and
-:mod:`.soak` (the fault kit);
+:mod:`.outbox` (outbox rows the broker refused), :mod:`.dlq` (the dead-letter topic),
+:mod:`.configuration` (config docs/show) and :mod:`.soak` (the fault kit);
 :mod:`.common` holds what they share. A new topic is a module with a ``register`` function
 plus one entry in :data:`TOPICS`. Topic modules import server code only inside their
 commands, so starting the CLI stays cheap.
@@ -36,7 +38,17 @@ from collections.abc import Callable
 
 import typer
 
-from phoenix_resources.entrypoints.cli import dlq, ops, outbox, parked, read, send, soak, stack
+from phoenix_resources.entrypoints.cli import (
+    configuration,
+    dlq,
+    ops,
+    outbox,
+    parked,
+    read,
+    send,
+    soak,
+    stack,
+)
 from phoenix_resources.entrypoints.cli.common import EXIT_ERROR
 from phoenix_resources.errors import PhoenixError
 
@@ -49,7 +61,7 @@ app = typer.Typer(
 
 TOPICS: tuple[Callable[[typer.Typer], None], ...] = (
     ops.register, stack.register, send.register, read.register, parked.register,
-    outbox.register, dlq.register, soak.register,
+    outbox.register, dlq.register, configuration.register, soak.register,
 )
 """Each topic's ``register(app)``; commands are listed in this order within the
 commands and the groups of ``--help``."""

@@ -75,7 +75,7 @@ def _letters(settings: Settings, topic: str | None, reason: str | None = None,
              ) -> Iterator[DeadLetter]:
     from phoenix_resources.adapters.dlq_topic import read
 
-    for letter in read(settings.kafka_common(), topic or settings.dlq_topic,
+    for letter in read(settings.kafka_config("consumer"), topic or settings.dlq_topic,
                        partitions=partitions, start=start):
         if reason is None or letter.reason == reason:
             yield letter
@@ -157,7 +157,7 @@ def show(
     settings = load_settings()
     p, o = position(offset, partition)
     try:
-        letter = find(settings.kafka_common(), topic or settings.dlq_topic, p, o)
+        letter = find(settings.kafka_config("consumer"), topic or settings.dlq_topic, p, o)
     except PhoenixError as e:
         raise fail(str(e)) from e
     if letter is None:

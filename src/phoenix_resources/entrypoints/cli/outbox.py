@@ -23,6 +23,7 @@ from phoenix_resources.entrypoints.cli.common import (
     EXIT_USAGE,
     fail,
     load_settings,
+    require_server,
 )
 from phoenix_resources.errors import PhoenixError
 
@@ -43,6 +44,12 @@ AllOpt = Annotated[bool, typer.Option("--all", help="Every parked row.")]
 def register(app: typer.Typer) -> None:
     """Add the ``outbox`` group to ``app``."""
     app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.callback()
+def _needs_the_server_extra() -> None:
+    """Runs before every ``outbox`` command (not for ``--help``): PostgreSQL is needed."""
+    require_server("outbox")
 
 
 def selection_of(ids: list[str] | None, everything: bool) -> Selection:

@@ -25,6 +25,7 @@ from phoenix_resources.entrypoints.cli.common import (
     EXIT_USAGE,
     fail,
     load_settings,
+    require_server,
     uuid_arg,
 )
 from phoenix_resources.errors import PhoenixError
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
 
 @contextmanager
 def _parking() -> Iterator[ParkingParts]:
+    require_server("parked")
     from phoenix_resources import bootstrap
 
     parts = bootstrap.parking_parts(load_settings())

@@ -21,6 +21,7 @@ from phoenix_resources.entrypoints.cli.common import (
     EXIT_USAGE,
     ResourceIdArg,
     StatusOpt,
+    console_logging,
     fail,
     load_settings,
     uuid_arg,
@@ -116,14 +117,13 @@ def watch(
     Example: phoenix-resources watch --from-beginning --json --max 10 --timeout 30
     """
     from phoenix_resources.client import EventSubscriber
-    from phoenix_resources.observability import configure_logging
 
     if (on_error is OnErrorChoice.dead_letter) != (dead_letter_topic is not None):
         raise fail("--dead-letter-topic goes with --on-error dead-letter (and only with it)",
                    EXIT_USAGE)
     settings = load_settings()
     # Skipped / dead-lettered records are reported as warnings on stderr, beside the tail.
-    configure_logging("WARNING", "console")
+    console_logging("WARNING")
     seen = 0
     try:
         with EventSubscriber(settings, group, from_beginning=from_beginning,

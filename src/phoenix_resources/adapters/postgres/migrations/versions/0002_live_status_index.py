@@ -1,5 +1,11 @@
 """Index live resources by (status, id) for the API's status-filtered keyset pagination.
 
+Built ``CONCURRENTLY`` (docs/decisions/0010-online-index-builds.md): on a deployment that
+upgrades from 0001 with a large ``resources`` table, the worker keeps writing while it builds.
+Deployments already at 0002 or later are unaffected (the end state is the same index). A
+build that was interrupted leaves an INVALID index behind; the online upgrade drops and
+rebuilds it, and ``IF NOT EXISTS`` lets an operator build it by hand beforehand.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-24
@@ -7,18 +13,29 @@ Create Date: 2026-11-24
 
 from __future__ import annotations
 
-from alembic import op
+import sqlalchemy as sa
+from alembic import context, op
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+INDEX = "idx_resources_live_status_id"
+
 
 def upgrade() -> None:
-    op.execute("CREATE INDEX idx_resources_live_status_id ON resources (status, id) "
-               "WHERE deleted_at IS NULL")
+    with op.get_context().autocommit_block():
+        if not context.is_offline_mode():
+            invalid = op.get_bind().execute(sa.text(
+                "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE c.relname = :name AND NOT i.indisvalid"), {"name": INDEX}).first()
+            if invalid is not None:
+                op.execute(f"DROP INDEX CONCURRENTLY {INDEX}")
+        op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} ON resources (status, id) "
+                   "WHERE deleted_at IS NULL")
 
 
 def downgrade() -> None:
-    op.execute("DROP INDEX idx_resources_live_status_id")
+    with op.get_context().autocommit_block():
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")

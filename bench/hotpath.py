@@ -1,0 +1,171 @@
+"""The worker's CPU path without the network: ``python -m bench.hotpath [--n 5000]``.
+
+Runs what the worker does per batch — header validation, decoding, the claim, folding
+``decide``, building every statement's parameters with psycopg's real dumpers, encoding the
+events — over the benchmark workload, against an in-memory stand-in for the connection (its
+``execute`` converts the query and parameters exactly as psycopg does before sending, then
+answers from a dictionary). Nothing waits on PostgreSQL or Kafka, so the figure is the
+worker's own CPU per command, and under ``valgrind --tool=callgrind`` (``--callgrind``) an
+instruction count that is the same on a busy machine as on a quiet one: the way to compare
+two versions of the hot path when the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from confluent_kafka import Message
+from psycopg._queries import PostgresQuery
+from psycopg.adapt import Transformer
+
+from bench.workload import generate
+from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
+from phoenix_resources.adapters.dlq import DeadLetters
+from phoenix_resources.adapters.postgres import batch_unit
+from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
+from phoenix_resources.config import Settings
+from phoenix_resources.entrypoints.worker import Worker, _InFlight
+from phoenix_resources.observability import Metrics
+from phoenix_resources.services.isolate import Isolation
+
+
+class _Cursor:
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._rows
+
+
+class _Pipeline:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class MemoryConnection:
+    """Converts every query and its parameters as psycopg does, then answers from memory:
+    the claim returns the ids seen before, loads return the rows written so far."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.tx = Transformer()
+        self.claimed: set[UUID] = set()
+        self.rows: dict[UUID, tuple[Any, ...]] = {}
+
+    def pipeline(self) -> _Pipeline:
+        return _Pipeline()
+
+    def commit(self) -> None:
+        return None
+
+    def rollback(self) -> None:
+        return None
+
+    def execute(self, query: str, params: Sequence[Any] | None = None, **_: Any) -> _Cursor:
+        PostgresQuery(self.tx).convert(query, params)  # the dumping work psycopg does
+        if query is batch_unit.CLAIM:
+            known = [(cid,) for cid in params[0] if cid in self.claimed]  # type: ignore[index]
+            self.claimed.update(params[0])  # type: ignore[index]
+            return _Cursor(known, len(params[0]))  # type: ignore[index]
+        if query is batch_unit.LOAD:
+            found = [self.rows[i] for i in params[0] if i in self.rows]  # type: ignore[index]
+            return _Cursor(found, len(found))
+        if query in (batch_unit.INSERT_NEW, batch_unit.UPDATE_EXISTING):
+            columns = params
+            n = len(columns[0])  # type: ignore[index]
+            for j in range(n):
+                row = [c[j] for c in columns]  # type: ignore[union-attr]
+                if query is batch_unit.INSERT_NEW:
+                    self.rows[row[0]] = tuple(row)
+                else:
+                    rid, name, config, status, version, updated, last, deleted, _ = row
+                    old = self.rows[rid]
+                    self.rows[rid] = (rid, name, config, status, version, old[5], updated,
+                                      last, deleted)
+            return _Cursor([], n)
+        return _Cursor([], 0)
+
+
+class _Pool:
+    def __init__(self, conn: MemoryConnection) -> None:
+        self.conn = conn
+
+    def getconn(self, timeout: float | None = None) -> MemoryConnection:
+        return self.conn
+
+    def putconn(self, conn: MemoryConnection) -> None:
+        return None
+
+
+def _messages(n: int, topic: str) -> list[Message]:
+    wl = generate(n)
+    return [Message(topic=topic, partition=0, offset=i, key=m.key, value=m.value,
+                    headers=[("content-type", b"application/avro")])
+            for i, m in enumerate(wl.messages)]
+
+
+def run(n: int, batch: int = 1000, *, apply: bool = True) -> tuple[int, float]:
+    """Apply ``n`` workload messages through the worker's CPU path; (commands, seconds).
+    With ``apply=False`` only the set-up runs (what ``--callgrind`` subtracts)."""
+    settings = Settings(commands_topic="hot", log_format="console")
+    conn = MemoryConnection()
+    events = EventCodec(Framing())
+    pool = _Pool(conn)
+
+    def unit() -> PostgresBatchUnit:
+        return PostgresBatchUnit(pool, events, "events", "rejections")  # type: ignore[arg-type]
+
+    worker = Worker(settings, consumer=None, producer=None,  # type: ignore[arg-type]
+                    codec=CommandCodec(Framing()), unit_factory=unit, metrics=Metrics())
+    messages = _messages(n, "hot")
+    now = datetime.now(UTC)
+    started = time.process_time()
+    for i in range(0, len(messages) if apply else 0, batch):
+        flight = _InFlight(messages[i:i + batch], DeadLetters("dlq"))
+        incoming = worker._decode(flight)
+        Isolation(incoming).run(unit, now)
+    return len(messages), time.process_time() - started
+
+
+def _instructions(n: int, setup_only: bool) -> int:
+    out = f"/tmp/callgrind.hotpath.{os.getpid()}.{int(setup_only)}"
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+           "-m", "bench.hotpath", "--n", str(n), *(["--setup-only"] if setup_only else [])]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    total = next(line for line in result.stderr.splitlines() if "Collected" in line)
+    os.unlink(out)
+    return int(total.split()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--callgrind", action="store_true",
+                    help="count instructions under valgrind (slow, but load-independent)")
+    ap.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.callgrind:
+        full, setup = _instructions(args.n, False), _instructions(args.n, True)
+        print(f"{(full - setup) / args.n / 1e3:,.1f}k instructions per message "
+              f"(callgrind, {args.n:,} messages, set-up subtracted)")
+        return 0
+    count, seconds = run(args.n, apply=not args.setup_only)
+    print(f"{count:,} messages: {seconds:.2f} s CPU, {seconds / count * 1e6:.1f} µs per message")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The specialised event writer writes exactly the bytes of the generic Avro writer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phoenix_resources.adapters.codec import EventCodec, Framing
+from phoenix_resources.adapters.codec.event_writer import WRITTEN_FOR, event_body
+from phoenix_resources.adapters.codec.events import event_to_wire
+from phoenix_resources.adapters.codec.framing import EVENT_SCHEMA, load_schema
+from phoenix_resources.domain.events import (
+    ResourceChanged,
+    ResourceCreated,
+    ResourceDeleted,
+    ResourceUpdated,
+)
+from phoenix_resources.domain.model import Resource, Status
+
+pytestmark = pytest.mark.unit
+
+SCHEMA = load_schema(EVENT_SCHEMA)
+GENERIC = Framing()
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=300)
+TIMES = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31),
+                     timezones=st.just(UTC))
+VERSIONS = st.integers(min_value=1, max_value=2**63 - 1)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> ResourceChanged:
+    cls = draw(st.sampled_from([ResourceCreated, ResourceUpdated, ResourceDeleted]))
+    rid, cid = draw(st.uuids()), draw(st.uuids())
+    version = draw(VERSIONS)
+    resource = None if cls is ResourceDeleted else Resource(
+        id=rid, name=draw(TEXT), config=draw(st.dictionaries(TEXT, TEXT, max_size=200)),
+        status=draw(st.sampled_from(list(Status))), version=version,
+        created_at=draw(TIMES), updated_at=draw(TIMES), last_command_id=cid)
+    return cls(event_id=draw(st.uuids()), resource_id=rid, version=version,
+               occurred_at=draw(TIMES), command_id=cid,
+               correlation_id=draw(st.none() | TEXT),
+               changed_fields=tuple(draw(st.lists(TEXT, max_size=200))),
+               resource=resource)
+
+
+def test_it_follows_the_current_event_schema() -> None:
+    """When this fails the schema changed: update event_writer (and WRITTEN_FOR), or the
+    codec silently falls back to the slower generic writer."""
+    assert SCHEMA.fingerprint == WRITTEN_FOR
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=events())
+def test_same_bytes_as_the_generic_writer(event: ResourceChanged) -> None:
+    generic = GENERIC.encode(SCHEMA, event_to_wire(event), plain=True)
+    assert SCHEMA.header + event_body(event) == generic
+    codec = EventCodec(Framing())
+    assert codec.encode_event(event) == generic
+    assert codec.decode_event(generic) == event

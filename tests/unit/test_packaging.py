@@ -1,0 +1,125 @@
+"""What pyproject declares is what the code imports; the base install serves the client side;
+the image's lock file pins every declared dependency inside its range."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "src" / "phoenix_resources"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+LOCK = ROOT / "requirements" / "server.lock"
+
+SERVER_SIDE = ("adapters/postgres/", "bootstrap.py", "observability.py", "services/",
+               "entrypoints/worker.py", "entrypoints/relay.py", "entrypoints/runner.py",
+               "entrypoints/http", "entrypoints/cli/outbox.py")
+"""Modules that run only with the ``server`` extra (PostgreSQL, the API, the processes).
+Everything else is what ``pip install phoenix-resources`` (no extra) must be able to run:
+the client library, the CLI's client commands, the settings and the local stack."""
+
+SERVICE_COMMANDS = ("entrypoints/cli/ops.py", "entrypoints/cli/parked.py",
+                    "entrypoints/cli/outbox.py")
+"""CLI modules whose commands need the server side: each refuses without the extra."""
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {canonicalize_name(Requirement(r).name) for r in requirements}
+
+
+BASE = _names(PYPROJECT["project"]["dependencies"])
+SERVER = _names(PYPROJECT["project"]["optional-dependencies"]["server"])
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return {m for m in found
+            if m not in sys.stdlib_module_names and m not in ("__future__", "phoenix_resources")}
+
+
+@functools.cache
+def _providers() -> dict[str, list[str]]:
+    return metadata.packages_distributions()
+
+
+def _distribution(module: str) -> str:
+    dists = _providers().get(module)
+    assert dists, f"no installed distribution provides {module!r}"
+    return canonicalize_name(dists[0])
+
+
+def _imports_by_module() -> dict[str, set[str]]:
+    return {p.relative_to(PACKAGE).as_posix(): _third_party_imports(p)
+            for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_every_imported_third_party_package_is_declared() -> None:
+    undeclared = {f"{module} ({_distribution(module)}) in {path}"
+                  for path, modules in _imports_by_module().items() for module in modules
+                  if _distribution(module) not in BASE | SERVER}
+    assert undeclared == set()
+
+
+def test_the_client_side_needs_only_the_base_dependencies() -> None:
+    server_only = {f"{module} in {path}"
+                   for path, modules in _imports_by_module().items()
+                   if not path.startswith(SERVER_SIDE) for module in modules
+                   if _distribution(module) not in BASE}
+    assert server_only == set()
+
+
+def _internal_imports(path: Path) -> set[str]:
+    return {node.module for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.ImportFrom) and node.module
+            and node.module.startswith("phoenix_resources.")}
+
+
+def test_cli_modules_that_reach_the_server_side_refuse_without_the_extra() -> None:
+    server_modules = tuple("phoenix_resources." + s.removesuffix(".py").replace("/", ".")
+                           for s in SERVER_SIDE)
+    reaching = {p.relative_to(PACKAGE).as_posix()
+                for p in sorted((PACKAGE / "entrypoints" / "cli").glob("*.py"))
+                if any(m.startswith(server_modules) for m in _internal_imports(p))
+                or _third_party_imports(p) - {"typer", "rich", "httpx", "confluent_kafka"}}
+    assert reaching == set(SERVICE_COMMANDS)
+    for path in SERVICE_COMMANDS:
+        assert "require_server(" in (PACKAGE / path).read_text(), path
+
+
+def test_dev_installs_the_server_extra() -> None:
+    assert "phoenix-resources[server]" in PYPROJECT["project"]["optional-dependencies"]["dev"]
+
+
+def _lock() -> dict[str, str]:
+    pins = dict(re.findall(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", LOCK.read_text(), re.M))
+    return {canonicalize_name(name): version for name, version in pins.items()}
+
+
+def test_the_lock_pins_every_declared_dependency_inside_its_range() -> None:
+    pins = _lock()
+    out_of_range = {}
+    for text in [*PYPROJECT["project"]["dependencies"],
+                 *PYPROJECT["project"]["optional-dependencies"]["server"]]:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        if name not in pins or not req.specifier.contains(pins[name], prereleases=True):
+            out_of_range[name] = pins.get(name, "missing")
+    assert out_of_range == {}, "run `make lock`"
+    assert "--hash=sha256:" in LOCK.read_text(), "the image installs with --require-hashes"
+    assert "phoenix-resources" not in pins, "the lock holds dependencies, not the package"
