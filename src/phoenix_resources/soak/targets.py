@@ -37,7 +37,7 @@ def process_env(settings: Settings, kafka_extra: dict[str, str] | None = None) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
     data = settings.model_dump()
     if kafka_extra:
-        data["kafka_options"] = {**data["kafka_options"], **kafka_extra}
+        data["kafka_consumer_options"] = {**data["kafka_consumer_options"], **kafka_extra}
     for name, raw in data.items():
         if raw is None:
             continue
@@ -82,9 +82,10 @@ class Fleet:
 
     def start(self, kind: str, slot: int) -> Member:
         extra = {"session.timeout.ms": str(self.session_timeout_ms)}
-        settings = self.settings.model_copy(update={"metrics_port": 0})
+        update: dict[str, object] = {"metrics_port": 0}
         if kind == "worker":
-            extra["group.instance.id"] = f"soak-worker-{slot}"
+            update["group_instance_id"] = f"soak-worker-{slot}"
+        settings = self.settings.model_copy(update=update)
         log = self.logs / f"{kind}-{slot}-{len(self.members)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen([*CLI, kind], env=process_env(settings, extra),

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from phoenix_resources.entrypoints.cli.common import EXIT_ERROR, EXIT_USAGE, fail, load_settings
+from phoenix_resources.entrypoints.cli.common import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    fail,
+    load_settings,
+    require_server,
+)
 
 if TYPE_CHECKING:
     from phoenix_resources.config import Settings
@@ -48,6 +54,7 @@ def soak(
 
     Example: phoenix-resources soak --minutes 30 --seed 7
     """
+    require_server("soak")
     from phoenix_resources.soak.campaign import Plan
 
     plan = Plan.bounded(seed) if minutes <= 0 else Plan.long(minutes, seed)
