@@ -7,10 +7,11 @@ CLI := $(VENV)/bin/phoenix-resources
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: deps system-deps venv jars run stack-up stack-down stack-status migrate test test-unit \
-        lint fmt fuzz docs lock soak audit bench bench-quick bench-peers bench-profile clean
+.PHONY: deps system-deps venv jars asyncapi-specs proto asyncapi run stack-up stack-down \
+        stack-status migrate test test-unit lint fmt fuzz docs lock soak audit bench \
+        bench-quick bench-peers bench-profile clean
 
-deps: system-deps venv jars ## everything a fresh machine lacks
+deps: system-deps venv jars asyncapi-specs ## everything a fresh machine lacks
 
 system-deps:
 	@deploy/local/system-deps.sh
@@ -24,6 +25,15 @@ $(STAMP): pyproject.toml
 
 jars: venv
 	@$(PY) -m phoenix_resources.devstack fetch
+
+asyncapi-specs: venv ## the official AsyncAPI JSON Schemas (npm @asyncapi/specs, pinned) for the tests
+	@$(PY) -m tests.support.asyncapi_specs
+
+proto: venv ## regenerate src/phoenix_resources/grpc_gen from proto/ (grpcio-tools, mypy-protobuf)
+	@$(PY) -m tests.support.protogen
+
+asyncapi: venv ## regenerate schemas/asyncapi.yaml from schemas/*.avsc and the default settings
+	@$(CLI) asyncapi --defaults --output schemas/asyncapi.yaml
 
 stack-up: deps ## the persistent local Kafka (127.0.0.1:9092) and PostgreSQL (127.0.0.1:55432)
 	@$(PY) -m phoenix_resources.devstack up

@@ -117,7 +117,8 @@ def _messages(n: int, topic: str) -> list[Message]:
             for i, m in enumerate(wl.messages)]
 
 
-def run(n: int, batch: int = 1000, *, apply: bool = True) -> tuple[int, float]:
+def run(n: int, batch: int = 1000, *, apply: bool = True,
+        profile: Any = None) -> tuple[int, float]:
     """Apply ``n`` workload messages through the worker's CPU path; (commands, seconds).
     With ``apply=False`` only the set-up runs (what ``--callgrind`` subtracts)."""
     settings = Settings(commands_topic="hot", log_format="console")
@@ -132,12 +133,17 @@ def run(n: int, batch: int = 1000, *, apply: bool = True) -> tuple[int, float]:
                     codec=CommandCodec(Framing()), unit_factory=unit, metrics=Metrics())
     messages = _messages(n, "hot")
     now = datetime.now(UTC)
+    if profile is not None:
+        profile.enable()
     started = time.process_time()
     for i in range(0, len(messages) if apply else 0, batch):
         flight = _InFlight(messages[i:i + batch], DeadLetters("dlq"))
         incoming = worker._decode(flight)
         Isolation(incoming).run(unit, now)
-    return len(messages), time.process_time() - started
+    seconds = time.process_time() - started
+    if profile is not None:
+        profile.disable()
+    return len(messages), seconds
 
 
 def _instructions(n: int, setup_only: bool) -> int:

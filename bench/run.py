@@ -260,6 +260,19 @@ def run_http(target: Target, seconds: int, res: Results) -> None:
         http_load.drop_database(target.admin_url, writer)
 
 
+def run_grpc(target: Target, seconds: int, res: Results) -> None:
+    """gRPC GetResource beside the HTTP figures above (bench/grpc_load.py, one round)."""
+    from bench import grpc_load
+
+    progress(f"gRPC: GetResource closed loop {seconds}s, then 1,000 calls/s")
+    (found,) = grpc_load.compare(target.admin_url, target.bootstrap, duration=seconds,
+                                 rate=1000, repeat=1, ghz=shutil.which("ghz"),
+                                 http=False)["grpc"]
+    res.extra["grpc"] = found
+    progress(f"  -> {found.loop.rps:,.0f} calls/s max; at 1,000/s p50 {found.rate.p50_ms:.1f} "
+             f"ms p99 {found.rate.p99_ms:.1f} ms")
+
+
 # --- the report --------------------------------------------------------------------------
 
 
@@ -357,6 +370,16 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
             row(f"HTTP {label} @ 1,000 req/s (open loop)",
                 f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f}, max {r.max_ms:.1f}",
                 f"achieved {r.achieved_rps:,.0f} req/s, {r.errors} errors")
+    if "grpc" in res.extra or "grpc" in res.failures:
+        g = res.extra.get("grpc")
+        row("gRPC GetResource: max throughput (closed loop)",
+            f"{g.loop.rps:,.0f} calls/s" if g else fig("grpc"),
+            f"p50 {g.loop.p50_ms:.1f} ms, p99 {g.loop.p99_ms:.1f} ms; {g.loop.client}; "
+            "bench/grpc_load.py" if g else "")
+        if g:
+            row("gRPC GetResource @ 1,000 calls/s (open loop)",
+                f"p50 {g.rate.p50_ms:.1f} ms, p99 {g.rate.p99_ms:.1f}, max {g.rate.max_ms:.1f}",
+                f"achieved {g.rate.achieved_rps:,.0f} calls/s, {g.rate.errors} errors")
     if cfg["ours"]:
         row("worker peak RSS (VmHWM)", fig("worker_rss", 0, " MiB"), "")
         row("relay peak RSS (VmHWM)", fig("relay_rss", 0, " MiB"), "")
@@ -417,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     ap.add_argument("--ephemeral", action="store_true",
                     help="use a throwaway durable stack instead of the local one")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="subset: ours naive ceilings latency peers http knobs")
+                    help="subset: ours naive ceilings latency peers http grpc knobs")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     cfg = dict(MODES[args.mode])
@@ -426,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     if args.reps:
         cfg["reps"] = args.reps
     if args.only is not None:
-        for k in ("ours", "naive", "ceilings", "latency", "peers", "http", "knobs"):
+        for k in ("ours", "naive", "ceilings", "latency", "peers", "http", "grpc", "knobs"):
             cfg[k] = k in args.only
     started = datetime.now(UTC)
     mach = machine()
@@ -458,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
                 attempt(res, "latency", lambda: run_latency(target, p, cfg["latency_s"], res))
             if cfg["http"]:
                 attempt(res, "http", lambda: run_http(target, cfg["http_s"], res))
+            if cfg.get("grpc", cfg["http"]):
+                attempt(res, "grpc", lambda: run_grpc(target, cfg["http_s"], res))
             if cfg.get("knobs"):
                 attempt(res, "knobs", lambda: run_knobs(target, wl, topic, p, res))
         finally:

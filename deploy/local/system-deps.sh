@@ -6,12 +6,14 @@
 #   pg_ctl    a PostgreSQL server (initdb, pg_ctl) Debian: postgresql
 #   psql      offline-migration test (psql -f)     Debian: postgresql-client (with postgresql)
 #   chromium  the API docs page test (headless)    Debian: chromium
+#   npm       the official AsyncAPI JSON Schema    Debian: npm
+#             (tests/support/asyncapi_specs.py)
 #
 # Not Debian/Ubuntu? Install the same things with your package manager and put them on PATH
 # (PostgreSQL's bin directory may stay off PATH: point PHOENIX_PG_BIN at it), e.g.
-#   Fedora/RHEL: dnf install java-17-openjdk-headless maven postgresql-server chromium
-#   Arch:        pacman -S jre17-openjdk-headless maven postgresql chromium
-#   macOS:       brew install openjdk@17 maven postgresql@16 && brew install --cask chromium
+#   Fedora/RHEL: dnf install java-17-openjdk-headless maven postgresql-server chromium npm
+#   Arch:        pacman -S jre17-openjdk-headless maven postgresql chromium npm
+#   macOS:       brew install openjdk@17 maven postgresql@16 node && brew install --cask chromium
 # and set PHOENIX_CHROMIUM to the browser's path if it is not /usr/bin/chromium.
 set -euo pipefail
 
@@ -23,6 +25,7 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/n
 id postgres >/dev/null 2>&1 || [ "$(id -u)" != 0 ] || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || [ -x "${PHOENIX_CHROMIUM:-/usr/bin/chromium}" ] \
   || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -122,13 +122,20 @@ class WorkerParts:
     unit_factory: Callable[[], BatchUnit]
 
 
-def worker_parts(settings: Settings) -> WorkerParts:
-    pool = db_pool(settings, min_size=1, max_size=2, name="phoenix-worker")
+def _units(settings: Settings, name: str,
+           ) -> tuple[ConnectionPool, EventCodec, Callable[[], PostgresBatchUnit]]:
+    """A small pool and a factory of units of work on it (one transaction each)."""
+    pool = db_pool(settings, min_size=1, max_size=2, name=name)
     events = event_codec(settings)
 
-    def unit() -> BatchUnit:
+    def unit() -> PostgresBatchUnit:
         return PostgresBatchUnit(pool, events, settings.events_topic, settings.rejections_topic)
 
+    return pool, events, unit
+
+
+def worker_parts(settings: Settings) -> WorkerParts:
+    pool, events, unit = _units(settings, "phoenix-worker")
     return WorkerParts(consumer=consumer(settings), producer=producer(settings),
                        codec=command_codec(settings), events=events, pool=pool,
                        unit_factory=unit)
@@ -145,12 +152,7 @@ class ParkingParts:
 
 
 def parking_parts(settings: Settings) -> ParkingParts:
-    pool = db_pool(settings, min_size=1, max_size=2, name="phoenix-parking")
-    events = event_codec(settings)
-
-    def unit() -> ReplayUnit:
-        return PostgresBatchUnit(pool, events, settings.events_topic, settings.rejections_topic)
-
+    pool, _, unit = _units(settings, "phoenix-parking")
     return ParkingParts(ParkingLot(settings.database_url), pool, unit)
 
 

@@ -186,6 +186,21 @@ class Settings(BaseSettings):
     """SHA-256 hex digests of accepted bearer tokens (``echo -n "$TOKEN" | sha256sum``).
     Empty: no authentication."""
 
+    # --- gRPC API ---------------------------------------------------------------------------
+    grpc_host: str = "127.0.0.1"
+    """Listen address of ``phoenix-resources grpc`` and of the gRPC server in ``run``
+    (docs/interfaces.md)."""
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    """Listen port of the gRPC server, bound exclusively; ``0`` picks a free port."""
+    grpc_request_timeout_s: float = Field(default=5.0, gt=0)
+    """Budget of a call that sent no deadline (a client deadline wins); past it:
+    ``DEADLINE_EXCEEDED`` ``RES-003``. Calls in flight get this plus 1 s at shutdown."""
+    grpc_outcome_wait_s: float = Field(default=30.0, gt=0)
+    """Longest ``wait_for_outcome`` of a call that sent no deadline."""
+    grpc_max_watch_streams: int = Field(default=64, ge=1)
+    """Concurrent ``WatchResources`` streams per process (each holds a Kafka consumer);
+    more: ``UNAVAILABLE`` ``RES-007``."""
+
     # --- Observability ----------------------------------------------------------------------
     log_level: str = "INFO"
     """``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``."""

@@ -115,7 +115,7 @@ def test_postgres_verify_full_accepts_our_ca_and_refuses_others(
     other = make_certificates(tmp_path, "other")
     with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
         psycopg.connect(url.replace(str(tls_postgres.tls.ca), str(other.ca)))  # type: ignore[union-attr]
-    with pytest.raises(psycopg.OperationalError, match="no encryption|SSL off"):
+    with pytest.raises(psycopg.OperationalError, match=r"no encryption|SSL off"):
         psycopg.connect(url.split("?")[0] + "?sslmode=disable")
 
 

@@ -41,6 +41,18 @@ def set_max_message_bytes(settings: Settings, value: int) -> None:
                     incremental_operation=AlterConfigOpType.SET)])
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=30)
+    # The broker applies a topic config asynchronously: wait until it reports the new limit,
+    # or a loaded machine publishes the big row before the limit exists.
+    wait_until(lambda: topic_config(settings, "max.message.bytes") == str(value),
+               timeout=30, what="the topic's new max.message.bytes")
+
+
+def topic_config(settings: Settings, name: str) -> str | None:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    resource = ConfigResource(ResourceType.TOPIC, settings.events_topic)
+    entries = admin.describe_configs([resource])[resource].result(timeout=30)
+    entry = entries.get(name)
+    return None if entry is None else entry.value
 
 
 def insert_rows(settings: Settings, rows: list[tuple[str, bytes]]) -> list[uuid.UUID]:

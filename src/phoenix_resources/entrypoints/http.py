@@ -121,6 +121,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     _add_api_routes(app, state)
     _add_ops_routes(app, state, metrics, readiness)
     add_docs_routes(app)
+    _add_asyncapi_route(app, settings)
     app.openapi = _openapi_builder(app, auth=tokens.enabled)  # type: ignore[method-assign]
     app.add_middleware(FastLookup, state=state)
     app.add_middleware(Edge, timeout_s=settings.http_request_timeout_s, tokens=tokens,
@@ -224,6 +225,22 @@ def _add_ops_routes(app: FastAPI, state: ApiState, metrics: Metrics,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_asyncapi_route(app: FastAPI, settings: Settings) -> None:
+    """``/asyncapi.json``: the Kafka interface's AsyncAPI 3.0 document for these settings
+    (``entrypoints/asyncapi.py``), built on first request; open like ``/openapi.json``."""
+    cache: list[bytes] = []
+
+    @app.get("/asyncapi.json", tags=["operations"], response_class=Response,
+             summary="AsyncAPI 3.0 document of the Kafka topics (commands, events, ...)",
+             responses={200: {"content": {JSON: {"schema": {"type": "object"}}}}})
+    async def asyncapi() -> Response:
+        if not cache:
+            from phoenix_resources.entrypoints.asyncapi import document
+
+            cache.append(orjson.dumps(document(settings)))
+        return Response(cache[0], media_type=JSON)
 
 
 async def _extra_checks(readiness: Readiness) -> dict[str, object]:

@@ -129,7 +129,8 @@ def run_relay(settings: Settings) -> int:
 
 
 def run_all(settings: Settings) -> int:
-    """Worker + relay + HTTP API in one process (the ``make run`` default)."""
+    """Worker + relay + HTTP API + gRPC API in one process (the ``make run`` default)."""
+    from phoenix_resources.entrypoints.grpc_server import GrpcServer
     from phoenix_resources.entrypoints.http import build_server
 
     metrics = _start(settings)
@@ -149,5 +150,7 @@ def run_all(settings: Settings) -> int:
         server.should_exit = True
 
     supervisor.add(Component("api", server.run, stop_server))
+    grpc_server = GrpcServer(settings, metrics=metrics)
+    supervisor.add(Component("grpc", grpc_server.run, grpc_server.stop))
     log.info("serving", extra={"url": f"http://{settings.http_host}:{settings.http_port}"})
     return supervisor.run()

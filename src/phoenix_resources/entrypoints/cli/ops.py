@@ -114,7 +114,7 @@ def api() -> None:
 
 
 def run() -> None:
-    """Worker + relay + HTTP API in one process: the local default (`make run`).
+    """Worker + relay + HTTP API + gRPC API in one process: the local default (`make run`).
 
     Example: phoenix-resources run   # then open http://127.0.0.1:8000/docs
     """

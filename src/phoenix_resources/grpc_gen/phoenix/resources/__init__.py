@@ -1,0 +1,1 @@
+"""Generated package (see ``phoenix_resources.grpc_gen``)."""

@@ -1,0 +1,76 @@
+"""The gRPC server as the real processes run it: ``phoenix-resources grpc`` alone, and as a
+component of ``phoenix-resources run`` (worker + relay + HTTP + gRPC in one process);
+SIGTERM stops both cleanly (exit 0)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from phoenix_resources.config import Settings
+from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
+from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc as pb_grpc
+from tests.integration.test_http_api import reader_url
+from tests.support.grpc_server import refused
+from tests.support.net import free_port
+from tests.support.processes import Process
+
+pytestmark = pytest.mark.e2e
+
+
+def _serving(channel: grpc.Channel, process: Process, timeout: float = 60) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.alive(), process.output()[-3000:]
+        try:
+            status = health.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+        except grpc.RpcError:
+            status = None
+        if status == health_pb2.HealthCheckResponse.SERVING:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not SERVING in {timeout}s:\n{process.output()[-3000:]}")
+
+
+def test_phoenix_resources_grpc_serves_and_stops_on_sigterm(
+        settings: Settings, pg_server: str, database_url: str) -> None:
+    port = free_port()
+    served = settings.model_copy(update={
+        "read_database_url": reader_url(pg_server, database_url), "grpc_port": port})
+    process = Process("grpc", served)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            _serving(channel, process)
+            stub = pb_grpc.ResourceServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as e:
+                stub.GetResource(pb.GetResourceRequest(id=str(uuid.uuid4())), timeout=10)
+            refused(e.value, grpc.StatusCode.NOT_FOUND, "RES-002")
+    finally:
+        code = process.terminate()
+    assert code == 0, process.output()[-3000:]
+
+
+def test_phoenix_resources_run_includes_the_grpc_server(
+        settings: Settings, pg_server: str, database_url: str) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    served = settings.model_copy(update={
+        "read_database_url": reader_url(pg_server, database_url), "grpc_port": grpc_port,
+        "http_port": http_port})
+    process = Process("run", served)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            _serving(channel, process)
+            stub = pb_grpc.ResourceServiceStub(channel)
+            receipt = stub.CreateResource(pb.CreateResourceRequest(
+                name="via-run", wait_for_outcome=True), timeout=60)
+            assert receipt.outcome.outcome == pb.OUTCOME_APPLIED
+            got = stub.GetResource(pb.GetResourceRequest(id=receipt.resource_id), timeout=10)
+            assert (got.name, got.version) == ("via-run", 1)
+    finally:
+        code = process.terminate()
+    assert code == 0, process.output()[-3000:]
