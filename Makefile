@@ -65,7 +65,7 @@ soak: deps ## the fault kit on a private stack: SOAK_MINUTES of faults, then the
 
 audit: venv ## known vulnerabilities in the installed dependencies (pip-audit; needs PyPI's or OSV's API)
 	@$(PY) -m pip install -q pip-audit
-	@$(VENV)/bin/pip-audit --skip-editable
+	@$(VENV)/bin/pip-audit --skip-editable --strict
 
 fuzz: venv ## the codec fuzz properties at full size (>100,000 generated inputs; tests/fuzz)
 	@HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/fuzz -m unit -p no:cacheprovider -q $(PYTEST_ARGS)
