@@ -188,7 +188,13 @@ class Campaign:
         return True
 
     def _hang_leader(self) -> bool:
+        # Right after a restart or a kill there may be no leader yet: wait for one.
+        deadline = time.monotonic() + 60.0
         leader = self.fleet.leader()
+        while leader is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            self._heal()
+            leader = self.fleet.leader()
         if leader is None:
             return False
         leader.signal(signal.SIGSTOP)
