@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .PHONY: deps system-deps venv jars asyncapi-specs proto asyncapi run stack-up stack-down \
         stack-status migrate test test-unit lint fmt fuzz docs lock soak audit bench \
-        bench-quick bench-peers bench-profile clean
+        bench-quick bench-peers bench-profile bench-tracing clean
 
 deps: system-deps venv jars asyncapi-specs ## everything a fresh machine lacks
 
@@ -79,6 +79,9 @@ bench: stack-up ## full side-by-side benchmark (see docs/performance.md)
 
 bench-quick: stack-up ## the same, small (~2 minutes)
 	@$(PY) -m bench.run --mode quick
+
+bench-tracing: stack-up ## worker + relay with tracing off / 10 % / 100 %, interleaved rounds
+	@$(PY) -m bench.run --mode quick --only tracing
 
 bench-peers: stack-up ## Kafka Connect + Debezium JDBC sink on the same workload
 	@$(PY) -m bench.run --mode peers

@@ -22,14 +22,15 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from confluent_kafka import Message
 from psycopg._queries import PostgresQuery
-from psycopg.adapt import Transformer
+from psycopg.adapt import AdaptersMap, Transformer
 
 from bench.workload import generate
 from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
 from phoenix_resources.adapters.dlq import DeadLetters
-from phoenix_resources.adapters.postgres import batch_unit
+from phoenix_resources.adapters.postgres import arrays, batch_unit
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
 from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.worker import Worker, _InFlight
@@ -56,12 +57,16 @@ class _Pipeline:
 
 class MemoryConnection:
     """Converts every query and its parameters as psycopg does, then answers from memory:
-    the claim returns the ids seen before, loads return the rows written so far."""
+    the ids recorded so far are known, loads return the rows written so far."""
 
     closed = False
 
     def __init__(self) -> None:
-        self.tx = Transformer()
+        self.adapters = AdaptersMap(psycopg.adapters)
+        self.connection = None
+        for cls in arrays.ARRAY_TYPES:  # what bootstrap's pools configure
+            self.adapters.register_dumper(cls, arrays._ArrayDumper)
+        self.tx = Transformer(self)
         self.claimed: set[UUID] = set()
         self.rows: dict[UUID, tuple[Any, ...]] = {}
 
@@ -76,10 +81,12 @@ class MemoryConnection:
 
     def execute(self, query: str, params: Sequence[Any] | None = None, **_: Any) -> _Cursor:
         PostgresQuery(self.tx).convert(query, params)  # the dumping work psycopg does
-        if query is batch_unit.CLAIM:
+        if query is batch_unit.KNOWN:
             known = [(cid,) for cid in params[0] if cid in self.claimed]  # type: ignore[index]
-            self.claimed.update(params[0])  # type: ignore[index]
-            return _Cursor(known, len(params[0]))  # type: ignore[index]
+            return _Cursor(known, len(known))
+        if query is batch_unit.INSERT_OUTCOMES:
+            self.claimed.update(params[1])  # type: ignore[index]
+            return _Cursor([], len(params[1]))  # type: ignore[index]
         if query is batch_unit.LOAD:
             found = [self.rows[i] for i in params[0] if i in self.rows]  # type: ignore[index]
             return _Cursor(found, len(found))
@@ -137,9 +144,13 @@ def run(n: int, batch: int = 1000, *, apply: bool = True,
         profile.enable()
     started = time.process_time()
     for i in range(0, len(messages) if apply else 0, batch):
-        flight = _InFlight(messages[i:i + batch], DeadLetters("dlq"))
+        chunk = messages[i:i + batch]
+        flight = _InFlight(chunk, DeadLetters("dlq"), worker.watch.batch(chunk))
         incoming = worker._decode(flight)
-        Isolation(incoming).run(unit, now)
+        flight.watch.decoded(incoming)
+        isolation = Isolation(incoming)
+        isolation.run(unit, now)
+        flight.watch.counted(isolation.report)
     seconds = time.process_time() - started
     if profile is not None:
         profile.disable()

@@ -118,10 +118,11 @@ class Pipeline:
 def throughput(target: Target, wl: Workload, commands_topic: str, partitions: int, *,
                batch_size: int | None = None, timeout_s: float | None = None,
                stall_s: float = 15.0, db_settings: dict[str, str] | None = None,
-               workers: int = 1, batch_wait_ms: int | None = None) -> OursResult:
+               workers: int = 1, batch_wait_ms: int | None = None,
+               extra_env: dict[str, str] | None = None) -> OursResult:
     pipe = Pipeline(target, commands_topic, partitions, batch_size=batch_size,
                     batch_wait_ms=batch_wait_ms, db_settings=db_settings or {},
-                    workers=workers)
+                    workers=workers, extra_env=extra_env or {})
     want = {pipe.events: wl.events, pipe.rejections: wl.rejected, pipe.dlq: wl.poison}
     marks = {t: Watermarks(target.bootstrap, t) for t in want}
     timeout_s = timeout_s or max(60.0, wl.n / 300)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ceilings, naive, ours
+from bench import tracing as tracing_bench
 from bench.common import (
     ROOT,
     Series,
@@ -389,6 +390,10 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
     for label, r in res.extra.get("knobs", []):
         row(f"knob: {label}", f"{r.sustained_rate:,.0f} cmd/s (1 run)",
             "effectively-once check " + ("passed" if r.ok else "FAILED"))
+    if "tracing" in res.extra:
+        for label, value, note in tracing_bench.report_rows(res.extra["tracing"]):
+            row(label, value, note + ("" if res.extra["tracing"].ok
+                                      else "; effectively-once check FAILED"))
     o = res.med("ours")
     lines += ["", "## Ratios (medians) and goals", "", "| ratio | value | goal |", "|---|---|---|"]
     if cfg["naive"]:
@@ -440,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     ap.add_argument("--ephemeral", action="store_true",
                     help="use a throwaway durable stack instead of the local one")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="subset: ours naive ceilings latency peers http grpc knobs")
+                    help="subset: ours naive ceilings latency peers http grpc knobs tracing")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     cfg = dict(MODES[args.mode])
@@ -449,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     if args.reps:
         cfg["reps"] = args.reps
     if args.only is not None:
-        for k in ("ours", "naive", "ceilings", "latency", "peers", "http", "grpc", "knobs"):
+        for k in ("ours", "naive", "ceilings", "latency", "peers", "http", "grpc", "knobs",
+                  "tracing"):
             cfg[k] = k in args.only
     started = datetime.now(UTC)
     mach = machine()
@@ -485,6 +491,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
                 attempt(res, "grpc", lambda: run_grpc(target, cfg["http_s"], res))
             if cfg.get("knobs"):
                 attempt(res, "knobs", lambda: run_knobs(target, wl, topic, p, res))
+            if cfg.get("tracing"):
+                # Tracing off / 10 % / 100 %, interleaved rounds (bench/tracing.py).
+                attempt(res, "tracing", lambda: res.extra.__setitem__(
+                    "tracing", tracing_bench.run(target, wl, p, max(reps, 3))))
         finally:
             progress("cleaning up (topics, databases)")
             target.cleanup()

@@ -130,9 +130,10 @@ class FakeBatchUnit:
 
     Guarantees, as ``PostgresBatchUnit`` (checked by ``tests/contract``):
 
-    * :meth:`claim` returns the ids no committed unit claimed (nor this one, earlier); a
-      known id gets ``duplicate_deliveries`` bumped by ``repeats + 1``, a new one starts at
-      ``repeats``;
+    * :meth:`claim` returns the ids no committed unit recorded; a known id gets
+      ``duplicate_deliveries`` bumped by ``repeats + 1`` (at commit); :meth:`write` records a
+      new one with its outcome, its counter starting at ``repeats`` — a claim that is never
+      written records nothing;
     * :meth:`load` returns committed rows, tombstones included (plus this unit's own writes);
     * :meth:`write` inserts new rows unless one exists, updates a row only if it is at the
       version it was loaded at, records outcomes of claimed commands, adds outbox rows encoded
@@ -142,7 +143,7 @@ class FakeBatchUnit:
       without it (or with an exception) forgets everything, claims included.
 
     Where it differs: PostgreSQL makes a second *open* unit wait on the first one's row
-    locks and claims; the fake does not block, it checks again at :meth:`commit` and raises
+    locks and inserted claims; the fake does not block, it checks again at :meth:`commit` and raises
     :class:`ConcurrentModification` if another unit committed a claim or a row it relies on
     first. A retried batch ends in the same state either way. Outbox ``seq`` is assigned at
     commit (in PostgreSQL at insert; per resource both give version order).
@@ -159,6 +160,8 @@ class FakeBatchUnit:
 
     def _reset(self) -> None:
         self._claimed: dict[UUID, ProcessedCommand] = {}
+        """Rows this unit inserts at commit: the fresh commands it wrote an outcome for."""
+        self._fresh: dict[UUID, Claim] = {}
         self._bumps: dict[UUID, int] = {}
         self._outcomes: dict[UUID, dict[str, Any]] = {}
         self._rows: dict[UUID, Resource] = {}
@@ -194,25 +197,14 @@ class FakeBatchUnit:
         self._check_open()
         ids = [c.incoming.command.command_id for c in claims]
         if len(set(ids)) != len(ids):
-            # PostgreSQL: "ON CONFLICT DO UPDATE command cannot affect row a second time"
             raise ValueError("a command_id appears twice in one claim; use split_repeats")
         new: set[UUID] = set()
         for c in claims:
-            cmd = c.incoming.command
-            cid = cmd.command_id
-            if cid in self._claimed:
-                row = self._claimed[cid]
-                self._claimed[cid] = replace(
-                    row, duplicate_deliveries=row.duplicate_deliveries + c.repeats + 1)
-            elif cid in self.store.processed:
+            cid = c.incoming.command.command_id
+            if cid in self.store.processed:
                 self._bumps[cid] = self._bumps.get(cid, 0) + c.repeats + 1
             else:
-                self._claimed[cid] = ProcessedCommand(
-                    command_id=cid, resource_id=cmd.resource_id, command_type=cmd.type.value,
-                    outcome="pending", error_code=None, error_message=None,
-                    resulting_version=None, duplicate_deliveries=c.repeats,
-                    correlation_id=cmd.correlation_id, source_partition=c.incoming.partition,
-                    source_offset=c.incoming.offset, processed_at=self.store.clock())
+                self._fresh[cid] = c
                 new.add(cid)
         return new
 
@@ -254,9 +246,8 @@ class FakeBatchUnit:
                 f"got {inserted} and {updated}: another writer touched these resources")
 
     def _record_outcome(self, item: Incoming, d: Outcome, now: datetime) -> None:
-        cid = item.command.command_id
-        if cid not in self._claimed and cid not in self.store.processed:
-            return  # UPDATE processed_commands ... WHERE command_id = ...: no such row
+        cmd = item.command
+        cid = cmd.command_id
         if isinstance(d, Applied):
             values: dict[str, Any] = {"outcome": "applied", "error_code": None,
                                       "error_message": None,
@@ -268,9 +259,13 @@ class FakeBatchUnit:
             values = {"outcome": "rejected", "error_code": d.code.value,
                       "error_message": d.message, "resulting_version": None}
         values["processed_at"] = now
-        if cid in self._claimed:
-            self._claimed[cid] = replace(self._claimed[cid], **values)
-        else:
+        claim = self._fresh.get(cid)
+        if claim is not None:  # INSERT ... ON CONFLICT DO NOTHING, checked at commit
+            self._claimed[cid] = ProcessedCommand(
+                command_id=cid, resource_id=cmd.resource_id, command_type=cmd.type.value,
+                duplicate_deliveries=claim.repeats, correlation_id=cmd.correlation_id,
+                source_partition=item.partition, source_offset=item.offset, **values)
+        elif cid in self.store.processed:  # UPDATE processed_commands ... WHERE command_id
             self._outcomes[cid] = values
 
     def _add_outbox(self, item: Incoming, d: Decision, now: datetime) -> None:
@@ -425,6 +420,11 @@ class FakeOutboxSession:
     def parked_count(self) -> int:
         self._enter("parked_count")
         return len(self.parked)
+
+    def backlog(self) -> tuple[int, int]:
+        self._enter("backlog")
+        with self.store._mutex:
+            return len(self.store.outbox) - len(self.parked), len(self.parked)
 
     def delete(self, seqs: list[int]) -> None:
         self._enter("delete")
@@ -614,6 +614,15 @@ class FakeConsumer:
     def resume(self, partitions: list[TopicPartition]) -> None:
         self._check_open()
         self.paused -= {(tp.topic, tp.partition) for tp in partitions}
+
+    def get_watermark_offsets(self, partition: TopicPartition, timeout: float | None = None,
+                              cached: bool = False) -> tuple[int, int]:
+        return 0, len(self.logs[(partition.topic, partition.partition)])
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition,
+                               self.positions.get((tp.topic, tp.partition), -1001))
+                for tp in partitions]
 
     def seek(self, partition: TopicPartition) -> None:
         self._check_open()

@@ -8,12 +8,14 @@
 #   chromium  the API docs page test (headless)    Debian: chromium
 #   npm       the official AsyncAPI JSON Schema    Debian: npm
 #             (tests/support/asyncapi_specs.py)
+#   promtool  alert rule checks and tests, and     Debian: prometheus
+#             prometheus, the metrics end-to-end test
 #
 # Not Debian/Ubuntu? Install the same things with your package manager and put them on PATH
 # (PostgreSQL's bin directory may stay off PATH: point PHOENIX_PG_BIN at it), e.g.
-#   Fedora/RHEL: dnf install java-17-openjdk-headless maven postgresql-server chromium npm
-#   Arch:        pacman -S jre17-openjdk-headless maven postgresql chromium npm
-#   macOS:       brew install openjdk@17 maven postgresql@16 node && brew install --cask chromium
+#   Fedora/RHEL: dnf install java-17-openjdk-headless maven postgresql-server chromium npm prometheus
+#   Arch:        pacman -S jre17-openjdk-headless maven postgresql chromium npm prometheus
+#   macOS:       brew install openjdk@17 maven postgresql@16 node prometheus && brew install --cask chromium
 # and set PHOENIX_CHROMIUM to the browser's path if it is not /usr/bin/chromium.
 set -euo pipefail
 
@@ -26,6 +28,8 @@ id postgres >/dev/null 2>&1 || [ "$(id -u)" != 0 ] || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || [ -x "${PHOENIX_CHROMIUM:-/usr/bin/chromium}" ] \
   || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } \
+  || [ -x /usr/bin/promtool ] || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from phoenix_resources.adapters import codec as codecs
 from phoenix_resources.adapters import kafka
 from phoenix_resources.adapters.codec import CommandCodec, EventCodec
+from phoenix_resources.adapters.postgres import arrays
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
 from phoenix_resources.adapters.postgres.outbox import OutboxSession
 from phoenix_resources.adapters.postgres.parking import ParkingLot
@@ -40,11 +41,13 @@ def _pg_kwargs(settings: Settings) -> dict[str, Any]:
 
 def db_pool(settings: Settings, url: str | None = None, *, min_size: int | None = None,
             max_size: int | None = None, name: str = "phoenix") -> ConnectionPool:
-    """A sync pool; not opened (``open=False``): the caller opens it when its process starts."""
+    """A sync pool; not opened (``open=False``): the caller opens it when its process starts.
+    Its connections dump the batch unit's typed arrays (``adapters/postgres/arrays``)."""
     return ConnectionPool(url or settings.database_url,
                           min_size=settings.db_pool_min if min_size is None else min_size,
                           max_size=settings.db_pool_max if max_size is None else max_size,
-                          kwargs=_pg_kwargs(settings), open=False, name=name)
+                          kwargs=_pg_kwargs(settings), open=False, name=name,
+                          configure=arrays.register)
 
 
 def api_db_pool(settings: Settings) -> AsyncConnectionPool:
@@ -102,6 +105,13 @@ def replay_window_warning(settings: Settings) -> str | None:
         return None
     return topics.replay_window_warning(settings.commands_topic, retention,
                                         settings.processed_retention_hours)
+
+
+def database_ping(settings: Settings) -> Callable[[float], float]:
+    """``ping(timeout)``: the database's round trip in seconds, or DatabaseUnavailable."""
+    from phoenix_resources.adapters.postgres.ping import ping
+
+    return lambda timeout: ping(settings.database_url, timeout)
 
 
 def prepare_topics(settings: Settings) -> None:

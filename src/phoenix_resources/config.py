@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PHOENIX_", env_file=None, frozen=True, extra="ignore",
         use_attribute_docstrings=True, hide_input_in_errors=True,  # no secret in a message
+        populate_by_name=True,  # otlp_endpoint also reads the standard OTEL_* variables
     )
 
     # --- PostgreSQL -------------------------------------------------------------------------
@@ -205,10 +206,38 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``."""
     log_format: Literal["json", "console"] = "json"
-    """``json`` (one object per line) or ``console`` (for humans)."""
-    metrics_port: int = Field(default=9464, ge=0, le=65535)
-    """Prometheus endpoint of ``worker`` and ``relay`` processes; ``0`` disables it. ``run``
-    and ``api`` serve ``/metrics`` on the HTTP port."""
+    """``json`` (one object per line, with ``trace_id`` and the record's context) or
+    ``console`` (for humans)."""
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """The worker's ``/metrics``, ``/healthz`` and ``/readyz`` (``0``: none; semantics in
+    docs/operations.md#observability). ``run`` and ``api`` serve all three on the HTTP port."""
+    relay_metrics_port: int = Field(default=9465, ge=0, le=65535)
+    """The same for a ``relay`` process: a different default, so a worker and a relay on one
+    host both start."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """When set, overrides both of the above (one process per container, e.g. Kubernetes);
+    ``0`` turns the endpoint off."""
+    stuck_after_s: float = Field(default=120.0, gt=0)
+    """Readiness: a worker with records waiting, or a leading relay with outbox rows waiting,
+    that made no progress for this long is not ready (``/readyz`` 503, ``phoenix_ready`` 0)."""
+    trace_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Share of new traces sampled, parent-based: a command its publisher sampled is traced
+    throughout; the client library samples new traces at this ratio."""
+    otlp_endpoint: str | None = Field(default=None, validation_alias=AliasChoices(
+        "PHOENIX_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT"))
+    """OTLP/HTTP collector, e.g. ``http://otel-collector:4318``; unset: tracing off, nothing
+    exported. The standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` and
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` are read too (this one wins)."""
+    http_access_log_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of API requests written to the access log (one JSON line each, logger
+    ``phoenix_resources.http.access``); 0: off. When on, every 5xx is logged too."""
+
+    def metrics_port_for(self, component: Literal["worker", "relay"]) -> int:
+        """The /metrics port of a worker or relay process (0: none)."""
+        if self.metrics_port is not None:
+            return self.metrics_port
+        return self.worker_metrics_port if component == "worker" else self.relay_metrics_port
 
     # --- validation and derived values ------------------------------------------------------
 

@@ -124,26 +124,54 @@ class BatchUnitContract(abc.ABC):
 
     # --- claims ----------------------------------------------------------------------------
 
-    def test_claim_returns_only_ids_no_committed_unit_claimed(self) -> None:
+    def test_claim_returns_only_ids_no_committed_unit_recorded(self) -> None:
         a, b, c = (create(uuid.uuid4()) for _ in range(3))
         with self.unit() as first:
             assert first.claim(claims([a, b])) == {a.command_id, b.command_id}
+            first.write(*self.decided({}, [a, b]), T0)
             first.commit()
         with self.unit() as second:
             assert second.claim(claims([b, c])) == {c.command_id}
+            second.write(*self.decided({}, [c]), T0)
             second.commit()
         assert set(self.outcomes()) == {a.command_id, b.command_id, c.command_id}
+
+    def test_a_claim_that_is_never_written_records_nothing(self) -> None:
+        a = create(uuid.uuid4())
+        with self.unit() as unit:
+            assert unit.claim(claims([a])) == {a.command_id}
+            unit.commit()
+        assert self.outcomes() == {}
 
     def test_duplicate_deliveries_count_in_batch_repeats_and_later_claims(self) -> None:
         a = create(uuid.uuid4())
         with self.unit() as first:
             first.claim(claims([a], repeats=2))
+            first.write(*self.decided({}, [a]), T0)
             first.commit()
         assert self.outcomes()[a.command_id].duplicate_deliveries == 2
         with self.unit() as second:
             assert second.claim(claims([a], repeats=1)) == set()
+            second.write([], {}, T0)
             second.commit()
         assert self.outcomes()[a.command_id].duplicate_deliveries == 4
+
+    def test_a_command_claimed_by_two_units_is_recorded_once(self) -> None:
+        """Both find it new; the second to write (after the first committed) is refused."""
+        rid = uuid.uuid4()
+        a = create(rid)
+        with self.unit() as slow:
+            assert slow.claim(claims([a])) == {a.command_id}
+            assert self.apply([a]) == {a.command_id}  # a faster unit commits it first
+
+            def finish() -> None:  # PostgreSQL refuses at the write, the fake at commit
+                slow.write(*self.decided({}, [a]), T0)
+                slow.commit()
+
+            with pytest.raises(ConcurrentModification):
+                finish()
+        assert self.outcomes()[a.command_id].outcome == "applied"
+        assert [e.id for e in self.outbox()] == [event_id_for(a.command_id)]
 
     def test_a_rolled_back_unit_forgets_its_claims_and_writes(self) -> None:
         rid = uuid.uuid4()

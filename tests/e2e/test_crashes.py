@@ -59,7 +59,7 @@ def test_kill_9_between_database_commit_and_offset_commit_changes_nothing(
     before = resources(database_url)
 
     with Pipeline(settings) as p:
-        wait_until(lambda: p.metrics.commands.labels("duplicate")._value.get()
+        wait_until(lambda: p.metrics.commands.labels("duplicate", "none")._value.get()
                    >= len(commands), 60, "every redelivery counted as a duplicate")
         received = events(settings, expected=len(commands))
     assert resources(database_url) == before

@@ -81,7 +81,7 @@ def test_every_command_delivered_twice_changes_the_database_once(settings: Setti
     publish(settings, commands)  # a publisher's retry: same command ids
     with Pipeline(settings) as p:
         received = events(settings, expected=40)
-        wait_until(lambda: p.metrics.commands.labels("duplicate")._value.get() == 40,
+        wait_until(lambda: p.metrics.commands.labels("duplicate", "none")._value.get() == 40,
                    what="40 duplicates counted")
     assert len(received) == 40
     assert all(row["version"] == 2 for row in resources(database_url).values())

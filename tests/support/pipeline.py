@@ -28,17 +28,19 @@ from phoenix_resources.domain.model import Status
 from phoenix_resources.entrypoints.relay import build_relay
 from phoenix_resources.entrypoints.worker import build_worker
 from phoenix_resources.observability import Metrics
+from phoenix_resources.observability.tracing import Tracing
 from tests.support.kafka import read_all
 
 
 class Pipeline:
     """Worker + relay threads; ``with Pipeline(settings) as p:`` starts and stops them."""
 
-    def __init__(self, settings: Settings, *, worker: bool = True, relay: bool = True) -> None:
+    def __init__(self, settings: Settings, *, worker: bool = True, relay: bool = True,
+                 tracing: Tracing | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.worker, self.pool = build_worker(settings, self.metrics)
-        self.relay = build_relay(settings, self.metrics)
+        self.worker, self.pool = build_worker(settings, self.metrics, tracing)
+        self.relay = build_relay(settings, self.metrics, tracing)
         self._run_worker = worker
         self._run_relay = relay
         self._threads: list[threading.Thread] = []

@@ -61,8 +61,9 @@ def test_adapters_take_port_types_from_the_ports_module_only() -> None:
 
 def test_postgres_adapters_do_not_import_each_other() -> None:
     """The worker's batch unit, the relay's outbox session and the API's queries share only
-    the package itself (its constants) and the error translation."""
-    shared = {"phoenix_resources.adapters.postgres", "phoenix_resources.adapters.postgres.errors"}
+    the package itself (its constants), the error translation and the typed arrays."""
+    shared = {"phoenix_resources.adapters.postgres", "phoenix_resources.adapters.postgres.errors",
+              "phoenix_resources.adapters.postgres.arrays"}
     offenders = {p.name: n for p in sorted((PACKAGE / "adapters" / "postgres").glob("*.py"))
                  for n in _imports(p)
                  if n.startswith("phoenix_resources.adapters.postgres") and n not in shared}

@@ -22,7 +22,7 @@ PACKAGE = ROOT / "src" / "phoenix_resources"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 LOCK = ROOT / "requirements" / "server.lock"
 
-SERVER_SIDE = ("adapters/postgres/", "bootstrap.py", "observability.py", "services/",
+SERVER_SIDE = ("adapters/postgres/", "bootstrap.py", "observability/", "services/",
                "entrypoints/worker.py", "entrypoints/relay.py", "entrypoints/runner.py",
                "entrypoints/http", "entrypoints/cli/outbox.py", "entrypoints/grpc",
                "entrypoints/asyncapi.py", "grpc_gen/", "soak/", "entrypoints/cli/soak.py")
@@ -44,15 +44,27 @@ BASE = _names(PYPROJECT["project"]["dependencies"])
 SERVER = _names(PYPROJECT["project"]["optional-dependencies"]["server"])
 
 
+NAMESPACES = {"opentelemetry"}
+"""Top-level names several distributions share (opentelemetry-api, -sdk, …): their imports
+are kept whole and resolved to the distribution that owns the imported module's file."""
+
+
 def _third_party_imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            found |= {a.name.split(".")[0] for a in node.names}
+            found |= {a.name if a.name.split(".")[0] in NAMESPACES else a.name.split(".")[0]
+                      for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
-    return {m for m in found
-            if m not in sys.stdlib_module_names and m not in ("__future__", "phoenix_resources")}
+            top = node.module.split(".")[0]
+            if top not in NAMESPACES:
+                found.add(top)
+            elif node.module in NAMESPACES:  # from opentelemetry import trace
+                found |= {f"{node.module}.{a.name}" for a in node.names}
+            else:
+                found.add(node.module)
+    return {m for m in found if m.split(".")[0] not in sys.stdlib_module_names
+            and m not in ("__future__", "phoenix_resources")}
 
 
 @functools.cache
@@ -60,7 +72,26 @@ def _providers() -> dict[str, list[str]]:
     return metadata.packages_distributions()
 
 
+@functools.cache
+def _file_owners() -> dict[str, str]:
+    owners = {}
+    for dist in metadata.distributions():
+        for f in dist.files or []:
+            if f.parts and f.parts[0] in NAMESPACES and f.suffix == ".py":
+                owners[f.as_posix()] = dist.metadata["Name"]
+    return owners
+
+
 def _distribution(module: str) -> str:
+    if module.split(".", maxsplit=1)[0] in NAMESPACES:
+        parts = module.split(".")
+        while parts:
+            base = "/".join(parts)
+            for candidate in (f"{base}/__init__.py", f"{base}.py"):
+                if candidate in _file_owners():
+                    return canonicalize_name(_file_owners()[candidate])
+            parts.pop()
+        raise AssertionError(f"no installed distribution provides {module!r}")
     dists = _providers().get(module)
     assert dists, f"no installed distribution provides {module!r}"
     return canonicalize_name(dists[0])

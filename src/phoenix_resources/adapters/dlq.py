@@ -230,6 +230,8 @@ class DeadLetters:
         self.max_bytes = max_bytes
         self._pending: list[_Pending] = []
         self.delivered = 0
+        self.delivered_reasons: dict[str, int] = {}
+        """Delivered dead letters by ``dlq.reason``."""
 
     def __len__(self) -> int:
         return len(self._pending) + self.delivered
@@ -257,11 +259,16 @@ class DeadLetters:
             except RecordRefused as refused:
                 self._settle(refused)
             else:
-                self.delivered += len(self._pending)
+                self._count(self._pending)
                 self._pending = []
         if self._pending:
             raise DeadLetterBlocked(f"{len(self._pending)} dead letter(s) still refused by "
                                     f"{self.topic} after being shrunk")
+
+    def _count(self, delivered: list[_Pending]) -> None:
+        self.delivered += len(delivered)
+        for p in delivered:
+            self.delivered_reasons[p.reason] = self.delivered_reasons.get(p.reason, 0) + 1
 
     def _settle(self, refused: RecordRefused) -> None:
         blocked: list[str] = []
@@ -275,7 +282,7 @@ class DeadLetters:
                 pending.shrunk = True
             else:
                 blocked.append(why)
-        self.delivered += len(refused.delivered)
+        self._count([p for i, p in enumerate(self._pending) if i in refused.delivered])
         self._pending = [p for i, p in enumerate(self._pending) if i not in refused.delivered]
         if blocked:
             raise DeadLetterBlocked(f"the DLQ topic {self.topic} refuses dead letters "

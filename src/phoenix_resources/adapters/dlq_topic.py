@@ -13,6 +13,7 @@ the original). Within one replay, records keep their DLQ order per key.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -44,7 +45,8 @@ def read(common: dict[str, Any], topic: str, *, partitions: Iterable[int] | None
     consumer = Consumer({**common, "group.id": f"phoenix-dlq-reader-{uuid.uuid4()}",
                          "enable.auto.commit": False, "enable.auto.offset.store": False,
                          "auto.offset.reset": "earliest", "enable.partition.eof": True,
-                         "client.id": "phoenix-resources-dlq"})
+                         "client.id": "phoenix-resources-dlq",
+                         "logger": logging.getLogger("phoenix_resources.librdkafka")})
     try:
         ends = _assign(consumer, topic, partitions, start, stall_timeout)
         deadline = time.monotonic() + stall_timeout

@@ -29,6 +29,10 @@ __all__ = ["JAVA_PARTITIONER", "Headers", "OutgoingRecord", "admin_config", "con
 
 log = logging.getLogger(__name__)
 
+LIBRDKAFKA_LOG = logging.getLogger("phoenix_resources.librdkafka")
+"""Every client's ``logger``: librdkafka's lines go through Python logging (JSON in server
+processes), never raw to stderr. Named like ``observability.logs.LIBRDKAFKA_LOGGER``."""
+
 JAVA_PARTITIONER = "murmur2_random"
 """The Java client's default partitioner, in librdkafka's name."""
 
@@ -47,7 +51,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {"enable.auto.commit": True, "auto.commit.in
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """:data:`PRODUCER_DEFAULTS` < the settings' producer options < the pinned guarantees
     (``kafka_options.PINNED``) < ``overrides`` (the caller's own, e.g. the relay's linger)."""
-    return {**PRODUCER_DEFAULTS, **settings.kafka_config("producer"),
+    return {**PRODUCER_DEFAULTS, "logger": LIBRDKAFKA_LOG, **settings.kafka_config("producer"),
             **PINNED["producer"], **overrides}
 
 
@@ -59,14 +63,14 @@ def consumer_config(settings: Settings, group_id: str | None = None,
     identity: dict[str, Any] = {"group.id": group}
     if settings.group_instance_id and group == settings.consumer_group:
         identity["group.instance.id"] = settings.group_instance_id
-    return {**CONSUMER_DEFAULTS, **settings.kafka_config("consumer"), **identity,
-            **PINNED["consumer"], **overrides}
+    return {**CONSUMER_DEFAULTS, "logger": LIBRDKAFKA_LOG, **settings.kafka_config("consumer"),
+            **identity, **PINNED["consumer"], **overrides}
 
 
 def admin_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """What every AdminClient of the service is built with: the settings' admin options
     (shared options minus consumer- and producer-only keys, then the admin map)."""
-    return {**settings.kafka_config("admin"), **overrides}
+    return {"logger": LIBRDKAFKA_LOG, **settings.kafka_config("admin"), **overrides}
 
 
 def new_producer(settings: Settings, **overrides: Any) -> Producer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -23,7 +24,7 @@ def retention_ms(common: dict[str, Any], topic: str, timeout: float = 10.0) -> i
         if "UNKNOWN_TOPIC" in str(e):
             return None
         raise BrokerUnavailable(f"describing topic {topic}: {e}") from e
-    except TimeoutError as e:  # the future's own timeout: the broker did not answer
+    except concurrent.futures.TimeoutError as e:  # the broker did not answer in time
         raise BrokerUnavailable(f"describing topic {topic}: no answer in {timeout:g} s") from e
     entry = entries.get("retention.ms")
     return None if entry is None or entry.value is None else int(entry.value)

@@ -6,12 +6,16 @@ for its shape alone is refused here with the same code (:class:`CommandInvalid`)
 
 from __future__ import annotations
 
-import os
+import random
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
+
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from phoenix_resources.domain.commands import (
     AnyCommand,
@@ -51,10 +55,34 @@ def as_status(value: Status | str | None) -> Status | None:
                              f"{', '.join(s.value for s in Status)}, not {value!r}") from e
 
 
-def new_traceparent() -> str:
-    """A W3C trace context for a new trace (sampled), as the ``traceparent`` header."""
-    ids = os.urandom(24).hex()  # one system call for trace id and span id
-    return f"00-{ids[:32]}-{ids[32:]}-01"
+_TRACECONTEXT = TraceContextTextMapPropagator()
+_ID_BOUND = 1 << 64
+
+
+def sampled_at(trace_id: int, ratio: float) -> bool:
+    """OpenTelemetry's ``TraceIdRatioBased`` decision: the trace id's low 64 bits below
+    ``ratio`` x 2^64. Every process deciding on the same id agrees."""
+    return (trace_id & (_ID_BOUND - 1)) < round(ratio * _ID_BOUND)
+
+
+def new_traceparent(sample_ratio: float = 1.0) -> str:
+    """The ``traceparent`` header a command is published with, written by OpenTelemetry's
+    W3C propagator.
+
+    Inside an active OpenTelemetry span (an application that traces), the command joins that
+    trace with that span as its parent, and the application's sampling decision stands.
+    Otherwise a new trace starts, sampled with probability ``sample_ratio``
+    (``PHOENIX_TRACE_SAMPLE_RATIO`` for the publisher), decided on the trace id like
+    :func:`sampled_at`. Needs only the OpenTelemetry API package, no SDK."""
+    span = trace.get_current_span()
+    if not span.get_span_context().is_valid:
+        trace_id = random.getrandbits(128) or 1
+        flags = TraceFlags.SAMPLED if sampled_at(trace_id, sample_ratio) else TraceFlags.DEFAULT
+        span = NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64) or 1,
+                                            is_remote=False, trace_flags=TraceFlags(flags)))
+    carrier: dict[str, str] = {}
+    _TRACECONTEXT.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier["traceparent"]
 
 
 def validate(command: AnyCommand) -> None:

@@ -203,7 +203,8 @@ class CommandPublisher:
             headers.append(("correlation_id", command.correlation_id.encode()))
         # Every command starts (or continues) a trace: the worker and relay carry it to the
         # event, so a subscriber can join the publisher's trace.
-        headers.append(("traceparent", (traceparent or new_traceparent()).encode()))
+        headers.append(("traceparent", (traceparent or new_traceparent(
+            self._settings.trace_sample_ratio)).encode()))
         sent = Sent(command.command_id, command.resource_id)
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:

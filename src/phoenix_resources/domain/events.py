@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from phoenix_resources.domain.commands import CommandType
+from phoenix_resources.domain.ids import name_based_uuid
 from phoenix_resources.domain.model import Resource
 
 _EVENT_NAMESPACE = UUID("6f1c1d6e-2b7a-4c55-9a64-3d1b8f0e5a21")
@@ -21,11 +22,12 @@ _REJECTION_NAMESPACE = UUID("0b8e7c4a-91d2-4f3e-8a0c-5c2d7e9f1b33")
 
 
 def event_id_for(command_id: UUID) -> UUID:
-    return uuid5(_EVENT_NAMESPACE, str(command_id))
+    """``uuid5(event namespace, str(command_id))``: the same however often it is derived."""
+    return name_based_uuid(_EVENT_NAMESPACE, str(command_id))
 
 
 def rejection_id_for(command_id: UUID) -> UUID:
-    return uuid5(_REJECTION_NAMESPACE, str(command_id))
+    return name_based_uuid(_REJECTION_NAMESPACE, str(command_id))
 
 
 class EventType(StrEnum):

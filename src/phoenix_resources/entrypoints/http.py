@@ -32,7 +32,7 @@ import uvicorn
 from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from phoenix_resources.adapters.postgres.queries import ReadQueries
@@ -60,7 +60,9 @@ from phoenix_resources.entrypoints.http_models import (
     ResourcePage,
 )
 from phoenix_resources.errors import DatabaseUnavailable
-from phoenix_resources.observability import Metrics
+from phoenix_resources.observability import Metrics, configure_logging
+from phoenix_resources.observability.metrics import multiprocess_dir
+from phoenix_resources.observability.tracing import Tracing
 
 log = logging.getLogger("phoenix_resources.http")
 
@@ -92,9 +94,11 @@ COMMON_PROBLEMS = _problem_doc(p.INVALID_REQUEST, p.TIMEOUT, p.UNAVAILABLE, p.IN
 
 
 def create_app(settings: Settings, *, metrics: Metrics | None = None,
-               readiness: Readiness | None = None) -> FastAPI:
-    """The ASGI app; opens its pool on lifespan start and closes it on shutdown."""
-    metrics = metrics or Metrics()
+               readiness: Readiness | None = None, tracing: Tracing | None = None) -> FastAPI:
+    """The ASGI app; opens its pool on lifespan start and closes it on shutdown. Traced
+    (one span per request) when ``tracing`` is on; by default as the settings say."""
+    metrics = metrics or Metrics(component="api")
+    tracing = tracing or Tracing.from_settings(settings, "api")
     tokens = TokenCheck(settings.api_token_hashes)
     state = ApiState()
 
@@ -125,7 +129,12 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     app.openapi = _openapi_builder(app, auth=tokens.enabled)  # type: ignore[method-assign]
     app.add_middleware(FastLookup, state=state)
     app.add_middleware(Edge, timeout_s=settings.http_request_timeout_s, tokens=tokens,
-                       requests=metrics.http_requests, seconds=metrics.http_seconds)
+                       requests=metrics.http_requests, seconds=metrics.http_seconds,
+                       access_log_ratio=settings.http_access_log_ratio)
+    if tracing.enabled:
+        from phoenix_resources.entrypoints.http_tracing import add_tracing
+
+        add_tracing(app, tracing)
     return app
 
 
@@ -224,7 +233,7 @@ def _add_ops_routes(app: FastAPI, state: ApiState, metrics: Metrics,
              response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _add_asyncapi_route(app: FastAPI, settings: Settings) -> None:
@@ -358,9 +367,10 @@ def _server_options(settings: Settings) -> dict[str, Any]:
 
 
 def build_server(settings: Settings, *, metrics: Metrics | None = None,
-                 readiness: Readiness | None = None) -> uvicorn.Server:
+                 readiness: Readiness | None = None,
+                 tracing: Tracing | None = None) -> uvicorn.Server:
     """A single-process server the caller runs (``await server.serve()``) and stops."""
-    app = create_app(settings, metrics=metrics, readiness=readiness)
+    app = create_app(settings, metrics=metrics, readiness=readiness, tracing=tracing)
     return uvicorn.Server(uvicorn.Config(app, **_server_options(settings)))
 
 
@@ -375,6 +385,7 @@ def create_app_from_env() -> FastAPI:
             settings = Settings.model_validate(json.loads(f.read()))
     else:
         settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     _freeze_heap()
     return app
@@ -389,7 +400,10 @@ def _freeze_heap() -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Blocking: the ``phoenix-resources api`` command. ``http_workers`` > 1 forks workers."""
+    """Blocking: the ``phoenix-resources api`` command. ``http_workers`` > 1 starts worker
+    processes; their metrics are then kept in a shared directory and every scrape answers
+    the sum over all of them (``observability.metrics.multiprocess_dir``)."""
+    configure_logging(settings.log_level, settings.log_format)
     if settings.http_workers == 1:
         server = build_server(settings)
         _freeze_heap()
@@ -404,8 +418,9 @@ def serve(settings: Settings) -> None:
         f.write(json.dumps(revealed(settings)).encode())
     os.environ[SETTINGS_FILE_ENV] = path
     try:
-        uvicorn.run(f"{__name__}:create_app_from_env", factory=True,
-                    workers=settings.http_workers, **_server_options(settings))
+        with multiprocess_dir():
+            uvicorn.run(f"{__name__}:create_app_from_env", factory=True,
+                        workers=settings.http_workers, **_server_options(settings))
     finally:
         os.environ.pop(SETTINGS_FILE_ENV, None)
         shutil.rmtree(folder, ignore_errors=True)

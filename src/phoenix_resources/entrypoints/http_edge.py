@@ -6,7 +6,10 @@ In one pass (no per-request objects beyond a closure) it:
 * enforces the request timeout (408 ``RES-003`` if no response has started by then);
 * turns any unhandled exception into 500 ``RES-008`` (logged, never leaked);
 * adds the security headers to every response and ``Cache-Control: no-store`` by default;
-* counts and times every request by route template (bounded label cardinality).
+* counts and times every request by route template (bounded label cardinality);
+* writes the access log when asked to (``PHOENIX_HTTP_ACCESS_LOG_RATIO``): that share of
+  requests, and then every 5xx, as one JSON line each (method, route, path, status,
+  duration_ms, and trace_id when traced).
 
 It also holds the one shape of a response written straight on the ASGI channel
 (:class:`Answer`), which its own problems and the lookup (``http_lookup``) use.
@@ -18,6 +21,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -29,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from phoenix_resources.entrypoints import http_problems as p
 
 log = logging.getLogger("phoenix_resources.http")
+access = logging.getLogger("phoenix_resources.http.access")
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -115,11 +120,12 @@ class Edge:
     """The outermost layer of the app (inside Starlette's own error middleware)."""
 
     def __init__(self, app: ASGIApp, *, timeout_s: float, tokens: TokenCheck,
-                 requests: Counter, seconds: Histogram) -> None:
+                 requests: Counter, seconds: Histogram, access_log_ratio: float = 0.0) -> None:
         self.app = app
         self.timeout_s = timeout_s
         self.tokens = tokens
         self.recorder = _Recorder(requests, seconds)
+        self.access_log_ratio = access_log_ratio
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,8 +149,11 @@ class Edge:
         try:
             await self._dispatch(scope, receive, send_secured, path, state)
         finally:
-            self.recorder.record(route_label(path), state["status"] or 500,
-                                 time.perf_counter() - start)
+            status, elapsed = state["status"] or 500, time.perf_counter() - start
+            self.recorder.record(route_label(path), status, elapsed)
+            if self.access_log_ratio and (status >= 500
+                                          or random.random() < self.access_log_ratio):
+                access_log(scope, path, status, elapsed)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, path: str,
                         state: dict[str, int]) -> None:
@@ -168,6 +177,13 @@ class Edge:
             if not state["status"]:
                 await send_problem(send, p.INTERNAL, "internal error; it has been logged",
                                    path)
+
+
+def access_log(scope: Scope, path: str, status: int, elapsed: float) -> None:
+    """One access-log line (the trace id comes from the current span, when traced)."""
+    access.info("request", extra={"method": scope.get("method"), "route": route_label(path),
+                                  "path": path, "status": status,
+                                  "duration_ms": round(elapsed * 1000, 3)})
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

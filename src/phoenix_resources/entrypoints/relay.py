@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 
 from confluent_kafka import Producer
@@ -41,6 +40,8 @@ from phoenix_resources.adapters.postgres.outbox import OutboxRow, OutboxSession
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import RecordRefused, TransientError
 from phoenix_resources.observability import Metrics
+from phoenix_resources.observability.relay_watch import RelayWatch
+from phoenix_resources.observability.tracing import Tracing
 
 log = logging.getLogger("phoenix_resources.relay")
 
@@ -50,8 +51,9 @@ PARKED_REFRESH_S = 5.0
 CE_TYPE_PREFIX = "phoenix.resources.v1."
 
 
-def to_record(row: OutboxRow, source: bytes) -> OutgoingRecord:
-    """CloudEvents binary mode: the payload is the data, attributes go in ``ce_`` headers."""
+def to_record(row: OutboxRow, source: bytes, traceparent: str | None = None) -> OutgoingRecord:
+    """CloudEvents binary mode: the payload is the data, attributes go in ``ce_`` headers.
+    ``traceparent`` (the relay's span, when tracing) replaces the row's own."""
     headers: list[tuple[str, str | bytes | None]] = [
         ("ce_specversion", CE_SPEC),
         ("ce_id", str(row.id).encode()),
@@ -61,14 +63,16 @@ def to_record(row: OutboxRow, source: bytes) -> OutgoingRecord:
         ("ce_time", row.occurred_at.isoformat().encode()),
         ("content-type", b"application/avro"),
     ]
-    if row.traceparent:
-        headers.append(("traceparent", row.traceparent.encode()))
+    traceparent = traceparent or row.traceparent
+    if traceparent:
+        headers.append(("traceparent", traceparent.encode()))
     return OutgoingRecord(row.topic, row.aggregateid.encode(), row.payload, headers)
 
 
 class Relay:
     def __init__(self, settings: Settings, *, session: OutboxSession, producer: Producer,
-                 metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
+                 metrics: Metrics, clock: Callable[[], float] = time.monotonic,
+                 tracing: Tracing | None = None) -> None:
         self.settings = settings
         self.session = session
         self.producer = producer
@@ -81,6 +85,9 @@ class Relay:
         self._next_parked_count = 0.0
         self.parked_outbox_rows = 0
         """Outbox rows parked after a permanent refusal, as of the last count."""
+        self.watch = RelayWatch(metrics, tracing=tracing, monotonic=clock,
+                                stuck_after_s=settings.stuck_after_s,
+                                topics=(settings.events_topic, settings.rejections_topic))
 
     def stop(self) -> None:
         self._stop.set()
@@ -119,7 +126,7 @@ class Relay:
         if self.leading:
             log.info("relay lost the lead")
         self.leading = False
-        self.metrics.relay_active.set(0)
+        self.watch.leading(False)
         self.session.close()  # closing the session releases the lock
 
     def _lead_and_publish(self) -> None:
@@ -129,7 +136,7 @@ class Relay:
                     self._stop.wait(self.settings.relay_poll_interval_s)
                     continue
                 self.leading = True
-                self.metrics.relay_active.set(1)
+                self.watch.leading(True)
                 self._next_parked_count = 0.0
                 log.info("relay is the leader")
             published = self.publish_once()
@@ -143,16 +150,17 @@ class Relay:
         """Publish one batch; returns the number of rows fetched. Delivered rows are deleted
         only after every delivery report is in; refused ones are parked in that same step."""
         rows = self.session.fetch(self.settings.relay_batch_size)
+        self.watch.fetched(rows)
         if not rows:
-            self.metrics.outbox_lag.set(0)
             return 0
-        self.metrics.outbox_lag.set(max(0.0, time.time() - rows[0].occurred_at.timestamp()))
         if not self.session.holds_lead():
             self._step_down()
             return 0
         try:
-            publish_all(self.producer, [to_record(r, self._source) for r in rows],
-                        keep_key_order=True)
+            with self.watch.publishing(rows) as traceparents:
+                publish_all(self.producer, [to_record(r, self._source, tp)
+                                            for r, tp in zip(rows, traceparents, strict=True)],
+                            keep_key_order=True)
         except RecordRefused as e:
             self._settle_refused(rows, e)
             return len(rows)
@@ -182,12 +190,11 @@ class Relay:
         self._refresh_parked()
 
     def _count_published(self, rows: list[OutboxRow]) -> None:
-        for topic, count in Counter(r.topic for r in rows).items():
-            self.metrics.events_published.labels(topic).inc(count)
+        self.watch.published(rows)
 
     def _refresh_parked(self) -> None:
-        self.parked_outbox_rows = self.session.parked_count()
-        self.metrics.outbox_parked.set(self.parked_outbox_rows)
+        waiting, self.parked_outbox_rows = self.session.backlog()
+        self.watch.backlog(waiting, self.parked_outbox_rows)
         self._next_parked_count = self.clock() + PARKED_REFRESH_S
 
     def _housekeep(self) -> None:
@@ -203,7 +210,8 @@ class Relay:
             log.info("pruned processed_commands", extra={"rows": pruned})
 
 
-def build_relay(settings: Settings, metrics: Metrics) -> Relay:
+def build_relay(settings: Settings, metrics: Metrics, tracing: Tracing | None = None) -> Relay:
     """A relay assembled from bootstrap's ingredients (its session connects on first use)."""
     parts = bootstrap.relay_parts(settings)
-    return Relay(settings, session=parts.session, producer=parts.producer, metrics=metrics)
+    return Relay(settings, session=parts.session, producer=parts.producer, metrics=metrics,
+                 tracing=tracing)

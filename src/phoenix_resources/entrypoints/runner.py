@@ -14,13 +14,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Literal
 
 from phoenix_resources import bootstrap
 from phoenix_resources.config import Settings, redact
-from phoenix_resources.entrypoints.relay import build_relay
-from phoenix_resources.entrypoints.worker import build_worker
+from phoenix_resources.entrypoints.relay import Relay, build_relay
+from phoenix_resources.entrypoints.worker import Worker, build_worker
 from phoenix_resources.observability import Metrics, configure_logging
+from phoenix_resources.observability.health import (
+    Health,
+    HealthServer,
+    database_check,
+)
+from phoenix_resources.observability.tracing import Tracing
 
 log = logging.getLogger("phoenix_resources.runner")
 
@@ -78,28 +84,38 @@ class Supervisor:
         signal.signal(signal.SIGINT, handler)
 
 
-def _metrics_server(settings: Settings, metrics: Metrics) -> None:
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
+def _serve_health(settings: Settings, component: Literal["worker", "relay"],
+                  metrics: Metrics, health: Health) -> HealthServer | None:
+    """/metrics, /healthz and /readyz of a worker or relay process, on its own port."""
+    port = settings.metrics_port_for(component)
+    if not port:
+        return None
+    return HealthServer(settings.http_host, port, metrics.exposition, health).start()
 
-        start_http_server(settings.metrics_port, addr=settings.http_host,
-                          registry=metrics.registry)
+
+def _health(settings: Settings, supervisor: Supervisor) -> Health:
+    """Live while no component died; ready while the database answers (and the
+    components' own checks, added by the caller, pass)."""
+    return Health(checks={"database": database_check(bootstrap.database_ping(settings))},
+                  alive=[lambda: not supervisor.failed])
 
 
-def _start(settings: Settings) -> Metrics:
+def _start(settings: Settings, component: str) -> tuple[Metrics, Tracing]:
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting", extra={"database": redact(settings.database_url),
-                                "kafka": settings.kafka_bootstrap_servers})
+                                "kafka": settings.kafka_bootstrap_servers,
+                                "component": component})
     bootstrap.check_schema(settings)
     bootstrap.prepare_topics(settings)
-    return Metrics()
+    return Metrics(component=component), Tracing.from_settings(settings, component)
 
 
-def _worker_component(settings: Settings, metrics: Metrics) -> tuple[Component, Any]:
+def _worker_component(settings: Settings, metrics: Metrics,
+                      tracing: Tracing) -> tuple[Component, Worker]:
     warning = bootstrap.replay_window_warning(settings)
     if warning:
         log.warning(warning)
-    worker, pool = build_worker(settings, metrics)
+    worker, pool = build_worker(settings, metrics, tracing)
 
     def run() -> None:
         pool.open(wait=False)
@@ -111,21 +127,41 @@ def _worker_component(settings: Settings, metrics: Metrics) -> tuple[Component, 
     return Component("worker", run, worker.stop), worker
 
 
+def _relay_component(settings: Settings, metrics: Metrics,
+                     tracing: Tracing) -> tuple[Component, Relay]:
+    relay = build_relay(settings, metrics, tracing)
+    return Component("relay", relay.run, relay.stop), relay
+
+
+def _run(supervisor: Supervisor, tracing: Tracing, server: HealthServer | None = None) -> int:
+    try:
+        return supervisor.run()
+    finally:
+        if server is not None:
+            server.stop()
+        tracing.shutdown()
+
+
 def run_worker(settings: Settings) -> int:
-    metrics = _start(settings)
-    _metrics_server(settings, metrics)
+    metrics, tracing = _start(settings, "worker")
     supervisor = Supervisor()
-    supervisor.add(_worker_component(settings, metrics)[0])
-    return supervisor.run()
+    component, worker = _worker_component(settings, metrics, tracing)
+    supervisor.add(component)
+    health = _health(settings, supervisor)
+    health.checks["consumer"] = worker.readiness
+    metrics.set_readiness("worker", health.is_ready)
+    return _run(supervisor, tracing, _serve_health(settings, "worker", metrics, health))
 
 
 def run_relay(settings: Settings) -> int:
-    metrics = _start(settings)
-    _metrics_server(settings, metrics)
-    relay = build_relay(settings, metrics)
+    metrics, tracing = _start(settings, "relay")
     supervisor = Supervisor()
-    supervisor.add(Component("relay", relay.run, relay.stop))
-    return supervisor.run()
+    component, relay = _relay_component(settings, metrics, tracing)
+    supervisor.add(component)
+    health = _health(settings, supervisor)
+    health.checks["relay"] = relay.watch.readiness
+    metrics.set_readiness("relay", health.is_ready)
+    return _run(supervisor, tracing, _serve_health(settings, "relay", metrics, health))
 
 
 def run_all(settings: Settings) -> int:
@@ -133,18 +169,22 @@ def run_all(settings: Settings) -> int:
     from phoenix_resources.entrypoints.grpc_server import GrpcServer
     from phoenix_resources.entrypoints.http import build_server
 
-    metrics = _start(settings)
+    metrics, tracing = _start(settings, "all")
     supervisor = Supervisor()
-    worker_component, worker = _worker_component(settings, metrics)
+    worker_component, worker = _worker_component(settings, metrics, tracing)
     supervisor.add(worker_component)
-    relay = build_relay(settings, metrics)
-    supervisor.add(Component("relay", relay.run, relay.stop))
+    relay_component, relay = _relay_component(settings, metrics, tracing)
+    supervisor.add(relay_component)
+    health = _health(settings, supervisor)
+    health.checks["worker"] = worker.readiness
+    health.checks["relay"] = relay.watch.readiness
+    metrics.set_readiness("all", health.is_ready)
 
     async def readiness() -> dict[str, object]:
-        state = worker.readiness()
-        return {"worker": state, "ok": state["assigned_partitions"] > 0}
+        # The API checks the database itself; the worker's and relay's own checks here.
+        return {"worker": worker.readiness(), "relay": relay.watch.readiness()}
 
-    server = build_server(settings, metrics=metrics, readiness=readiness)
+    server = build_server(settings, metrics=metrics, readiness=readiness, tracing=tracing)
 
     def stop_server() -> None:
         server.should_exit = True
@@ -153,4 +193,4 @@ def run_all(settings: Settings) -> int:
     grpc_server = GrpcServer(settings, metrics=metrics)
     supervisor.add(Component("grpc", grpc_server.run, grpc_server.stop))
     log.info("serving", extra={"url": f"http://{settings.http_host}:{settings.http_port}"})
-    return supervisor.run()
+    return _run(supervisor, tracing)

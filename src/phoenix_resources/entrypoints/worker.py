@@ -42,7 +42,9 @@ from phoenix_resources.adapters.kafka import partition_key
 from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerFatal, DecodeError, TransientError
-from phoenix_resources.observability import Metrics
+from phoenix_resources.observability import Metrics, log_context
+from phoenix_resources.observability.tracing import Tracing
+from phoenix_resources.observability.worker_watch import BatchWatch, WorkerWatch
 from phoenix_resources.services.isolate import Isolation
 from phoenix_resources.services.ports import BatchUnit, Incoming
 
@@ -62,6 +64,7 @@ class _InFlight:
 
     messages: list[Message]
     dead: DeadLetters
+    watch: BatchWatch
     isolation: Isolation | None = None
     by_command: dict[UUID, Message] = field(default_factory=dict)
     counted: bool = False
@@ -79,7 +82,8 @@ class Worker:
                  codec: CommandCodec, unit_factory: Callable[[], BatchUnit],
                  metrics: Metrics, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  monotonic: Callable[[], float] = time.monotonic,
-                 prepare: Callable[[], None] | None = None) -> None:
+                 prepare: Callable[[], None] | None = None,
+                 tracing: Tracing | None = None) -> None:
         """``prepare`` runs before the first consume (e.g. looking up the event schemas in
         the registry); transient failures of it are waited out, others stop the worker."""
         self.settings = settings
@@ -96,6 +100,8 @@ class Worker:
         self.paused = False
         self._in_flight: _InFlight | None = None
         self._stop = threading.Event()
+        self.watch = WorkerWatch(metrics, consumer, tracing=tracing, monotonic=monotonic,
+                                 stuck_after_s=settings.stuck_after_s)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -146,6 +152,7 @@ class Worker:
         messages = self.consumer.consume(self.settings.batch_size,
                                          timeout=self.settings.batch_max_wait_ms / 1000)
         good = [m for m in messages if not self._is_error(m)]
+        self.watch.polled()
         if good:
             self.handle(good)
 
@@ -161,9 +168,9 @@ class Worker:
     # --- one batch ---------------------------------------------------------------------------
 
     def handle(self, messages: Sequence[Message]) -> None:
-        started = time.perf_counter()
         batch = _InFlight(list(messages), DeadLetters(self.settings.dlq_topic,
-                                                      self._dlq_max_bytes))
+                                                      self._dlq_max_bytes),
+                          self.watch.batch(messages))
         self._in_flight = batch
         try:
             for attempt in Retrying(
@@ -180,27 +187,30 @@ class Worker:
         except TransientError:
             log.warning("stopping with an unfinished batch; it will be redelivered",
                         extra={"messages": len(batch.messages)})
+            batch.watch.abandoned()
             return
         finally:
             self._in_flight = None
         self._store_offsets(batch.messages)
         self._resume()
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        batch.watch.finished(batch.dead)
 
     def _advance(self, batch: _InFlight) -> None:
         """One attempt: decode (once), apply what is left, then dead-letter; each step is
         skipped when an earlier attempt finished it."""
         if batch.isolation is None:
-            batch.isolation = Isolation(self._decode(batch), oldest=self._oldest_accepted())
+            incoming = self._decode(batch)
+            batch.watch.decoded(incoming)
+            batch.isolation = Isolation(incoming, oldest=self._oldest_accepted())
         if not batch.isolation.done:
-            batch.isolation.run(self.unit_factory, self.clock())
+            with batch.watch.span_of("apply"):
+                batch.isolation.run(self.unit_factory, self.clock())
         if not batch.counted:
             self._count(batch, batch.isolation)
             batch.counted = True
         if not batch.dead.done:
-            before = batch.dead.delivered
-            batch.dead.send(self.producer)
-            self.metrics.commands.labels("dead_lettered").inc(batch.dead.delivered - before)
+            with batch.watch.span_of("dead-letter"):
+                batch.dead.send(self.producer)
 
     def _oldest_accepted(self) -> datetime:
         """Commands issued before this are refused (CMD-008): their dedupe rows may be gone."""
@@ -231,7 +241,8 @@ class Worker:
                      error: BaseException | None = None) -> None:
         batch.dead.add(partition_key(m)[1], m, reason, detail, error)
         log.warning("dead-lettered", extra={"reason": reason, "detail": detail[:300],
-                                            "partition": m.partition(), "offset": m.offset()})
+                                            "topic": m.topic(), "partition": m.partition(),
+                                            "offset": m.offset()})
 
     def _count(self, batch: _InFlight, isolation: Isolation) -> None:
         report = isolation.report
@@ -239,21 +250,16 @@ class Worker:
             # Even the parking lot refused it: the DLQ is the last place that keeps it.
             self._dead_letter(batch, batch.by_command[item.command.command_id],
                               "unparkable", error)
-        m = self.metrics
-        m.batches.inc()
-        m.batch_size.observe(len(batch.messages))
-        m.commands.labels("applied").inc(report.applied + report.unchanged)
-        m.commands.labels("rejected").inc(report.rejected)
-        m.commands.labels("duplicate").inc(report.duplicates)
-        m.commands.labels("parked").inc(report.parked)
+        batch.watch.counted(report)
         if report.duplicates:
             log.info("duplicates absorbed", extra={
                 "count": report.duplicates,
                 "command_ids": [str(c) for c in report.duplicate_ids[:10]]})
         if report.parked:
-            log.warning("commands parked", extra={
-                "count": report.parked, "splits": isolation.splits,
-                "command_ids": [str(c) for c in report.parked_ids[:10]]})
+            with log_context(topic=self.settings.commands_topic):
+                log.warning("commands parked", extra={
+                    "count": report.parked, "splits": isolation.splits,
+                    "command_ids": [str(c) for c in report.parked_ids[:10]]})
 
     # --- offsets -----------------------------------------------------------------------------
 
@@ -295,14 +301,14 @@ class Worker:
         if not self.paused and self.assignment:
             self.consumer.pause([TopicPartition(t, p) for t, p in self.assignment])
             self.paused = True
-            self.metrics.consumer_paused.set(1)
+            self.watch.paused()
 
     def _resume(self) -> None:
         if self.paused:
             if self.assignment:
                 self.consumer.resume([TopicPartition(t, p) for t, p in self.assignment])
             self.paused = False
-            self.metrics.consumer_paused.set(0)
+            self.watch.resumed()
             log.info("resumed after fault")
 
     def _is_error(self, message: Message) -> bool:
@@ -320,7 +326,7 @@ class Worker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         added = {(tp.topic, tp.partition) for tp in partitions}
         self.assignment |= added
-        self.metrics.assigned_partitions.set(len(self.assignment))
+        self.watch.rebalanced("assigned", added, self.assignment)
         if self.paused and partitions:
             consumer.pause(partitions)
         log.info("partitions assigned", extra={"partitions": sorted(p for _, p in added)})
@@ -336,7 +342,7 @@ class Worker:
         except Exception as e:
             log.debug("commit on revoke skipped", extra={"reason": str(e)})
         self.assignment -= revoked
-        self.metrics.assigned_partitions.set(len(self.assignment))
+        self.watch.rebalanced("revoked", revoked, self.assignment)
         log.info("partitions revoked", extra={"partitions": sorted(p for _, p in revoked)})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -344,19 +350,20 @@ class Worker:
         if self._in_flight is not None:
             self._in_flight.drop_partitions({p for _, p in lost})
         self.assignment -= lost
-        self.metrics.assigned_partitions.set(len(self.assignment))
+        self.watch.rebalanced("lost", lost, self.assignment)
         log.warning("partitions lost", extra={"partitions": sorted(p for _, p in lost)})
 
     def readiness(self) -> dict[str, Any]:
-        return {"assigned_partitions": len(self.assignment), "paused": self.paused}
+        """``ok`` (joined, not stuck), assigned partitions, paused, lag (see WorkerWatch)."""
+        return self.watch.readiness()
 
 
-
-def build_worker(settings: Settings, metrics: Metrics) -> tuple[Worker, ConnectionPool]:
+def build_worker(settings: Settings, metrics: Metrics,
+                 tracing: Tracing | None = None) -> tuple[Worker, ConnectionPool]:
     """A worker assembled from bootstrap's ingredients, and its pool (open the pool before
     :meth:`Worker.run`, close it after)."""
     parts = bootstrap.worker_parts(settings)
     worker = Worker(settings, consumer=parts.consumer, producer=parts.producer,
                     codec=parts.codec, unit_factory=parts.unit_factory, metrics=metrics,
-                    prepare=parts.events.prepare)
+                    prepare=parts.events.prepare, tracing=tracing)
     return worker, parts.pool

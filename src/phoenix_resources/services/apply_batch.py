@@ -2,13 +2,16 @@
 
 Ordering inside the transaction, and why:
 
-1. **claim** every distinct ``command_id`` by inserting its ``processed_commands`` row; the
-   primary key decides what is new (a concurrent claimer waits for our commit, then sees a
-   conflict). Known ids only get their ``duplicate_deliveries`` counter bumped.
-2. **load** the current state of the batch's resources, locked, *after* the claim — so a
-   batch that waited on another's claim sees that batch's committed effects.
-3. **decide** in memory, folding each resource's commands in offset order.
-4. **write** state, outcomes and outbox rows with set-based statements and commit.
+1. **claim**: find which ``command_id`` s are not recorded yet (the rest are duplicates: only
+   their ``duplicate_deliveries`` counter moves);
+2. **load** the current state of the batch's resources, locked (``FOR UPDATE``) — a writer
+   of the same resources in another transaction waits for us, or we for it, and then we see
+   its committed effects;
+3. **decide** in memory, folding each resource's commands in offset order;
+4. **write** each new command's ``processed_commands`` row *with its outcome* — the primary
+   key is the dedupe: a row a concurrent claimer inserted first raises
+   ``ConcurrentModification``, the batch is redone and sees the id as known — then state,
+   outbox rows and parked commands, and commit. (``docs/decisions/0011-…``)
 
 The caller stores Kafka offsets only after :func:`apply_batch` returns.
 """
@@ -43,12 +46,16 @@ class BatchReport:
     events: int = 0
     duplicate_ids: list[UUID] = field(default_factory=list)
     parked_ids: list[UUID] = field(default_factory=list)
+    codes: dict[str, int] = field(default_factory=dict)
+    """Rejected and parked commands by code (``CMD-…``, ``PRK-…``)."""
 
     def add(self, other: BatchReport) -> None:
         for name in ("applied", "rejected", "unchanged", "duplicates", "parked", "events"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.duplicate_ids += other.duplicate_ids
         self.parked_ids += other.parked_ids
+        for code, n in other.codes.items():
+            self.codes[code] = self.codes.get(code, 0) + n
 
 
 def split_repeats(batch: Sequence[Incoming]) -> list[Claim]:
@@ -126,11 +133,14 @@ def apply_batch(unit: BatchUnit, batch: Sequence[Incoming], now: datetime, *,
                 report.duplicates += 1
                 report.duplicate_ids.append(c.incoming.command.command_id)
         outcomes: list[tuple[Incoming, Outcome]] = []
+        changes: dict[UUID, StateChange] = {}
         if fresh:
             snapshot = unit.load({i.command.resource_id for i in fresh})
             outcomes, changes = fold(snapshot.states, fresh, now, parked=snapshot.parked,
                                      failed=failed, oldest=oldest)
-            unit.write(outcomes, changes, now)
+        # Always written, even with nothing fresh: the write records the claims and counts the
+        # repeat deliveries of known commands.
+        unit.write(outcomes, changes, now)
         unit.commit()
     _count(report, outcomes)
     return report
@@ -141,8 +151,10 @@ def _count(report: BatchReport, outcomes: Sequence[tuple[Incoming, Outcome]]) ->
         if isinstance(o, Parked):
             report.parked += 1
             report.parked_ids.append(o.command.command_id)
+            report.codes[o.code] = report.codes.get(o.code, 0) + 1
         elif isinstance(o, Rejected):
             report.rejected += 1
+            report.codes[o.code] = report.codes.get(o.code, 0) + 1
         elif o.event is None:
             report.unchanged += 1
         else:

@@ -38,6 +38,7 @@ from phoenix_resources.domain.commands import (
     DeleteResource,
     UpdateResource,
 )
+from phoenix_resources.domain.ids import parse_uuid
 from phoenix_resources.domain.model import Status
 from phoenix_resources.errors import DecodeError, MessageTooLarge
 
@@ -74,7 +75,7 @@ def _uuid(record: Mapping[str, Any], field: str) -> UUID:
         return value
     if isinstance(value, str) and len(value) <= 45:  # the longest form: urn:uuid:{...}
         try:
-            return UUID(value)
+            return parse_uuid(value)
         except ValueError:
             pass
     raise DecodeError("invalid-field", f"'{field}' is not a UUID: {_show(value)}")

@@ -56,8 +56,8 @@ def media_type(value: str) -> str | None:
 
 def is_json(content_type: str) -> bool:
     """``application/json`` or a ``+json`` type, parameters and case aside."""
-    if content_type == JSON_CONTENT_TYPE:
-        return True
+    if content_type in _COMMON_TYPES.values():  # already a bare type: no parsing
+        return content_type == JSON_CONTENT_TYPE
     kind = media_type(content_type)
     return kind is not None and (kind == JSON_CONTENT_TYPE or kind.endswith("+json"))
 

@@ -1,6 +1,13 @@
 """The worker's transaction: every statement is set-based (``unnest`` of arrays), parameters
 travel in binary (``%b``: no text escaping of arrays and payloads), and the statements of a
-phase are pipelined, so a batch costs two round trips plus the commit.
+phase are pipelined, so a batch costs two round trips plus the commit: one reads (which ids
+are known, the resources, the parked ones), one writes.
+
+A command is claimed by inserting its ``processed_commands`` row *with its outcome*, in the
+write round trip (``docs/decisions/0011-claim-with-the-outcome.md``): the primary key decides,
+and a row a concurrent claimer inserted first makes :meth:`PostgresBatchUnit.write` raise
+:class:`ConcurrentModification` (the batch is redone and then sees the id as known). Each
+command costs one row version, not a pending row and its update.
 
 Outbox rows are inserted in the same transaction as the state they announce, and a
 ``NOTIFY phoenix_outbox`` wakes the relay when that transaction commits.
@@ -21,6 +28,16 @@ from psycopg_pool import ConnectionPool
 from phoenix_resources.adapters.codec import EventCodec
 from phoenix_resources.adapters.codec.commands import command_from_record, command_to_json
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
+from phoenix_resources.adapters.postgres.arrays import (
+    ByteaArray,
+    Int4Array,
+    Int8Array,
+    JsonbArray,
+    TextArray,
+    TimestamptzArray,
+    UuidArray,
+    columns,
+)
 from phoenix_resources.adapters.postgres.errors import translated
 from phoenix_resources.domain.decide import Applied, Rejected
 from phoenix_resources.domain.events import CommandRejected, rejection_id_for
@@ -38,21 +55,26 @@ from phoenix_resources.services.ports import (
 
 AGGREGATE = "resource"
 
-CLAIM = """
-WITH claimed AS (
-    INSERT INTO processed_commands AS p
-        (command_id, resource_id, command_type, outcome, duplicate_deliveries, correlation_id,
-         source_partition, source_offset, issued_at)
-    SELECT * FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::int4[],
-                         %b::text[], %b::int4[], %b::int8[], %b::timestamptz[])
-    ON CONFLICT (command_id) DO UPDATE
-        SET duplicate_deliveries = p.duplicate_deliveries + EXCLUDED.duplicate_deliveries + 1
-    RETURNING command_id, (xmax = 0) AS inserted
-)
-SELECT command_id FROM claimed WHERE NOT inserted
+KNOWN = """
+SELECT command_id FROM processed_commands WHERE command_id = ANY(%b::uuid[])
 """
-# (xmax = 0) is true only for rows this statement inserted, not for the ones it updated.
-# Only the known ids come back: usually none, so a batch does not pay for a thousand UUIDs.
+
+INSERT_OUTCOMES = """
+INSERT INTO processed_commands
+    (command_id, resource_id, command_type, outcome, error_code, error_message,
+     resulting_version, duplicate_deliveries, correlation_id, source_partition, source_offset,
+     issued_at, processed_at)
+SELECT *, %b FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[],
+                         %b::text[], %b::int8[], %b::int4[], %b::text[], %b::int4[],
+                         %b::int8[], %b::timestamptz[])
+ON CONFLICT (command_id) DO NOTHING
+"""
+# DO NOTHING + the row count: a claimer that got there first is seen, never overwritten.
+
+BUMP_DUPLICATES = """
+UPDATE processed_commands AS p SET duplicate_deliveries = p.duplicate_deliveries + u.n
+FROM unnest(%b::uuid[], %b::int4[]) AS u(command_id, n) WHERE p.command_id = u.command_id
+"""
 
 LOAD = """
 SELECT id, name, config, status, version, created_at, updated_at, last_command_id, deleted_at
@@ -136,6 +158,18 @@ WHERE command_id = %s
 """
 
 
+_OUTCOME: dict[type, str] = {Applied: "applied", Rejected: "rejected", Parked: "parked"}
+
+
+def _outcome_fields(d: Outcome) -> tuple[str | None, str | None, int | None]:
+    """(error_code, error_message, resulting_version) of an outcome."""
+    if isinstance(d, Applied):
+        return None, None, d.state.version
+    if isinstance(d, Rejected):
+        return d.code.value, d.message, None
+    return d.code.value, d.error, None
+
+
 def _as_int(value: UUID) -> int:
     return value.int
 
@@ -146,9 +180,18 @@ def _row_to_resource(row: tuple[Any, ...]) -> Resource:
                     last_command_id=row[7], deleted_at=row[8])
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Transpose rows into one list per column (the arrays ``unnest`` takes)."""
-    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+# The element type of each statement's arrays, in parameter order (adapters/postgres/arrays).
+OUTCOME_COLUMNS = (UuidArray, UuidArray, TextArray, TextArray, TextArray, TextArray,
+                   Int8Array, Int4Array, TextArray, Int4Array, Int8Array, TimestamptzArray)
+RECORD_COLUMNS = (UuidArray, TextArray, TextArray, TextArray, Int8Array)
+PARK_COLUMNS = (UuidArray, UuidArray, TextArray, ByteaArray, TextArray, Int4Array, Int8Array,
+                TextArray, TextArray)
+NEW_COLUMNS = (UuidArray, TextArray, JsonbArray, TextArray, Int8Array, TimestamptzArray,
+               TimestamptzArray, UuidArray, TimestamptzArray)
+UPDATE_COLUMNS = (UuidArray, TextArray, JsonbArray, TextArray, Int8Array, TimestamptzArray,
+                  UuidArray, TimestamptzArray, Int8Array)
+OUTBOX_COLUMNS = (UuidArray, TextArray, TextArray, TextArray, ByteaArray, TimestamptzArray,
+                  TextArray)
 
 
 class PostgresBatchUnit:
@@ -165,12 +208,17 @@ class PostgresBatchUnit:
         self._done = False
         self._loaded: tuple[set[UUID], Snapshot] | None = None
         """What the claim's round trip loaded: the ids asked for, and what came back."""
+        self._fresh: dict[UUID, Claim] = {}
+        """Commands this unit found new: :meth:`write` claims them by inserting their row."""
+        self._known: dict[UUID, int] = {}
+        """Known commands delivered again: the deliveries to add to their counter."""
 
     def __enter__(self) -> PostgresBatchUnit:
         with translated():
             self._conn = self._pool.getconn(timeout=self._timeout)
         self._done = False
         self._loaded = None
+        self._fresh, self._known = {}, {}
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -192,23 +240,25 @@ class PostgresBatchUnit:
         return self._conn
 
     def claim(self, claims: Sequence[Claim]) -> set[UUID]:
-        # A fixed lock order (by id) keeps two overlapping claimers from deadlocking.
-        ordered = sorted(claims, key=lambda c: c.incoming.command.command_id.int)
-        cols = _columns([(c.incoming.command.command_id, c.incoming.command.resource_id,
-                          c.incoming.command.type.value, "pending", c.repeats,
-                          c.incoming.command.correlation_id, c.incoming.partition,
-                          c.incoming.offset, c.incoming.command.issued_at)
-                         for c in ordered], 9)
-        # The load of every claimed resource travels in the same round trip; it runs after
-        # the claim on the server, so it sees what a claimer we waited for committed.
+        # The load of every claimed resource travels in the same round trip (FOR UPDATE:
+        # a concurrent writer of these resources waits for us, or we for it).
         resource_ids = {c.incoming.command.resource_id for c in claims}
         with translated(), self.conn.pipeline():
-            claim_cur = self.conn.execute(CLAIM, cols)
+            known_cur = self.conn.execute(KNOWN, (UuidArray(c.incoming.command.command_id
+                                                             for c in claims),))
             loading = self._send_load(resource_ids)
         with translated():
-            known = {row[0] for row in claim_cur.fetchall()}
+            known = {row[0] for row in known_cur.fetchall()}
             self._loaded = (resource_ids, self._snapshot(*loading))
-        return {c.incoming.command.command_id for c in claims} - known
+        fresh: dict[UUID, Claim] = {}
+        for c in claims:
+            cid = c.incoming.command.command_id
+            if cid in known:
+                self._known[cid] = self._known.get(cid, 0) + c.repeats + 1
+            else:
+                fresh[cid] = c
+        self._fresh.update(fresh)
+        return set(fresh)
 
     def load(self, resource_ids: set[UUID]) -> Snapshot:
         if self._loaded is not None and resource_ids <= self._loaded[0]:
@@ -221,7 +271,7 @@ class PostgresBatchUnit:
             return self._snapshot(*loading)
 
     def _send_load(self, resource_ids: set[UUID]) -> tuple[psycopg.Cursor[Any], ...]:
-        ids = (sorted(resource_ids, key=_as_int),)
+        ids = (UuidArray(sorted(resource_ids, key=_as_int)),)
         return self.conn.execute(PARKED_AMONG, ids), self.conn.execute(LOAD, ids)
 
     @staticmethod
@@ -233,20 +283,24 @@ class PostgresBatchUnit:
               changes: Mapping[UUID, StateChange], now: datetime) -> None:
         new = [c.after for c in changes.values() if c.before is None]
         existing = [c for c in changes.values() if c.before is not None]
+        claimed = [(i, o) for i, o in outcomes if i.command.command_id in self._fresh]
+        recorded = [(i, o) for i, o in outcomes if i.command.command_id not in self._fresh]
         with translated(), self.conn.pipeline():
+            claiming = self._insert_outcomes(claimed, now)
+            self._bump_duplicates()
             inserting = self._insert_new(new)
             updating = self._update_existing(existing)
-            self._record_outcomes(outcomes, now)
+            self._record_outcomes(recorded, now)
             self._park([(i, o) for i, o in outcomes if isinstance(o, Parked)])
             if self._insert_outbox(outcomes, now):
                 self.conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
         # Row counts are known only once the pipeline has synced.
-        inserted = inserting.rowcount if inserting else 0
-        updated = updating.rowcount if updating else 0
-        if (inserted, updated) != (len(new), len(existing)):
+        got = tuple(c.rowcount if c else 0 for c in (claiming, inserting, updating))
+        if got != (len(claimed), len(new), len(existing)):
             raise ConcurrentModification(
-                f"expected {len(new)} inserts and {len(existing)} updates, "
-                f"got {inserted} and {updated}: another writer touched these resources")
+                f"expected {len(claimed)} claims, {len(new)} inserts and {len(existing)} "
+                f"updates, got {got[0]}, {got[1]} and {got[2]}: another writer claimed these "
+                "commands or touched these resources")
 
     def commit(self) -> None:
         with translated():
@@ -278,9 +332,10 @@ class PostgresBatchUnit:
     def _insert_new(self, rows: Sequence[Resource]) -> psycopg.Cursor[Any] | None:
         if not rows:
             return None
-        return self.conn.execute(INSERT_NEW, _columns(
+        return self.conn.execute(INSERT_NEW, columns(
             [(r.id, r.name, orjson.dumps(dict(r.config)).decode(), r.status.value, r.version,
-              r.created_at, r.updated_at, r.last_command_id, r.deleted_at) for r in rows], 9))
+              r.created_at, r.updated_at, r.last_command_id, r.deleted_at) for r in rows],
+            NEW_COLUMNS))
 
     def _update_existing(self, changes: Sequence[StateChange]) -> psycopg.Cursor[Any] | None:
         if not changes:
@@ -292,22 +347,37 @@ class PostgresBatchUnit:
             rows.append((a.id, a.name, orjson.dumps(dict(a.config)).decode(), a.status.value,
                          a.version, a.updated_at, a.last_command_id, a.deleted_at,
                          c.before.version))
-        return self.conn.execute(UPDATE_EXISTING, _columns(rows, 9))
+        return self.conn.execute(UPDATE_EXISTING, columns(rows, UPDATE_COLUMNS))
+
+    def _insert_outcomes(self, claimed: Sequence[tuple[Incoming, Outcome]],
+                         now: datetime) -> psycopg.Cursor[Any] | None:
+        if not claimed:
+            return None
+        rows: list[tuple[Any, ...]] = []
+        for item, d in claimed:
+            cmd = item.command
+            code, message, version = _outcome_fields(d)
+            rows.append((cmd.command_id, cmd.resource_id, cmd.type.value, _OUTCOME[type(d)],
+                         code, message, version, self._fresh[cmd.command_id].repeats,
+                         cmd.correlation_id, item.partition, item.offset, cmd.issued_at))
+        # A fixed order (by id) keeps two overlapping claimers from deadlocking.
+        rows.sort(key=lambda r: r[0].int)
+        return self.conn.execute(INSERT_OUTCOMES, [now, *columns(rows, OUTCOME_COLUMNS)])
+
+    def _bump_duplicates(self) -> None:
+        if self._known:
+            ids = sorted(self._known, key=_as_int)
+            self.conn.execute(BUMP_DUPLICATES, (UuidArray(ids),
+                                                Int4Array(self._known[i] for i in ids)))
+            self._known = {}
 
     def _record_outcomes(self, outcomes: Sequence[tuple[Incoming, Outcome]],
                          now: datetime) -> None:
         if not outcomes:
             return
-        rows: list[tuple[Any, ...]] = []
-        for item, d in outcomes:
-            if isinstance(d, Applied):
-                rows.append((item.command.command_id, "applied", None, None, d.state.version))
-            elif isinstance(d, Rejected):
-                rows.append((item.command.command_id, "rejected", d.code.value, d.message,
-                             None))
-            else:
-                rows.append((item.command.command_id, "parked", d.code.value, d.error, None))
-        self.conn.execute(RECORD_OUTCOMES, [now, *_columns(rows, 5)])
+        rows = [(item.command.command_id, _OUTCOME[type(d)], *_outcome_fields(d))
+                for item, d in outcomes]
+        self.conn.execute(RECORD_OUTCOMES, [now, *columns(rows, RECORD_COLUMNS)])
 
     def _park(self, parked: Sequence[tuple[Incoming, Parked]]) -> None:
         """Parked commands keep their order by ``seq`` (inserted in offset order); the payload
@@ -317,8 +387,8 @@ class PostgresBatchUnit:
         rows = [(i.command.command_id, i.command.resource_id, i.command.type.value,
                  command_to_json(i.command), i.traceparent, i.partition, i.offset,
                  p.code.value, p.error) for i, p in parked]
-        self.conn.execute(PARK, _columns(rows, 9))
-        self.conn.execute(PARK_RESOURCES, ([i.command.resource_id for i, _ in parked],))
+        self.conn.execute(PARK, columns(rows, PARK_COLUMNS))
+        self.conn.execute(PARK_RESOURCES, (UuidArray(i.command.resource_id for i, _ in parked),))
 
     def _insert_outbox(self, outcomes: Sequence[tuple[Incoming, Outcome]],
                        now: datetime) -> int:
@@ -333,7 +403,7 @@ class PostgresBatchUnit:
             elif isinstance(d, Rejected):
                 rows.append(self._rejection_row(item, d, now))
         if rows:
-            self.conn.execute(INSERT_OUTBOX, [AGGREGATE, *_columns(rows, 7)])
+            self.conn.execute(INSERT_OUTBOX, [AGGREGATE, *columns(rows, OUTBOX_COLUMNS)])
         return len(rows)
 
     def _rejection_row(self, item: Incoming, d: Rejected, now: datetime) -> tuple[Any, ...]:

@@ -59,6 +59,12 @@ SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
 
 PARKED_COUNT = "SELECT count(*) FROM outbox WHERE parked_reason IS NOT NULL"
 
+BACKLOG = """
+SELECT count(*) FILTER (WHERE parked_reason IS NULL),
+       count(*) FILTER (WHERE parked_reason IS NOT NULL)
+FROM outbox
+"""
+
 PRUNE = """
 DELETE FROM processed_commands WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM processed_commands
@@ -183,6 +189,13 @@ class OutboxSession:
         with translated():
             row = self.conn.execute(PARKED_COUNT).fetchone()
         return int(row[0]) if row else 0
+
+    def backlog(self) -> tuple[int, int]:
+        """(rows waiting to be published, rows parked) now; one scan of the outbox, which
+        the relay keeps short."""
+        with translated():
+            row = self.conn.execute(BACKLOG).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def wait_for_commit(self, timeout: float) -> None:
         """Return on the first NOTIFY from a worker's commit, or after ``timeout``."""

@@ -1,0 +1,228 @@
+"""What the worker reports about itself: metrics, consumer lag, readiness and batch spans.
+
+The worker calls a handful of hooks (one line each) and this module does the rest, so the
+hot path keeps its shape:
+
+* :meth:`WorkerWatch.polled` after every consume (refreshes cached high watermarks at most
+  every :data:`REFRESH_S`, no broker round trip);
+* :meth:`WorkerWatch.batch` when a batch is taken → a :class:`BatchWatch`, whose
+  :meth:`~BatchWatch.decoded`, :meth:`~BatchWatch.span`, :meth:`~BatchWatch.counted` and
+  :meth:`~BatchWatch.finished` / :meth:`~BatchWatch.abandoned` follow the batch;
+* :meth:`WorkerWatch.rebalanced`, :meth:`WorkerWatch.paused`, :meth:`WorkerWatch.resumed`.
+
+Per batch it costs one pass over the records (first and last record per partition) and one
+over the decoded commands (their end-to-end latency, observed in bulk).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, Message, TopicPartition
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
+
+from phoenix_resources.observability.lag import Key
+from phoenix_resources.observability.metrics import NO_CODE, Metrics
+from phoenix_resources.observability.tracing import Tracing
+from phoenix_resources.services.ports import Incoming
+
+REFRESH_S = 0.25
+"""How often the cached high watermarks are read while consuming."""
+
+
+class _Report(Protocol):
+    applied: int
+    unchanged: int
+    rejected: int
+    duplicates: int
+    parked: int
+    codes: dict[str, int]
+    duplicate_ids: list[Any]
+
+
+class _DeadLetters(Protocol):
+    delivered_reasons: dict[str, int]
+
+
+def _stamp(m: Message) -> tuple[int, float | None]:
+    kind, ms = m.timestamp()
+    return (m.offset() or 0), (ms / 1000 if kind and ms and ms > 0 else None)
+
+
+class WorkerWatch:
+    """The observability side of one :class:`~phoenix_resources.entrypoints.worker.Worker`."""
+
+    def __init__(self, metrics: Metrics, consumer: Consumer, *, tracing: Tracing | None = None,
+                 stuck_after_s: float = 120.0, monotonic: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.metrics = metrics
+        self.lag = metrics.consumer_lag
+        self.tracing = tracing or Tracing()
+        self._consumer = consumer
+        self._stuck_after_s = stuck_after_s
+        self._monotonic = monotonic
+        self._wall = wall
+        self._assigned: set[Key] = set()
+        self._joined = False
+        self._paused_at: float | None = None
+        self._progress_at = monotonic()
+        self._next_refresh = 0.0
+
+    # --- the consume loop ------------------------------------------------------------------
+
+    def polled(self) -> None:
+        """After each consume: refresh the cached high watermarks now and then."""
+        now = self._monotonic()
+        if now < self._next_refresh or not self._assigned:
+            return
+        self._next_refresh = now + REFRESH_S
+        highs = {}
+        for key in self._assigned:
+            marks = self._consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+            if marks is not None:
+                highs[key] = marks[1]
+        unknown = self.lag.unknown_position()
+        positions = {}
+        if unknown:
+            for tp in self._consumer.position([TopicPartition(*k) for k in unknown]):
+                positions[(tp.topic, tp.partition)] = tp.offset
+        self.lag.update(highs, positions)
+        if self.lag.total() == 0:
+            self._progress_at = now
+
+    def batch(self, messages: Sequence[Message]) -> BatchWatch:
+        """A batch was taken; follow it until :meth:`BatchWatch.finished`."""
+        return BatchWatch(self, messages)
+
+    # --- rebalances and faults -------------------------------------------------------------
+
+    def rebalanced(self, event: str, partitions: Collection[Key],
+                   assignment: Collection[Key]) -> None:
+        """``event`` is ``assigned``, ``revoked`` or ``lost``; ``assignment`` is what the
+        worker holds afterwards."""
+        self._joined = True
+        self.metrics.rebalances.labels(event).inc()
+        self.metrics.assigned_partitions.set(len(assignment))
+        if event == "assigned":
+            self.lag.assign(partitions)
+        else:
+            self.lag.remove(partitions)
+        self._assigned = set(assignment)
+        self._next_refresh = 0.0
+
+    def paused(self) -> None:
+        if self._paused_at is None:
+            self._paused_at = self._monotonic()
+            self.metrics.consumer_paused.set(1)
+
+    def resumed(self) -> None:
+        if self._paused_at is not None:
+            self.metrics.paused_seconds.inc(max(0.0, self._monotonic() - self._paused_at))
+            self._paused_at = None
+            self.metrics.consumer_paused.set(0)
+
+    def progressed(self) -> None:
+        self._progress_at = self._monotonic()
+
+    # --- readiness -------------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, Any]:
+        """Ready: joined the group (partitions assigned, or none to assign to this member),
+        and not stuck (records waiting with no batch finished for ``stuck_after_s``)."""
+        waiting = self.lag.total()
+        now = self._monotonic()
+        if waiting == 0:
+            self._progress_at = now
+        stalled = now - self._progress_at
+        stuck = waiting > 0 and stalled > self._stuck_after_s
+        return {"ok": self._joined and not stuck, "joined": self._joined,
+                "assigned_partitions": len(self._assigned),
+                "paused": self._paused_at is not None, "lag_messages": waiting,
+                "seconds_since_progress": round(stalled, 1), "stuck": stuck}
+
+
+class BatchWatch:
+    """One batch, from taken to finished: its span, its counts, its lag bookkeeping."""
+
+    def __init__(self, watch: WorkerWatch, messages: Sequence[Message]) -> None:
+        self._watch = watch
+        self._started = time.perf_counter()
+        self._start_ns = time.time_ns()
+        self._incoming: Sequence[Incoming] = ()
+        self.span: trace.Span | None = None
+        # One topic per worker (its subscription): key the pass by partition alone.
+        first: dict[int | None, Message] = {}
+        last: dict[int | None, Message] = {}
+        for m in messages:
+            partition = m.partition()
+            if partition not in first:
+                first[partition] = m
+            last[partition] = m
+        self._size = len(messages)
+        self._topic = (messages[0].topic() or "") if messages else ""
+        self._last = {(self._topic, p or 0): m for p, m in last.items()}
+        watch.lag.taken({(self._topic, p or 0): _stamp(m) for p, m in first.items()})
+
+    def decoded(self, incoming: Sequence[Incoming]) -> None:
+        """The commands of the batch are known: open its span (when tracing) with links."""
+        self._incoming = incoming
+        if self._watch.tracing.enabled and self.span is None:
+            self.span = self._watch.tracing.batch_span(
+                [i.traceparent for i in incoming], self._start_ns,
+                {"messaging.system": "kafka", "messaging.operation.type": "process",
+                 "messaging.destination.name": self._topic,
+                 "messaging.batch.message_count": self._size})
+
+    def span_of(self, name: str) -> AbstractContextManager[Any]:
+        """A child span of the batch's (``apply``, ``dead-letter``); nothing when off."""
+        if self.span is None:
+            return nullcontext()
+        return self._watch.tracing.child(self.span, name)
+
+    def counted(self, report: _Report) -> None:
+        """The batch's transaction(s) committed: count outcomes and end-to-end latency."""
+        m = self._watch.metrics
+        m.batches.inc()
+        m.batch_size.observe(self._size)
+        m.commands.labels("applied", NO_CODE).inc(report.applied + report.unchanged)
+        m.commands.labels("duplicate", NO_CODE).inc(report.duplicates)
+        m.count_outcomes("rejected", {c: n for c, n in report.codes.items()
+                                      if c.startswith("CMD")})
+        m.count_outcomes("parked", {c: n for c, n in report.codes.items()
+                                    if not c.startswith("CMD")})
+        m.command_latency.observe_ages(self._watch._wall(), self._issued(report))
+        if self.span is not None:
+            self.span.set_attributes({"phoenix.applied": report.applied + report.unchanged,
+                                      "phoenix.rejected": report.rejected,
+                                      "phoenix.duplicates": report.duplicates,
+                                      "phoenix.parked": report.parked})
+
+    def _issued(self, report: _Report) -> list[float]:
+        """When each fresh command was issued (epoch seconds); redeliveries left out."""
+        if not report.duplicate_ids:
+            return [item.command.issued_at.timestamp() for item in self._incoming]
+        duplicates = set(report.duplicate_ids)  # their first delivery was counted
+        return [item.command.issued_at.timestamp() for item in self._incoming
+                if item.command.command_id not in duplicates]
+
+    def finished(self, dead: _DeadLetters) -> None:
+        """Offsets stored: count dead letters, close the span, move the lag on."""
+        watch = self._watch
+        watch.metrics.count_outcomes("dead_lettered", dead.delivered_reasons)
+        watch.metrics.batch_seconds.observe(time.perf_counter() - self._started)
+        watch.lag.finished({k: _stamp(m) for k, m in self._last.items()
+                            if k in watch._assigned})
+        watch.progressed()
+        if self.span is not None:
+            self.span.end()
+
+    def abandoned(self) -> None:
+        """Stopping with the batch unfinished: it will be redelivered."""
+        self._watch.lag.abandoned()
+        if self.span is not None:
+            self.span.set_status(StatusCode.ERROR, "abandoned: stopping; redelivered later")
+            self.span.end()
