@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: deps system-deps venv jars asyncapi-specs proto asyncapi run stack-up stack-down \
-        stack-status migrate test test-unit lint fmt fuzz docs lock bench bench-quick \
-        bench-peers bench-profile bench-tracing clean
+        stack-status migrate test test-unit lint fmt fuzz docs lock soak audit bench \
+        bench-quick bench-peers bench-profile bench-tracing clean
 
 deps: system-deps venv jars asyncapi-specs ## everything a fresh machine lacks
 
@@ -57,6 +57,15 @@ test: deps lint ## lint, then every test against a throwaway real Kafka + Postgr
 
 test-unit: venv
 	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+SOAK_MINUTES ?= 10
+SOAK_SEED ?= 1
+soak: deps ## the fault kit on a private stack: SOAK_MINUTES of faults, then the checks (docs/operations.md)
+	@$(CLI) soak --minutes $(SOAK_MINUTES) --seed $(SOAK_SEED)
+
+audit: venv ## known vulnerabilities in the installed dependencies (pip-audit; needs PyPI's or OSV's API)
+	@$(PY) -m pip install -q pip-audit
+	@$(VENV)/bin/pip-audit --skip-editable --strict
 
 fuzz: venv ## the codec fuzz properties at full size (>100,000 generated inputs; tests/fuzz)
 	@HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/fuzz -m unit -p no:cacheprovider -q $(PYTEST_ARGS)

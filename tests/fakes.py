@@ -356,6 +356,7 @@ class FakeOutboxSession:
     """The relay's session (``OutboxSession``'s methods) over a :class:`FakeStore`.
 
     * :meth:`try_lead` takes the store's one relay lock if it is free (or already ours);
+      :meth:`holds_lead` says whether it is ours;
       :meth:`close` releases it — as the advisory lock is released when a session ends;
     * :meth:`fetch` returns committed outbox rows in ``seq`` order, skipping parked rows and
       every later row of a parked aggregate; :meth:`delete` removes rows by ``seq``;
@@ -392,6 +393,10 @@ class FakeOutboxSession:
             if self.store.relay_lock is None:
                 self.store.relay_lock = self
             return self.store.relay_lock is self
+
+    def holds_lead(self) -> bool:
+        self._enter("holds_lead")
+        return self.leading
 
     def fetch(self, limit: int) -> list[OutboxRow]:
         self._enter("fetch")

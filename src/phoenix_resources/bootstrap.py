@@ -175,7 +175,12 @@ class RelayParts:
 
 
 def relay_parts(settings: Settings) -> RelayParts:
-    return RelayParts(session=OutboxSession(settings.database_url, settings.relay_lock_key),
+    # The leader issues a statement at least every poll interval; the session timeout must
+    # leave room for that (and for a publish in between).
+    session_timeout = max(settings.relay_session_timeout_s, 3 * settings.relay_poll_interval_s)
+    return RelayParts(session=OutboxSession(settings.database_url, settings.relay_lock_key,
+                                            session_timeout=session_timeout,
+                                            statement_timeout_ms=settings.db_statement_timeout_ms),
                       producer=producer(settings, **{"linger.ms": 2,
                                                      # publish_all(errors_only=True): no
                                                      # per-record report for a delivery

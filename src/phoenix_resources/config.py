@@ -165,6 +165,12 @@ class Settings(BaseSettings):
     relay_lock_key: int = 0x5048_5258
     """The advisory-lock key ("PHRX") that elects the single active relay. Distinct
     deployments sharing one database need distinct keys."""
+    relay_session_timeout_s: float = Field(default=10.0, ge=1.0)
+    """Bound on a hung, stopped or cut-off leading relay: PostgreSQL ends its session (and
+    so frees the lock) after this long without a statement or a TCP answer
+    (``idle_session_timeout``, keepalives both ways, ``tcp_user_timeout``; PostgreSQL 14+); a
+    standby leads within this plus ``relay_poll_interval_s``. Raised to 3 times
+    ``relay_poll_interval_s`` if lower."""
     event_source: str = "urn:phoenix:resources"
     """CloudEvents ``ce_source`` of published events."""
 
@@ -318,3 +324,15 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def revealed(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON-able data with the secret values in clear, for handing them to a
+    child process through a private channel (a 0600 file) only — never log or print it.
+    (``model_dump_json`` masks secrets, so a child rebuilt from it would get ``*****``.)"""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            data[name] = value.get_secret_value()
+    return data

@@ -16,10 +16,12 @@ from phoenix_resources.config import Settings
 CLI = [sys.executable, "-m", "phoenix_resources.entrypoints.cli"]
 
 
-def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+def env_for(settings: Settings, unset: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
+    """The process's environment: the settings as ``PHOENIX_*`` variables, except the
+    settings named in ``unset`` (to come from a secrets dir instead), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
     for name, value in settings.model_dump().items():
-        if value is None:
+        if value is None or name in unset:
             continue
         text = json.dumps(value) if isinstance(value, dict | list) else str(value)
         env[f"PHOENIX_{name.upper()}"] = text
@@ -30,13 +32,14 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
 class Process:
     """One CLI process in its own process group; its output goes to a temp log file."""
 
-    def __init__(self, command: str, settings: Settings, **env: str) -> None:
+    def __init__(self, command: str, settings: Settings, unset: tuple[str, ...] = (),
+                 **env: str) -> None:
         self.command = command
         fd, path = tempfile.mkstemp(prefix=f"phoenix-{command}-", suffix=".log")
         os.close(fd)
         self.log_path = Path(path)
         with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen([*CLI, command], env=env_for(settings, **env),
+            self.proc = subprocess.Popen([*CLI, command], env=env_for(settings, unset, **env),
                                          stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
 

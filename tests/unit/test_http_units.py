@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -205,15 +208,27 @@ def test_a_cancelled_waiter_does_not_disturb_the_others() -> None:
     assert asyncio.run(run()).json == f'{{"id":"{rid}"}}'
 
 
-def test_worker_factory_rebuilds_the_served_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """serve() hands its exact Settings to uvicorn's worker processes through the env."""
+def test_worker_factory_rebuilds_the_served_settings(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    """serve() hands its exact Settings (secrets included) to uvicorn's worker processes
+    through a private file the environment names."""
     import gc
 
+    from phoenix_resources.config import revealed
     from phoenix_resources.entrypoints import http
 
-    served = Settings(http_port=18123, api_token_hashes=["ab" * 32])
-    monkeypatch.setenv(http.SETTINGS_ENV, served.model_dump_json())
+    served = Settings(http_port=18123, api_token_hashes=["ab" * 32],
+                      schema_registry_basic_auth="user:s3cret")  # type: ignore[arg-type]
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(revealed(served)))
+    monkeypatch.setenv(http.SETTINGS_FILE_ENV, str(path))
     monkeypatch.setattr(gc, "freeze", lambda: None)  # not in the test process
     app = http.create_app_from_env()
     doc = app.openapi()
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert not any("s3cret" in v for v in os.environ.values()), "a secret in the environment"
+    rebuilt = Settings.model_validate(json.loads(path.read_text()))
+    assert rebuilt.schema_registry_basic_auth is not None
+    assert rebuilt.schema_registry_basic_auth.get_secret_value() == "user:s3cret"
+    assert "s3cret" not in served.model_dump_json()
+    assert "s3cret" not in repr(served)

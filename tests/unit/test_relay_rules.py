@@ -56,6 +56,7 @@ def test_rows_are_deleted_only_after_every_delivery_is_acknowledged() -> None:
     acked_at_delete: list[int] = []
     session = FakeOutboxSession(store, on_call=lambda name: acked_at_delete.append(
         len(producer.acknowledged)) if name == "delete" else None)
+    assert session.try_lead()
     assert relay(session, producer).publish_once() == 4
     assert acked_at_delete == [4]
     assert store.outbox == []
@@ -72,6 +73,7 @@ def test_an_unacknowledged_delivery_deletes_nothing_and_the_retry_repeats_the_id
     producer = FakeProducer()
     getattr(producer, f"{verdict}_next")(1)
     session = FakeOutboxSession(store)
+    assert session.try_lead()
     r = relay(session, producer)
     with pytest.raises(BrokerUnavailable):
         r.publish_once()
@@ -120,3 +122,19 @@ def test_a_standby_relay_publishes_nothing_until_the_leader_lets_go() -> None:
     takeover.run()
     assert len(producer.acknowledged) == 4
     assert store.outbox == []
+
+
+def test_a_leader_whose_lock_is_gone_publishes_nothing_and_steps_down() -> None:
+    store = filled_store()
+    rows = list(store.outbox)
+    producer = FakeProducer()
+    session = FakeOutboxSession(store)
+    r = relay(session, producer)
+    assert session.try_lead()
+    r.leading = True
+    store.relay_lock = None  # the session ended under it (PostgreSQL freed the lock)
+    assert r.publish_once() == 0
+    assert producer.produced == []
+    assert store.outbox == rows
+    assert not r.leading
+    assert session.calls[-1] == "close"

@@ -25,6 +25,7 @@ from phoenix_resources.devstack._proc import (
     tail,
     terminate,
 )
+from phoenix_resources.devstack.certs import Certificates
 from phoenix_resources.errors import StackError
 
 POM = Path(__file__).with_name("kafka-pom.xml")
@@ -73,6 +74,22 @@ num.io.threads=4
 """
 
 
+SASL_SSL_PROPERTIES = """\
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},\
+SASL_SSL://127.0.0.1:{sasl_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sasl_port}
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location={home}/keystore.pem
+"""
+"""The extra listener of a broker with ``sasl_port``: SASL_SSL with SCRAM-SHA-512, the
+certificate from ``tls``. The PLAINTEXT listener stays for the broker itself (and for tests
+that set things up); the users come from ``scram_users`` at format time."""
+
+
 def libs_dir() -> Path:
     return state_dir() / "kafka" / "libs"
 
@@ -106,6 +123,11 @@ class KafkaBroker:
     port: int = 9092
     controller_port: int = 9093
     heap: tuple[str, ...] = ("-Xms256m", "-Xmx512m")
+    sasl_port: int | None = None
+    """When set (with ``tls``), a SASL_SSL listener (SCRAM-SHA-512) on this port."""
+    tls: Certificates | None = None
+    scram_users: dict[str, str] = field(default_factory=dict)
+    """SCRAM-SHA-512 users (name → password) created when the storage is formatted."""
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -137,16 +159,31 @@ class KafkaBroker:
     def _prepare(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
         props = self.home / "server.properties"
-        props.write_text(SERVER_PROPERTIES.format(
-            home=self.home, port=self.port, controller_port=self.controller_port))
+        text = SERVER_PROPERTIES.format(home=self.home, port=self.port,
+                                        controller_port=self.controller_port)
+        if self.sasl_port is not None:
+            if self.tls is None:
+                raise StackError("a SASL_SSL listener needs certificates (tls=)")
+            (self.home / "keystore.pem").write_bytes(self.tls.key.read_bytes()
+                                                     + self.tls.cert.read_bytes())
+            keep = [line for line in text.splitlines()
+                    if not line.startswith(("listeners=", "advertised.listeners=",
+                                            "listener.security.protocol.map="))]
+            text = "\n".join(keep) + "\n" + SASL_SSL_PROPERTIES.format(
+                home=self.home, port=self.port, controller_port=self.controller_port,
+                sasl_port=self.sasl_port)
+        props.write_text(text)
         (self.home / "log4j2.properties").write_text(LOG4J2.format(home=self.home))
         if not (self.home / "data" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            scram = [arg for name, password in self.scram_users.items()
+                     for arg in ("--add-scram",
+                                 f"SCRAM-SHA-512=[name={name},password={password}]")]
             fmt = subprocess.run(
                 # --cluster-id=ID, not "-t ID": an id may start with "-" (base64url), which the
                 # tool's argument parser would take for an option.
                 [*self._java(), "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                 "-c", str(props)], capture_output=True, text=True, check=False)
+                 "-c", str(props), *scram], capture_output=True, text=True, check=False)
             if fmt.returncode != 0:
                 raise StackError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
         return props

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from phoenix_resources.config import LOCAL_POSTGRES_PORT
 from phoenix_resources.devstack._proc import port_open, state_dir, tail
+from phoenix_resources.devstack.certs import Certificates
 from phoenix_resources.errors import StackError
 
 PG_HINT = "Install PostgreSQL: apt-get update && apt-get install -y postgresql"
@@ -79,6 +80,9 @@ class PostgresCluster:
     home: Path
     port: int = LOCAL_POSTGRES_PORT
     settings: dict[str, str] | None = None
+    tls: Certificates | None = None
+    """When set, TCP connections must use TLS (``hostssl`` only) with this certificate, and
+    :meth:`url` asks for ``sslmode=verify-full`` against its CA."""
 
     @property
     def data_dir(self) -> Path:
@@ -89,7 +93,10 @@ class PostgresCluster:
         return self.home / "postgres.log"
 
     def url(self, user: str = APP_ROLE, database: str = "phoenix") -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+        url = f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+        if self.tls is not None:
+            url += f"?sslmode=verify-full&sslrootcert={self.tls.ca}"
+        return url
 
     @property
     def admin_url(self) -> str:
@@ -119,9 +126,23 @@ class PostgresCluster:
                 "unix_socket_directories": f"'{self.home / 'run'}'", "max_connections": "200",
                 "shared_buffers": "'128MB'", "log_min_messages": "warning",
                 **(self.settings or {})}
+        if self.tls is not None:
+            conf.update(self._tls_conf(self.tls))
         with (self.data_dir / "postgresql.conf").open("a") as f:
             f.writelines(f"{k} = {v}\n" for k, v in conf.items())
         _hand_over(self.home)
+        if self.tls is not None:
+            (self.home / "server.key").chmod(0o600)
+
+    def _tls_conf(self, tls: Certificates) -> dict[str, str]:
+        """TLS on, and TCP clients (not the local socket) must use it."""
+        shutil.copyfile(tls.cert, self.home / "server.crt")
+        shutil.copyfile(tls.key, self.home / "server.key")
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text("\n".join("hostssl" + line[4:] if line.startswith("host ") else line
+                                 for line in hba.read_text().splitlines()) + "\n")
+        return {"ssl": "on", "ssl_cert_file": f"'{self.home / 'server.crt'}'",
+                "ssl_key_file": f"'{self.home / 'server.key'}'"}
 
     def is_running(self) -> bool:
         return (self.initialised() and self._pg("pg_ctl", "status", "-D", str(self.data_dir),

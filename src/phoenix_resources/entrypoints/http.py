@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -34,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from phoenix_resources.adapters.postgres.queries import ReadQueries
 from phoenix_resources.bootstrap import api_db_pool
-from phoenix_resources.config import Settings
+from phoenix_resources.config import Settings, revealed
 from phoenix_resources.domain.model import NAME_MAX, Status
 from phoenix_resources.entrypoints import http_problems as p
 from phoenix_resources.entrypoints.http_docs import add_docs_routes
@@ -61,10 +64,13 @@ from phoenix_resources.observability import Metrics, configure_logging
 from phoenix_resources.observability.metrics import multiprocess_dir
 from phoenix_resources.observability.tracing import Tracing
 
+log = logging.getLogger("phoenix_resources.http")
+
 Readiness = Callable[[], Awaitable[dict[str, object]]]
 
 JSON = "application/json"
-SETTINGS_ENV = "PHOENIX_API_SETTINGS_JSON"
+SETTINGS_FILE_ENV = "PHOENIX_API_SETTINGS_FILE"
+"""Names the private file that hands :func:`serve`'s settings to its worker processes."""
 """How :func:`serve` hands its Settings to uvicorn's worker processes."""
 READY_DB_TIMEOUT_S = 1.0
 
@@ -213,7 +219,10 @@ def _add_ops_routes(app: FastAPI, state: ApiState, metrics: Metrics,
         try:
             latency = await state.queries.ping(READY_DB_TIMEOUT_S)
         except DatabaseUnavailable as e:
-            raise p.ApiProblem(p.UNAVAILABLE, f"database: {e}", headers={"retry-after": "1"},
+            # Named, never described: the driver's text carries the host and the role.
+            log.warning("readiness: database unavailable", extra={"error": str(e)[:300]})
+            raise p.ApiProblem(p.UNAVAILABLE, p.DATABASE_UNAVAILABLE,
+                               headers={"retry-after": "1"},
                                checks={"database": {"ok": False}}) from e
         checks["database"] = {"ok": True, "latency_ms": round(latency * 1000, 2)}
         if readiness is not None:
@@ -252,7 +261,9 @@ async def _extra_checks(readiness: Readiness) -> dict[str, object]:
     try:
         extra = dict(await readiness())
     except Exception as e:
-        raise p.ApiProblem(p.UNAVAILABLE, f"not ready: {e}", headers={"retry-after": "1"}) from e
+        log.warning("readiness check failed", extra={"error": str(e)[:300]})
+        raise p.ApiProblem(p.UNAVAILABLE, "not ready: the readiness check failed",
+                           headers={"retry-after": "1"}) from e
     verdict = extra.pop("ok", True)
     failing = sorted(k for k, v in extra.items() if isinstance(v, dict) and v.get("ok") is False)
     if verdict is False or failing:
@@ -296,7 +307,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _problem_response(request, code, detail, dict(exc.headers or {}))
 
     async def unavailable(request: Request, exc: Exception) -> Response:
-        return _problem_response(request, p.UNAVAILABLE, str(exc), {"retry-after": "1"})
+        log.warning("database unavailable", extra={"error": str(exc)[:300]})
+        return _problem_response(request, p.UNAVAILABLE, p.DATABASE_UNAVAILABLE,
+                                 {"retry-after": "1"})
 
     app.add_exception_handler(p.ApiProblem, api_problem)
     app.add_exception_handler(RequestValidationError, validation)
@@ -362,9 +375,16 @@ def build_server(settings: Settings, *, metrics: Metrics | None = None,
 
 
 def create_app_from_env() -> FastAPI:
-    """uvicorn's import-string factory for worker processes: Settings read when called."""
-    raw = os.environ.get(SETTINGS_ENV)
-    settings = Settings.model_validate(json.loads(raw)) if raw else Settings()
+    """uvicorn's import-string factory for worker processes: Settings read when called, from
+    the private file :func:`serve` wrote (the environment names the file, it never carries
+    the settings: a child's environment is readable by too many, ``/proc/<pid>/environ``
+    and crash reports included)."""
+    path = os.environ.get(SETTINGS_FILE_ENV)
+    if path:
+        with open(path, "rb") as f:
+            settings = Settings.model_validate(json.loads(f.read()))
+    else:
+        settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     _freeze_heap()
@@ -389,8 +409,18 @@ def serve(settings: Settings) -> None:
         _freeze_heap()
         server.run()
         return
-    # Worker processes rebuild the app from the environment; hand them these exact settings.
-    os.environ[SETTINGS_ENV] = settings.model_dump_json()
-    with multiprocess_dir():
-        uvicorn.run(f"{__name__}:create_app_from_env", factory=True,
-                    workers=settings.http_workers, **_server_options(settings))
+    # Worker processes rebuild the app; hand them these exact settings through a file only
+    # this user can read, named (not carried) by the environment, removed on the way out.
+    folder = tempfile.mkdtemp(prefix="phoenix-api-")  # mode 0700
+    path = os.path.join(folder, "settings.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(json.dumps(revealed(settings)).encode())
+    os.environ[SETTINGS_FILE_ENV] = path
+    try:
+        with multiprocess_dir():
+            uvicorn.run(f"{__name__}:create_app_from_env", factory=True,
+                        workers=settings.http_workers, **_server_options(settings))
+    finally:
+        os.environ.pop(SETTINGS_FILE_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -14,12 +14,15 @@ cannot drift: same status, same headers in the same order, same body.
 
 from __future__ import annotations
 
+import logging
 from uuid import UUID
 
 from phoenix_resources.adapters.postgres.queries import ReadQueries, ResourceDoc
 from phoenix_resources.entrypoints import http_problems as p
 from phoenix_resources.entrypoints.http_edge import Answer, problem_answer
 from phoenix_resources.errors import DatabaseUnavailable
+
+log = logging.getLogger("phoenix_resources.http")
 
 CACHE_CONTROL = (b"cache-control", b"private, max-age=0")
 CONTENT_TYPE = (b"content-type", b"application/json")
@@ -36,7 +39,8 @@ async def lookup(queries: ReadQueries, resource_id: UUID, if_none_match: str | N
     try:
         doc = await queries.resource(resource_id)
     except DatabaseUnavailable as e:
-        return problem_answer(p.UNAVAILABLE, str(e), instance, RETRY_AFTER)
+        log.warning("database unavailable", extra={"error": str(e)[:300]})
+        return problem_answer(p.UNAVAILABLE, p.DATABASE_UNAVAILABLE, instance, RETRY_AFTER)
     return answer(resource_id, doc, if_none_match, instance)
 
 

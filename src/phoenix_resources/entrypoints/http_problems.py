@@ -29,6 +29,9 @@ DELETED = Code("RES-004", 404, "Resource deleted")
 UNAUTHORIZED = Code("RES-005", 401, "Unauthorized")
 FORBIDDEN = Code("RES-006", 403, "Forbidden")
 UNAVAILABLE = Code("RES-007", 503, "Service unavailable")
+DATABASE_UNAVAILABLE = "the database is unavailable"
+"""A 503's detail names the dependency, never its host, port or role (the driver's text
+does: it is logged instead)."""
 INTERNAL = Code("RES-008", 500, "Internal error")
 METHOD_NOT_ALLOWED = Code("RES-009", 405, "Method not allowed")
 

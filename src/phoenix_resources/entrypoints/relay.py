@@ -1,7 +1,11 @@
 """The relay: outbox rows → Kafka, in commit-safe order, at least once.
 
 * One active relay at a time (a PostgreSQL advisory lock); others stand by and take over
-  within ``relay_poll_interval_s`` of the leader's session ending.
+  within ``relay_poll_interval_s`` of the leader's session ending. A hung, stopped or cut-off
+  leader's session ends within ``relay_session_timeout_s`` (``adapters/postgres/outbox.py``).
+* A leader that lost its session or its lock publishes nothing more: right before each
+  publish it confirms, on its own session, that it holds the lock, and any failure of that
+  session makes it step down (it never reconnects into a lock-less session while leading).
 * Rows are read in ``seq`` order, produced keyed by resource id with an idempotent producer
   (fire the batch, flush once, await every delivery report) and deleted only after every
   delivery report is in. A crash between delivery and delete repeats events with the same
@@ -149,6 +153,8 @@ class Relay:
                 self._next_parked_count = 0.0
                 log.info("relay is the leader")
             published = self.publish_once()
+            if not self.leading:
+                continue
             self._housekeep()
             if published < self.settings.relay_batch_size:
                 self.session.wait_for_commit(self.settings.relay_poll_interval_s)
@@ -159,6 +165,9 @@ class Relay:
         rows = self.session.fetch(self.settings.relay_batch_size)
         self.watch.fetched(rows)
         if not rows:
+            return 0
+        if not self.session.holds_lead():
+            self._step_down()
             return 0
         try:
             with self.watch.publishing(rows) as traceparents:

@@ -4,6 +4,16 @@ deletes after delivery, parking of refused rows, and housekeeping.
 One dedicated session holds ``pg_try_advisory_lock``; PostgreSQL releases it when the
 session ends (process death included), which is what lets a standby take over.
 
+The session is built to *end* when its relay stops answering, so a hung leader cannot keep
+the lock (:func:`session_options`): PostgreSQL ends it after ``session_timeout`` without a
+statement (``idle_session_timeout`` — a SIGSTOPped or wedged process), or when TCP probes
+go unanswered either way (server and client keepalives, ``tcp_user_timeout`` — a cut-off
+host), and no statement may run longer than ``statement_timeout``. A leading session never
+reconnects behind its owner's back: a new connection would not hold the lock, so losing the
+connection while leading raises :class:`DatabaseUnavailable` and the relay steps down. An
+advisory lock is held until its session ends (or is unlocked, which nothing here does), and
+the relay confirms on its own session that it holds the lock right before each publish.
+
 A row the broker refused for good is *parked* (``parked_reason`` / ``parked_at`` set). The
 fetch skips it and every later row of the same aggregate, so one resource's events never
 overtake each other while the others keep flowing; ``parked_outbox`` lists, retries and
@@ -20,6 +30,7 @@ import psycopg
 
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
 from phoenix_resources.adapters.postgres.errors import translated
+from phoenix_resources.errors import DatabaseUnavailable
 
 # The anti-join reads idx_outbox_parked (aggregateid, seq) WHERE parked_reason IS NOT NULL:
 # an empty partial index when nothing is parked, so the usual fetch costs what it did.
@@ -38,6 +49,13 @@ PARK = """
 UPDATE outbox SET parked_reason = r.reason, parked_at = now()
 FROM unnest(%s::int8[], %s::text[]) AS r(seq, reason)
 WHERE outbox.seq = r.seq
+"""
+
+HOLDS_LOCK = """
+SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND pid = pg_backend_pid() AND objsubid = 1
+               AND classid::int8 = (%(k)s::int8 >> 32) & 4294967295
+               AND objid::int8 = %(k)s::int8 & 4294967295)
 """
 
 PARKED_COUNT = "SELECT count(*) FROM outbox WHERE parked_reason IS NOT NULL"
@@ -73,21 +91,48 @@ class OutboxRow:
     traceparent: str | None
 
 
+def session_options(session_timeout: float, statement_timeout_ms: int) -> dict[str, Any]:
+    """libpq connection parameters of the relay's session (see the module's docstring).
+
+    Client side: TCP keepalives every ``session_timeout / 5`` s after ``session_timeout / 3``
+    s idle, and ``tcp_user_timeout`` (unacknowledged data) of ``session_timeout``. Server
+    side, through ``options``: the same keepalives on PostgreSQL's socket, an
+    ``idle_session_timeout`` and ``idle_in_transaction_session_timeout`` of
+    ``session_timeout``, and the statement timeout. (``idle_session_timeout`` needs
+    PostgreSQL 14 or later.)"""
+    ms = int(session_timeout * 1000)
+    idle = max(1, int(session_timeout / 3))
+    interval = max(1, int(session_timeout / 5))
+    server = {"idle_session_timeout": ms, "idle_in_transaction_session_timeout": ms,
+              "statement_timeout": statement_timeout_ms, "tcp_keepalives_idle": idle,
+              "tcp_keepalives_interval": interval, "tcp_keepalives_count": 3,
+              "tcp_user_timeout": ms}
+    return {"keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
+            "keepalives_count": 3, "tcp_user_timeout": ms,
+            "application_name": "phoenix-resources-relay",
+            "options": " ".join(f"-c {k}={v}" for k, v in server.items())}
+
+
 class OutboxSession:
     """A relay's own connection (autocommit). Not thread-safe: one per relay."""
 
-    def __init__(self, url: str, lock_key: int, connect_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, lock_key: int, connect_timeout: float = 5.0, *,
+                 session_timeout: float = 10.0, statement_timeout_ms: int = 30_000) -> None:
         self._url = url
         self._lock_key = lock_key
         self._timeout = connect_timeout
+        self._options = session_options(session_timeout, statement_timeout_ms)
         self._conn: psycopg.Connection[Any] | None = None
+        self._leading = False
 
     def connect(self) -> None:
         with translated():
             self._conn = psycopg.connect(self._url, autocommit=True,
-                                         connect_timeout=int(self._timeout))
+                                         connect_timeout=int(self._timeout), **self._options)
 
     def close(self) -> None:
+        """End the session (and with it the lock)."""
+        self._leading = False
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -97,6 +142,9 @@ class OutboxSession:
     @property
     def conn(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
+            if self._leading:
+                # A fresh connection would not hold the lock: never lead on one unknowingly.
+                raise DatabaseUnavailable("the leader's session ended; its lock went with it")
             self.connect()
         assert self._conn is not None
         return self._conn
@@ -108,8 +156,15 @@ class OutboxSession:
                                     (self._lock_key,)).fetchone()
             leading = bool(row and row[0])
             if leading:
+                self._leading = True
                 self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return leading
+
+    def holds_lead(self) -> bool:
+        """Whether this session holds the leadership lock now (one cheap round trip)."""
+        with translated():
+            row = self.conn.execute(HOLDS_LOCK, {"k": self._lock_key}, prepare=True).fetchone()
+        return bool(row and row[0])
 
     def fetch(self, limit: int) -> list[OutboxRow]:
         with translated():

@@ -22,8 +22,8 @@ One module per topic, each with ``register(app)``: :mod:`.ops` (migrate, worker,
 api, run), :mod:`.stack` (the local stack), :mod:`.send` (send, with :mod:`.bulk` for
 ``--file``), :mod:`.read` (watch, get, list), :mod:`.parked` (the parking lot of commands),
 :mod:`.outbox` (outbox rows the broker refused), :mod:`.dlq` (the dead-letter topic),
-:mod:`.configuration` (config docs/show) and :mod:`.grpc` (the gRPC server, the AsyncAPI
-document);
+:mod:`.configuration` (config docs/show), :mod:`.grpc` (the gRPC server, the AsyncAPI
+document) and :mod:`.soak` (the fault kit);
 :mod:`.common` holds what they share. A new topic is a module with a ``register`` function
 plus one entry in :data:`TOPICS`. Topic modules import server code only inside their
 commands, so starting the CLI stays cheap.
@@ -48,6 +48,7 @@ from phoenix_resources.entrypoints.cli import (
     parked,
     read,
     send,
+    soak,
     stack,
 )
 from phoenix_resources.entrypoints.cli.common import EXIT_ERROR
@@ -62,7 +63,7 @@ app = typer.Typer(
 
 TOPICS: tuple[Callable[[typer.Typer], None], ...] = (
     ops.register, stack.register, send.register, read.register, parked.register,
-    outbox.register, dlq.register, configuration.register, grpc.register,
+    outbox.register, dlq.register, configuration.register, grpc.register, soak.register,
 )
 """Each topic's ``register(app)``; commands are listed in this order within the
 commands and the groups of ``--help``."""
