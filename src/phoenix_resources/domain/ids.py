@@ -14,13 +14,14 @@ _set = object.__setattr__
 _VERSION_5 = 5 << 76
 _VARIANT_RFC4122 = 0x8000 << 48
 _CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UNKNOWN = SafeUUID.unknown  # an enum member read once: each lookup runs a descriptor
 
 
 def _from_int(value: int) -> UUID:
     # UUID stores exactly these two slots; its __init__ would only validate and set them.
     u: UUID = _new(UUID)
     _set(u, "int", value)
-    _set(u, "is_safe", SafeUUID.unknown)
+    _set(u, "is_safe", _UNKNOWN)
     return u
 
 

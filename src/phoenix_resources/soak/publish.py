@@ -6,6 +6,7 @@ chunk is retried as a whole only when its delivery failed; an outage delays, nev
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, Producer
@@ -23,8 +24,12 @@ class Publisher:
         self.settings = settings
         self.chunk = chunk
         self.sent = 0
+        # The broker restarts on purpose during a soak: librdkafka's connection errors are
+        # expected noise there, and a record the broker really refuses raises DeliveryFailed.
+        quiet = logging.getLogger("phoenix_resources.soak.publisher")
+        quiet.setLevel(logging.CRITICAL)
         self._producer: Producer = new_producer(
-            settings, **{"message.timeout.ms": 600_000, "linger.ms": 5})
+            settings, **{"message.timeout.ms": 600_000, "linger.ms": 5, "logger": quiet})
 
     def send(self, records: Sequence[Record], *, pace: Callable[[int], None] | None = None,
              stopping: Callable[[], bool] = lambda: False) -> None:

@@ -174,8 +174,11 @@ def _as_int(value: UUID) -> int:
     return value.int
 
 
+_STATUS_OF: dict[str, Status] = {s.value: s for s in Status}  # Status(text) is ~10x slower
+
+
 def _row_to_resource(row: tuple[Any, ...]) -> Resource:
-    return Resource(id=row[0], name=row[1], config=row[2], status=Status(row[3]),
+    return Resource(id=row[0], name=row[1], config=row[2], status=_STATUS_OF[row[3]],
                     version=row[4], created_at=row[5], updated_at=row[6],
                     last_command_id=row[7], deleted_at=row[8])
 
