@@ -179,7 +179,8 @@ def throughput(target: Target, wl: Workload, commands_topic: str, partitions: in
     t_first = float(first[0]) if first and first[0] is not None else t_spawn
     sustained = wl.n / max(t_last - t_first, 1e-6)
     return OursResult(wl.n, sustained, wl.n / (t_seen - t_spawn), worker_stats, relay_stats,
-                      not problems, problems, repeats, pg_cpu, kafka_cpu)
+                      ok=not problems, problems=problems, event_repeats=repeats,
+                      postgres_cpu_s=pg_cpu, broker_cpu_s=kafka_cpu)
 
 
 def verify(target: Target, pipe: Pipeline, wl: Workload) -> tuple[list[str], int, float]:

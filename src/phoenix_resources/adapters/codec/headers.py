@@ -29,6 +29,7 @@ _TRACEPARENT = re.compile(
 # The values every publisher of ours sends: no decoding, no regex.
 _COMMON_TYPES = {b"application/avro": "application/avro",
                  b"application/json": "application/json"}
+_BARE_TYPES = frozenset(_COMMON_TYPES.values())
 # RFC 9110 media type: type "/" subtype, both tokens; parameters after ";" are ignored.
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _MEDIA_TYPE = re.compile(rf"[ \t]*({_TOKEN}/{_TOKEN})[ \t]*(?:;.*)?", re.DOTALL)
@@ -56,7 +57,7 @@ def media_type(value: str) -> str | None:
 
 def is_json(content_type: str) -> bool:
     """``application/json`` or a ``+json`` type, parameters and case aside."""
-    if content_type in _COMMON_TYPES.values():  # already a bare type: no parsing
+    if content_type in _BARE_TYPES:  # already a bare type: no parsing
         return content_type == JSON_CONTENT_TYPE
     kind = media_type(content_type)
     return kind is not None and (kind == JSON_CONTENT_TYPE or kind.endswith("+json"))
