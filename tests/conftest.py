@@ -9,6 +9,7 @@ import pytest
 from phoenix_resources.config import Settings
 from tests.support import databases
 from tests.support.kafka import Topics, create_topics
+from tests.support.net import free_port
 from tests.support.services import kafka_bootstrap, postgres_url
 
 
@@ -48,6 +49,8 @@ def topics(kafka_servers: str) -> Topics:
 
 @pytest.fixture
 def settings(database_url: str, kafka_servers: str, topics: Topics) -> Settings:
+    # Listening ports are free ones: a process a test starts (``run`` serves HTTP and gRPC)
+    # must not collide with another test's on the other xdist worker.
     return Settings(
         database_url=database_url, kafka_bootstrap_servers=kafka_servers,
         commands_topic=topics.commands, events_topic=topics.events,
@@ -55,4 +58,5 @@ def settings(database_url: str, kafka_servers: str, topics: Topics) -> Settings:
         consumer_group=f"g-{topics.commands}", create_topics=False,
         batch_max_wait_ms=20, retry_initial_s=0.05, retry_max_s=1.0,
         relay_poll_interval_s=0.2, log_format="console", metrics_port=0,
+        http_port=free_port(), grpc_port=free_port(),
     )
