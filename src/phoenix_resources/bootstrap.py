@@ -35,18 +35,26 @@ def event_codec(settings: Settings) -> EventCodec:
     return codecs.event_codec(settings)
 
 
-def _pg_kwargs(settings: Settings) -> dict[str, Any]:
-    return {"options": f"-c statement_timeout={settings.db_statement_timeout_ms}"}
+def _pg_kwargs(settings: Settings, *, batches: bool = False) -> dict[str, Any]:
+    options = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+    if batches:
+        # Batch statements are planned for their own arrays every time: a generic plan made
+        # while a table was empty (a new deployment, a fresh database) keeps scanning it
+        # whole until autovacuum's next ANALYZE — 8 ms instead of 0.3 ms per claim at 20k
+        # rows. Planning a 1,000-row batch's statement costs a fraction of that.
+        options += " -c plan_cache_mode=force_custom_plan"
+    return {"options": options}
 
 
 def db_pool(settings: Settings, url: str | None = None, *, min_size: int | None = None,
             max_size: int | None = None, name: str = "phoenix") -> ConnectionPool:
     """A sync pool; not opened (``open=False``): the caller opens it when its process starts.
-    Its connections dump the batch unit's typed arrays (``adapters/postgres/arrays``)."""
+    Its connections dump the batch unit's typed arrays (``adapters/postgres/arrays``) and plan
+    every statement for its parameters (``plan_cache_mode=force_custom_plan``)."""
     return ConnectionPool(url or settings.database_url,
                           min_size=settings.db_pool_min if min_size is None else min_size,
                           max_size=settings.db_pool_max if max_size is None else max_size,
-                          kwargs=_pg_kwargs(settings), open=False, name=name,
+                          kwargs=_pg_kwargs(settings, batches=True), open=False, name=name,
                           configure=arrays.register)
 
 
