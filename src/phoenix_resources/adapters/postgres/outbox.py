@@ -106,10 +106,7 @@ def session_options(session_timeout: float, statement_timeout_ms: int) -> dict[s
     server = {"idle_session_timeout": ms, "idle_in_transaction_session_timeout": ms,
               "statement_timeout": statement_timeout_ms, "tcp_keepalives_idle": idle,
               "tcp_keepalives_interval": interval, "tcp_keepalives_count": 3,
-              "tcp_user_timeout": ms,
-              # the fetch is planned for the outbox as it is now, never with a generic plan
-              # made while it was empty (see bootstrap.db_pool)
-              "plan_cache_mode": "force_custom_plan"}
+              "tcp_user_timeout": ms}
     return {"keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
             "keepalives_count": 3, "tcp_user_timeout": ms,
             "application_name": "phoenix-resources-relay",
