@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -379,3 +379,27 @@ def machine() -> dict[str, str]:
     return {"host": platform.node(), "cores": str(os.cpu_count()), "cpu": cpu, "memory": mem,
             "kernel": platform.release(), "python": platform.python_version(),
             "loadavg at start": load}
+
+
+@contextlib.contextmanager
+def python_server(serve: str, env: dict[str, str],
+                  ready: Callable[[subprocess.Popen[bytes]], None], *,
+                  stop_timeout: float) -> Iterator[int]:
+    """``serve(Settings())`` of ``serve`` (``"module:function"``) in a child Python process
+    whose environment is this one's plus ``env``; yields its pid once ``ready(proc)`` returns.
+    On exit: SIGTERM, then SIGKILL after ``stop_timeout`` seconds."""
+    module, _, function = serve.partition(":")
+    code = ("from phoenix_resources.config import Settings\n"
+            f"from {module} import {function}\n"
+            f"raise SystemExit({function}(Settings()))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **env}, cwd=ROOT)
+    try:
+        ready(proc)
+        yield proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=stop_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -30,7 +30,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 import grpc
 
 from bench import http_load
+from bench.common import python_server
 from bench.http_load import RateResult, cpu_seconds, log
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc as pb_grpc
@@ -57,26 +57,15 @@ CONCURRENCY = 32
 @contextlib.contextmanager
 def grpc_process(writer: str, reader: str, port: int, bootstrap: str) -> Iterator[int]:
     """``phoenix-resources grpc`` on ``port``; yields its pid once it answers."""
-    env = {**os.environ, "PHOENIX_DATABASE_URL": writer, "PHOENIX_READ_DATABASE_URL": reader,
+    env = {"PHOENIX_DATABASE_URL": writer, "PHOENIX_READ_DATABASE_URL": reader,
            "PHOENIX_GRPC_PORT": str(port), "PHOENIX_DB_POOL_MIN": "2",
            "PHOENIX_DB_POOL_MAX": "8", "PHOENIX_LOG_LEVEL": "WARNING",
            "PHOENIX_METRICS_PORT": "0", "PHOENIX_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
            # Lookups never publish; without a broker its producer would only log retries.
            "PHOENIX_KAFKA_OPTIONS": json.dumps({"log_level": "0"})}
-    code = ("from phoenix_resources.config import Settings\n"
-            "from phoenix_resources.entrypoints.grpc_server import serve\n"
-            "raise SystemExit(serve(Settings()))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
-    try:
-        _wait_serving(port, proc)
-        yield proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with python_server("phoenix_resources.entrypoints.grpc_server:serve", env,
+                       lambda proc: _wait_serving(port, proc), stop_timeout=30) as pid:
+        yield pid
 
 
 def _wait_serving(port: int, proc: subprocess.Popen[bytes]) -> None:

@@ -22,7 +22,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from bench.common import python_server
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 10_000
@@ -138,23 +139,12 @@ def cpu_seconds(api_pid: int) -> tuple[float, float]:
 
 @contextlib.contextmanager
 def api_process(writer: str, reader: str, port: int, workers: int) -> Iterator[int]:
-    env = {**os.environ, "PHOENIX_DATABASE_URL": writer, "PHOENIX_READ_DATABASE_URL": reader,
+    env = {"PHOENIX_DATABASE_URL": writer, "PHOENIX_READ_DATABASE_URL": reader,
            "PHOENIX_HTTP_PORT": str(port), "PHOENIX_HTTP_WORKERS": str(workers),
            "PHOENIX_DB_POOL_MIN": "2", "PHOENIX_DB_POOL_MAX": "8", "PHOENIX_LOG_LEVEL": "WARNING"}
-    code = ("from phoenix_resources.config import Settings\n"
-            "from phoenix_resources.entrypoints.http import serve\n"
-            "serve(Settings())\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
-    try:
-        wait_ready(port, proc)
-        yield proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with python_server("phoenix_resources.entrypoints.http:serve", env,
+                       lambda proc: wait_ready(port, proc), stop_timeout=15) as pid:
+        yield pid
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:

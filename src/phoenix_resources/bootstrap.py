@@ -190,6 +190,6 @@ def relay_parts(settings: Settings) -> RelayParts:
                                             session_timeout=session_timeout,
                                             statement_timeout_ms=settings.db_statement_timeout_ms),
                       producer=producer(settings, **{"linger.ms": 2,
-                                                     # publish_all(errors_only=True): no
-                                                     # per-record report for a delivery
+                                                     # no Python call per delivered
+                                                     # record (see publish_all)
                                                      "delivery.report.only.error": True}))

@@ -20,8 +20,7 @@ DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
 def publish_all(producer: Producer, records: Sequence[OutgoingRecord],
-                timeout: float = 30.0, *, keep_key_order: bool = False,
-                errors_only: bool = False) -> int:
+                timeout: float = 30.0, *, keep_key_order: bool = False) -> int:
     """Fire every record, flush once, then check every delivery report.
 
     Returns the number delivered when all were. Otherwise, judged per record:
@@ -42,11 +41,13 @@ def publish_all(producer: Producer, records: Sequence[OutgoingRecord],
     after an earlier record with the same topic and key was refused within this call (it is
     *held*); records already in flight when a refusal arrived may have been delivered.
 
-    ``errors_only``: the producer was built with ``delivery.report.only.error=true`` (no
-    report, no Python call, for a record that was delivered): a record without a report counts
-    as delivered once ``flush`` says nothing is left in flight, and as not delivered otherwise.
+    A record without a report counts as delivered once ``flush`` returns 0: librdkafka counts
+    a report not yet served as still in flight, so after a complete flush the only records
+    without one are those a ``delivery.report.only.error=true`` producer delivered (it calls
+    back for failures only, which saves a Python call per record). A record still without a
+    report when ``flush`` times out is a transient failure.
     """
-    run = _Publish(producer, records, timeout, keep_key_order, errors_only)
+    run = _Publish(producer, records, timeout, keep_key_order)
     for index in run.round(range(len(records))):
         run.round([index])
     return run.result()
@@ -54,9 +55,8 @@ def publish_all(producer: Producer, records: Sequence[OutgoingRecord],
 
 class _Publish:
     def __init__(self, producer: Producer, records: Sequence[OutgoingRecord], timeout: float,
-                 keep_key_order: bool, errors_only: bool = False) -> None:
+                 keep_key_order: bool) -> None:
         self.producer = producer
-        self.errors_only = errors_only
         self.records = records
         self.timeout = timeout
         self.keep_key_order = keep_key_order
@@ -88,7 +88,7 @@ class _Publish:
             if i in self.delivered:
                 continue
             err = errors.get(i)
-            if err is None and self.errors_only and settled:
+            if err is None and settled:
                 self.delivered.add(i)  # nothing in flight, no error reported: delivered
             elif err is None:
                 self.transient[i] = f"no delivery report within {self.timeout:g}s"

@@ -171,11 +171,9 @@ class Relay:
             return 0
         try:
             with self.watch.publishing(rows) as traceparents:
-                # errors_only: bootstrap's relay producer reports failures only (with any
-                # other producer every record has its report, and the flag changes nothing).
                 publish_all(self.producer, [to_record(r, self._source, tp)
                                             for r, tp in zip(rows, traceparents, strict=True)],
-                            keep_key_order=True, errors_only=True)
+                            keep_key_order=True)
         except RecordRefused as e:
             self._settle_refused(rows, e)
             return len(rows)
