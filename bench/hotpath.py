@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from confluent_kafka import Message
 from psycopg._queries import PostgresQuery
@@ -95,6 +96,7 @@ class MemoryConnection:
             n = len(columns[0])  # type: ignore[index]
             for j in range(n):
                 row = [c[j] for c in columns]  # type: ignore[union-attr]
+                row[2] = orjson.loads(row[2])  # jsonb arrives as text, PostgreSQL returns a dict
                 if query is batch_unit.INSERT_NEW:
                     self.rows[row[0]] = tuple(row)
                 else:

@@ -39,8 +39,8 @@ def _text_ok(value: object, max_len: int | None = None) -> bool:
 def assert_storable(command: object) -> None:
     assert type(command) in (CreateResource, UpdateResource, DeleteResource), command
     assert isinstance(command, CreateResource | UpdateResource | DeleteResource)
-    assert type(command.command_id) is UUID
-    assert type(command.resource_id) is UUID
+    assert isinstance(command.command_id, UUID)
+    assert isinstance(command.resource_id, UUID)
     at = command.issued_at
     assert isinstance(at, datetime)
     assert at.utcoffset() == timedelta(0), at

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import uuid
 
 import pytest
@@ -45,3 +47,18 @@ def test_event_and_rejection_ids_are_stable() -> None:
                                            str(cid))
     assert rejection_id_for(cid) == uuid.uuid5(
         uuid.UUID("0b8e7c4a-91d2-4f3e-8a0c-5c2d7e9f1b33"), str(cid))
+
+
+@given(value=st.uuids())
+def test_a_parsed_id_is_an_ordinary_uuid_that_keeps_its_text(value: uuid.UUID) -> None:
+    parsed = parse_uuid(str(value))
+    assert isinstance(parsed, uuid.UUID)
+    assert (parsed, hash(parsed), str(parsed), repr(parsed)) == (
+        value, hash(value), str(value), repr(value))
+    assert {parsed: 1}[value] == 1
+    assert sorted([parsed, value, uuid.UUID(int=0)])[0] == uuid.UUID(int=0)
+    for copied in (copy.copy(parsed), copy.deepcopy(parsed),
+                   pickle.loads(pickle.dumps(parsed))):
+        assert type(copied) is uuid.UUID
+        assert copied == value
+        assert str(copied) == str(value)

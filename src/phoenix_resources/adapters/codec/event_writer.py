@@ -39,10 +39,15 @@ def _long(n: int) -> bytes:
 
 
 _SMALL = [_long(i) for i in range(128)]
+_SMALL_LONGS = [_long(i) for i in range(64)]  # one byte each: versions are mostly small
 
 
 def _length(n: int) -> bytes:
     return _SMALL[n] if n < 128 else _long(n)
+
+
+def _version(n: int) -> bytes:
+    return _SMALL_LONGS[n] if 0 <= n < 64 else _long(n)
 
 
 def _text(value: str) -> bytes:
@@ -54,11 +59,26 @@ def _micros(at: datetime) -> int:
     return (at - _EPOCH) // _MICROSECOND
 
 
+_LAST_TIME: list[tuple[datetime, bytes]] = [(_EPOCH, _long(0))]
+
+
+def _time(at: datetime) -> bytes:
+    """``at`` as Avro timestamp-micros. A batch's events share one ``now`` (occurred_at,
+    updated_at, a create's created_at), so the last encoding is kept; the pair is one tuple,
+    read and replaced whole, so threads sharing the writer cannot mix two entries."""
+    last = _LAST_TIME[0]
+    if last[0] == at:
+        return last[1]
+    encoded = _long(_micros(at))
+    _LAST_TIME[0] = (at, encoded)
+    return encoded
+
+
 def event_body(e: ResourceChanged) -> bytes:
     """The Avro body (no framing) of ``e``; see the module's guarantee."""
     rid = str(e.resource_id).encode()
     parts = [_UUID_TEXT, str(e.event_id).encode(), _EVENT_TYPES[e.event_type.value],
-             _UUID_TEXT, rid, _long(e.version), _long(_micros(e.occurred_at)),
+             _UUID_TEXT, rid, _version(e.version), _time(e.occurred_at),
              _UUID_TEXT, str(e.command_id).encode()]
     if e.correlation_id is None:
         parts.append(_NULL)
@@ -77,6 +97,6 @@ def event_body(e: ResourceChanged) -> bytes:
         parts.append(_length(len(r.config)))
         for key, value in r.config.items():
             parts += (_text(key), _text(value))
-    parts += (_END, _STATUSES[r.status.value], _long(r.version), _long(_micros(r.created_at)),
-              _long(_micros(r.updated_at)))
+    parts += (_END, _STATUSES[r.status.value], _version(r.version), _time(r.created_at),
+              _time(r.updated_at))
     return b"".join(parts)
