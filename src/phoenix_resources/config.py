@@ -155,6 +155,14 @@ class Settings(BaseSettings):
     realistic redelivery delay (the commands topic's retention is the bound that matters)."""
     prune_interval_s: float = Field(default=300.0, gt=0)
     """How often the active relay prunes (in chunks of 10,000 rows)."""
+    gc_threshold: int = Field(default=50_000, ge=0)
+    """Container objects allocated between two collections of the youngest garbage-collector
+    generation, in ``worker``, ``relay`` and ``run`` processes (CPython's default is 700;
+    ``0`` keeps the interpreter's settings untouched). A batch keeps some 20 objects per command
+    alive until it ends: at 700 the collector runs dozens of times per batch, finds them alive
+    and traverses them again in older generations. Objects built at start-up are frozen out of
+    collections either way (unless ``0``). Reference counting frees almost everything; this
+    only delays finding cycles."""
 
     # --- Relay ------------------------------------------------------------------------------
     relay_batch_size: int = Field(default=2000, ge=1)

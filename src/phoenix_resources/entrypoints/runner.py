@@ -8,6 +8,7 @@ error, the others are stopped and the process exits non-zero (let the supervisor
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -133,7 +134,21 @@ def _relay_component(settings: Settings, metrics: Metrics,
     return Component("relay", relay.run, relay.stop), relay
 
 
-def _run(supervisor: Supervisor, tracing: Tracing, server: HealthServer | None = None) -> int:
+def _settle_garbage_collector(threshold: int) -> None:
+    """Freeze what start-up built (modules, schemas, pools: never garbage) out of every later
+    collection, and collect the youngest generation every ``threshold`` allocations (see
+    ``Settings.gc_threshold``). Called once, after everything is built, before any work."""
+    if threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(threshold, older, oldest)
+
+
+def _run(supervisor: Supervisor, tracing: Tracing, settings: Settings,
+         server: HealthServer | None = None) -> int:
+    _settle_garbage_collector(settings.gc_threshold)
     try:
         return supervisor.run()
     finally:
@@ -150,7 +165,8 @@ def run_worker(settings: Settings) -> int:
     health = _health(settings, supervisor)
     health.checks["consumer"] = worker.readiness
     metrics.set_readiness("worker", health.is_ready)
-    return _run(supervisor, tracing, _serve_health(settings, "worker", metrics, health))
+    return _run(supervisor, tracing, settings,
+                _serve_health(settings, "worker", metrics, health))
 
 
 def run_relay(settings: Settings) -> int:
@@ -161,7 +177,8 @@ def run_relay(settings: Settings) -> int:
     health = _health(settings, supervisor)
     health.checks["relay"] = relay.watch.readiness
     metrics.set_readiness("relay", health.is_ready)
-    return _run(supervisor, tracing, _serve_health(settings, "relay", metrics, health))
+    return _run(supervisor, tracing, settings,
+                _serve_health(settings, "relay", metrics, health))
 
 
 def run_all(settings: Settings) -> int:
@@ -193,4 +210,4 @@ def run_all(settings: Settings) -> int:
     grpc_server = GrpcServer(settings, metrics=metrics)
     supervisor.add(Component("grpc", grpc_server.run, grpc_server.stop))
     log.info("serving", extra={"url": f"http://{settings.http_host}:{settings.http_port}"})
-    return _run(supervisor, tracing)
+    return _run(supervisor, tracing, settings)
