@@ -102,12 +102,13 @@ def test_the_relay_session_ends_itself_when_its_owner_stops_answering(
                  for name in ("idle_session_timeout", "idle_in_transaction_session_timeout",
                               "statement_timeout", "tcp_keepalives_idle",
                               "tcp_keepalives_interval", "tcp_keepalives_count",
-                              "tcp_user_timeout")}
+                              "tcp_user_timeout", "plan_cache_mode")}
         assert shown == {"idle_session_timeout": "4s",
                          "idle_in_transaction_session_timeout": "4s",
                          "statement_timeout": "1234ms", "tcp_keepalives_idle": "1",
                          "tcp_keepalives_interval": "1", "tcp_keepalives_count": "3",
-                         "tcp_user_timeout": "4000"}
+                         "tcp_user_timeout": "4000",
+                         "plan_cache_mode": "force_custom_plan"}
         assert session.try_lead()
         assert session.holds_lead()
         conn.close()  # the session is gone: the lock with it; never re-led unknowingly

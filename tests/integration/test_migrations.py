@@ -19,16 +19,27 @@ def _tables(url: str) -> set[str]:
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
 
 
+def _indexes(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+
+
 def test_upgrade_then_downgrade_then_upgrade_again(pg_server: str) -> None:
     name = databases.create_database(pg_server)
     url = databases.with_database(pg_server, name)
     try:
         assert schema.current_revision(url) is None
         schema.upgrade(url)
-        assert schema.current_revision(url) == schema.head_revision() == "0003"
+        assert schema.current_revision(url) == schema.head_revision() == "0004"
         assert {"resources", "processed_commands", "outbox", "parked_commands",
                 "parked_resources"} <= _tables(url)
+        assert {"idx_outbox_parked", "idx_outbox_unparked_seq"} <= _indexes(url)
 
+        schema.downgrade(url, "0003")
+        assert schema.current_revision(url) == "0003"
+        assert "idx_outbox_unparked_seq" not in _indexes(url)
+        assert "idx_outbox_parked" in _indexes(url)
         schema.downgrade(url, "0002")
         assert schema.current_revision(url) == "0002"
         assert not {"parked_commands", "parked_resources"} & _tables(url)
@@ -39,7 +50,33 @@ def test_upgrade_then_downgrade_then_upgrade_again(pg_server: str) -> None:
         assert not {"resources", "processed_commands", "outbox"} & _tables(url)
 
         schema.upgrade(url)
-        assert schema.current_revision(url) == "0003"
+        assert schema.current_revision(url) == "0004"
+        assert "idx_outbox_unparked_seq" in _indexes(url)
+    finally:
+        databases.drop_database(pg_server, name)
+
+
+def test_an_interrupted_index_build_is_dropped_and_rebuilt_by_the_online_upgrade(
+        pg_server: str) -> None:
+    name = databases.create_database(pg_server)
+    url = databases.with_database(pg_server, name)
+    try:
+        schema.upgrade(url, "0003")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO outbox (id, aggregatetype, aggregateid, type, topic, "
+                         "payload, occurred_at) SELECT gen_random_uuid(), 'resource', 'r', "
+                         "'T', 't', '\\x00', now() FROM generate_series(1, 3)")
+            # a concurrent build that fails half-way leaves its INVALID index behind
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute("CREATE UNIQUE INDEX CONCURRENTLY idx_outbox_unparked_seq "
+                             "ON outbox (aggregateid)")
+        schema.upgrade(url)
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                "WHERE i.indexrelid = 'idx_outbox_unparked_seq'::regclass").fetchone()
+        assert row == (True, "CREATE INDEX idx_outbox_unparked_seq ON public.outbox USING "
+                             "btree (seq) WHERE (parked_reason IS NULL)")
     finally:
         databases.drop_database(pg_server, name)
 

@@ -84,9 +84,13 @@ def test_offline_sql_from_a_revision_upgrades_an_existing_database(
     url = databases.with_database(pg_server, name)
     try:
         schema.upgrade(url, "0001")
-        with psycopg.connect(url) as conn:  # the build must not need an empty table
+        with psycopg.connect(url) as conn:  # the builds must not need empty tables
             conn.execute("INSERT INTO resources (name, last_command_id) "
                          "SELECT 'r' || g, gen_random_uuid() FROM generate_series(1, 500) g")
+            conn.execute("INSERT INTO outbox (id, aggregatetype, aggregateid, type, topic, "
+                         "payload, occurred_at) SELECT gen_random_uuid(), 'resource', "
+                         "'r' || g % 50, 'T', 't', '\\x00', now() "
+                         "FROM generate_series(1, 500) g")
         sql = _cli_sql("upgrade", "--from", "0001")
         assert "CREATE TABLE resources" not in sql
         _psql(url, sql, tmp_path)
@@ -114,6 +118,10 @@ def test_every_index_on_an_existing_table_is_built_concurrently() -> None:
     assert offenders == [], "build these CONCURRENTLY (docs/decisions/0007)"
     assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_resources_live_status_id" in \
         schema.upgrade_sql("0002", "0001")
+    assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_outbox_unparked_seq ON outbox (seq) " \
+        "WHERE parked_reason IS NULL" in schema.upgrade_sql("0004", "0003")
+    assert "DROP INDEX CONCURRENTLY IF EXISTS idx_outbox_unparked_seq" in \
+        schema.downgrade_sql("0004", "0003")
 
 
 def test_migrate_sql_refuses_what_it_cannot_render() -> None:

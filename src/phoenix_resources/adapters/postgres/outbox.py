@@ -32,16 +32,21 @@ from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
 from phoenix_resources.adapters.postgres.errors import translated
 from phoenix_resources.errors import DatabaseUnavailable
 
-# The anti-join reads idx_outbox_parked (aggregateid, seq) WHERE parked_reason IS NOT NULL:
-# an empty partial index when nothing is parked, so the usual fetch costs what it did.
+# A row is fetched when it is not parked and comes before every parked row of its
+# aggregate (``< ALL`` of none is true; seq is unique, so it never equals a parked row's).
+# Written so the plan does not hang on statistics the outbox may not have yet: the rows come
+# in order from idx_outbox_unparked_seq (0004) and each one's check probes idx_outbox_parked
+# (aggregateid, seq) WHERE parked_reason IS NOT NULL, empty while nothing is parked.
+# PostgreSQL turns a NOT EXISTS into an anti-join, which it planned as a sort of the whole
+# outbox, or as a join scanning the outbox once per row; it never turns ``< ALL`` into a
+# join (docs/performance.md, item 6).
 FETCH = """
 SELECT o.seq, o.id::text, o.aggregateid, o.type, o.topic, o.payload, o.occurred_at,
        o.traceparent
 FROM outbox o
 WHERE o.parked_reason IS NULL
-  AND NOT EXISTS (SELECT 1 FROM outbox p
-                  WHERE p.parked_reason IS NOT NULL
-                    AND p.aggregateid = o.aggregateid AND p.seq < o.seq)
+  AND o.seq < ALL (SELECT p.seq FROM outbox p
+                   WHERE p.parked_reason IS NOT NULL AND p.aggregateid = o.aggregateid)
 ORDER BY o.seq LIMIT %s
 """
 
@@ -98,7 +103,10 @@ def session_options(session_timeout: float, statement_timeout_ms: int) -> dict[s
     s idle, and ``tcp_user_timeout`` (unacknowledged data) of ``session_timeout``. Server
     side, through ``options``: the same keepalives on PostgreSQL's socket, an
     ``idle_session_timeout`` and ``idle_in_transaction_session_timeout`` of
-    ``session_timeout``, and the statement timeout. (``idle_session_timeout`` needs
+    ``session_timeout``, the statement timeout, and ``plan_cache_mode=force_custom_plan``:
+    a generic plan of the fetch made while the outbox was vacuumed empty scans it once per
+    row until the next VACUUM or ANALYZE; planned for its parameters the fetch reads
+    ``idx_outbox_unparked_seq`` in order (migration 0004). (``idle_session_timeout`` needs
     PostgreSQL 14 or later.)"""
     ms = int(session_timeout * 1000)
     idle = max(1, int(session_timeout / 3))
@@ -106,7 +114,7 @@ def session_options(session_timeout: float, statement_timeout_ms: int) -> dict[s
     server = {"idle_session_timeout": ms, "idle_in_transaction_session_timeout": ms,
               "statement_timeout": statement_timeout_ms, "tcp_keepalives_idle": idle,
               "tcp_keepalives_interval": interval, "tcp_keepalives_count": 3,
-              "tcp_user_timeout": ms}
+              "tcp_user_timeout": ms, "plan_cache_mode": "force_custom_plan"}
     return {"keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
             "keepalives_count": 3, "tcp_user_timeout": ms,
             "application_name": "phoenix-resources-relay",
