@@ -39,20 +39,16 @@ def _long(n: int) -> bytes:
 
 
 _SMALL = [_long(i) for i in range(128)]
-_SMALL_LONGS = [_long(i) for i in range(64)]  # one byte each: versions are mostly small
 
 
-def _length(n: int) -> bytes:
-    return _SMALL[n] if n < 128 else _long(n)
-
-
-def _version(n: int) -> bytes:
-    return _SMALL_LONGS[n] if 0 <= n < 64 else _long(n)
+def _count(n: int) -> bytes:
+    """``_long(n)``, from a table for 0..127: lengths, and versions, are mostly small."""
+    return _SMALL[n] if 0 <= n < 128 else _long(n)
 
 
 def _text(value: str) -> bytes:
     raw = value.encode()
-    return _length(len(raw)) + raw
+    return _count(len(raw)) + raw
 
 
 def _micros(at: datetime) -> int:
@@ -78,14 +74,14 @@ def event_body(e: ResourceChanged) -> bytes:
     """The Avro body (no framing) of ``e``; see the module's guarantee."""
     rid = str(e.resource_id).encode()
     parts = [_UUID_TEXT, str(e.event_id).encode(), _EVENT_TYPES[e.event_type.value],
-             _UUID_TEXT, rid, _version(e.version), _time(e.occurred_at),
+             _UUID_TEXT, rid, _count(e.version), _time(e.occurred_at),
              _UUID_TEXT, str(e.command_id).encode()]
     if e.correlation_id is None:
         parts.append(_NULL)
     else:
         parts += (_PRESENT, _text(e.correlation_id))
     if e.changed_fields:
-        parts.append(_length(len(e.changed_fields)))
+        parts.append(_count(len(e.changed_fields)))
         parts += [_text(f) for f in e.changed_fields]
     parts.append(_END)
     r = e.resource
@@ -94,9 +90,9 @@ def event_body(e: ResourceChanged) -> bytes:
         return b"".join(parts)
     parts += (_PRESENT, _UUID_TEXT, rid, _text(r.name))
     if r.config:
-        parts.append(_length(len(r.config)))
+        parts.append(_count(len(r.config)))
         for key, value in r.config.items():
             parts += (_text(key), _text(value))
-    parts += (_END, _STATUSES[r.status.value], _version(r.version), _time(r.created_at),
+    parts += (_END, _STATUSES[r.status.value], _count(r.version), _time(r.created_at),
               _time(r.updated_at))
     return b"".join(parts)
