@@ -22,6 +22,8 @@ from uuid import UUID
 
 import orjson
 
+from phoenix_resources.adapters.codec import command_reader
+from phoenix_resources.adapters.codec.command_reader import read_command
 from phoenix_resources.adapters.codec.framing import (
     COMMAND_SCHEMA,
     AvroSchema,
@@ -242,6 +244,8 @@ class CommandCodec:
         compatible versions; see ``docs/wire-format.md``)."""
         self.framing = framing
         self.schema = load_schema(COMMAND_SCHEMA)
+        self._specialised = (read_command if self.schema.fingerprint == command_reader.READS
+                             else None)
         framing.remember(*released_schemas(COMMAND_SCHEMA), *writers)
         self.max_bytes = max_bytes
 
@@ -268,4 +272,5 @@ class CommandCodec:
             if not isinstance(record, dict):
                 raise DecodeError("malformed-json", "a command must be a JSON object")
             return command_from_record(record)
-        return command_from_record(self.framing.decode(self.schema, value, plain=True))
+        return command_from_record(self.framing.decode(self.schema, value, plain=True,
+                                                       specialised=self._specialised))

@@ -213,11 +213,17 @@ class Framing:
         raise DecodeError("unknown-format", "neither Avro single-object (C3 01), "
                           "Confluent (00) nor JSON")
 
-    def decode(self, schema: AvroSchema, value: bytes, *, plain: bool = False
+    def decode(self, schema: AvroSchema, value: bytes, *, plain: bool = False,
+               specialised: Callable[[bytes, int], dict[str, Any]] | None = None
                ) -> dict[str, Any]:
         """Read an Avro payload in either framing into ``schema``'s shape. ``plain``: leave
-        logical types as their wire values (UUIDs as text, times as epoch micros)."""
+        logical types as their wire values (UUIDs as text, times as epoch micros).
+        ``specialised(value, start)``: a reader of ``schema``'s own bodies (in the shape
+        ``plain`` asks for), used when
+        ``schema`` wrote the payload; it must raise nothing but :class:`DecodeError`."""
         writer, start = self.writer(schema, value)
+        if specialised is not None and writer is schema:
+            return specialised(value, start)
         reader = schema.plain if plain else schema.parsed
         body = io.BytesIO(value)
         body.seek(start)
