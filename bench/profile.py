@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     out = LOGS / "profile-worker.collapsed"
     LOGS.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)  # never summarise an earlier run's stacks
     with stack_target(False) as target:
         try:
             wl = generate(args.n)
@@ -67,11 +68,20 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.2)
             progress(f"{done:,} commands in {time.monotonic() - t:.1f} s under the profiler")
             # stop the worker itself, not py-spy: py-spy writes its file when its child exits
-            kids = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
-            for kid in kids:
-                os.kill(int(kid), signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.p.wait(30)
+            # py-spy may fork from any of its threads: each thread lists its own children.
+            kids = [kid for task in Path(f"/proc/{worker.pid}/task").iterdir()
+                    for kid in (task / "children").read_text().split()]
+            if not kids:
+                progress("the profiled worker was not found under py-spy; no profile")
+            # Again every 2 s: a signal that arrives while py-spy holds the worker stopped
+            # for a sample can be lost (the worker then never logs "stopping").
+            for _ in range(30):
+                for kid in kids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(kid), signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    worker.p.wait(2)
+                    break
             pipe.stop()
         finally:
             target.cleanup()
