@@ -28,6 +28,7 @@ from phoenix_resources.adapters.postgres.arrays import (
 )
 from phoenix_resources.adapters.postgres.batch_unit import KNOWN, UPDATE_EXISTING
 from phoenix_resources.config import Settings
+from tests.support.plans import explain, nodes
 
 pytestmark = pytest.mark.integration
 
@@ -58,19 +59,6 @@ def worker_session(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
         pool.close()
 
 
-def plan(conn: psycopg.Connection[Any], query: str, params: list[Any]) -> dict[str, Any]:
-    row = conn.execute("EXPLAIN (FORMAT JSON) " + query, params).fetchone()
-    assert row is not None
-    top: dict[str, Any] = row[0][0]["Plan"]
-    return top
-
-
-def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", []):
-        yield from nodes(child)
-
-
 def scanned_whole(top: dict[str, Any]) -> set[str]:
     return {n["Relation Name"] for n in nodes(top) if n["Node Type"] == "Seq Scan"}
 
@@ -84,7 +72,7 @@ def test_the_claim_probes_the_dedupe_key_of_a_40k_row_table(
     worker_session.execute(FILL_PROCESSED)
     worker_session.execute("ANALYZE processed_commands")
     ids = [uuid.uuid4() for _ in range(1000)]
-    top = plan(worker_session, KNOWN, [UuidArray(ids)])
+    top = explain(worker_session, KNOWN, [UuidArray(ids)])
     assert "processed_commands" not in scanned_whole(top), top
     assert "processed_commands_pkey" in indexes(top), top
 
@@ -96,7 +84,7 @@ def test_the_update_of_a_batch_probes_the_resources_key_of_a_20k_row_table(
     ids = [r[0] for r in worker_session.execute(
         "SELECT id FROM resources ORDER BY random() LIMIT 250").fetchall()]
     n = len(ids)
-    top = plan(worker_session, UPDATE_EXISTING, [
+    top = explain(worker_session, UPDATE_EXISTING, [
         UuidArray(ids), TextArray(["x"] * n), JsonbArray(["{}"] * n), TextArray(["active"] * n),
         Int8Array([2] * n), TimestamptzArray([None] * n), UuidArray(ids),
         TimestamptzArray([None] * n), Int8Array([1] * n)])

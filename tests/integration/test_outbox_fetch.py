@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from phoenix_resources.adapters.postgres.outbox import FETCH, OutboxSession
+from tests.support.plans import explain, nodes
 
 pytestmark = pytest.mark.integration
 
@@ -94,16 +95,7 @@ def prepare(conn: psycopg.Connection[Any]) -> None:
 
 
 def plan(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    row = conn.execute("EXPLAIN (FORMAT JSON) EXECUTE relay_fetch(2000)").fetchone()
-    assert row is not None
-    top: dict[str, Any] = row[0][0]["Plan"]
-    return top
-
-
-def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", []):
-        yield from nodes(child)
+    return explain(conn, "EXECUTE relay_fetch(2000)")
 
 
 def assert_reads_the_unparked_index_in_order(top: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ command schema still has that fingerprint, and reads with fastavro otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from phoenix_resources.errors import DecodeError
@@ -55,13 +56,14 @@ def _text(b: bytes, p: int) -> tuple[str, int]:
     return b[p:end].decode(), end
 
 
-def _present(b: bytes, p: int) -> tuple[bool, int]:
-    """The branch of a ``["null", T]`` union: False for null, True for T."""
+def _optional(b: bytes, p: int, read: Callable[[bytes, int], tuple[Any, int]]
+              ) -> tuple[Any, int]:
+    """A ``["null", T]`` union: ``None`` for branch 0, ``read`` for branch 1."""
     c = b[p]
     if c == 0:
-        return False, p + 1
+        return None, p + 1
     if c == 2:
-        return True, p + 1
+        return read(b, p + 1)
     raise DecodeError(_MALFORMED, "a union index other than 0 or 1")
 
 
@@ -86,30 +88,21 @@ def _map(b: bytes, p: int) -> tuple[dict[str, str], int]:
             out[key], p = _text(b, p)
 
 
+def _status(b: bytes, p: int) -> tuple[str, int]:
+    return _symbol(b, p, _STATUSES)
+
+
 def _read(b: bytes, p: int) -> tuple[dict[str, Any], int]:
     command_id, p = _text(b, p)
     command_type, p = _symbol(b, p, _COMMAND_TYPES)
     resource_id, p = _text(b, p)
-    expected_version = name = config = status = correlation_id = issued_by = None
-    present, p = _present(b, p)
-    if present:
-        expected_version, p = _long(b, p)
-    present, p = _present(b, p)
-    if present:
-        name, p = _text(b, p)
-    present, p = _present(b, p)
-    if present:
-        config, p = _map(b, p)
-    present, p = _present(b, p)
-    if present:
-        status, p = _symbol(b, p, _STATUSES)
+    expected_version, p = _optional(b, p, _long)
+    name, p = _optional(b, p, _text)
+    config, p = _optional(b, p, _map)
+    status, p = _optional(b, p, _status)
     issued_at, p = _long(b, p)
-    present, p = _present(b, p)
-    if present:
-        correlation_id, p = _text(b, p)
-    present, p = _present(b, p)
-    if present:
-        issued_by, p = _text(b, p)
+    correlation_id, p = _optional(b, p, _text)
+    issued_by, p = _optional(b, p, _text)
     return {"command_id": command_id, "command_type": command_type,
             "resource_id": resource_id, "expected_version": expected_version, "name": name,
             "config": config, "status": status, "issued_at": issued_at,
