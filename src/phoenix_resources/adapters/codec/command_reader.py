@@ -26,8 +26,6 @@ READS = bytes.fromhex("1ad66f279838378e")
 
 _COMMAND_TYPES = ("CREATE", "UPDATE", "DELETE")
 _STATUSES = ("pending", "active", "inactive")
-
-
 _MALFORMED = "malformed-avro"
 
 

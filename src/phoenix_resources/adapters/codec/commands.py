@@ -23,7 +23,6 @@ from uuid import UUID
 import orjson
 
 from phoenix_resources.adapters.codec import command_reader
-from phoenix_resources.adapters.codec.command_reader import read_command
 from phoenix_resources.adapters.codec.framing import (
     COMMAND_SCHEMA,
     AvroSchema,
@@ -244,8 +243,9 @@ class CommandCodec:
         compatible versions; see ``docs/wire-format.md``)."""
         self.framing = framing
         self.schema = load_schema(COMMAND_SCHEMA)
-        self._specialised = (read_command if self.schema.fingerprint == command_reader.READS
-                             else None)
+        # The specialised reader follows one version of the schema; any other uses fastavro.
+        self._specialised = (command_reader.read_command
+                             if self.schema.fingerprint == command_reader.READS else None)
         framing.remember(*released_schemas(COMMAND_SCHEMA), *writers)
         self.max_bytes = max_bytes
 

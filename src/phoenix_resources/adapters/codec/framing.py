@@ -218,9 +218,9 @@ class Framing:
                ) -> dict[str, Any]:
         """Read an Avro payload in either framing into ``schema``'s shape. ``plain``: leave
         logical types as their wire values (UUIDs as text, times as epoch micros).
-        ``specialised(value, start)``: a reader of ``schema``'s own bodies (in the shape
-        ``plain`` asks for), used when
-        ``schema`` wrote the payload; it must raise nothing but :class:`DecodeError`."""
+        ``specialised(value, start)``: a reader of ``schema``'s own bodies, in the shape
+        ``plain`` asks for, used instead of fastavro when ``schema`` itself wrote the payload;
+        it must raise nothing but :class:`DecodeError`."""
         writer, start = self.writer(schema, value)
         if specialised is not None and writer is schema:
             return specialised(value, start)

@@ -13,8 +13,10 @@ Create Date: 2026-11-24
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from alembic import context, op
+from phoenix_resources.adapters.postgres.online_index import (
+    create_index_concurrently,
+    drop_index_concurrently,
+)
 
 revision = "0002"
 down_revision = "0001"
@@ -25,17 +27,8 @@ INDEX = "idx_resources_live_status_id"
 
 
 def upgrade() -> None:
-    with op.get_context().autocommit_block():
-        if not context.is_offline_mode():
-            invalid = op.get_bind().execute(sa.text(
-                "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                "WHERE c.relname = :name AND NOT i.indisvalid"), {"name": INDEX}).first()
-            if invalid is not None:
-                op.execute(f"DROP INDEX CONCURRENTLY {INDEX}")
-        op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} ON resources (status, id) "
-                   "WHERE deleted_at IS NULL")
+    create_index_concurrently(INDEX, "ON resources (status, id) WHERE deleted_at IS NULL")
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")
+    drop_index_concurrently(INDEX)
