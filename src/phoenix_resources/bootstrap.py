@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from phoenix_resources.adapters import codec as codecs
 from phoenix_resources.adapters import kafka
 from phoenix_resources.adapters.codec import CommandCodec, EventCodec
+from phoenix_resources.adapters.group_membership import STATISTICS_INTERVAL_MS, GroupMembership
 from phoenix_resources.adapters.postgres import arrays
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
 from phoenix_resources.adapters.postgres.outbox import OutboxSession
@@ -144,6 +145,11 @@ class WorkerParts:
     """The codec of the outbox rows; ``events.prepare()`` checks the registry at start."""
     pool: ConnectionPool
     unit_factory: Callable[[], BatchUnit]
+    membership: GroupMembership
+    """Fed by the statistics of ``consumer`` and of every consumer ``new_consumer`` builds."""
+    new_consumer: Callable[[], Consumer]
+    """Another consumer like ``consumer``, for a worker that rebuilds its own; from then on
+    only the newest one's statistics feed ``membership``."""
 
 
 def _units(settings: Settings, name: str,
@@ -160,9 +166,16 @@ def _units(settings: Settings, name: str,
 
 def worker_parts(settings: Settings) -> WorkerParts:
     pool, events, unit = _units(settings, "phoenix-worker")
-    return WorkerParts(consumer=consumer(settings), producer=producer(settings),
+    membership = GroupMembership()
+
+    def watched_consumer() -> Consumer:
+        statistics: dict[str, Any] = {"statistics.interval.ms": STATISTICS_INTERVAL_MS,
+                                      "stats_cb": membership.stats_callback()}
+        return consumer(settings, **statistics)
+
+    return WorkerParts(consumer=watched_consumer(), producer=producer(settings),
                        codec=command_codec(settings), events=events, pool=pool,
-                       unit_factory=unit)
+                       unit_factory=unit, membership=membership, new_consumer=watched_consumer)
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,14 @@ class Settings(BaseSettings):
     membership is kept."""
     retry_max_s: float = Field(default=10.0, gt=0)
     """Longest backoff for transient faults."""
+    consumer_replace_after_s: float = Field(default=120.0, ge=0)
+    """A worker whose consumer has not been a settled member of its group for this long
+    (joined, holding its assignment: librdkafka's group state ``up/steady``) closes that
+    consumer and subscribes a new one, at most once per period; ``0``: never. This recovers a
+    consumer that lost its group coordinator in a broker restart and stopped looking for it.
+    Nothing is lost: offsets follow database commits, so the new consumer resumes at the last
+    one. Keep it well above ``session.timeout.ms`` (45 s by default) so ordinary rebalances
+    and short outages end first."""
     processed_retention_hours: float = Field(default=24.0 * 7, gt=0)
     """``processed_commands`` rows older than this are pruned. A redelivery of a command older
     than the window is no longer recognised as a duplicate, so keep it longer than any

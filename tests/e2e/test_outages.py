@@ -70,3 +70,34 @@ def test_kafka_restarted_mid_stream_loses_nothing(settings: Settings, database_u
         publish(on_private, commands[half:])
         _check(on_private, database_url, commands)
         assert not p.errors
+
+
+def test_a_consumer_out_of_its_group_past_the_limit_is_replaced_and_loses_nothing(
+        settings: Settings, database_url: str, private_broker: KafkaBroker) -> None:
+    topics = Topics.unique()
+    create_topics(private_broker.bootstrap_servers,
+                  {topics.commands: 3, topics.events: 3, topics.rejections: 1, topics.dlq: 1})
+    on_private = settings.model_copy(update={
+        "kafka_bootstrap_servers": private_broker.bootstrap_servers,
+        "commands_topic": topics.commands, "events_topic": topics.events,
+        "rejections_topic": topics.rejections, "dlq_topic": topics.dlq,
+        "consumer_replace_after_s": 5.0})
+    commands = stream(resources=60, updates_each=4)
+    half = len(commands) // 2
+    publish(on_private, commands[:half])
+    with Pipeline(on_private) as p:
+        replaced = p.metrics.consumer_replacements
+        wait_until(lambda: len(outcomes(database_url)) > 60, 60, "some commands applied")
+        wait_until(lambda: p.worker.readiness()["group_state"] == "up/steady", 30,
+                   "the consumer settled in its group")
+        assert replaced._value.get() == 0
+        private_broker.stop()
+        wait_until(lambda: replaced._value.get() >= 1, 60,
+                   "the consumer replaced while its group was out of reach")
+        assert p.worker.readiness()["group_state"] != "up/steady"
+        private_broker.start()
+        publish(on_private, commands[half:])
+        _check(on_private, database_url, commands)
+        wait_until(lambda: p.worker.readiness()["group_state"] == "up/steady", 60,
+                   "the new consumer settled in its group")
+        assert not p.errors

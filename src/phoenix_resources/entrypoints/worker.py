@@ -12,7 +12,9 @@ Guarantees (each has a test against the real broker and database):
   dead-lettered because of an outage;
 * on revoke, the in-flight batch's messages of revoked partitions are abandoned (the next
   owner gets them from the last committed offset) and nothing past the last database
-  commit is committed.
+  commit is committed;
+* a consumer that stays out of its group for ``consumer_replace_after_s`` is closed and
+  replaced between two batches; the new one resumes at the last committed offsets.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from tenacity import (
 from phoenix_resources import bootstrap
 from phoenix_resources.adapters.codec import CommandCodec, command_headers
 from phoenix_resources.adapters.dlq import DeadLetters
+from phoenix_resources.adapters.group_membership import GroupMembership
 from phoenix_resources.adapters.kafka import partition_key
 from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
@@ -55,6 +58,10 @@ HeaderList = list[tuple[str, bytes | None]] | None
 POLL_SLICE_S = 0.2
 """While waiting out a fault, poll at least this often (keeps rebalances and heartbeats
 served; far below max.poll.interval.ms)."""
+
+CLOSE_WAIT_S = 10.0
+"""How long a replaced consumer gets to leave its group before the new one subscribes; its
+close goes on in the background after that."""
 
 
 @dataclass
@@ -83,9 +90,13 @@ class Worker:
                  metrics: Metrics, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  monotonic: Callable[[], float] = time.monotonic,
                  prepare: Callable[[], None] | None = None,
-                 tracing: Tracing | None = None) -> None:
+                 tracing: Tracing | None = None,
+                 membership: GroupMembership | None = None,
+                 new_consumer: Callable[[], Consumer] | None = None) -> None:
         """``prepare`` runs before the first consume (e.g. looking up the event schemas in
-        the registry); transient failures of it are waited out, others stop the worker."""
+        the registry); transient failures of it are waited out, others stop the worker.
+        ``membership`` follows the consumer's group state; with ``new_consumer`` the worker
+        replaces a consumer out of its group for ``consumer_replace_after_s``."""
         self.settings = settings
         self._prepare = prepare
         self.consumer = consumer
@@ -102,6 +113,9 @@ class Worker:
         self._stop = threading.Event()
         self.watch = WorkerWatch(metrics, consumer, tracing=tracing, monotonic=monotonic,
                                  stuck_after_s=settings.stuck_after_s)
+        self._membership = membership
+        self._new_consumer = new_consumer
+        self._replaced_at = -float("inf")
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -117,8 +131,7 @@ class Worker:
         if self._prepare is not None and not self._prepared():
             self.consumer.close()
             return
-        self.consumer.subscribe([self.settings.commands_topic], on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._subscribe()
         log.info("worker started", extra={"topic": self.settings.commands_topic,
                                           "group": self.settings.consumer_group})
         try:
@@ -148,13 +161,54 @@ class Worker:
     def _sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
+    def _subscribe(self) -> None:
+        self.consumer.subscribe([self.settings.commands_topic], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+
     def run_once(self) -> None:
+        if self._replacement_due():
+            self._replace_consumer()
         messages = self.consumer.consume(self.settings.batch_size,
                                          timeout=self.settings.batch_max_wait_ms / 1000)
         good = [m for m in messages if not self._is_error(m)]
         self.watch.polled()
         if good:
             self.handle(good)
+
+    # --- a consumer out of its group -----------------------------------------------------------
+
+    def _replacement_due(self) -> bool:
+        limit = self.settings.consumer_replace_after_s
+        if self._membership is None or self._new_consumer is None or not limit:
+            return False
+        return (self._membership.out_of_group_s() > limit
+                and self.monotonic() - self._replaced_at > limit)
+
+    def _replace_consumer(self) -> None:
+        """Close the consumer and subscribe a new one, between two batches (nothing in flight).
+
+        The old consumer commits what it stored as it closes, if it still can: every stored
+        offset follows a database commit. Whatever it could not commit is redelivered to the
+        new one and absorbed as duplicates. Its rebalance callbacks are ignored from now on."""
+        assert self._membership is not None
+        assert self._new_consumer is not None
+        log.warning("consumer out of its group for too long; replacing it", extra={
+            "seconds_out_of_group": round(self._membership.out_of_group_s(), 1),
+            "group_state": self._membership.state,
+            "limit_s": self.settings.consumer_replace_after_s})
+        self._replaced_at = self.monotonic()
+        old, held = self.consumer, set(self.assignment)
+        closing = threading.Thread(target=_close_quietly, args=(old,), daemon=True,
+                                   name="replaced-consumer-close")
+        closing.start()
+        closing.join(CLOSE_WAIT_S)
+        self.consumer = self._new_consumer()
+        self.assignment = set()
+        if held:
+            self.watch.rebalanced("lost", held, self.assignment)
+        self.watch.use(self.consumer)
+        self.metrics.consumer_replacements.inc()
+        self._subscribe()
 
     def _close(self) -> None:
         try:
@@ -324,6 +378,8 @@ class Worker:
     # --- rebalance callbacks (run inside consume/poll, on this thread) ------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return  # a replaced consumer, closing
         added = {(tp.topic, tp.partition) for tp in partitions}
         self.assignment |= added
         self.watch.rebalanced("assigned", added, self.assignment)
@@ -332,6 +388,8 @@ class Worker:
         log.info("partitions assigned", extra={"partitions": sorted(p for _, p in added)})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         if self._in_flight is not None:
             self._in_flight.drop_partitions({p for _, p in revoked})
@@ -346,6 +404,8 @@ class Worker:
         log.info("partitions revoked", extra={"partitions": sorted(p for _, p in revoked)})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return
         lost = {(tp.topic, tp.partition) for tp in partitions}
         if self._in_flight is not None:
             self._in_flight.drop_partitions({p for _, p in lost})
@@ -354,8 +414,24 @@ class Worker:
         log.warning("partitions lost", extra={"partitions": sorted(p for _, p in lost)})
 
     def readiness(self) -> dict[str, Any]:
-        """``ok`` (joined, not stuck), assigned partitions, paused, lag (see WorkerWatch)."""
-        return self.watch.readiness()
+        """``ok`` (joined, not stuck), assigned partitions, paused, lag (see WorkerWatch);
+        with a membership, the group state too, and not ok while out of the group for longer
+        than ``stuck_after_s``."""
+        report = self.watch.readiness()
+        if self._membership is not None:
+            out = self._membership.out_of_group_s()
+            report["group_state"] = self._membership.state
+            report["seconds_out_of_group"] = round(out, 1)
+            if out > self.settings.stuck_after_s:
+                report["ok"] = False
+        return report
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    try:
+        consumer.close()
+    except Exception as e:  # a consumer out of its group may fail to leave it: that is fine
+        log.info("replaced consumer closed with an error", extra={"error": str(e)[:300]})
 
 
 def build_worker(settings: Settings, metrics: Metrics,
@@ -365,5 +441,6 @@ def build_worker(settings: Settings, metrics: Metrics,
     parts = bootstrap.worker_parts(settings)
     worker = Worker(settings, consumer=parts.consumer, producer=parts.producer,
                     codec=parts.codec, unit_factory=parts.unit_factory, metrics=metrics,
-                    prepare=parts.events.prepare, tracing=tracing)
+                    prepare=parts.events.prepare, tracing=tracing,
+                    membership=parts.membership, new_consumer=parts.new_consumer)
     return worker, parts.pool

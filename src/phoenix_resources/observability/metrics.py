@@ -254,6 +254,9 @@ class Metrics:
                                          multiprocess_mode=gauge_mode)
         self.rebalances = Counter("phoenix_rebalances", "Partitions assigned, revoked or lost "
                                   "(one count per rebalance callback)", ["event"], registry=r)
+        self.consumer_replacements = Counter(
+            "phoenix_consumer_replacements", "Consumers closed and replaced after being out of "
+            "their group for consumer_replace_after_s", registry=r)
         # --- relay ---------------------------------------------------------------------------
         self.events_published = Counter("phoenix_events_published",
                                         "Outbox rows published by the relay", ["topic"],

@@ -94,6 +94,11 @@ class WorkerWatch:
         if self.lag.total() == 0:
             self._progress_at = now
 
+    def use(self, consumer: Consumer) -> None:
+        """The worker replaced its consumer: read watermarks and positions from this one."""
+        self._consumer = consumer
+        self._next_refresh = 0.0
+
     def batch(self, messages: Sequence[Message]) -> BatchWatch:
         """A batch was taken; follow it until :meth:`BatchWatch.finished`."""
         return BatchWatch(self, messages)
