@@ -100,6 +100,9 @@ def test_a_consumer_out_of_its_group_too_long_is_replaced_and_the_new_one_resume
     assert old.closed, "the replaced consumer is closed"
     assert rig.worker.consumer is new
     assert old.committed[(TOPIC, 0)] == 3, "it committed what it had stored as it closed"
+    rebalances = rig.worker.metrics.rebalances
+    assert rebalances.labels("revoked")._value.get() == 0, "its closing revoke is ignored"
+    assert rebalances.labels("lost")._value.get() == 1, "what it held is reported lost, once"
     assert len(rig.store.processed) == 5, "the new consumer resumed at the committed offset"
     assert rig.store.commits == 2
 

@@ -116,6 +116,9 @@ class Worker:
         self._membership = membership
         self._new_consumer = new_consumer
         self._replaced_at = -float("inf")
+        self._retired: Consumer | None = None
+        """The consumer being replaced: its callbacks (it may close in the background) are
+        ignored."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -197,13 +200,13 @@ class Worker:
             "group_state": self._membership.state,
             "limit_s": self.settings.consumer_replace_after_s})
         self._replaced_at = self.monotonic()
-        old, held = self.consumer, set(self.assignment)
-        closing = threading.Thread(target=_close_quietly, args=(old,), daemon=True,
+        self._retired = self.consumer
+        closing = threading.Thread(target=_close_quietly, args=(self._retired,), daemon=True,
                                    name="replaced-consumer-close")
         closing.start()
         closing.join(CLOSE_WAIT_S)
+        held, self.assignment = self.assignment, set()
         self.consumer = self._new_consumer()
-        self.assignment = set()
         if held:
             self.watch.rebalanced("lost", held, self.assignment)
         self.watch.use(self.consumer)
@@ -378,7 +381,7 @@ class Worker:
     # --- rebalance callbacks (run inside consume/poll, on this thread) ------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if consumer is not self.consumer:
+        if consumer is not self.consumer or consumer is self._retired:
             return  # a replaced consumer, closing
         added = {(tp.topic, tp.partition) for tp in partitions}
         self.assignment |= added
@@ -388,7 +391,7 @@ class Worker:
         log.info("partitions assigned", extra={"partitions": sorted(p for _, p in added)})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if consumer is not self.consumer:
+        if consumer is not self.consumer or consumer is self._retired:
             return
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         if self._in_flight is not None:
@@ -404,7 +407,7 @@ class Worker:
         log.info("partitions revoked", extra={"partitions": sorted(p for _, p in revoked)})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if consumer is not self.consumer:
+        if consumer is not self.consumer or consumer is self._retired:
             return
         lost = {(tp.topic, tp.partition) for tp in partitions}
         if self._in_flight is not None:
