@@ -88,11 +88,13 @@ def test_a_consumer_out_of_its_group_past_the_limit_is_replaced_and_loses_nothin
     with Pipeline(on_private) as p:
         replaced = p.metrics.consumer_replacements
         wait_until(lambda: len(outcomes(database_url)) > 60, 60, "some commands applied")
-        wait_until(lambda: p.worker.readiness()["group_state"] == "up/steady", 30,
+        wait_until(lambda: p.worker.readiness()["group_state"] == "up/steady", 60,
                    "the consumer settled in its group")
-        assert replaced._value.get() == 0
+        # A first join slower than the limit (a fresh broker loading its group coordinator,
+        # a loaded machine) is itself replaced: count from here.
+        before = replaced._value.get()
         private_broker.stop()
-        wait_until(lambda: replaced._value.get() >= 1, 60,
+        wait_until(lambda: replaced._value.get() > before, 60,
                    "the consumer replaced while its group was out of reach")
         assert p.worker.readiness()["group_state"] != "up/steady"
         private_broker.start()

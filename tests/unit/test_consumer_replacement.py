@@ -61,6 +61,7 @@ class Rig:
         if getattr(self, "consumers", None):
             consumer.logs = self.consumers[0].logs
             consumer.committed = self.consumers[0].committed
+            consumer.on_idle = self.consumers[0].on_idle
         return consumer
 
     def _replacement(self) -> FakeConsumer:
@@ -190,3 +191,20 @@ class TestGroupMembership:
         membership.observe(SETTLED)
         membership.observe(document)
         assert membership.state == "up/steady"
+
+
+def test_the_wait_for_the_group_starts_at_the_first_subscription() -> None:
+    clock = FakeClock()
+    membership = GroupMembership(monotonic=clock)
+    clock.advance(500)  # start-up waited for the schema registry
+    membership.joining()
+    clock.advance(3)
+    assert membership.out_of_group_s() == 3.0
+
+
+def test_a_worker_that_started_slowly_does_not_replace_its_first_consumer_at_once() -> None:
+    rig = Rig()
+    rig.clock.advance(10 * LIMIT)  # e.g. waiting for the registry before subscribing
+    rig.consumers[0].on_idle = rig.worker.stop
+    rig.worker.run()
+    assert rig.replacements() == 0

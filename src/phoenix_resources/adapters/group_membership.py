@@ -60,6 +60,12 @@ class GroupMembership:
 
         return on_stats
 
+    def joining(self) -> None:
+        """The first subscription: the wait for the group starts now, not when the
+        membership was built (start-up may have waited for the registry meanwhile)."""
+        with self._lock:
+            self._settled_at = self._monotonic()
+
     def observe(self, document: str) -> None:
         """Take one statistics document (JSON). A document without a group (a consumer
         without ``group.id``) or that does not parse changes nothing."""

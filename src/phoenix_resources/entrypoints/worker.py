@@ -134,6 +134,8 @@ class Worker:
         if self._prepare is not None and not self._prepared():
             self.consumer.close()
             return
+        if self._membership is not None:
+            self._membership.joining()
         self._subscribe()
         log.info("worker started", extra={"topic": self.settings.commands_topic,
                                           "group": self.settings.consumer_group})
