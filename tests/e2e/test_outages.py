@@ -31,6 +31,17 @@ def _check(settings: Settings, database_url: str, commands: list) -> None:  # ty
     assert read_all(settings.kafka_bootstrap_servers, settings.dlq_topic, idle=0.5) == []
 
 
+def _on_private_broker(settings: Settings, broker: KafkaBroker, **updates: object) -> Settings:
+    """``settings`` pointed at ``broker``, with topics of its own created there."""
+    topics = Topics.unique()
+    create_topics(broker.bootstrap_servers,
+                  {topics.commands: 3, topics.events: 3, topics.rejections: 1, topics.dlq: 1})
+    return settings.model_copy(update={
+        "kafka_bootstrap_servers": broker.bootstrap_servers,
+        "commands_topic": topics.commands, "events_topic": topics.events,
+        "rejections_topic": topics.rejections, "dlq_topic": topics.dlq, **updates})
+
+
 def test_postgres_stopped_mid_stream_pauses_then_resumes_by_itself(
         settings: Settings, private_postgres: PostgresCluster) -> None:
     url = private_postgres.url()
@@ -52,13 +63,7 @@ def test_postgres_stopped_mid_stream_pauses_then_resumes_by_itself(
 
 def test_kafka_restarted_mid_stream_loses_nothing(settings: Settings, database_url: str,
                                                   private_broker: KafkaBroker) -> None:
-    topics = Topics.unique()
-    create_topics(private_broker.bootstrap_servers,
-                  {topics.commands: 3, topics.events: 3, topics.rejections: 1, topics.dlq: 1})
-    on_private = settings.model_copy(update={
-        "kafka_bootstrap_servers": private_broker.bootstrap_servers,
-        "commands_topic": topics.commands, "events_topic": topics.events,
-        "rejections_topic": topics.rejections, "dlq_topic": topics.dlq})
+    on_private = _on_private_broker(settings, private_broker)
     commands = stream(resources=100, updates_each=5)
     half = len(commands) // 2
     publish(on_private, commands[:half])
@@ -74,14 +79,7 @@ def test_kafka_restarted_mid_stream_loses_nothing(settings: Settings, database_u
 
 def test_a_consumer_out_of_its_group_past_the_limit_is_replaced_and_loses_nothing(
         settings: Settings, database_url: str, private_broker: KafkaBroker) -> None:
-    topics = Topics.unique()
-    create_topics(private_broker.bootstrap_servers,
-                  {topics.commands: 3, topics.events: 3, topics.rejections: 1, topics.dlq: 1})
-    on_private = settings.model_copy(update={
-        "kafka_bootstrap_servers": private_broker.bootstrap_servers,
-        "commands_topic": topics.commands, "events_topic": topics.events,
-        "rejections_topic": topics.rejections, "dlq_topic": topics.dlq,
-        "consumer_replace_after_s": 5.0})
+    on_private = _on_private_broker(settings, private_broker, consumer_replace_after_s=5.0)
     commands = stream(resources=60, updates_each=4)
     half = len(commands) // 2
     publish(on_private, commands[:half])

@@ -47,7 +47,7 @@ class Rig:
         self.clock = FakeClock()
         self.membership = GroupMembership(monotonic=self.clock)
         self.store = FakeStore()
-        self.consumers = [self._consumer()]
+        self.consumers = [FakeConsumer({TOPIC: 2}, clock=self.clock)]
         self.worker = Worker(
             Settings(commands_topic=TOPIC, dlq_topic="dlq", batch_max_wait_ms=0,
                      consumer_replace_after_s=limit, stuck_after_s=90, log_format="console"),
@@ -56,18 +56,16 @@ class Rig:
             monotonic=self.clock, membership=self.membership, new_consumer=self._replacement)
         self.worker._subscribe()
 
-    def _consumer(self) -> FakeConsumer:
-        consumer = FakeConsumer({TOPIC: 2}, clock=self.clock)
-        if getattr(self, "consumers", None):
-            consumer.logs = self.consumers[0].logs
-            consumer.committed = self.consumers[0].committed
-            consumer.on_idle = self.consumers[0].on_idle
-        return consumer
-
     def _replacement(self) -> FakeConsumer:
+        """What bootstrap's ``new_consumer`` does: a consumer of the same group, whose
+        statistics from now on are the ones that count."""
         self.membership.stats_callback()
-        self.consumers.append(self._consumer())
-        return self.consumers[-1]
+        first = self.consumers[0]
+        consumer = FakeConsumer({TOPIC: 2}, clock=self.clock)
+        consumer.logs, consumer.committed, consumer.on_idle = (first.logs, first.committed,
+                                                               first.on_idle)
+        self.consumers.append(consumer)
+        return consumer
 
     def send(self, n: int) -> None:
         for _ in range(n):

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 STATISTICS_INTERVAL_MS = 5000
 """How often a watched consumer reports (``statistics.interval.ms``)."""
 
-SETTLED = ("up", "steady")
-"""(``cgrp.state``, ``cgrp.join_state``) of a member that has joined and holds its
+SETTLED = "up/steady"
+"""``<cgrp.state>/<cgrp.join_state>`` of a member that has joined and holds its
 assignment."""
 
 
@@ -47,6 +47,7 @@ class GroupMembership:
         grace as one that fell out of its group."""
         self.state = "starting"
         """``<state>/<join_state>`` of the last statistics, e.g. ``up/steady``."""
+        self._settled = False
 
     def stats_callback(self) -> Callable[[str], None]:
         """The ``stats_cb`` of a new consumer; from now on only its statistics count."""
@@ -71,17 +72,18 @@ class GroupMembership:
         without ``group.id``) or that does not parse changes nothing."""
         try:
             group = json.loads(document).get("cgrp")
-            state = (str(group["state"]), str(group["join_state"]))
+            state = f"{group['state']}/{group['join_state']}"
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             log.debug("consumer statistics without a group state", extra={"reason": str(e)})
             return
         with self._lock:
-            self.state = "/".join(state)
-            if state == SETTLED:
+            self.state = state
+            self._settled = state == SETTLED
+            if self._settled:
                 self._settled_at = self._monotonic()
 
     def out_of_group_s(self) -> float:
         """Seconds since the consumer was last seen settled in its group (0 while it is)."""
-        if self.state == "/".join(SETTLED):
+        if self._settled:
             return 0.0
         return max(0.0, self._monotonic() - self._settled_at)

@@ -112,13 +112,12 @@ class Worker:
         self._in_flight: _InFlight | None = None
         self._stop = threading.Event()
         self.watch = WorkerWatch(metrics, consumer, tracing=tracing, monotonic=monotonic,
-                                 stuck_after_s=settings.stuck_after_s)
+                                 stuck_after_s=settings.stuck_after_s, membership=membership)
         self._membership = membership
         self._new_consumer = new_consumer
         self._replaced_at = -float("inf")
         self._retired: Consumer | None = None
-        """The consumer being replaced: its callbacks (it may close in the background) are
-        ignored."""
+        """The consumer being replaced (see :meth:`_replaced`)."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -382,9 +381,14 @@ class Worker:
 
     # --- rebalance callbacks (run inside consume/poll, on this thread) ------------------------
 
+    def _replaced(self, consumer: Consumer) -> bool:
+        """A consumer replaced earlier, or the one being replaced now (it may still be
+        closing in the background): its rebalances are no longer the worker's."""
+        return consumer is not self.consumer or consumer is self._retired
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if consumer is not self.consumer or consumer is self._retired:
-            return  # a replaced consumer, closing
+        if self._replaced(consumer):
+            return
         added = {(tp.topic, tp.partition) for tp in partitions}
         self.assignment |= added
         self.watch.rebalanced("assigned", added, self.assignment)
@@ -393,7 +397,7 @@ class Worker:
         log.info("partitions assigned", extra={"partitions": sorted(p for _, p in added)})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if consumer is not self.consumer or consumer is self._retired:
+        if self._replaced(consumer):
             return
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         if self._in_flight is not None:
@@ -409,7 +413,7 @@ class Worker:
         log.info("partitions revoked", extra={"partitions": sorted(p for _, p in revoked)})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if consumer is not self.consumer or consumer is self._retired:
+        if self._replaced(consumer):
             return
         lost = {(tp.topic, tp.partition) for tp in partitions}
         if self._in_flight is not None:
@@ -419,17 +423,9 @@ class Worker:
         log.warning("partitions lost", extra={"partitions": sorted(p for _, p in lost)})
 
     def readiness(self) -> dict[str, Any]:
-        """``ok`` (joined, not stuck), assigned partitions, paused, lag (see WorkerWatch);
-        with a membership, the group state too, and not ok while out of the group for longer
-        than ``stuck_after_s``."""
-        report = self.watch.readiness()
-        if self._membership is not None:
-            out = self._membership.out_of_group_s()
-            report["group_state"] = self._membership.state
-            report["seconds_out_of_group"] = round(out, 1)
-            if out > self.settings.stuck_after_s:
-                report["ok"] = False
-        return report
+        """``ok`` (joined, in its group, not stuck), assigned partitions, paused, lag (see
+        WorkerWatch)."""
+        return self.watch.readiness()
 
 
 def _close_quietly(consumer: Consumer) -> None:

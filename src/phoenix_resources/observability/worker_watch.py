@@ -48,6 +48,14 @@ class _DeadLetters(Protocol):
     delivered_reasons: dict[str, int]
 
 
+class _Membership(Protocol):
+    """``adapters.group_membership.GroupMembership``, as readiness reads it."""
+
+    state: str
+
+    def out_of_group_s(self) -> float: ...
+
+
 def _stamp(m: Message) -> tuple[int, float | None]:
     kind, ms = m.timestamp()
     return (m.offset() or 0), (ms / 1000 if kind and ms and ms > 0 else None)
@@ -58,12 +66,14 @@ class WorkerWatch:
 
     def __init__(self, metrics: Metrics, consumer: Consumer, *, tracing: Tracing | None = None,
                  stuck_after_s: float = 120.0, monotonic: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 membership: _Membership | None = None) -> None:
         self.metrics = metrics
         self.lag = metrics.consumer_lag
         self.tracing = tracing or Tracing()
         self._consumer = consumer
         self._stuck_after_s = stuck_after_s
+        self._membership = membership
         self._monotonic = monotonic
         self._wall = wall
         self._assigned: set[Key] = set()
@@ -137,17 +147,27 @@ class WorkerWatch:
 
     def readiness(self) -> dict[str, Any]:
         """Ready: joined the group (partitions assigned, or none to assign to this member),
-        and not stuck (records waiting with no batch finished for ``stuck_after_s``)."""
+        not stuck (records waiting with no batch finished for ``stuck_after_s``) and, with a
+        membership, not out of the group for longer than ``stuck_after_s`` either (its state
+        is reported as ``group_state``)."""
         waiting = self.lag.total()
         now = self._monotonic()
         if waiting == 0:
             self._progress_at = now
         stalled = now - self._progress_at
         stuck = waiting > 0 and stalled > self._stuck_after_s
-        return {"ok": self._joined and not stuck, "joined": self._joined,
-                "assigned_partitions": len(self._assigned),
-                "paused": self._paused_at is not None, "lag_messages": waiting,
-                "seconds_since_progress": round(stalled, 1), "stuck": stuck}
+        report: dict[str, Any] = {
+            "ok": self._joined and not stuck, "joined": self._joined,
+            "assigned_partitions": len(self._assigned), "paused": self._paused_at is not None,
+            "lag_messages": waiting, "seconds_since_progress": round(stalled, 1),
+            "stuck": stuck}
+        if self._membership is not None:
+            out = self._membership.out_of_group_s()
+            report["group_state"] = self._membership.state
+            report["seconds_out_of_group"] = round(out, 1)
+            if out > self._stuck_after_s:
+                report["ok"] = False
+        return report
 
 
 class BatchWatch:
