@@ -87,6 +87,8 @@ class _InFlight:
 
 
 class Worker:
+    """Applies the commands topic batch by batch; ``session`` keeps its consumer."""
+
     def __init__(self, settings: Settings, *, consumer: Consumer, producer: Producer,
                  codec: CommandCodec, unit_factory: Callable[[], BatchUnit],
                  metrics: Metrics, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
