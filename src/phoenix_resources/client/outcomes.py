@@ -18,8 +18,7 @@ from uuid import UUID
 import httpx
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from phoenix_resources.adapters import codec as codecs
-from phoenix_resources.adapters import kafka
+from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import (
     BrokerUnavailable,

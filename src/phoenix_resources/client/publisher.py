@@ -27,8 +27,7 @@ from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from phoenix_resources.adapters import codec as codecs
-from phoenix_resources.adapters import kafka
+from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.client.commands import (
     as_uuid,
     create_command,

@@ -26,8 +26,7 @@ from typing import Any, Literal, get_args
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from phoenix_resources.adapters import codec as codecs
-from phoenix_resources.adapters import kafka
+from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.adapters.dlq import dead_letter
 from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
