@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from phoenix_resources.entrypoints.asyncapi import document
-from phoenix_resources.entrypoints.http import create_app
+from phoenix_resources.entrypoints.http.app import create_app
 from tests.integration.test_http_api import (
     TestClient,
     api_settings,

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.grpc_positions import partition_for
+from phoenix_resources.entrypoints.grpc.positions import partition_for
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 from tests.integration.test_http_api import reader_url
 from tests.support.grpc_server import RunningServer, grpc_settings, refused

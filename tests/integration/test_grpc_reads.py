@@ -17,8 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.grpc_positions import encode_position
-from phoenix_resources.entrypoints.http import create_app
+from phoenix_resources.entrypoints.grpc.positions import encode_position
+from phoenix_resources.entrypoints.http.app import create_app
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 from tests.integration.test_http_api import (
     TestClient,
@@ -264,7 +264,7 @@ def test_health_and_reflection(api: RunningServer) -> None:
 
 def test_a_port_in_use_is_an_error_at_start(api: RunningServer, settings: Settings,
                                             read_url: str) -> None:
-    from phoenix_resources.entrypoints.grpc_server import GrpcServer
+    from phoenix_resources.entrypoints.grpc.server import GrpcServer
     from phoenix_resources.errors import ConfigurationError
 
     taken = grpc_settings(settings, read_url, grpc_port=api.server.port)

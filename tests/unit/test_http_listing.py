@@ -13,9 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from phoenix_resources.adapters.postgres.queries import ListedResource, PageKey
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.http import create_app
-from phoenix_resources.entrypoints.http_fast import ApiState, FastLookup
-from phoenix_resources.entrypoints.http_listing import encode_cursor, plain_listing
+from phoenix_resources.entrypoints.http.app import create_app
+from phoenix_resources.entrypoints.http.fast import ApiState, FastLookup
+from phoenix_resources.entrypoints.http.listing import encode_cursor, plain_listing
 from phoenix_resources.errors import DatabaseUnavailable
 
 pytestmark = pytest.mark.unit

@@ -44,9 +44,9 @@ from phoenix_resources import bootstrap
 from phoenix_resources.adapters.postgres.queries import ReadQueries
 from phoenix_resources.client import CommandPublisher
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.grpc_edge import Edge
-from phoenix_resources.entrypoints.grpc_service import CommandSender, ResourceService
-from phoenix_resources.entrypoints.http_edge import TokenCheck
+from phoenix_resources.entrypoints.grpc.edge import Edge
+from phoenix_resources.entrypoints.grpc.service import CommandSender, ResourceService
+from phoenix_resources.entrypoints.http.edge import TokenCheck
 from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc as pb_grpc

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from phoenix_resources.entrypoints import http_problems as p
+from phoenix_resources.entrypoints.http import problems as p
 
 VERSION = 1
 MAX_TOKEN = 4096

@@ -6,12 +6,12 @@ Guarantees:
   ``SELECT``) through :func:`bootstrap.api_db_pool`, opened by the lifespan and closed with it.
   Nothing is opened at import time; :func:`create_app_from_env` is the factory uvicorn's worker
   processes import.
-* Every error is ``application/problem+json`` with a stable code (``http_problems``); bad input
-  is a 400, never a 500. Every response carries the security headers (``http_edge``).
+* Every error is ``application/problem+json`` with a stable code (``problems``); bad input
+  is a 400, never a 500. Every response carries the security headers (``edge``).
 * ``GET /api/v1/resources/{id}`` is the hot path: one coalesced primary-key query, the JSON
-  rendered by PostgreSQL, no model validation; the models in ``http_models`` only describe it.
-  Its answer is built in one place (``http_lookup``) for both paths that serve it: the fast
-  ASGI layer (``http_fast``) and the route below, which documents it.
+  rendered by PostgreSQL, no model validation; the models in ``models`` only describe it.
+  Its answer is built in one place (``lookup``) for both paths that serve it: the fast
+  ASGI layer (``fast``) and the route below, which documents it.
 """
 
 from __future__ import annotations
@@ -39,19 +39,19 @@ from phoenix_resources.adapters.postgres.queries import ReadQueries
 from phoenix_resources.bootstrap import api_db_pool
 from phoenix_resources.config import Settings, revealed
 from phoenix_resources.domain.model import NAME_MAX, Status
-from phoenix_resources.entrypoints import http_problems as p
-from phoenix_resources.entrypoints.http_docs import add_docs_routes
-from phoenix_resources.entrypoints.http_edge import Edge, TokenCheck
-from phoenix_resources.entrypoints.http_fast import ApiState, FastLookup
-from phoenix_resources.entrypoints.http_listing import (
+from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.entrypoints.http.docs import add_docs_routes
+from phoenix_resources.entrypoints.http.edge import Edge, TokenCheck
+from phoenix_resources.entrypoints.http.fast import ApiState, FastLookup
+from phoenix_resources.entrypoints.http.listing import (
     LIMIT_DEFAULT,
     LIMIT_MAX,
     ListQuery,
     decode_cursor,
     listing,
 )
-from phoenix_resources.entrypoints.http_lookup import lookup
-from phoenix_resources.entrypoints.http_models import (
+from phoenix_resources.entrypoints.http.lookup import lookup
+from phoenix_resources.entrypoints.http.models import (
     CommandOutcome,
     Health,
     Problem,
@@ -117,7 +117,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     app = FastAPI(title="phoenix-resources", version="1", lifespan=lifespan,
                   # Tracing/metrics are Prometheus here; FastAPI's OpenTelemetry hooks off.
                   telemetry={"tracing": False, "metrics": False, "logs": False},
-                  # /docs is served offline by http_docs (no CDN), not FastAPI's page.
+                  # /docs is served offline by the docs module (no CDN), not FastAPI's page.
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   description="Read-only lookup of resources and command outcomes. "
                               "Writes happen only through command events on Kafka.")
@@ -132,7 +132,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
                        requests=metrics.http_requests, seconds=metrics.http_seconds,
                        access_log_ratio=settings.http_access_log_ratio)
     if tracing.enabled:
-        from phoenix_resources.entrypoints.http_tracing import add_tracing
+        from phoenix_resources.entrypoints.http.tracing import add_tracing
 
         add_tracing(app, tracing)
     return app
@@ -166,7 +166,7 @@ def _add_api_routes(app: FastAPI, state: ApiState) -> None:
         if request.query_params:
             _reject_unknown_query(request, no_query)
         # The plain form is answered by FastLookup; this route serves the other forms (e.g. an
-        # id without hyphens) with the same answer (http_lookup), and documents the operation.
+        # id without hyphens) with the same answer (lookup.py), and documents the operation.
         answer = await lookup(state.queries, resource_id, if_none_match, request.scope["path"])
         return answer.response()
 
@@ -186,7 +186,7 @@ def _add_api_routes(app: FastAPI, state: ApiState) -> None:
                         "this API did not issue is refused with 400).")] = None,
     ) -> Response:
         _reject_unknown_query(request, list_query)
-        # The plain forms are answered by FastLookup; both send what http_listing answers.
+        # The plain forms are answered by FastLookup; both send what listing.py answers.
         after = None if cursor is None else decode_cursor(cursor, by_name=name_prefix is not None)
         query = ListQuery(status.value if status else None, name_prefix, after, limit)
         return (await listing(state.queries, query)).response()
