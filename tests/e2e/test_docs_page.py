@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from phoenix_resources.entrypoints.http.app import build_server
+from phoenix_resources.entrypoints.http.server import build_server
 from tests.integration.test_http_api import api_settings, insert_resource, reader_url
 from tests.support.net import free_port
 from tests.support.services import unavailable

@@ -19,7 +19,8 @@ from fastapi import FastAPI
 from psycopg.types.json import Jsonb
 
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.http.app import build_server, create_app
+from phoenix_resources.entrypoints.http.app import create_app
+from phoenix_resources.entrypoints.http.server import build_server
 from phoenix_resources.observability import Metrics
 from tests.support.databases import ensure_login_role, with_user
 from tests.support.net import free_port

@@ -22,7 +22,8 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.http.app import build_server, create_app
+from phoenix_resources.entrypoints.http.app import create_app
+from phoenix_resources.entrypoints.http.server import build_server
 from tests.integration.test_http_api import (
     TOKEN,
     api_settings,

@@ -215,7 +215,7 @@ def test_worker_factory_rebuilds_the_served_settings(monkeypatch: pytest.MonkeyP
     import gc
 
     from phoenix_resources.config import revealed
-    from phoenix_resources.entrypoints.http import app as http
+    from phoenix_resources.entrypoints.http import server as http
 
     served = Settings(http_port=18123, api_token_hashes=["ab" * 32],
                       schema_registry_basic_auth="user:s3cret")  # type: ignore[arg-type]

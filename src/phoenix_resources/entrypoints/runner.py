@@ -184,7 +184,7 @@ def run_relay(settings: Settings) -> int:
 def run_all(settings: Settings) -> int:
     """Worker + relay + HTTP API + gRPC API in one process (the ``make run`` default)."""
     from phoenix_resources.entrypoints.grpc.server import GrpcServer
-    from phoenix_resources.entrypoints.http.app import build_server
+    from phoenix_resources.entrypoints.http.server import build_server
 
     metrics, tracing = _start(settings, "all")
     supervisor = Supervisor()
