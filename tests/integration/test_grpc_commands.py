@@ -136,7 +136,14 @@ def test_a_retry_with_the_same_command_id_is_applied_once(api: RunningServer,
     (pb.CreateResourceRequest(name="ok", resource_id="nope"), "invalid-field"),
     (pb.CreateResourceRequest(name="ok", status=9), "invalid-field"),  # type: ignore[arg-type]
     (pb.UpdateResourceRequest(resource_id="nope"), "invalid-field"),
-    (pb.UpdateResourceRequest(resource_id=str(uuid.uuid4()), expected_version=-1), "CMD-006"),
+    (pb.UpdateResourceRequest(resource_id=str(uuid.uuid4()), expected_version=-1),
+     "invalid-field"),
+    # What the worker would dead-letter is refused here, with its code (one validator):
+    (pb.CreateResourceRequest(name="a\x00b"), "invalid-field"),
+    (pb.CreateResourceRequest(name="ok", correlation_id="c" * 300), "invalid-field"),
+    (pb.UpdateResourceRequest(resource_id=str(uuid.uuid4()), config=pb.Config(
+        entries={"k": "v\x00"})), "invalid-field"),
+    (pb.CreateResourceRequest(name="ok", config={f"k{i}": "v" for i in range(300)}), "CMD-002"),
     (pb.DeleteResourceRequest(resource_id=""), "invalid-field"),
 ])
 def test_invalid_commands_are_invalid_argument_and_not_sent(

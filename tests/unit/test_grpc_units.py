@@ -212,10 +212,13 @@ def test_requests_become_the_client_librarys_commands() -> None:
     assert (unchanged.name, unchanged.config, unchanged.status, unchanged.expected_version) \
         == (None, None, None, None)
     cleared = update_from(pb.UpdateResourceRequest(
-        resource_id=str(uuid.uuid4()), name="", config=pb.Config(), expected_version=0,
+        resource_id=str(uuid.uuid4()), name="db-2", config=pb.Config(), expected_version=0,
         status=pb.RESOURCE_STATUS_ACTIVE))
     assert (cleared.name, cleared.config, cleared.status, cleared.expected_version) == (
-        "", {}, Status.ACTIVE, 0)
+        "db-2", {}, Status.ACTIVE, 0)
+    with pytest.raises(CommandInvalid) as e:  # set, but empty: the rule's code, nothing sent
+        update_from(pb.UpdateResourceRequest(resource_id=str(uuid.uuid4()), name=""))
+    assert e.value.code == "CMD-001"
 
 
 @pytest.mark.parametrize("request_", [

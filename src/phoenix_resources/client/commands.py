@@ -1,7 +1,10 @@
 """Building and checking commands on the publisher's side, before anything is sent.
 
-:func:`validate` applies the worker's stateless rules, so a command that would be rejected
-for its shape alone is refused here with the same code (:class:`CommandInvalid`).
+:func:`validate` is the one validator every entry and the worker's decoder share
+(``wire/validation.py``): a command the worker would dead-letter or reject for its shape
+alone is refused here with the same code (:class:`CommandInvalid`), so what is sent is
+applied or rejected with a code, never dead-lettered. :func:`encode_checked` adds the
+worker's size limit on the encoded bytes.
 """
 
 from __future__ import annotations
@@ -24,16 +27,12 @@ from phoenix_resources.domain.commands import (
     UpdateResource,
 )
 from phoenix_resources.domain.model import Status
-from phoenix_resources.domain.rules import (
-    RejectionCode,
-    RuleViolation,
-    check_config,
-    check_name,
-)
 from phoenix_resources.errors import CommandInvalid
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.validation import INVALID_FIELD, check_encoded, validate
 
-INVALID_FIELD = "invalid-field"
-"""Code of :class:`CommandInvalid` for a value of the wrong shape (not a UUID, unknown status)."""
+__all__ = ["INVALID_FIELD", "as_status", "as_uuid", "create_command", "delete_command",
+           "encode_checked", "new_traceparent", "sampled_at", "update_command", "validate"]
 
 
 def as_uuid(value: UUID | str, field: str) -> UUID:
@@ -85,27 +84,14 @@ def new_traceparent(sample_ratio: float = 1.0) -> str:
     return carrier["traceparent"]
 
 
-def validate(command: AnyCommand) -> None:
-    """The worker's stateless checks, applied before publishing; :class:`CommandInvalid`
-    carries the same code the worker would reject with."""
-    try:
-        if command.expected_version is not None and command.expected_version < 0:
-            raise RuleViolation(RejectionCode.VERSION_CONFLICT,
-                                "expected_version must not be negative")
-        if isinstance(command, CreateResource):
-            check_name(command.name)
-            check_config(command.config)
-            if command.expected_version not in (None, 0):
-                raise RuleViolation(RejectionCode.VERSION_CONFLICT,
-                                    f"expected version {command.expected_version}, but a "
-                                    "create targets a resource that does not exist yet")
-        elif isinstance(command, UpdateResource):
-            if command.name is not None:
-                check_name(command.name)
-            if command.config is not None:
-                check_config(command.config)
-    except RuleViolation as v:
-        raise CommandInvalid(v.code.value, v.message) from v
+def encode_checked(codec: CommandCodec, command: AnyCommand, wire_format: str,
+                   max_bytes: int) -> tuple[bytes, str]:
+    """``(value, content_type)`` of ``command`` as it goes on the wire, after the one
+    validator (:func:`validate`) and the worker's size limit (``too-large``); raises
+    :class:`CommandInvalid` (nothing to send) otherwise."""
+    validate(command)
+    value, content_type = codec.encode(command, wire_format)
+    return check_encoded(value, max_bytes), content_type
 
 
 def _common(resource_id: UUID | str, command_id: UUID | str | None,

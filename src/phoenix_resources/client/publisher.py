@@ -2,10 +2,14 @@
 
 Guarantees of :class:`CommandPublisher`:
 
-* a command that breaks a stateless rule (empty or too long name, bad config, bad status,
-  negative or impossible ``expected_version``) raises :class:`CommandInvalid` before anything
-  is sent; rules that need the stored state (existence, transitions, versions) are the
-  worker's and come back as a ``rejected`` outcome;
+* a command the worker would dead-letter (a value PostgreSQL cannot store: NUL, a lone
+  surrogate, a ``correlation_id`` over 255 characters, an ``expected_version`` outside
+  0..2^63-1, an ``issued_at`` out of range; or too large encoded) or reject for its shape
+  alone (empty or too long name, bad config, a create's ``expected_version``) raises
+  :class:`CommandInvalid` with that code before anything is sent — the one validator every
+  entry and the worker share (``wire/validation.py``); rules that need the stored state
+  (existence, transitions, versions) are the worker's and come back as a ``rejected``
+  outcome;
 * :meth:`~CommandPublisher.publish` (and ``create``/``update``/``delete``) return only after
   the broker acknowledged the record (idempotent producer, ``acks=all``); otherwise they raise
   :class:`DeliveryFailed` with the broker's error. A retry after an error must reuse the
@@ -32,9 +36,9 @@ from phoenix_resources.client.commands import (
     as_uuid,
     create_command,
     delete_command,
+    encode_checked,
     new_traceparent,
     update_command,
-    validate,
 )
 from phoenix_resources.client.outcomes import Outcome, OutcomeWatcher
 from phoenix_resources.client.settings import AnySettings, client_settings
@@ -44,12 +48,12 @@ from phoenix_resources.domain.commands import (
 from phoenix_resources.domain.model import Status
 from phoenix_resources.errors import (
     ClientClosed,
-    CommandInvalid,
     DeliveryFailed,
     PhoenixError,
 )
+from phoenix_resources.wire import validation
 
-TOO_LARGE = "too-large"
+TOO_LARGE = validation.TOO_LARGE
 """Code of :class:`CommandInvalid` for a command over the worker's size limit."""
 
 _REMEMBERED = 10_000  # publish times kept for wait_for_outcome (bounded memory)
@@ -193,13 +197,10 @@ class CommandPublisher:
         Raises :class:`CommandInvalid`, or :class:`DeliveryFailed` when the record cannot
         even be enqueued (e.g. larger than the broker accepts)."""
         self._check_open()
-        validate(command)
-        value, content_type = self._codec.encode(command, self._format)
-        if len(value) > self._settings.max_command_bytes:
-            # The worker would dead-letter it (too-large): refuse it here, nothing sent.
-            raise CommandInvalid(TOO_LARGE, f"the command encodes to {len(value)} bytes; the "
-                                 f"limit is {self._settings.max_command_bytes} "
-                                 "(PHOENIX_MAX_COMMAND_BYTES)")
+        # The one validator, then the worker's size limit: nothing is sent that the worker
+        # would dead-letter.
+        value, content_type = encode_checked(self._codec, command, self._format,
+                                             self._settings.max_command_bytes)
         headers: list[tuple[str, str | bytes | None]] = [
             ("content-type", content_type.encode())]
         if command.correlation_id:

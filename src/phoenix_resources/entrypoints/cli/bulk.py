@@ -7,7 +7,6 @@ counted in the :class:`BulkSummary` (the ``send`` command exits 1 when any line 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import uuid
@@ -44,15 +43,12 @@ class BulkSummary:
 
 def command_from_line(text: str) -> Any:
     """One JSON line → a command; missing ``command_id``/``issued_at`` (and a CREATE's
-    ``resource_id``) are generated. Raises :class:`DecodeError` with the reason."""
-    from phoenix_resources.wire.commands import command_from_record
+    ``resource_id``) are generated. Read and checked exactly as the worker reads a JSON
+    command (``wire.commands.json_record``, then the one validator): raises
+    :class:`DecodeError` with the reason the worker would dead-letter the line with."""
+    from phoenix_resources.wire.commands import command_from_record, json_record
 
-    try:
-        record = json.loads(text)
-    except ValueError as e:
-        raise DecodeError("malformed-json", str(e)) from e
-    if not isinstance(record, dict):
-        raise DecodeError("malformed-json", "a command must be a JSON object")
+    record = json_record(text)
     # Not setdefault: it would build the default (a uuid4, a clock read) on every line.
     if "command_id" not in record:
         record["command_id"] = uuid.uuid4()

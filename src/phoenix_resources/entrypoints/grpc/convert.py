@@ -2,9 +2,9 @@
 read queries' JSON documents, domain events, and commands. Pure functions: no I/O.
 
 Guarantees: a resource or outcome carries exactly the fields (and values) the HTTP API
-answers for it; requests become the same commands the client library builds, so the same
-local validation (:class:`CommandInvalid` with the rule's code) applies before anything is
-published.
+answers for it; requests become the same commands the client library builds, checked by the
+one validator every entry and the worker's decoder share (:class:`CommandInvalid` with the
+code the worker would give) before anything is published.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from phoenix_resources.client.commands import (
     create_command,
     delete_command,
     update_command,
+    validate,
 )
 from phoenix_resources.domain.commands import CreateResource, DeleteResource, UpdateResource
 from phoenix_resources.domain.events import EventType, ResourceChanged
@@ -137,21 +138,29 @@ def command_status(value: int) -> Status | None:
 
 
 def create_from(r: pb.CreateResourceRequest) -> CreateResource:
-    return create_command(r.name, resource_id=r.resource_id or None, config=dict(r.config),
-                          status=command_status(r.status), command_id=r.command_id or None,
-                          correlation_id=r.correlation_id or None)
+    """The command a request asks for, checked by the one validator (``wire/validation``):
+    :class:`CommandInvalid` with the code the worker would give, nothing sent."""
+    command = create_command(r.name, resource_id=r.resource_id or None, config=dict(r.config),
+                             status=command_status(r.status), command_id=r.command_id or None,
+                             correlation_id=r.correlation_id or None)
+    validate(command)
+    return command
 
 
 def update_from(r: pb.UpdateResourceRequest) -> UpdateResource:
-    return update_command(
+    command = update_command(
         r.resource_id, name=r.name if r.HasField("name") else None,
         config=dict(r.config.entries) if r.HasField("config") else None,
         status=command_status(r.status), command_id=r.command_id or None,
         correlation_id=r.correlation_id or None,
         expected_version=r.expected_version if r.HasField("expected_version") else None)
+    validate(command)
+    return command
 
 
 def delete_from(r: pb.DeleteResourceRequest) -> DeleteResource:
-    return delete_command(
+    command = delete_command(
         r.resource_id, command_id=r.command_id or None, correlation_id=r.correlation_id or None,
         expected_version=r.expected_version if r.HasField("expected_version") else None)
+    validate(command)
+    return command
