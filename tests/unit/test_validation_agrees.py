@@ -1,6 +1,6 @@
 """Every entry validates alike (DESIGN promise 10): the same generated input — valid and
-hostile (NUL, lone surrogates, oversize fields, huge configs, odd ids, times at the edges)
-— goes to every entry and to the worker, and their verdicts
+hostile (NUL, lone surrogates, oversize fields, huge configs, odd ids, times at the edges,
+epoch integers in other units) — goes to every entry and to the worker, and their verdicts
 are compared.
 
 Entries: the client library (its command builders, then what ``submit`` runs before
@@ -182,7 +182,7 @@ def _agree(entry: Verdict, worker: Verdict) -> None:
         assert worker == ("rejected", code), (entry, worker)
     else:  # a value the worker cannot store: it dead-letters, for that value
         assert worker[0] == "dead-letter", (entry, worker)
-        assert worker[1] in {code, "invalid-field", "malformed-json"}
+        assert worker[1] in {code, "invalid-field", "issued-at-unit", "malformed-json"}
 
 
 def _normal(command: AnyCommand) -> tuple[Any, ...]:
@@ -356,6 +356,14 @@ def test_the_defects_that_started_it() -> None:
     with pytest.raises(CommandInvalid) as e:
         encode_checked(CODEC, create_command("db", issued_by="\ud800"), "avro", MAX_BYTES)
     assert e.value.code == "invalid-field"
+
+
+def test_a_json_time_in_milliseconds_names_the_unit_expected() -> None:
+    line = _line(Spec("create", name="db"), 1_764_000_000_000)
+    with pytest.raises(DecodeError) as e:
+        command_from_line(line)
+    assert (e.value.reason, "microseconds" in e.value.detail) == ("issued-at-unit", True)
+    assert _worker(line.encode(), "application/json")[0] == ("dead-letter", "issued-at-unit")
 
 
 @pytest.mark.parametrize("args", [

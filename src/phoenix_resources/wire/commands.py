@@ -9,8 +9,9 @@ headers) — nothing else, except :class:`~phoenix_resources.errors.RegistryUnav
 a registry that must name the writer schema cannot answer. *Storable* is
 :func:`~phoenix_resources.wire.validation.check_command`'s: ids are UUIDs; text has no NUL
 and is valid UTF-8; ``correlation_id`` and ``issued_by`` have at most 255 characters;
-``expected_version`` is within 0..2^63-1 (BIGINT); ``issued_at`` is within 1970-01-01 ..
-9999-12-31T23:59:59.999999 UTC.
+``expected_version`` is within 0..2^63-1 (BIGINT); ``issued_at`` is within
+1973-03-03T09:46:40 .. 9999-12-31T23:59:59.999999 UTC (epoch integers below 10^14 are
+milliseconds or seconds mistaken for microseconds: ``issued-at-unit``).
 ``tests/fuzz`` checks this property on generated input.
 """
 

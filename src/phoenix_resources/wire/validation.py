@@ -15,8 +15,8 @@ Two layers, with the codes of ``docs/errors.md``:
   ``issued_by`` have at most :data:`TEXT_MAX` characters; ``config`` maps text to text;
   ``expected_version`` is an ``int`` within 0..2^63-1 (BIGINT); ``issued_at`` is an aware
   (or naive = UTC) time within :data:`ISSUED_AT_MIN` .. :data:`ISSUED_AT_MAX`. Failing
-  raises :class:`~phoenix_resources.errors.DecodeError` ``invalid-field``, which the worker
-  dead-letters.
+  raises :class:`~phoenix_resources.errors.DecodeError` — ``invalid-field``, or
+  ``issued-at-unit`` for an epoch integer in the wrong unit — which the worker dead-letters.
 * the stateless rules of ``domain/rules.py`` (name ``CMD-001``, config ``CMD-002``, a create
   with an ``expected_version`` above 0 ``CMD-006``), which the worker would reject with.
 
@@ -26,7 +26,7 @@ code; :func:`check_encoded` adds the size limit the worker applies to the encode
 
 Why here and not in ``domain/rules.py``: what most often separates "decoded" from
 "dead-lettered" is the wire and storage contract (NUL, Unicode, column sizes, integer and
-time ranges), which is this package's subject; the domain rules are applied from here,
+time ranges, units), which is this package's subject; the domain rules are applied from here,
 not copied (``docs/decisions/0012-one-command-validator.md``).
 """
 
@@ -53,19 +53,27 @@ from phoenix_resources.domain.rules import (
 from phoenix_resources.errors import CommandInvalid, DecodeError
 
 INVALID_FIELD = "invalid-field"
+ISSUED_AT_UNIT = "issued-at-unit"
 TOO_LARGE = "too-large"
 
 TEXT_MAX = 255
 """Longest correlation_id / issued_by (they are stored in VARCHAR(255) columns)."""
 VERSION_MAX = 2**63 - 1
 """Largest expected_version: PostgreSQL's BIGINT (and Avro's long) cannot hold more."""
+MICROS_MIN = 10**14
+"""The smallest epoch-microseconds ``issued_at`` (1973-03-03T09:46:40Z). Smaller positive
+integers are epoch milliseconds or seconds given for microseconds (``Date.now()``,
+``System.currentTimeMillis()``, ``time()``): refused ``issued-at-unit``, never guessed."""
 _MICROSECOND = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ISSUED_AT_MIN = _EPOCH
+ISSUED_AT_MIN = _EPOCH + MICROS_MIN * _MICROSECOND
 ISSUED_AT_MAX = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
-"""``issued_at`` range. Before 1970 no command of this service was issued; after 9999
+"""``issued_at`` range. No command of this service was issued before 1973; after 9999
 Python's datetime ends (PostgreSQL's goes further, so everything in range is storable)."""
 MICROS_MAX = (ISSUED_AT_MAX - _EPOCH) // _MICROSECOND
+_SECONDS_BELOW = 10**11
+"""Below this, an epoch integer reads as seconds (years 1970..5138); from it up to
+:data:`MICROS_MIN`, as milliseconds (1973..5138)."""
 
 
 def show(value: Any) -> str:
@@ -81,12 +89,18 @@ def show(value: Any) -> str:
 def issued_at_from(value: Any) -> datetime:
     """Epoch microseconds (Avro's timestamp-micros; JSON integers), ISO-8601 text (naive
     means UTC) or a datetime, as an aware UTC time within the range; anything else — floats,
-    booleans, nanoseconds mistaken for microseconds — is refused."""
+    booleans, other units — is refused."""
     if type(value) is int:  # not bool, and the common case first
-        if 0 <= value <= MICROS_MAX:
+        if MICROS_MIN <= value <= MICROS_MAX:
             return _EPOCH + value * _MICROSECOND
+        if 0 <= value < MICROS_MIN:
+            unit, factor = (("seconds", "1,000,000") if value < _SECONDS_BELOW
+                            else ("milliseconds", "1,000"))
+            raise DecodeError("issued-at-unit", f"'issued_at' must be epoch microseconds (at "
+                              f"least {MICROS_MIN}); {value} reads as epoch {unit}: "
+                              f"multiply by {factor}, or send ISO-8601 text")
         raise DecodeError("invalid-field", f"'issued_at' epoch micros out of range "
-                          f"(0..{MICROS_MAX}: years 1970..9999; nanoseconds?)")
+                          f"({MICROS_MIN}..{MICROS_MAX}: years 1973..9999; nanoseconds?)")
     if isinstance(value, str):
         try:
             at = datetime.fromisoformat(value) if len(value) <= 64 else None
@@ -100,8 +114,8 @@ def issued_at_from(value: Any) -> datetime:
         at = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         # Compare before converting: astimezone(UTC) overflows for 9999-12-31T23:00-05:00.
         if not ISSUED_AT_MIN <= at <= ISSUED_AT_MAX:
-            raise DecodeError("invalid-field", "'issued_at' is out of range (years "
-                              "1970..9999 UTC)")
+            raise DecodeError("invalid-field", "'issued_at' is out of range "
+                              "(1973-03-03T09:46:40Z .. 9999-12-31T23:59:59.999999Z)")
         return at if at.tzinfo is UTC else at.astimezone(UTC)
     raise DecodeError("invalid-field", "'issued_at' must be ISO-8601 text or epoch micros, "
                       f"not {show(value)}")
@@ -173,7 +187,7 @@ def status_of(value: Any) -> Status | None:
 # --- a whole command ---------------------------------------------------------------------------
 
 def check_command(command: AnyCommand) -> None:
-    """Raise :class:`DecodeError` (``invalid-field``) unless every value
+    """Raise :class:`DecodeError` (``invalid-field``, ``issued-at-unit``) unless every value
     of ``command`` is storable; see the module's first layer. The worker's decoder ends
     with this, and :func:`validate` starts with it."""
     if type(command) not in _KINDS:
@@ -223,7 +237,7 @@ def check_rules(command: AnyCommand) -> None:
 
 def validate(command: AnyCommand) -> None:
     """Every entry's check before publishing: :class:`CommandInvalid` with the code the
-    worker would dead-letter (``invalid-field``) or reject
+    worker would dead-letter (``invalid-field``, ``issued-at-unit``) or reject
     (``CMD-…``) the command with; nothing raised means the worker decodes it and no
     stateless rule refuses it."""
     try:
