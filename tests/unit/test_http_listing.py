@@ -89,7 +89,9 @@ def test_pages_chain_through_next_cursor() -> None:
 ROUTE_ONLY = [b"limit=0", b"limit=501", b"limit=abc", b"limit=", b"status=gone", b"status=",
               b"name_prefix=", b"colour=red", b"cursor=not-a-cursor",
               b"cursor=" + encode_cursor(IDS[1]).encode() + b"&name_prefix=db", b"cursor=%00",
-              b"a&&b"]
+              b"a&&b", b"name_prefix=%00", b"name_prefix=db%00x",
+              b"name_prefix=db&cursor=" + encode_cursor(("db\x00", IDS[0])).encode(),
+              b"name_prefix=db&cursor=" + encode_cursor(("x" * 256, IDS[0])).encode()]
 
 
 @pytest.mark.parametrize("query", ROUTE_ONLY, ids=[q.decode()[:40] for q in ROUTE_ONLY])

@@ -121,6 +121,20 @@ def issued_at_from(value: Any) -> datetime:
                       f"not {show(value)}")
 
 
+def storable_text(text: str) -> bool:
+    """Whether PostgreSQL can take ``text`` as it is: no NUL, valid Unicode. For values that
+    are not commands' (the read API's filters and cursors): refuse them before any query."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def storable(text: str, field: str) -> str:
     """Text PostgreSQL can store: no NUL (text and jsonb refuse it) and valid Unicode (JSON
     escapes, argv bytes and careless callers can produce lone surrogates)."""

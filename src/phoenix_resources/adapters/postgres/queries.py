@@ -131,6 +131,11 @@ class ReadQueries:
 
         Keyset pagination: the page starts strictly after ``after``, so rows are never
         repeated or skipped across pages, whatever is inserted or deleted meanwhile.
+
+        The callers check their text first (``http.listing.check_name_prefix``,
+        ``decode_cursor``): ``name_prefix`` and the name in ``after`` hold no NUL and no lone
+        surrogate, which PostgreSQL (or the driver) refuses with an error that is no
+        client's fault to see.
         """
         conditions = ["deleted_at IS NULL"]
         params: list[Any] = []

@@ -32,7 +32,6 @@ from phoenix_resources.adapters.postgres.queries import ReadQueries, ResourceDoc
 from phoenix_resources.client import CommandPublisher, Sent
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import AnyCommand
-from phoenix_resources.domain.model import NAME_MAX
 from phoenix_resources.entrypoints.grpc.convert import (
     create_from,
     delete_from,
@@ -49,6 +48,7 @@ from phoenix_resources.entrypoints.http.listing import (
     CURSOR_MAX,
     LIMIT_DEFAULT,
     LIMIT_MAX,
+    check_name_prefix,
     decode_cursor,
     encode_cursor,
 )
@@ -215,10 +215,8 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
                 raise p.ApiProblem(p.INVALID_REQUEST,
                                    f"page_size must be 1..{LIMIT_MAX} (0: {LIMIT_DEFAULT})")
             limit = request.page_size or LIMIT_DEFAULT
-            prefix = request.name_prefix if request.HasField("name_prefix") else None
-            if prefix is not None and not 1 <= len(prefix) <= NAME_MAX:
-                raise p.ApiProblem(p.INVALID_REQUEST,
-                                   f"name_prefix, when set, must be 1..{NAME_MAX} characters")
+            prefix = check_name_prefix(request.name_prefix if request.HasField("name_prefix")
+                                       else None)
             status = status_filter(request.status)
             after = None
             if request.page_token:

@@ -8,6 +8,10 @@ serves the request — the same two-path arrangement as the lookup by id
 * the FastAPI route ``list_resources`` answers everything else, refusing what is invalid with
   its 400s, and documents the operation.
 
+Text that reaches the query is checked first (:func:`name_text`: 1..255 characters without
+NUL or lone surrogates, for ``name_prefix`` and a cursor's name alike), so a value PostgreSQL
+refuses is a 400 ``RES-001``, never a 500 with a traceback per request.
+
 Both call :func:`listing` and send the :class:`~.edge.Answer` it returns, so they cannot
 drift; ``tests/unit/test_http_listing.py`` compares them request by request. A database that
 cannot answer, or a cursor this API did not issue, is left to the route (the fast path falls
@@ -29,6 +33,7 @@ from phoenix_resources.adapters.postgres.queries import PageKey, ReadQueries
 from phoenix_resources.domain.model import NAME_MAX, Status
 from phoenix_resources.entrypoints.http import problems as p
 from phoenix_resources.entrypoints.http.edge import Answer
+from phoenix_resources.wire.validation import storable_text
 
 PATH = "/api/v1/resources"
 LIMIT_DEFAULT, LIMIT_MAX = 50, 500
@@ -86,7 +91,7 @@ def _valid(given: dict[str, str]) -> ListQuery | None:
     if status is not None and status not in _STATUSES:
         return None
     prefix = given.get("name_prefix")
-    if prefix is not None and not 1 <= len(prefix) <= NAME_MAX:
+    if prefix is not None and not name_text(prefix):
         return None
     limit = LIMIT_DEFAULT
     if "limit" in given:
@@ -108,6 +113,21 @@ def _valid(given: dict[str, str]) -> ListQuery | None:
     return ListQuery(status, prefix, after, limit)
 
 
+def name_text(value: str) -> bool:
+    """Whether ``value`` may stand for a name in a query: 1..255 characters PostgreSQL can
+    take (no NUL, no lone surrogate). Names are never empty or longer, so nothing else can
+    match one; and a value PostgreSQL refuses would end as a 500 per request."""
+    return 1 <= len(value) <= NAME_MAX and storable_text(value)
+
+
+def check_name_prefix(value: str | None, field: str = "name_prefix") -> str | None:
+    """``value`` unless it is set and not :func:`name_text`: then ``ApiProblem`` RES-001."""
+    if value is not None and not name_text(value):
+        raise p.ApiProblem(p.INVALID_REQUEST, f"{field}, when set, must be 1..{NAME_MAX} "
+                           "characters without NUL or lone surrogates")
+    return value
+
+
 def encode_cursor(key: PageKey) -> str:
     """Opaque to clients: base64url of ``[id]`` or ``[name, id]``, unpadded."""
     raw = [str(key)] if isinstance(key, UUID) else [key[0], str(key[1])]
@@ -118,7 +138,8 @@ def decode_cursor(cursor: str, *, by_name: bool) -> PageKey:
     """The key a cursor encodes; ApiProblem RES-001 for anything this API did not issue."""
     try:
         raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if by_name and isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str):
+        if (by_name and isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str)
+                and name_text(raw[0])):  # a name this API could have issued
             return raw[0], UUID(raw[1])
         if not by_name and isinstance(raw, list) and len(raw) == 1:
             return UUID(raw[0])

@@ -22,6 +22,7 @@ from phoenix_resources.entrypoints.http.listing import (
     LIMIT_DEFAULT,
     LIMIT_MAX,
     ListQuery,
+    check_name_prefix,
     decode_cursor,
     listing,
 )
@@ -81,6 +82,7 @@ def add_api_routes(app: FastAPI, state: ApiState) -> None:
                         "this API did not issue is refused with 400).")] = None,
     ) -> Response:
         _reject_unknown_query(request, list_query)
+        check_name_prefix(name_prefix)  # NUL: PostgreSQL refuses it (a 400, not a 500)
         # The plain forms are answered by FastLookup; both send what listing.py answers.
         after = None if cursor is None else decode_cursor(cursor, by_name=name_prefix is not None)
         query = ListQuery(status.value if status else None, name_prefix, after, limit)
