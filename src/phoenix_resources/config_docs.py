@@ -7,7 +7,8 @@ is documented where it is declared. Run ``phoenix-resources config docs --output
 docs/configuration.md`` (``make docs``); ``tests/unit/test_configuration_docs.py`` fails when
 the file is not what this module renders.
 
-Pure: reads the source of ``config.py`` (through :mod:`inspect`), never the environment.
+Pure: reads the source of ``config.py`` and of the settings classes it inherits from
+(``config_limits.py``; through :mod:`inspect`), never the environment.
 """
 
 from __future__ import annotations
@@ -184,17 +185,28 @@ def _default(name: str, info: Any) -> str:
     return f"`{value}`"
 
 
+def _sources() -> list[str]:
+    """The lines of ``Settings``, then of each settings class of this package it inherits
+    fields from (``config_limits``); each class's lines end at its validation section."""
+    lines: list[str] = []
+    for cls in Settings.__mro__:
+        if cls.__module__.startswith("phoenix_resources") and "model_fields" in dir(cls):
+            own = inspect.getsource(cls).splitlines()
+            ends = [i for i, line in enumerate(own)
+                    if (m := _SECTION.match(line)) and m.group("title").startswith("validation")]
+            lines += own[:ends[0]] if ends else own
+    return lines
+
+
 def sections() -> list[tuple[str, list[Row]]]:
     """The settings grouped as ``config.py`` groups them, in its order."""
     grouped: list[tuple[str, list[Row]]] = []
     current: list[Row] | None = None
     fields = Settings.model_fields
     seen: set[str] = set()
-    for line in inspect.getsource(Settings).splitlines():
+    for line in _sources():
         if m := _SECTION.match(line):
             title = m.group("title").strip()
-            if title.startswith("validation"):
-                break
             current = []
             grouped.append((title, current))
         elif (m := _FIELD.match(line)) and m.group("name") in fields:

@@ -147,6 +147,21 @@ def test_values_postgresql_refuses_are_invalid_argument_not_internal(
     assert [r for r in caplog.records if r.exc_info is not None] == []
 
 
+def test_default_pages_of_large_resources_fit_in_a_message_and_skip_nothing(
+        api: RunningServer, writer: Conn) -> None:
+    config = {f"k{i}": "v" * 4000 for i in range(25)}  # ~100 kB: 50 of them exceed 4 MiB
+    ids = {str(insert_resource(writer, name=f"big-{i}", config=config)) for i in range(50)}
+    seen: list[str] = []
+    token = ""
+    for _ in range(60):
+        page = api.stub.ListResources(pb.ListResourcesRequest(page_token=token), timeout=10)
+        assert page.ByteSize() <= api.server.settings.grpc_page_max_bytes + 4096
+        seen += [r.id for r in page.resources]
+        if not (token := page.next_page_token):
+            break
+    assert sorted(seen) == sorted(ids)
+
+
 def test_a_page_token_is_valid_only_with_the_same_name_prefix(api: RunningServer,
                                                               writer: Conn) -> None:
     for i in range(3):

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
+from phoenix_resources.adapters.postgres.queries import Listed, ListedResource
 from phoenix_resources.domain.events import ResourceDeleted, ResourceUpdated
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.entrypoints.grpc.convert import (
@@ -18,6 +19,7 @@ from phoenix_resources.entrypoints.grpc.convert import (
     event_message,
     outcome_from_json,
     resource_from_json,
+    resource_page,
     status_filter,
     update_from,
 )
@@ -30,6 +32,7 @@ from phoenix_resources.entrypoints.grpc.positions import (
 )
 from phoenix_resources.entrypoints.grpc.service import start_of
 from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.entrypoints.http.listing import decode_cursor
 from phoenix_resources.errors import (
     BrokerUnavailable,
     CommandInvalid,
@@ -160,6 +163,31 @@ def test_resource_from_the_read_queries_document() -> None:
         RESOURCE_DOC["last_command_id"])
     assert r.created_at.ToDatetime(UTC) == datetime(2026, 11, 24, 22, 12, 10, 9999, UTC)
     assert r.updated_at.ToJsonString() == "2026-11-24T22:14:02.100Z"
+
+
+def _listed(configs: list[dict[str, str]], total: int | None = None) -> Listed:
+    rows = []
+    for i, config in enumerate(configs):
+        rid = uuid.UUID(int=i + 1)
+        doc = orjson.dumps({**RESOURCE_DOC, "id": str(rid), "config": config})
+        rows.append(ListedResource(doc.decode(), rid, len(doc)))
+    return Listed(rows, len(rows) if total is None else total)
+
+
+@pytest.mark.parametrize("budget", [20_000, 100_000, 1024 * 1024])
+def test_a_page_stays_within_its_byte_budget_and_continues_after_its_last(budget: int) -> None:
+    big = {f"k{i}": "é" * 4000 for i in range(12)}  # ~100 kB a resource
+    listed = _listed([big] * 51)
+    page = resource_page(listed, 50, budget)
+    assert page.resources, "never an empty page while rows remain"
+    assert len(page.resources) == 1 or page.ByteSize() <= budget + 200  # + the token
+    assert len(page.resources) < 50
+    assert decode_cursor(page.next_page_token, by_name=False) == uuid.UUID(
+        page.resources[-1].id)
+    small = resource_page(_listed([{"a": "b"}] * 3), 50, budget)
+    assert (len(small.resources), small.next_page_token) == (3, "")
+    cut = resource_page(_listed([{"a": "b"}] * 3, total=9), 50, budget)  # cut by SQL
+    assert decode_cursor(cut.next_page_token, by_name=False) == uuid.UUID(int=3)
 
 
 def test_outcome_from_the_read_queries_document() -> None:

@@ -17,6 +17,7 @@ from uuid import UUID
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from phoenix_resources.adapters.postgres.queries import Listed, ListedResource, page_within
 from phoenix_resources.client.commands import (
     INVALID_FIELD,
     create_command,
@@ -28,6 +29,7 @@ from phoenix_resources.domain.commands import CreateResource, DeleteResource, Up
 from phoenix_resources.domain.events import EventType, ResourceChanged
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.entrypoints.http.listing import encode_cursor
 from phoenix_resources.errors import CommandInvalid
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 
@@ -78,6 +80,29 @@ def resource_from_doc(doc: Mapping[str, Any]) -> pb.Resource:
 
 def resource_from_json(text: str) -> pb.Resource:
     return resource_from_doc(orjson.loads(text))
+
+
+def _framed(n: int) -> int:
+    """Bytes a message of ``n`` bytes takes as an element of a repeated field: tag, length
+    (a varint), body."""
+    return 1 + max(1, (n.bit_length() + 6) // 7) + n
+
+
+def resource_page(rows: Listed, limit: int, max_bytes: int) -> pb.ListResourcesResponse:
+    """A ``ListResources`` answer from the read query's rows (at most ``limit + 1``): at most
+    ``limit`` resources, and no more than ``max_bytes`` of them encoded (never none while
+    rows remain), so the message stays below the size gRPC accepts whatever the configs
+    weigh; ``next_page_token`` continues right after the last one sent."""
+    messages: dict[int, pb.Resource] = {}
+
+    def size(row: ListedResource) -> int:
+        message = messages[id(row)] = resource_from_json(row.json)
+        return _framed(message.ByteSize())
+
+    page, more = page_within(rows, limit, max_bytes, size)
+    return pb.ListResourcesResponse(resources=[messages[id(r)] for r in page],
+                                    next_page_token=encode_cursor(page[-1].key) if more
+                                    else "")
 
 
 def outcome_from_json(text: str) -> pb.CommandOutcome:

@@ -6,7 +6,8 @@ Guarantees (each RPC goes through :class:`~.edge.Edge`: auth, errors, metrics):
   queries (:class:`ReadQueries`) on a pool of the read-only role, with its semantics: a
   deleted resource is RES-004, an unknown one RES-002, page tokens are its keyset cursors
   (``http.listing.encode_cursor`` / ``decode_cursor``, the very same functions),
-  ``page_size`` 1..500.
+  ``page_size`` 1..500; a page also ends before ``grpc_page_max_bytes`` (below the
+  message size limit), with a ``next_page_token`` after its last resource.
 * **Writes** publish one command through the client library's :class:`CommandPublisher`
   (validated locally first: INVALID_ARGUMENT with the rule's code, nothing sent) and return
   once the broker acknowledged it; the worker stays the only writer. The command id goes
@@ -38,6 +39,7 @@ from phoenix_resources.entrypoints.grpc.convert import (
     outcome_from_json,
     parse_id,
     resource_from_json,
+    resource_page,
     status_filter,
     update_from,
 )
@@ -50,7 +52,6 @@ from phoenix_resources.entrypoints.http.listing import (
     LIMIT_MAX,
     check_name_prefix,
     decode_cursor,
-    encode_cursor,
 )
 from phoenix_resources.errors import DeliveryFailed
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
@@ -225,13 +226,11 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
                     raise p.ApiProblem(p.INVALID_REQUEST, "invalid page_token: pass back "
                                        "next_page_token unchanged")
                 after = decode_cursor(token, by_name=prefix is not None)
+            budget = self.settings.grpc_page_max_bytes
             rows = await within(self._budget(context), self.queries.resources(
                 status=None if status is None else status.value, name_prefix=prefix,
-                after=after, limit=limit + 1))
-            return pb.ListResourcesResponse(
-                resources=[resource_from_json(r.json) for r in rows[:limit]],
-                next_page_token=encode_cursor(rows[limit - 1].key) if len(rows) > limit
-                else "")
+                after=after, limit=limit + 1, max_bytes=budget))
+            return resource_page(rows, limit, budget)
 
         return await self.edge.unary("ListResources", context, body)
 

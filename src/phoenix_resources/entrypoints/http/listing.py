@@ -29,7 +29,7 @@ from uuid import UUID
 import orjson
 from starlette.types import Scope
 
-from phoenix_resources.adapters.postgres.queries import PageKey, ReadQueries
+from phoenix_resources.adapters.postgres.queries import PageKey, ReadQueries, page_within
 from phoenix_resources.domain.model import NAME_MAX, Status
 from phoenix_resources.entrypoints.http import problems as p
 from phoenix_resources.entrypoints.http.edge import Answer
@@ -52,17 +52,21 @@ class ListQuery:
     limit: int = LIMIT_DEFAULT
 
 
-async def listing(queries: ReadQueries, query: ListQuery) -> Answer:
+async def listing(queries: ReadQueries, query: ListQuery, *, max_bytes: int) -> Answer:
     """The page as ``{"items": [...], "next_cursor": ...}``: each item the JSON PostgreSQL
-    rendered, ``next_cursor`` the key of the page's last row when more rows follow.
+    rendered, ``next_cursor`` the key of the page's last row when more rows follow. The page
+    holds at most ``query.limit`` items and stops before the one that would take the items
+    past ``max_bytes`` (``PHOENIX_HTTP_PAGE_MAX_BYTES``; never before the first): a big
+    ``limit`` over big resources is many pages, never one huge body.
 
     Raises :class:`~phoenix_resources.errors.DatabaseUnavailable` when the database cannot
     answer (the route turns it into 503 ``RES-007``)."""
     rows = await queries.resources(status=query.status, name_prefix=query.name_prefix,
-                                   after=query.after, limit=query.limit + 1)
-    limit = query.limit
-    next_cursor = encode_cursor(rows[limit - 1].key) if len(rows) > limit else None
-    body = b"".join((b'{"items":[', ",".join(r.json for r in rows[:limit]).encode(),
+                                   after=query.after, limit=query.limit + 1,
+                                   max_bytes=max_bytes)
+    page, more = page_within(rows, query.limit, max_bytes)
+    next_cursor = encode_cursor(page[-1].key) if more else None
+    body = b"".join((b'{"items":[', ",".join(r.json for r in page).encode(),
                      b'],"next_cursor":', orjson.dumps(next_cursor), b"}"))
     return Answer(200, [(b"content-length", str(len(body)).encode()),
                         (b"content-type", b"application/json")], body)
