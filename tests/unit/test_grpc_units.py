@@ -12,6 +12,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from phoenix_resources.adapters.postgres.queries import Listed, ListedResource
+from phoenix_resources.config import Settings
 from phoenix_resources.domain.events import ResourceDeleted, ResourceUpdated
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.entrypoints.grpc.convert import (
@@ -30,6 +31,7 @@ from phoenix_resources.entrypoints.grpc.positions import (
     murmur2,
     partition_for,
 )
+from phoenix_resources.entrypoints.grpc.server import server_options
 from phoenix_resources.entrypoints.grpc.service import start_of
 from phoenix_resources.entrypoints.http import problems as p
 from phoenix_resources.entrypoints.http.listing import decode_cursor
@@ -348,3 +350,20 @@ def test_a_cancelled_waiting_lookup_leaves_its_wave() -> None:
         assert await waves.resource(uuid.uuid4()) is not None
 
     asyncio.run(run())
+
+
+def test_the_server_options_carry_every_bound() -> None:
+    options = dict(server_options(Settings(**{
+        "grpc_max_connections": 7, "grpc_max_concurrent_streams": 9,
+        "grpc_handshake_timeout_s": 3.0, "grpc_keepalive_s": 11.0,
+        "grpc_client_ping_min_interval_s": 13.0, "grpc_max_connection_idle_s": 17.0,
+        "grpc_max_message_bytes": 5 * 1024 * 1024})))  # type: ignore[arg-type]
+    assert options == {
+        "grpc.so_reuseport": 0,
+        "grpc.max_send_message_length": 5 * 1024 * 1024,
+        "grpc.max_receive_message_length": 5 * 1024 * 1024,
+        "grpc.max_allowed_incoming_connections": 7, "grpc.max_concurrent_streams": 9,
+        "grpc.server_handshake_timeout_ms": 3000, "grpc.keepalive_time_ms": 11000,
+        "grpc.keepalive_timeout_ms": 20000,
+        "grpc.http2.min_ping_interval_without_data_ms": 13000,
+        "grpc.http2.max_ping_strikes": 2, "grpc.max_connection_idle_ms": 17000}
