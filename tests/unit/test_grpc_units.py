@@ -40,6 +40,7 @@ from phoenix_resources.errors import (
     CommandInvalid,
     DatabaseUnavailable,
     DeliveryFailed,
+    DeliveryUncertain,
 )
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 
@@ -116,6 +117,9 @@ def test_every_res_code_has_a_grpc_status() -> None:
     (DatabaseUnavailable("down"), grpc.StatusCode.UNAVAILABLE, "RES-007"),
     (BrokerUnavailable("down"), grpc.StatusCode.UNAVAILABLE, "RES-007"),
     (DeliveryFailed("refused"), grpc.StatusCode.UNAVAILABLE, "RES-007"),
+    (DeliveryUncertain("no acknowledgement"), grpc.StatusCode.DEADLINE_EXCEEDED, "RES-010"),
+    (p.ApiProblem(p.DELIVERY_UNKNOWN, "maybe", command_id="c"),
+     grpc.StatusCode.DEADLINE_EXCEEDED, "RES-010"),
     (KeyError("bug"), grpc.StatusCode.INTERNAL, "RES-008"),
 ])
 def test_errors_become_a_status_with_error_info(error: Exception, status: grpc.StatusCode,

@@ -32,7 +32,11 @@ from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.validation import INVALID_FIELD, check_encoded, validate
 
 __all__ = ["INVALID_FIELD", "as_status", "as_uuid", "create_command", "delete_command",
-           "encode_checked", "new_traceparent", "sampled_at", "update_command", "validate"]
+           "encode_checked", "new_traceparent", "resource_id_for", "sampled_at",
+           "update_command", "validate"]
+
+RESOURCE_NAMESPACE = UUID("4b1f7c43-5a7e-4b51-9f0e-7d1e2a6c9b30")
+"""Namespace of the resource ids :func:`resource_id_for` derives from command ids."""
 
 
 def as_uuid(value: UUID | str, field: str) -> UUID:
@@ -94,6 +98,14 @@ def encode_checked(codec: CommandCodec, command: AnyCommand, wire_format: str,
     return check_encoded(value, max_bytes), content_type
 
 
+def resource_id_for(command_id: UUID) -> UUID:
+    """The id a create gets when its caller does not name the resource: derived from the
+    command id (UUID version 5). A retry of that create with the same ``command_id`` then
+    targets the same resource, on the same partition, and is recognised as a duplicate —
+    instead of racing the first attempt under another, random id."""
+    return uuid.uuid5(RESOURCE_NAMESPACE, str(command_id))
+
+
 def _common(resource_id: UUID | str, command_id: UUID | str | None,
             correlation_id: str | None, issued_by: str | None,
             expected_version: int | None) -> dict[str, Any]:
@@ -109,9 +121,12 @@ def create_command(name: str, *, resource_id: UUID | str | None = None,
                    command_id: UUID | str | None = None, correlation_id: str | None = None,
                    issued_by: str | None = None, expected_version: int | None = None
                    ) -> CreateResource:
-    """A create command (ids generated when not given), e.g. for ``send_many``."""
-    return CreateResource(**_common(resource_id or uuid.uuid4(), command_id, correlation_id,
-                                    issued_by, expected_version),
+    """A create command, e.g. for ``send_many``. A command id not given is generated; a
+    resource id not given is derived from the command id (:func:`resource_id_for`), so a
+    retry with the same ``command_id`` is the same command."""
+    cid = uuid.uuid4() if command_id is None else as_uuid(command_id, "command_id")
+    rid = resource_id_for(cid) if resource_id is None else resource_id
+    return CreateResource(**_common(rid, cid, correlation_id, issued_by, expected_version),
                           name=name, config=dict(config or {}),
                           status=as_status(status) or Status.PENDING)
 

@@ -12,8 +12,11 @@ Guarantees of :class:`CommandPublisher`:
   outcome;
 * :meth:`~CommandPublisher.publish` (and ``create``/``update``/``delete``) return only after
   the broker acknowledged the record (idempotent producer, ``acks=all``); otherwise they raise
-  :class:`DeliveryFailed` with the broker's error. A retry after an error must reuse the
-  ``command_id``: the worker applies a command id once, however often it arrives;
+  :class:`DeliveryFailed` — the broker refused it, it was not written — or its subclass
+  :class:`DeliveryUncertain` — no acknowledgement: it may have been written. A retry after
+  either must reuse the ``command_id`` (a create without a resource id derives it from the
+  command id, so the retry is the same command): the worker applies a command id once,
+  however often it arrives;
 * :meth:`~CommandPublisher.send_many` fires every command, then waits once for all delivery
   reports, and reports per command which failed.
 """
@@ -32,6 +35,7 @@ from uuid import UUID
 from confluent_kafka import KafkaError, KafkaException, Message
 
 from phoenix_resources.adapters import codecs, kafka
+from phoenix_resources.adapters.produce_errors import Verdict, classify
 from phoenix_resources.client.commands import (
     as_uuid,
     create_command,
@@ -49,6 +53,7 @@ from phoenix_resources.domain.model import Status
 from phoenix_resources.errors import (
     ClientClosed,
     DeliveryFailed,
+    DeliveryUncertain,
     PhoenixError,
 )
 from phoenix_resources.wire import validation
@@ -90,6 +95,9 @@ class Failure:
     """Position of the command in the iterable given to ``send_many``."""
     command_id: UUID | None
     error: str
+    unknown: bool = False
+    """True when it may have been written after all (no acknowledgement): send it again with
+    the same ``command_id``. False: refused or invalid, not written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,20 @@ class BulkResult:
 
 
 DeliveryCallback = Callable[[Sent, "DeliveryFailed | None"], None]
+
+_NEVER_SENT = frozenset({Verdict.REFUSED, Verdict.TOO_LARGE, Verdict.TOPIC_MISSING,
+                         Verdict.INNOCENT})
+
+
+def delivery_error(sent: Sent, topic: str, err: KafkaError) -> DeliveryFailed:
+    """A failed delivery report as the caller needs it: :class:`DeliveryFailed` when the
+    broker refused the record (it was not written), :class:`DeliveryUncertain` when it may
+    have been (timed out or cut off in flight, or anything not known to be a refusal)."""
+    text = f"command {sent} not delivered to {topic}: {err.str()} ({err.name()})"
+    if classify(err) in _NEVER_SENT or err.code() == KafkaError._PURGE_QUEUE:
+        return DeliveryFailed(f"{text}; refused, not written")
+    return DeliveryUncertain(f"{text}; it may have been written: retry with the same "
+                             "command_id")
 
 
 class CommandPublisher:
@@ -181,8 +203,9 @@ class CommandPublisher:
         # Callbacks run in whichever thread polls; this loop also sees one served elsewhere.
         while not result:
             if time.monotonic() > deadline:
-                raise DeliveryFailed(f"no delivery report for command {sent} within "
-                                     f"{self._timeout:g}s")
+                raise DeliveryUncertain(f"no delivery report for command {sent} within "
+                                        f"{self._timeout:g}s; it may have been written: "
+                                        "retry with the same command_id")
             self._producer.poll(0.05)
         if result[0] is not None:
             raise result[0]
@@ -213,9 +236,8 @@ class CommandPublisher:
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if on_delivery is not None:
-                on_delivery(sent, None if err is None else DeliveryFailed(
-                    f"command {sent} not delivered to {self._settings.commands_topic}: "
-                    f"{err.str()} ({err.name()})"))
+                on_delivery(sent, None if err is None else delivery_error(
+                    sent, self._settings.commands_topic, err))
 
         self._remember(sent)
         self._produce(str(command.resource_id).encode(), value, headers, delivered)
@@ -276,7 +298,8 @@ class CommandPublisher:
                 if err is None:
                     sent[index] = s
                 else:
-                    failed.append(Failure(index, s.command_id, str(err)))
+                    failed.append(Failure(index, s.command_id, str(err),
+                                          isinstance(err, DeliveryUncertain)))
             return done
 
         submitted: dict[int, UUID] = {}
@@ -288,7 +311,7 @@ class CommandPublisher:
                 failed.append(Failure(index, command.command_id, str(e)))
         if self.flush() > 0:
             reported = set(sent) | {f.index for f in failed}
-            failed += [Failure(i, cid, "no delivery report in time")
+            failed += [Failure(i, cid, "no delivery report in time", unknown=True)
                        for i, cid in submitted.items() if i not in reported]
         return BulkResult(tuple(sent[i] for i in sorted(sent)),
                           tuple(sorted(failed, key=lambda f: f.index)),

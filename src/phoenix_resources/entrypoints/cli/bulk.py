@@ -7,6 +7,7 @@ counted in the :class:`BulkSummary` (the ``send`` command exits 1 when any line 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import uuid
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+from uuid import UUID
 
 from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.cli.common import fail
@@ -46,6 +48,7 @@ def command_from_line(text: str) -> Any:
     ``resource_id``) are generated. Read and checked exactly as the worker reads a JSON
     command (``wire.commands.json_record``, then the one validator): raises
     :class:`DecodeError` with the reason the worker would dead-letter the line with."""
+    from phoenix_resources.client.commands import resource_id_for
     from phoenix_resources.wire.commands import command_from_record, json_record
 
     record = json_record(text)
@@ -55,7 +58,10 @@ def command_from_line(text: str) -> Any:
     if "issued_at" not in record:
         record["issued_at"] = datetime.now(UTC)
     if "resource_id" not in record and record.get("command_type") == "CREATE":
-        record["resource_id"] = uuid.uuid4()
+        # Derived from the command id, as the client library does: re-running the file (or
+        # a line) with its command ids is then the very same commands.
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            record["resource_id"] = resource_id_for(UUID(str(record["command_id"])))
     return command_from_record(record)
 
 

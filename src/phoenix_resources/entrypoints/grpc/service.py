@@ -13,6 +13,9 @@ Guarantees (each RPC goes through :class:`~.edge.Edge`: auth, errors, metrics):
   once the broker acknowledged it; the worker stays the only writer. The command id goes
   out first, as initial metadata ``phoenix-command-id``, so even a call that then fails
   tells which command to retry (same ``command_id``: applied at most once) or look up.
+  Delivery answers are honest: refused by the broker (not written) is UNAVAILABLE RES-007;
+  no acknowledgement before the call's time ran out is DEADLINE_EXCEEDED RES-010 —
+  *unknown*, it may be applied — never "not delivered".
   ``wait_for_outcome`` polls the recorded outcome until the call's budget ends
   (DEADLINE_EXCEEDED RES-003, ``command_id`` in the ErrorInfo metadata).
 * **WatchResources**: see :mod:`.watch`. At most ``grpc_max_watch_streams`` at once
@@ -53,7 +56,7 @@ from phoenix_resources.entrypoints.http.listing import (
     check_name_prefix,
     decode_cursor,
 )
-from phoenix_resources.errors import DeliveryFailed
+from phoenix_resources.errors import DeliveryFailed, DeliveryUncertain
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc as pb_grpc
 from phoenix_resources.wire.events import EventCodec
@@ -275,10 +278,18 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
                 ((COMMAND_ID_METADATA, cid), (RESOURCE_ID_METADATA, rid)))
             try:
                 await within(min(total, self._budget(context)), self.sender.send(command))
-            except (DeliveryFailed, TimeoutError) as e:
-                reason = str(e) if isinstance(e, DeliveryFailed) else "not acknowledged in time"
-                raise p.ApiProblem(p.UNAVAILABLE, f"command {cid} not delivered ({reason}); "
-                                   "retry with the same command_id", command_id=cid) from e
+            except (DeliveryUncertain, TimeoutError) as e:
+                # Handed to the producer, not acknowledged (yet): it may well be written and
+                # applied. Saying "not delivered" here would invite a retry without the id.
+                reason = str(e) if isinstance(e, DeliveryUncertain) else (
+                    "the call's time ran out before the broker acknowledged it")
+                raise p.ApiProblem(p.DELIVERY_UNKNOWN, f"command {cid} may or may not have "
+                                   f"been delivered ({reason}); retry with the same "
+                                   "command_id: it is applied at most once",
+                                   command_id=cid, resource_id=rid) from e
+            except DeliveryFailed as e:  # refused by the broker: not written
+                raise p.ApiProblem(p.UNAVAILABLE, f"command {cid} not delivered ({e})",
+                                   command_id=cid, resource_id=rid) from e
             receipt = pb.CommandReceipt(command_id=cid, resource_id=rid)
             if wait:
                 receipt.outcome.CopyFrom(
