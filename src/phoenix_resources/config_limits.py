@@ -76,6 +76,11 @@ class ServerLimits(BaseSettings):
     open) gets a strike, and the connection is closed (``GOAWAY`` ``too_many_pings``) after
     two (``grpc.http2.min_ping_interval_without_data_ms``, ``grpc.http2.max_ping_strikes``).
     Clients' ``keepalive_time`` must stay above it."""
+    grpc_watch_buffer_bytes: int = Field(default=MIB, ge=64 * 1024)
+    """Events one ``WatchResources`` stream may hold ahead of its client: its consumer's
+    prefetch (``queued.max.messages.kbytes``, ``fetch.max.bytes``,
+    ``max.partition.fetch.bytes``; librdkafka's defaults let a consumer queue 64 MiB). A slow
+    client then holds this much, not more: the stream reads on as it sends."""
     grpc_max_connection_idle_s: float = Field(default=300.0, gt=0)
     """A connection with no call open for this long is closed with ``GOAWAY`` (clients
     reconnect transparently; ``grpc.max_connection_idle_ms``)."""

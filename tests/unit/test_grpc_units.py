@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 import grpc
 import orjson
 import pytest
+from confluent_kafka import Consumer
 from google.rpc import error_details_pb2, status_pb2
 
+from phoenix_resources.adapters.kafka import consumer_config
 from phoenix_resources.adapters.postgres.queries import Listed, ListedResource
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.events import ResourceDeleted, ResourceUpdated
@@ -33,6 +35,7 @@ from phoenix_resources.entrypoints.grpc.positions import (
 )
 from phoenix_resources.entrypoints.grpc.server import server_options
 from phoenix_resources.entrypoints.grpc.service import start_of
+from phoenix_resources.entrypoints.grpc.watch import watch_consumer_options
 from phoenix_resources.entrypoints.http import problems as p
 from phoenix_resources.entrypoints.http.listing import decode_cursor
 from phoenix_resources.errors import (
@@ -371,3 +374,14 @@ def test_the_server_options_carry_every_bound() -> None:
         "grpc.keepalive_timeout_ms": 20000,
         "grpc.http2.min_ping_interval_without_data_ms": 13000,
         "grpc.http2.max_ping_strikes": 2, "grpc.max_connection_idle_ms": 17000}
+
+
+@pytest.mark.parametrize("buffer", [64 * 1024, 1024 * 1024, 8 * 1024 * 1024])
+def test_a_watch_streams_consumer_prefetches_a_bounded_amount(buffer: int) -> None:
+    settings = Settings(grpc_watch_buffer_bytes=buffer, kafka_bootstrap_servers="127.0.0.1:9")
+    config = consumer_config(settings, "phoenix-grpc-watch-x", **watch_consumer_options(settings))
+    assert config["queued.max.messages.kbytes"] == buffer // 1024  # librdkafka: 65,536
+    assert config["fetch.max.bytes"] == config["max.partition.fetch.bytes"] == buffer
+    assert config["queued.min.messages"] <= 1000  # librdkafka: 100,000
+    assert config["enable.auto.commit"] is False
+    Consumer(config).close()  # librdkafka accepts the combination
