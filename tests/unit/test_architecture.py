@@ -95,6 +95,77 @@ def test_the_client_library_loads_no_server_module() -> None:
     assert offenders == []
 
 
+CLIENT_MUST_NOT_IMPORT = ("phoenix_resources.adapters.postgres", "phoenix_resources.entrypoints",
+                          "phoenix_resources.config", "phoenix_resources.bootstrap",
+                          "phoenix_resources.observability")
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of package module ``name`` (``phoenix_resources.a.b``), if it is one."""
+    base = PACKAGE.parent.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _package_imports(path: Path) -> set[str]:
+    """The package modules ``path`` imports, anywhere in it (``from a import b`` counts
+    ``a.b`` when that is a module), with the packages they live in."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            found |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)
+                      if parts[0] == "phoenix_resources"
+                      and _module_file(".".join(parts[:i])) is not None}
+    return found
+
+
+def test_the_client_modules_import_no_server_module_even_indirectly() -> None:
+    """Read, not run: every module the client's modules import, and every module those
+    import in turn (imports inside functions too), stays off the server side — the
+    PostgreSQL adapters, the entry points, the server's settings model."""
+    client = {"phoenix_resources.client" + ("" if p.stem == "__init__" else f".{p.stem}")
+              for p in _modules("client")}
+    seen: set[str] = set()
+    todo = set(client)
+    offenders: set[tuple[str, str]] = set()
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        path = _module_file(name)
+        assert path is not None, name
+        for imported in _package_imports(path):
+            if imported.startswith(CLIENT_MUST_NOT_IMPORT):
+                offenders.add((name, imported))
+            elif imported not in seen:
+                todo.add(imported)
+    assert "phoenix_resources.client.publisher" in client
+    assert "phoenix_resources.wire.commands" in seen
+    assert offenders == set()
+
+
+WIRE_MAY_IMPORT = ("phoenix_resources.wire", "phoenix_resources.domain",
+                   "phoenix_resources.errors", "fastavro", "orjson", "__future__")
+
+
+def test_the_wire_package_imports_only_the_contract_and_its_codecs() -> None:
+    """The published contract is shared by client and server: the standard library,
+    fastavro, orjson, the domain and the error tree — nothing else."""
+    offenders = {p.name: n for p in _modules("wire") for n in _imports(p)
+                 if n.split(".")[0] not in sys.stdlib_module_names
+                 and not (n + ".").startswith(tuple(m + "." for m in WIRE_MAY_IMPORT))}
+    assert _modules("wire"), "the wire package must exist"
+    assert offenders == {}
+
+
 def test_only_the_cli_reaches_the_devstack() -> None:
     users = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
              if "devstack" not in p.parts

@@ -28,7 +28,6 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
-from phoenix_resources.adapters.codec import EventCodec
 from phoenix_resources.adapters.postgres.queries import ReadQueries, ResourceDoc
 from phoenix_resources.client import CommandPublisher, Sent
 from phoenix_resources.config import Settings
@@ -56,6 +55,7 @@ from phoenix_resources.entrypoints.http_listing import (
 from phoenix_resources.errors import DeliveryFailed
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc as pb_grpc
+from phoenix_resources.wire.events import EventCodec
 
 COMMAND_ID_METADATA = "phoenix-command-id"
 RESOURCE_ID_METADATA = "phoenix-resource-id"

@@ -34,7 +34,6 @@ from uuid import UUID
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from phoenix_resources import bootstrap
-from phoenix_resources.adapters.codec import EventCodec
 from phoenix_resources.adapters.kafka import text_headers
 from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints import http_problems as p
@@ -46,6 +45,7 @@ from phoenix_resources.entrypoints.grpc_positions import (
 )
 from phoenix_resources.errors import BrokerUnavailable, DecodeError
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
+from phoenix_resources.wire.events import EventCodec
 
 log = logging.getLogger("phoenix_resources.grpc.watch")
 

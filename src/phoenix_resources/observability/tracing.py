@@ -1,7 +1,7 @@
 """OpenTelemetry tracing of the command → event path.
 
 A command's trace context travels in its ``traceparent`` header (the client library writes it,
-``adapters/codec/headers.py`` validates it); the worker stores it with the outbox row; the
+``wire/headers.py`` validates it); the worker stores it with the outbox row; the
 relay sends the event with a ``traceparent`` of the *same trace*. Spans:
 
 * **worker** — one ``process`` span per batch (not per command: the hot path stays flat), with
