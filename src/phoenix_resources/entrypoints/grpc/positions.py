@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from phoenix_resources.entrypoints import http_problems as p
+from phoenix_resources.entrypoints.http import problems as p
 from phoenix_resources.wire.partitioner import murmur2, partition_for
 
 __all__ = ["MAX_TOKEN", "VERSION", "decode_position", "encode_position", "murmur2",
