@@ -527,19 +527,30 @@ class FakeConsumer:
       ``auto_commit``) their stored offsets are committed, as librdkafka does on unassign;
     * on lost, ``on_lost`` (else ``on_revoke``) runs; :meth:`commit` raises
       ``_ASSIGNMENT_LOST`` meanwhile, and nothing of the lost partitions is committed;
-    * :meth:`store_offsets` stores offsets of assigned partitions only, and raises
-      ``_STATE`` if none of the given partitions is assigned (librdkafka's rule);
+    * :meth:`store_offsets` stores offsets of assigned partitions only; when it can store
+      none of the given ones it raises the last one's error, as librdkafka does:
+      ``_UNKNOWN_PARTITION`` for a partition of a topic not subscribed, ``_STATE`` for one
+      not assigned;
     * :meth:`commit` without offsets commits stored offsets newer than the committed ones,
       and raises ``_NO_OFFSET`` when there are none;
-    * paused partitions yield nothing (unless :meth:`slip_through_pause`); a pause made
-      inside ``on_assign`` sticks (what the worker relies on; no test here checks that
-      librdkafka agrees);
+    * paused partitions yield nothing (unless :meth:`slip_through_pause`);
+    * only assigned partitions can be paused: inside ``on_assign`` the new partitions are
+      assigned when the callback returns, unless it assigns them itself with
+      :meth:`incremental_assign` — a pause made before that is lost, as with librdkafka.
+      ``pause_before_assign_holds = True`` keeps such a pause instead: the worker still
+      relies on it (it pauses in ``on_assign`` without assigning first), which librdkafka
+      does not do (``tests/contract/test_kafka_fakes.py``);
     * :meth:`close` revokes the whole assignment (committing stored offsets with
-      ``auto_commit``); afterwards every method raises ``RuntimeError`` like the real one.
+      ``auto_commit``); afterwards every other method raises ``RuntimeError`` like the real
+      one, and :meth:`close` does nothing.
+
+    Records carry the headers they were appended with (``None`` when none, as the real
+    client hands them out). :meth:`new_member` makes another consumer of the same group.
 
     Not modelled: the periodic auto-commit timer (stored offsets are committed only by
-    :meth:`commit`, revoke and close), partition EOF and error messages, timeouts (a call
-    that finds nothing returns at once, advancing :attr:`clock` by its timeout).
+    :meth:`commit`, revoke and close), partition EOF and error messages, record timestamps
+    (none: the broker would stamp each with its create time), timeouts (a call that finds
+    nothing returns at once, advancing :attr:`clock` by its timeout).
 
     Recorded for assertions: ``stored`` (current), ``committed`` (the group's offsets),
     ``store_calls`` (every :meth:`store_offsets` request, as asked), ``commits`` (each
@@ -558,6 +569,8 @@ class FakeConsumer:
         self.clock = clock or FakeClock()
         self.assigned: set[TP] = set()
         self.paused: set[TP] = set()
+        self.pause_before_assign_holds = True
+        self._topics: set[str] = set()
         self.positions: dict[TP, int] = {}
         self.stored: dict[TP, int] = {}
         self.committed: dict[TP, int] = {}
@@ -574,11 +587,24 @@ class FakeConsumer:
 
     # --- test controls ---------------------------------------------------------------------
 
+    def add_topic(self, topic: str, partitions: int) -> None:
+        """A topic created after this consumer (its logs start empty)."""
+        for p in range(partitions):
+            self.logs.setdefault((topic, p), [])
+
+    def new_member(self) -> FakeConsumer:
+        """Another consumer of this one's group (the next process, a replacement): it reads
+        the same partition logs and shares the group's committed offsets."""
+        other = FakeConsumer({}, auto_commit=self.auto_commit, clock=self.clock)
+        other.logs, other.committed = self.logs, self.committed
+        other.pause_before_assign_holds = self.pause_before_assign_holds
+        return other
+
     def append(self, topic: str, partition: int, value: bytes | None, key: bytes | None = None,
                headers: Sequence[tuple[str, bytes]] | None = None) -> Message:
         log = self.logs[(topic, partition)]
         message = Message(topic=topic, partition=partition, offset=len(log), key=key,
-                          value=value, headers=list(headers or []))
+                          value=value, headers=list(headers) if headers else None)
         log.append(message)
         return message
 
@@ -603,6 +629,7 @@ class FakeConsumer:
         self._check_open()
         self._callbacks = {"assign": on_assign, "revoke": on_revoke,
                            "lost": on_lost or on_revoke}
+        self._topics = set(topics)
         initial = self.initial_assignment
         if initial is None:
             initial = [tp for tp in self.logs if tp[0] in topics]
@@ -641,7 +668,9 @@ class FakeConsumer:
         self.store_calls.append(dict(asked))
         ok = {tp: off for tp, off in asked.items() if tp in self.assigned}
         if asked and not ok:
-            raise _error(KafkaError._STATE)
+            last = list(asked)[-1]
+            raise _error(KafkaError._STATE if last[0] in self._topics and last in self.logs
+                         else KafkaError._UNKNOWN_PARTITION)
         self.stored.update(ok)
 
     def commit(self, message: Message | None = None,
@@ -659,7 +688,14 @@ class FakeConsumer:
 
     def pause(self, partitions: list[TopicPartition]) -> None:
         self._check_open()
-        self.paused |= {(tp.topic, tp.partition) for tp in partitions}
+        asked = {(tp.topic, tp.partition) for tp in partitions}
+        self.paused |= asked if self.pause_before_assign_holds else asked & self.assigned
+
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        """Add to the assignment now (inside ``on_assign``: instead of when it returns)."""
+        self._check_open()
+        for tp in partitions:
+            self._add((tp.topic, tp.partition))
 
     def resume(self, partitions: list[TopicPartition]) -> None:
         self._check_open()
@@ -667,9 +703,11 @@ class FakeConsumer:
 
     def get_watermark_offsets(self, partition: TopicPartition, timeout: float | None = None,
                               cached: bool = False) -> tuple[int, int]:
+        self._check_open()
         return 0, len(self.logs[(partition.topic, partition.partition)])
 
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        self._check_open()
         return [TopicPartition(tp.topic, tp.partition,
                                self.positions.get((tp.topic, tp.partition), -1001))
                 for tp in partitions]
@@ -683,7 +721,8 @@ class FakeConsumer:
         self.seeks.append((tp, partition.offset))
 
     def close(self) -> None:
-        self._check_open()
+        if self.closed:
+            return
         if self.assigned:
             self._revoke(sorted(self.assigned))
         self.closed = True
@@ -712,6 +751,10 @@ class FakeConsumer:
     def _assign(self, tps: list[TP]) -> None:
         self._callback("assign", tps)
         for tp in tps:
+            self._add(tp)
+
+    def _add(self, tp: TP) -> None:
+        if tp not in self.assigned:
             self.assigned.add(tp)
             self.positions[tp] = self.committed.get(tp, 0)
 
@@ -813,7 +856,9 @@ class FakeProducer:
         self._verdicts.extend([f"refuse:{code}"] * count)
 
     def refuse_larger_than(self, max_bytes: int, code: int) -> None:
-        """Every record whose value is longer than ``max_bytes`` is refused with ``code``."""
+        """A record whose value is longer than ``max_bytes`` is refused with ``code``, and so
+        is every record batched with it — served by the same :meth:`poll` or :meth:`flush`
+        to the same partition — as a broker refuses a whole batch that is too large."""
         self._size_limit = (max_bytes, code)
 
     def release_withheld(self) -> None:
@@ -832,11 +877,14 @@ class FakeProducer:
 
     def poll(self, timeout: float | None = None) -> int:
         served = 0
+        limit = self._size_limit
+        oversize = set() if limit is None else {
+            (m.topic(), m.partition()) for m, _ in self._queue
+            if len(m.value() or b"") > limit[0]}
         while self._queue:
             message, callback = self._queue.popleft()
             verdict = self._verdicts.popleft() if self._verdicts else self.default_verdict
-            limit = self._size_limit
-            if limit is not None and len(message.value() or b"") > limit[0]:
+            if limit is not None and (message.topic(), message.partition()) in oversize:
                 verdict = f"refuse:{limit[1]}"
             if message.topic() in self.absent_topics:
                 verdict = f"refuse:{KafkaError.UNKNOWN_TOPIC_OR_PART}"
