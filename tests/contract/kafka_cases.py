@@ -179,7 +179,9 @@ class KafkaContract(abc.ABC):
         consumer = self.subscribed(closing, topic, rebalances=rebalances)
         self.assigned(consumer, rebalances, 2)
         consumer.close()
-        assert sorted(rebalances.revoked) == [(topic, 0), (topic, 1)]
+        # (a partition revoked twice — lost and assigned again on a loaded machine — is fine)
+        assert set(rebalances.revoked) == {(topic, 0), (topic, 1)}, \
+            (rebalances.assigned, rebalances.revoked)
 
     def test_a_closed_consumer_refuses_every_call_but_close(self, closing: list[Any]) -> None:
         topic = self.topic()
