@@ -21,7 +21,8 @@ to a :class:`RelayObserver`. What it guarantees, and where each guarantee is kep
   transaction that deletes the batch's delivered rows (:meth:`OutboxReader.settle`); rows
   held behind it are left as they are. The reader's fetch skips parked rows and every later
   row of their resource, so that resource's events wait in order while every other
-  resource's flow.
+  resource's flow, until an operator retries or discards the parked row
+  (``phoenix-resources outbox list|retry|discard``).
 * **Order per resource.** ``seq`` order is version order per resource (the worker's
   transaction holds the resource's row lock when it inserts the outbox row); the publisher
   keeps a resource's rows in order within a batch, and holds those behind a refused one.
