@@ -25,7 +25,7 @@ LOCK = ROOT / "requirements" / "server.lock"
 SERVER_SIDE = ("adapters/postgres/", "bootstrap.py", "observability/", "services/",
                "entrypoints/worker.py", "entrypoints/relay.py", "entrypoints/runner.py",
                "entrypoints/http", "entrypoints/cli/outbox.py", "entrypoints/grpc",
-               "entrypoints/asyncapi.py", "grpc_gen/", "soak/", "entrypoints/cli/soak.py")
+               "grpc_gen/", "soak/", "entrypoints/cli/soak.py")
 """Modules that run only with the ``server`` extra (PostgreSQL, the API, the processes).
 Everything else is what ``pip install phoenix-resources`` (no extra) must be able to run:
 the client library, the CLI's client commands, the settings and the local stack."""
