@@ -27,7 +27,6 @@ from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from phoenix_resources.adapters.codec import EventCodec, Framing
 from phoenix_resources.adapters.postgres.outbox import OutboxRow
 from phoenix_resources.domain.decide import Applied, Decision
 from phoenix_resources.domain.events import CommandRejected, rejection_id_for
@@ -42,6 +41,8 @@ from phoenix_resources.services.ports import (
     Snapshot,
     StateChange,
 )
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import Framing
 
 TP = tuple[str, int]
 """(topic, partition)"""

@@ -24,6 +24,7 @@ LOCK = ROOT / "requirements" / "server.lock"
 
 SERVER_SIDE = ("adapters/postgres/", "bootstrap.py", "observability/", "services/",
                "entrypoints/worker.py", "entrypoints/relay.py", "entrypoints/runner.py",
+               "entrypoints/supervisor.py",
                "entrypoints/http", "entrypoints/cli/outbox.py", "entrypoints/grpc",
                "grpc_gen/", "soak/", "entrypoints/cli/soak.py")
 """Modules that run only with the ``server`` extra (PostgreSQL, the API, the processes).

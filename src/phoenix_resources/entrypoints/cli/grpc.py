@@ -35,7 +35,7 @@ def grpc_serve() -> None:
     Example: PHOENIX_GRPC_PORT=50052 phoenix-resources grpc
     """
     require_server("grpc")
-    from phoenix_resources.entrypoints.grpc_server import serve
+    from phoenix_resources.entrypoints.grpc.server import serve
 
     raise typer.Exit(serve(load_settings()))
 
