@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from phoenix_resources.config import Settings
 from phoenix_resources.config_docs import OTHER_VARIABLES
-from phoenix_resources.entrypoints.grpc_server import SERVICE_NAME
+from phoenix_resources.entrypoints.grpc.server import SERVICE_NAME
 
 pytestmark = pytest.mark.unit
 

@@ -26,7 +26,7 @@ import yaml
 import phoenix_resources
 from phoenix_resources.config import Settings
 from phoenix_resources.config_docs import OTHER_VARIABLES
-from phoenix_resources.entrypoints.grpc_server import SERVICE_NAME
+from phoenix_resources.entrypoints.grpc.server import SERVICE_NAME
 
 pytestmark = pytest.mark.unit
 
