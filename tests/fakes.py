@@ -31,7 +31,6 @@ from uuid import UUID
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import ClusterMetadata, PartitionMetadata, TopicMetadata
 
-from phoenix_resources.adapters.codec import EventCodec, Framing
 from phoenix_resources.domain.decide import Applied, Decision
 from phoenix_resources.domain.events import CommandRejected, rejection_id_for
 from phoenix_resources.domain.model import Resource
@@ -46,6 +45,8 @@ from phoenix_resources.services.ports import (
     Snapshot,
     StateChange,
 )
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import Framing
 
 TP = tuple[str, int]
 """(topic, partition)"""

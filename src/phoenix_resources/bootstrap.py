@@ -15,9 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from phoenix_resources.adapters import codec as codecs
-from phoenix_resources.adapters import kafka
-from phoenix_resources.adapters.codec import CommandCodec, EventCodec
+from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.adapters.group_membership import STATISTICS_INTERVAL_MS, GroupMembership
 from phoenix_resources.adapters.postgres import arrays
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
@@ -26,6 +24,8 @@ from phoenix_resources.adapters.postgres.parking import ParkingLot
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
 from phoenix_resources.services.ports import BatchUnit, ReplayUnit
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.events import EventCodec
 
 
 def command_codec(settings: Settings) -> CommandCodec:
