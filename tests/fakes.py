@@ -537,10 +537,8 @@ class FakeConsumer:
     * paused partitions yield nothing (unless :meth:`slip_through_pause`);
     * only assigned partitions can be paused: inside ``on_assign`` the new partitions are
       assigned when the callback returns, unless it assigns them itself with
-      :meth:`incremental_assign` — a pause made before that is lost, as with librdkafka.
-      ``pause_before_assign_holds = True`` keeps such a pause instead: the worker still
-      relies on it (it pauses in ``on_assign`` without assigning first), which librdkafka
-      does not do (``tests/contract/test_kafka_fakes.py``);
+      :meth:`incremental_assign` — a pause made before that is lost, as with librdkafka
+      (``tests/contract/test_kafka_fakes.py``);
     * :meth:`close` revokes the whole assignment (committing stored offsets with
       ``auto_commit``); afterwards every other method raises ``RuntimeError`` like the real
       one, and :meth:`close` does nothing.
@@ -570,7 +568,6 @@ class FakeConsumer:
         self.clock = clock or FakeClock()
         self.assigned: set[TP] = set()
         self.paused: set[TP] = set()
-        self.pause_before_assign_holds = True
         self._topics: set[str] = set()
         self.positions: dict[TP, int] = {}
         self.stored: dict[TP, int] = {}
@@ -598,7 +595,6 @@ class FakeConsumer:
         the same partition logs and shares the group's committed offsets."""
         other = FakeConsumer({}, auto_commit=self.auto_commit, clock=self.clock)
         other.logs, other.committed = self.logs, self.committed
-        other.pause_before_assign_holds = self.pause_before_assign_holds
         return other
 
     def append(self, topic: str, partition: int, value: bytes | None, key: bytes | None = None,
@@ -690,7 +686,7 @@ class FakeConsumer:
     def pause(self, partitions: list[TopicPartition]) -> None:
         self._check_open()
         asked = {(tp.topic, tp.partition) for tp in partitions}
-        self.paused |= asked if self.pause_before_assign_holds else asked & self.assigned
+        self.paused |= asked & self.assigned
 
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
         """Add to the assignment now (inside ``on_assign``: instead of when it returns)."""

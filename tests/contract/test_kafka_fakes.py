@@ -47,7 +47,6 @@ class TestFakeKafka(KafkaContract):
     def consumer(self, group: str) -> FakeConsumer:
         founder = self.groups.setdefault(group, self.first.new_member())
         consumer = founder.new_member()
-        consumer.pause_before_assign_holds = False  # librdkafka's rule, not the lenient one
         return consumer
 
     def producer(self) -> FakeProducer:
