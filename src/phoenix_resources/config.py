@@ -234,8 +234,8 @@ class Settings(BaseSettings):
         default_factory=lambda: {"run": "http://127.0.0.1:8000"})
     """Name → base URL of each process the console's pipeline page shows: it reads
     ``<url>/metrics`` and ``<url>/readyz`` (a worker's or relay's metrics port, an API's or a
-    ``run`` process's HTTP port), e.g. ``{"worker-0": "http://worker-0:9464", "relay-0":
-    "http://relay-0:9465"}``."""
+    ``run`` process's HTTP port), e.g.
+    ``{"worker-0": "http://worker-0:9464", "relay-0": "http://relay-0:9465"}``."""
     console_viewer_token_hashes: dict[ConsoleLabel, TokenDigest] = Field(default_factory=dict)
     """Label → SHA-256 hex digest of a bearer token that may view the console
     (``echo -n "$TOKEN" | sha256sum``), e.g. ``{"oncall": "9f86d0…"}``. The label names who

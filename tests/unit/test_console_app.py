@@ -310,10 +310,11 @@ def test_the_pipeline_page_says_what_each_process_answered(client: TestClient) -
     assert "unreachable (ConnectError: connection refused)" in page
     assert "not ready: worker" in page
     assert "applied 10, rejected 0, parked 2" in page
+    assert "none reported: no partition is assigned" in page
     assert "4 waiting, 1 parked" in page
     assert "<dt>Relay leader</dt><dd>run</dd>" in page
     assert "2 commands of 1 resources" in page
-    assert "shown from the next refresh" in page  # one look: no rate yet
+    assert "measured between two refreshes" in page  # one look: no rate yet
     assert "/s commands" in client.get("/").text  # the second look has one
 
 

@@ -323,6 +323,10 @@ async def healthz(_: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+async def no_icon(_: Request) -> Response:
+    return Response(status_code=204)
+
+
 # --- the app -------------------------------------------------------------------------------
 
 
@@ -352,6 +356,7 @@ def page_routes() -> list[BaseRoute]:
     """Sign-in and the pages that only look (the actions are in :mod:`.actions`)."""
     return [
         Route("/healthz", healthz),
+        Route("/favicon.ico", no_icon),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),

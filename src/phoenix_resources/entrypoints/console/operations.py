@@ -11,6 +11,7 @@ worker thread.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -82,6 +83,8 @@ class LiveOperations:
         self._settings = settings
         self._parts = parts
         self._producer = producer
+        self._replaying = threading.Lock()
+        """Dead-letter replays share the producer: one at a time (each flushes it)."""
 
     @classmethod
     def build(cls, settings: Settings) -> LiveOperations:
@@ -187,5 +190,6 @@ class LiveOperations:
 
         chosen = select(self._settings.kafka_config("consumer"), self._settings.dlq_topic,
                         positions=[(partition, offset)], stall_timeout=DLQ_STALL_S)
-        replayer = Replayer(self._producer, self._settings.commands_topic, force=force)
-        return replayer.replay(chosen)
+        with self._replaying:
+            replayer = Replayer(self._producer, self._settings.commands_topic, force=force)
+            return replayer.replay(chosen)

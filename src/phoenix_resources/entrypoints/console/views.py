@@ -31,7 +31,7 @@ def number(value: float | None) -> str:
 
 
 def rate(value: float | None) -> str:
-    return "— (shown from the next refresh)" if value is None else f"{value:,.1f}/s"
+    return "—" if value is None else f"{value:,.1f}/s"
 
 
 def seconds(value: float | None) -> str:
@@ -58,6 +58,14 @@ def _relay_role(p: ProcessState) -> str:
     return "leader" if p.relay_active else "standby"
 
 
+def _lag(glance: Glance) -> str:
+    if glance.lag_seconds is not None:
+        return f"{seconds(glance.lag_seconds)} ({number(glance.lag_messages)} records)"
+    if any(p.component in ("worker", "all") for p in glance.processes):
+        return "none reported: no partition is assigned to a worker that answers"
+    return "unknown: no worker answers"
+
+
 def overview(view: View, glance: Glance, parked: tuple[int, int] | str,
              parked_events: int | str) -> Html:
     """``parked`` and ``parked_events`` are the database's counts, or why it did not
@@ -69,11 +77,12 @@ def overview(view: View, glance: Glance, parked: tuple[int, int] | str,
                          for name in ("applied", "rejected", "parked", "duplicate",
                                       "dead_lettered"))
     summary = dl([
-        ("Throughput", f"{rate(glance.commands_per_s)} commands, "
-                       f"{rate(glance.events_per_s)} events published"),
+        ("Throughput", "measured between two refreshes: shown from the next one"
+         if glance.commands_per_s is None and glance.events_per_s is None else
+         f"{rate(glance.commands_per_s)} commands, {rate(glance.events_per_s)} events "
+         "published"),
         ("Outcomes since the processes started", outcomes),
-        ("Consumer lag", f"{seconds(glance.lag_seconds)} "
-                         f"({number(glance.lag_messages)} records)"),
+        ("Consumer lag", _lag(glance)),
         ("Outbox (leading relay's count)",
          "unknown: no relay answers as leader" if leader is None else
          f"{number(leader.outbox_waiting)} waiting, {number(leader.outbox_parked)} parked, "
