@@ -158,7 +158,8 @@ def csrf_of(page: str) -> str:
 
 def test_the_console_does_not_start_without_a_token(ops: FakeOperations) -> None:
     with pytest.raises(ConfigurationError, match="at least one token"):
-        create_app(Settings(), ops)
+        create_app(Settings(console_viewer_token_hashes={}, console_operator_token_hashes={}),
+                   ops)
 
 
 def test_pages_send_a_browser_without_a_session_to_the_sign_in(client: TestClient) -> None:
