@@ -47,7 +47,6 @@ from tenacity import (
 )
 
 from phoenix_resources import bootstrap
-from phoenix_resources.adapters.codec import CommandCodec, command_headers
 from phoenix_resources.adapters.dlq import DeadLetters
 from phoenix_resources.adapters.group_membership import GroupMembership
 from phoenix_resources.adapters.kafka import partition_key
@@ -60,6 +59,8 @@ from phoenix_resources.observability.tracing import Tracing
 from phoenix_resources.observability.worker_watch import BatchWatch, WorkerWatch
 from phoenix_resources.services.isolate import Isolation
 from phoenix_resources.services.ports import BatchUnit, Incoming
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.headers import command_headers
 
 log = logging.getLogger("phoenix_resources.worker")
 

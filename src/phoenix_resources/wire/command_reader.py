@@ -10,7 +10,7 @@ exactly the record ``fastavro.schemaless_reader`` returns under the logical-type
 bytes, invalid UTF-8, and encodings no Avro writer produces that fastavro would still read
 (negative or out-of-range enum and union indexes, negative lengths, varints over 64 bits).
 ``tests/unit/test_command_reader.py`` checks both halves on generated and mutated bodies.
-:class:`~phoenix_resources.adapters.codec.commands.CommandCodec` uses it only while the
+:class:`~phoenix_resources.wire.commands.CommandCodec` uses it only while the
 command schema still has that fingerprint, and reads with fastavro otherwise.
 """
 

@@ -2,12 +2,12 @@
 
 Two paths serve this request (``docs/decisions/0006-fast-lookup-path.md``):
 
-* :class:`~phoenix_resources.entrypoints.http_fast.FastLookup`, below FastAPI, answers the
+* :class:`~phoenix_resources.entrypoints.http.fast.FastLookup`, below FastAPI, answers the
   plain form (GET, canonical UUID, no query string) straight on the ASGI channel;
 * the FastAPI route ``get_resource`` (``http.py``) answers every other form that gets as far
   as a lookup, and documents the operation in the OpenAPI document.
 
-Both call :func:`lookup` and send the :class:`~http_edge.Answer` it returns unchanged, so they
+Both call :func:`lookup` and send the :class:`~.edge.Answer` it returns unchanged, so they
 cannot drift: same status, same headers in the same order, same body.
 ``tests/unit/test_http_lookup.py`` drives the same requests through both and compares them.
 """
@@ -18,8 +18,8 @@ import logging
 from uuid import UUID
 
 from phoenix_resources.adapters.postgres.queries import ReadQueries, ResourceDoc
-from phoenix_resources.entrypoints import http_problems as p
-from phoenix_resources.entrypoints.http_edge import Answer, problem_answer
+from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.entrypoints.http.edge import Answer, problem_answer
 from phoenix_resources.errors import DatabaseUnavailable
 
 log = logging.getLogger("phoenix_resources.http")
@@ -49,7 +49,7 @@ def answer(resource_id: UUID, doc: ResourceDoc | None, if_none_match: str | None
     """The complete answer to a lookup that found ``doc`` (None: the id was never stored).
 
     * unknown id: 404 ``RES-002``; tombstone: 404 ``RES-004`` with ``deleted_at`` and
-      ``version`` (problem documents, see ``http_edge.problem_answer``);
+      ``version`` (problem documents, see ``edge.problem_answer``);
     * ``If-None-Match`` matching the ETag: 304 with ``ETag`` and ``Cache-Control``, no body;
     * otherwise 200: ``ETag: "<version>"``, ``Cache-Control: private, max-age=0``,
       ``Content-Type: application/json``, ``Content-Length``, and the JSON document exactly

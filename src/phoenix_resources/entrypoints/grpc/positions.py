@@ -10,10 +10,9 @@ Guarantees:
   offset], ...]]``, where ``scope`` is the watched resource id, or ``""`` for all resources.
   A position is valid only for the scope that issued it; anything this server did not issue
   is refused with ``RES-001``.
-* :func:`partition_for` is the Java client's default partitioner (murmur2 of the key bytes,
-  sign bit cleared, modulo the partition count), which is what librdkafka's
-  ``murmur2_random`` does for keyed records and what every producer of this service uses
-  (``adapters/kafka.py``): one resource's events are read from that partition alone.
+* :func:`partition_for` is the Java client's default partitioner (``wire/partitioner.py``),
+  which every producer of this service uses: one resource's events are read from that
+  partition alone.
 """
 
 from __future__ import annotations
@@ -24,43 +23,14 @@ from collections.abc import Mapping
 
 import orjson
 
-from phoenix_resources.entrypoints import http_problems as p
+from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.wire.partitioner import murmur2, partition_for
+
+__all__ = ["MAX_TOKEN", "VERSION", "decode_position", "encode_position", "murmur2",
+           "partition_for"]
 
 VERSION = 1
 MAX_TOKEN = 4096
-_MASK = 0xFFFFFFFF
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's ``Utils.murmur2``: a signed 32-bit hash, bit for bit like the Java client."""
-    m, r = 0x5BD1E995, 24
-    length = len(data)
-    h = (0x9747B28C ^ length) & _MASK
-    tail = length & ~3
-    for i in range(0, tail, 4):
-        k = int.from_bytes(data[i:i + 4], "little")
-        k = (k * m) & _MASK
-        k ^= k >> r
-        k = (k * m) & _MASK
-        h = (h * m) & _MASK
-        h ^= k
-    rest = length & 3
-    if rest == 3:
-        h ^= data[tail + 2] << 16
-    if rest >= 2:
-        h ^= data[tail + 1] << 8
-    if rest >= 1:
-        h ^= data[tail]
-        h = (h * m) & _MASK
-    h ^= h >> 13
-    h = (h * m) & _MASK
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition a keyed record goes to among ``partitions`` (Java's default)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def encode_position(scope: str, offsets: Mapping[int, int]) -> str:

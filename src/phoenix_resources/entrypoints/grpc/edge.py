@@ -31,8 +31,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from phoenix_resources.entrypoints import http_problems as p
-from phoenix_resources.entrypoints.http_edge import TokenCheck
+from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.entrypoints.http.edge import TokenCheck
 from phoenix_resources.errors import (
     CommandInvalid,
     DatabaseUnavailable,

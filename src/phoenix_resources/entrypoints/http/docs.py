@@ -6,7 +6,7 @@ Guarantees:
   UI 5, which renders OpenAPI 3.1) and are served by the API itself under ``/docs/assets/``:
   the page loads nothing from another origin.
 * No inline script or style: the page is static HTML plus ``/docs/init.js``, so the Edge can
-  send ``DOCS_CSP`` with ``script-src 'self'`` and ``style-src 'self'`` (``http_edge``).
+  send ``DOCS_CSP`` with ``script-src 'self'`` and ``style-src 'self'`` (``edge``).
 * "Try it out" calls the API on the page's own origin (``connect-src 'self'``).
 
 ``tests/e2e/test_docs_page.py`` loads the page in headless Chromium and checks all of it.

@@ -26,7 +26,7 @@ from phoenix_resources.client.commands import (
 from phoenix_resources.domain.commands import CreateResource, DeleteResource, UpdateResource
 from phoenix_resources.domain.events import EventType, ResourceChanged
 from phoenix_resources.domain.model import Resource, Status
-from phoenix_resources.entrypoints import http_problems as p
+from phoenix_resources.entrypoints.http import problems as p
 from phoenix_resources.errors import CommandInvalid
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 

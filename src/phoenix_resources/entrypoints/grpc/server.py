@@ -44,13 +44,14 @@ from phoenix_resources import bootstrap
 from phoenix_resources.adapters.postgres.queries import ReadQueries
 from phoenix_resources.client import CommandPublisher
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.grpc_edge import Edge
-from phoenix_resources.entrypoints.grpc_service import CommandSender, ResourceService
-from phoenix_resources.entrypoints.http_edge import TokenCheck
+from phoenix_resources.entrypoints.grpc.edge import Edge
+from phoenix_resources.entrypoints.grpc.service import CommandSender, ResourceService
+from phoenix_resources.entrypoints.http.edge import TokenCheck
+from phoenix_resources.entrypoints.supervisor import Component, Supervisor
 from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc as pb_grpc
-from phoenix_resources.observability import Metrics
+from phoenix_resources.observability import Metrics, configure_logging
 
 log = logging.getLogger("phoenix_resources.grpc")
 
@@ -219,9 +220,6 @@ async def _keep_health(queries: ReadQueries, health: HealthServicer) -> None:
 
 def serve(settings: Settings) -> int:
     """Blocking: the ``phoenix-resources grpc`` command. Returns the exit code."""
-    from phoenix_resources.entrypoints.runner import Component, Supervisor
-    from phoenix_resources.observability import configure_logging
-
     configure_logging(settings.log_level, settings.log_format)
     metrics = Metrics()
     if settings.metrics_port:

@@ -1,11 +1,11 @@
 """``phoenix.resources.v1.ResourceService``: the RPCs (``proto/phoenix/resources/v1``).
 
-Guarantees (each RPC goes through :class:`~grpc_edge.Edge`: auth, errors, metrics):
+Guarantees (each RPC goes through :class:`~.edge.Edge`: auth, errors, metrics):
 
 * **Reads** (``GetResource``, ``ListResources``, ``GetCommand``) run the HTTP API's
   queries (:class:`ReadQueries`) on a pool of the read-only role, with its semantics: a
   deleted resource is RES-004, an unknown one RES-002, page tokens are its keyset cursors
-  (``http_listing.encode_cursor`` / ``decode_cursor``, the very same functions),
+  (``http.listing.encode_cursor`` / ``decode_cursor``, the very same functions),
   ``page_size`` 1..500.
 * **Writes** publish one command through the client library's :class:`CommandPublisher`
   (validated locally first: INVALID_ARGUMENT with the rule's code, nothing sent) and return
@@ -14,7 +14,7 @@ Guarantees (each RPC goes through :class:`~grpc_edge.Edge`: auth, errors, metric
   tells which command to retry (same ``command_id``: applied at most once) or look up.
   ``wait_for_outcome`` polls the recorded outcome until the call's budget ends
   (DEADLINE_EXCEEDED RES-003, ``command_id`` in the ErrorInfo metadata).
-* **WatchResources**: see :mod:`.grpc_watch`. At most ``grpc_max_watch_streams`` at once
+* **WatchResources**: see :mod:`.watch`. At most ``grpc_max_watch_streams`` at once
   (more: UNAVAILABLE RES-007); on shutdown each stream ends UNAVAILABLE RES-007 with its
   position in the ErrorInfo metadata.
 """
@@ -28,14 +28,12 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
-from phoenix_resources.adapters.codec import EventCodec
 from phoenix_resources.adapters.postgres.queries import ReadQueries, ResourceDoc
 from phoenix_resources.client import CommandPublisher, Sent
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import AnyCommand
 from phoenix_resources.domain.model import NAME_MAX
-from phoenix_resources.entrypoints import http_problems as p
-from phoenix_resources.entrypoints.grpc_convert import (
+from phoenix_resources.entrypoints.grpc.convert import (
     create_from,
     delete_from,
     outcome_from_json,
@@ -44,9 +42,10 @@ from phoenix_resources.entrypoints.grpc_convert import (
     status_filter,
     update_from,
 )
-from phoenix_resources.entrypoints.grpc_edge import Context, Edge, budget, within
-from phoenix_resources.entrypoints.grpc_watch import EventTail, Start
-from phoenix_resources.entrypoints.http_listing import (
+from phoenix_resources.entrypoints.grpc.edge import Context, Edge, budget, within
+from phoenix_resources.entrypoints.grpc.watch import EventTail, Start
+from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.entrypoints.http.listing import (
     CURSOR_MAX,
     LIMIT_DEFAULT,
     LIMIT_MAX,
@@ -56,6 +55,7 @@ from phoenix_resources.entrypoints.http_listing import (
 from phoenix_resources.errors import DeliveryFailed
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc as pb_grpc
+from phoenix_resources.wire.events import EventCodec
 
 COMMAND_ID_METADATA = "phoenix-command-id"
 RESOURCE_ID_METADATA = "phoenix-resource-id"

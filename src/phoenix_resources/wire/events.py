@@ -11,14 +11,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from phoenix_resources.adapters.codec import event_writer
-from phoenix_resources.adapters.codec.framing import (
-    EVENT_SCHEMA,
-    REJECTION_SCHEMA,
-    Framing,
-    load_schema,
-    released_schemas,
-)
 from phoenix_resources.domain.commands import CommandType
 from phoenix_resources.domain.events import (
     EVENT_CLASSES,
@@ -28,6 +20,14 @@ from phoenix_resources.domain.events import (
 )
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.errors import DecodeError
+from phoenix_resources.wire import event_writer
+from phoenix_resources.wire.framing import (
+    EVENT_SCHEMA,
+    REJECTION_SCHEMA,
+    Framing,
+    load_schema,
+    released_schemas,
+)
 
 RESOURCE_RECORD = "phoenix.resources.v1.Resource"
 

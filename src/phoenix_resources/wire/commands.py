@@ -22,16 +22,6 @@ from uuid import UUID
 
 import orjson
 
-from phoenix_resources.adapters.codec import command_reader
-from phoenix_resources.adapters.codec.framing import (
-    COMMAND_SCHEMA,
-    AvroSchema,
-    Framing,
-    clip,
-    load_schema,
-    released_schemas,
-)
-from phoenix_resources.adapters.codec.headers import JSON_CONTENT_TYPE, is_json
 from phoenix_resources.domain.commands import (
     AnyCommand,
     CommandType,
@@ -42,6 +32,16 @@ from phoenix_resources.domain.commands import (
 from phoenix_resources.domain.ids import parse_uuid
 from phoenix_resources.domain.model import Status
 from phoenix_resources.errors import DecodeError, MessageTooLarge
+from phoenix_resources.wire import command_reader
+from phoenix_resources.wire.framing import (
+    COMMAND_SCHEMA,
+    AvroSchema,
+    Framing,
+    clip,
+    load_schema,
+    released_schemas,
+)
+from phoenix_resources.wire.headers import JSON_CONTENT_TYPE, is_json
 
 AVRO_CONTENT_TYPE = "application/avro"
 

@@ -5,7 +5,7 @@ walking the schema and on per-field conversions this shape does not need.
 Guarantee: :func:`event_body` returns exactly the bytes ``fastavro.schemaless_writer`` writes
 for the same event under the schema it was written for (``WRITTEN_FOR``, the schema's
 CRC-64-AVRO fingerprint); ``tests/unit/test_event_writer.py`` checks it on generated events.
-:class:`~phoenix_resources.adapters.codec.events.EventCodec` uses it only while the event
+:class:`~phoenix_resources.wire.events.EventCodec` uses it only while the event
 schema still has that fingerprint, and falls back to the generic writer otherwise.
 """
 

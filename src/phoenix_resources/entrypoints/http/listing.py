@@ -2,13 +2,13 @@
 serves the request — the same two-path arrangement as the lookup by id
 (``docs/decisions/0006-fast-lookup-path.md``):
 
-* :class:`~phoenix_resources.entrypoints.http_fast.FastLookup` answers the plain forms below
+* :class:`~phoenix_resources.entrypoints.http.fast.FastLookup` answers the plain forms below
   FastAPI: GET, and a query string of at most one of each of ``limit``, ``status``,
   ``name_prefix`` and ``cursor`` whose values are valid as they are (:func:`plain_listing`);
 * the FastAPI route ``list_resources`` answers everything else, refusing what is invalid with
   its 400s, and documents the operation.
 
-Both call :func:`listing` and send the :class:`~http_edge.Answer` it returns, so they cannot
+Both call :func:`listing` and send the :class:`~.edge.Answer` it returns, so they cannot
 drift; ``tests/unit/test_http_listing.py`` compares them request by request. A database that
 cannot answer, or a cursor this API did not issue, is left to the route (the fast path falls
 through), so every error the endpoint gives comes from one place.
@@ -27,8 +27,8 @@ from starlette.types import Scope
 
 from phoenix_resources.adapters.postgres.queries import PageKey, ReadQueries
 from phoenix_resources.domain.model import NAME_MAX, Status
-from phoenix_resources.entrypoints import http_problems as p
-from phoenix_resources.entrypoints.http_edge import Answer
+from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.entrypoints.http.edge import Answer
 
 PATH = "/api/v1/resources"
 LIMIT_DEFAULT, LIMIT_MAX = 50, 500

@@ -12,7 +12,7 @@ In one pass (no per-request objects beyond a closure) it:
   duration_ms, and trace_id when traced).
 
 It also holds the one shape of a response written straight on the ASGI channel
-(:class:`Answer`), which its own problems and the lookup (``http_lookup``) use.
+(:class:`Answer`), which its own problems and the lookup (``lookup``) use.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from prometheus_client import Counter, Histogram
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from phoenix_resources.entrypoints import http_problems as p
+from phoenix_resources.entrypoints.http import problems as p
 
 log = logging.getLogger("phoenix_resources.http")
 access = logging.getLogger("phoenix_resources.http.access")
@@ -38,7 +38,7 @@ access = logging.getLogger("phoenix_resources.http.access")
 Headers = list[tuple[bytes, bytes]]
 
 JSON_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# The docs page (http_docs) is static HTML, its init script and Swagger UI's assets, all from
+# The docs page (docs.py) is static HTML, its init script and Swagger UI's assets, all from
 # this origin: nothing inline, nothing from elsewhere. Swagger UI's stylesheet embeds its
 # icons as data: URIs.
 DOCS_CSP = (b"default-src 'none'; script-src 'self'; style-src 'self'; "

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-from phoenix_resources.entrypoints.http_edge import route_label
+from phoenix_resources.entrypoints.http.edge import route_label
 from phoenix_resources.observability.tracing import Tracing
 
 UNTRACED = "/healthz,/readyz,/metrics"

@@ -6,13 +6,13 @@ Guarantees:
   committed; the throw-away ``group.id`` librdkafka insists on is never joined), in a
   thread of its own, so a slow client slows only its own stream (gRPC flow control holds
   the next read until the previous message is sent).
-* For one resource only its partition is read (:func:`grpc_positions.partition_for`, the
+* For one resource only its partition is read (:func:`.positions.partition_for`, the
   producers' murmur2) and only records keyed by its id are decoded.
 * Order: a partition is read in offset order, and one resource's events are in one partition
   in version order (docs/architecture.md), so each resource's events arrive in version
   order. A relay repeat (same resource, version not above the last one sent on this stream)
   is dropped.
-* Every event carries the position after it (``grpc_positions``); the starting position is
+* Every event carries the position after it (``positions``); the starting position is
   sent first, as the initial metadata ``phoenix-position``. Resuming from a position reads
   exactly the records after it. A position older than what the topic still retains is
   refused (RES-001, with ``earliest_position`` in the ErrorInfo metadata) rather than
@@ -34,18 +34,18 @@ from uuid import UUID
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from phoenix_resources import bootstrap
-from phoenix_resources.adapters.codec import EventCodec
 from phoenix_resources.adapters.kafka import text_headers
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints import http_problems as p
-from phoenix_resources.entrypoints.grpc_convert import event_message
-from phoenix_resources.entrypoints.grpc_positions import (
+from phoenix_resources.entrypoints.grpc.convert import event_message
+from phoenix_resources.entrypoints.grpc.positions import (
     decode_position,
     encode_position,
     partition_for,
 )
+from phoenix_resources.entrypoints.http import problems as p
 from phoenix_resources.errors import BrokerUnavailable, DecodeError
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
+from phoenix_resources.wire.events import EventCodec
 
 log = logging.getLogger("phoenix_resources.grpc.watch")
 

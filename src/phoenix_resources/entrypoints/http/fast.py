@@ -3,11 +3,11 @@ the framework.
 
 FastAPI's routing, dependency solving and response classes cost more per request than the
 lookup itself (``docs/decisions/0006-fast-lookup-path.md``). :class:`FastLookup` sits inside
-:class:`~http_edge.Edge` (so authentication, timeout, security headers and metrics still
+:class:`~.edge.Edge` (so authentication, timeout, security headers and metrics still
 apply) and answers the plain form of the request (GET, canonical UUID, no query string)
-straight on the ASGI channel, and the plain forms of the listing (``http_listing``). Anything
-else falls through to the FastAPI routes. Both send what :func:`~http_lookup.lookup` and
-:func:`~http_listing.listing` answer, so both give byte-for-byte the same answers.
+straight on the ASGI channel, and the plain forms of the listing (``listing``). Anything
+else falls through to the FastAPI routes. Both send what :func:`~.lookup.lookup` and
+:func:`~.listing.listing` answer, so both give byte-for-byte the same answers.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from uuid import UUID
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from phoenix_resources.adapters.postgres.queries import ReadQueries
-from phoenix_resources.entrypoints.http_edge import header
-from phoenix_resources.entrypoints.http_listing import listing, plain_listing
-from phoenix_resources.entrypoints.http_lookup import lookup
+from phoenix_resources.entrypoints.http.edge import header
+from phoenix_resources.entrypoints.http.listing import listing, plain_listing
+from phoenix_resources.entrypoints.http.lookup import lookup
 from phoenix_resources.errors import DatabaseUnavailable
 
 PREFIX = "/api/v1/resources/"
