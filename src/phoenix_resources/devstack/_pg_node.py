@@ -1,5 +1,6 @@
-"""What a PostgreSQL HA pair does to one node's files and processes (while it is stopped, or
-to stop it the hard way). The SQL side of the pair lives in :mod:`.postgres_ha`."""
+"""One node of a PostgreSQL HA pair: its files (while it is stopped), its processes (to kill
+them the hard way) and its control data. The SQL side of the pair lives in
+:mod:`.postgres_ha`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import os
 import pwd
 import shutil
 import signal
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from phoenix_resources.devstack._proc import pid_alive
@@ -21,6 +24,30 @@ def _own(path: Path) -> None:
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")
         os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def literal(value: str) -> str:
+    """A SQL string literal (``standard_conforming_strings`` is on)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class HANode(PostgresCluster):
+    """A node of the pair: a :class:`PostgresCluster` whose ``initdb`` skips its final fsync
+    when the settings turn fsync off (two of the three seconds a throwaway pair takes to
+    start on a small machine)."""
+
+    def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        if tool == "initdb" and (self.settings or {}).get("fsync") == "off":
+            args = (*args, "--no-sync")
+        return super()._pg(tool, *args, check=check)
+
+
+def controldata(node: PostgresCluster) -> dict[str, str]:
+    """``pg_controldata`` of a node, as a dict of its lines."""
+    out = node._pg("pg_controldata", "-D", str(node.data_dir)).stdout
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":")
+                                                  for line in out.splitlines())}
 
 
 def quote(value: str) -> str:
@@ -81,8 +108,9 @@ def _children(pid: int) -> list[int]:
 
 def kill_tree(node: PostgresCluster, timeout: float = 10.0) -> None:
     """SIGKILL the postmaster and every server process of ``node`` at once, as a power cut
-    would, and wait until they are gone (left alone, orphans would hold the shared memory).
-    ``postmaster.pid`` stays behind, as after a crash."""
+    would (left alone, orphaned backends would go on holding the shared memory), and wait
+    until they are dead. ``postmaster.pid`` stays behind, as after a crash. The dead may
+    still be zombies: see :func:`wait_reaped` before starting the node again."""
     pid = postmaster_pid(node)
     if pid is None:
         return
@@ -91,5 +119,32 @@ def kill_tree(node: PostgresCluster, timeout: float = 10.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + timeout
-    while any(pid_alive(v) for v in victims) and time.monotonic() < deadline:
+    while not all(_gone(v) for v in victims) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def wait_reaped(node: PostgresCluster, timeout: float = 30.0) -> None:
+    """Until the postmaster named in ``postmaster.pid`` is no longer a zombie: PostgreSQL
+    takes a zombie's pid for a running server and refuses to start (and ``pg_ctl stop``
+    would wait for it). Orphans are reaped by pid 1, which in a container may take a second.
+    Returns at once for a running server or no server; gives up after ``timeout``."""
+    try:
+        pid = int((node.data_dir / "postmaster.pid").read_text().splitlines()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + timeout
+    while _state(pid) == "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str | None:
+    """The state letter of ``/proc/<pid>/stat`` (``Z``: zombie), ``None`` when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _gone(pid: int) -> bool:
+    """Exited, zombies included: a zombie holds no memory any more."""
+    return _state(pid) in (None, "Z", "X")

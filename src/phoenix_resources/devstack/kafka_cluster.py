@@ -95,7 +95,7 @@ def bootstrap_checkpoint() -> Path:
     cached = state_dir() / "kafka" / f"bootstrap-{version}.checkpoint"
     if cached.exists():
         return cached
-    scratch = Path(state_dir() / "kafka" / f"format-{uuid.uuid4().hex[:8]}")
+    scratch = state_dir() / "kafka" / f"format-{uuid.uuid4().hex[:8]}"
     node = ClusterNode(scratch, port=0, node_id=CONTROLLER_ID, properties=(
         f"process.roles=controller\nnode.id={CONTROLLER_ID}\n"
         f"controller.quorum.voters={CONTROLLER_ID}@127.0.0.1:1\n"
@@ -196,6 +196,7 @@ class KafkaCluster:
     leaderships (Kafka's default: 9 s)."""
     heartbeat_ms: int = 500
     nodes: dict[int, ClusterNode] = field(init=False, repr=False)
+    _admin_client: AdminClient | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         ports = {CONTROLLER_ID: self.controller_port,
@@ -284,7 +285,7 @@ class KafkaCluster:
                     if want <= set(admin.list_topics(timeout=2).brokers):
                         return
             if time.monotonic() > deadline:
-                waiting = [self.nodes[b] for b in sorted(want)]
+                waiting = [self.nodes[CONTROLLER_ID], *(self.nodes[b] for b in sorted(want))]
                 raise StackError(
                     f"the Kafka cluster was not ready within {timeout:.0f}s; log tails:\n"
                     + "\n".join(f"--- node {n.node_id}\n{n.log_tail()}" for n in waiting))
@@ -316,8 +317,12 @@ class KafkaCluster:
 
     def metadata(self, topic: str | None = None, timeout: float = 15.0) -> ClusterMetadata:
         """The cluster's metadata (of ``topic`` only, if given), retried for up to ``timeout``
-        seconds while brokers are down or the topic is not known yet."""
-        admin = self._admin()
+        seconds while brokers are down or the topic is not known yet. Every call asks a
+        broker (no cache); the answer is that broker's view, which trails the controller's
+        by a metadata round (milliseconds)."""
+        if self._admin_client is None:
+            self._admin_client = self._admin()
+        admin = self._admin_client
         deadline = time.monotonic() + timeout
         while True:
             try:

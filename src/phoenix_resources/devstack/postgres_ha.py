@@ -23,16 +23,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import psycopg
-from psycopg import sql
 
 from phoenix_resources.devstack._pg_node import (
+    HANode,
+    controldata,
     is_standby_on_disk,
     kill_tree,
+    literal,
     make_standby_files,
     quote,
+    wait_reaped,
 )
 from phoenix_resources.devstack._proc import state_dir
 from phoenix_resources.devstack.postgres import API_ROLE, APP_ROLE, PostgresCluster, _hand_over
@@ -69,23 +69,28 @@ class PostgresHA:
 
     def __post_init__(self) -> None:
         conf = {**(self.settings or {}), **HA_SETTINGS}
-        self.nodes = {name: PostgresCluster(self.home / name, port=port, settings=conf)
+        self.nodes = {name: HANode(self.home / name, port=port, settings=conf)
                       for name, port in zip(NAMES, self.ports, strict=True)}
 
     # --- addresses --------------------------------------------------------------------------
 
-    def _hosts(self) -> str:
-        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes.values())
+    def _multi_host(self, user: str, database: str, attrs: str) -> str:
+        # libpq's query form of a multi-host URL (``host=a,b&port=1,2``), not the netloc
+        # form (``a:1,b:2``): SQLAlchemy, hence the migrations, parses only this one.
+        hosts = ",".join("127.0.0.1" for _ in self.nodes)
+        ports = ",".join(str(n.port) for n in self.nodes.values())
+        return (f"postgresql://{user}@/{database}?host={hosts}&port={ports}"
+                f"&target_session_attrs={attrs}")
 
     def url(self, user: str = APP_ROLE, database: str = "phoenix") -> str:
         """Both nodes, ``target_session_attrs=read-write``: libpq connects to whichever is the
         primary now (what the worker, the relay and migrations use)."""
-        return f"postgresql://{user}@{self._hosts()}/{database}?target_session_attrs=read-write"
+        return self._multi_host(user, database, "read-write")
 
     def read_url(self, user: str = API_ROLE, database: str = "phoenix") -> str:
-        """Both nodes, ``target_session_attrs=prefer-standby`` (the read-only API's)."""
-        return (f"postgresql://{user}@{self._hosts()}/{database}"
-                "?target_session_attrs=prefer-standby")
+        """Both nodes, ``target_session_attrs=prefer-standby`` (the read-only API's): the
+        standby while it runs, else the primary."""
+        return self._multi_host(user, database, "prefer-standby")
 
     def name_of(self, node: PostgresCluster) -> str:
         return node.home.name
@@ -95,24 +100,27 @@ class PostgresHA:
 
     # --- who is who -------------------------------------------------------------------------
 
-    def _query(self, node: PostgresCluster, query: str | sql.Composed,
-               params: tuple[Any, ...] = (), plain: bool = False) -> list[tuple[Any, ...]]:
-        """One statement as the superuser, in its own session. The session is never read
-        only (unless ``plain``), so :meth:`set_read_only` does not lock the pair's own
-        management out."""
-        options = "" if plain else "-c default_transaction_read_only=off"
-        with psycopg.connect(node.admin_url, autocommit=True, connect_timeout=5,
-                             options=options) as conn:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description else []
+    def _query(self, node: PostgresCluster, query: str, plain: bool = False,
+               check: bool = True) -> list[list[str]]:
+        """One statement through ``psql`` as the superuser, in its own session; rows of
+        text. The session is never read only (unless ``plain``), so :meth:`set_read_only`
+        does not lock the pair's own management out. (``psql``, not a driver: the local
+        stack runs from the base install, which has no PostgreSQL driver.)"""
+        conninfo = (f"host=127.0.0.1 port={node.port} user=postgres dbname=postgres "
+                    "connect_timeout=5")
+        if not plain:
+            conninfo += " options='-c default_transaction_read_only=off'"
+        out = node._pg("psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                       "-d", conninfo, "-c", query, check=check)
+        if out.returncode != 0:
+            return []
+        return [line.split("\t") for line in out.stdout.splitlines() if line]
 
     def in_recovery(self, node: PostgresCluster) -> bool | None:
         """``pg_is_in_recovery()`` of ``node``: True on a standby, False on a primary, None
         when it does not answer."""
-        try:
-            return bool(self._query(node, "SELECT pg_is_in_recovery()")[0][0])
-        except psycopg.OperationalError:
-            return None
+        rows = self._query(node, "SELECT pg_is_in_recovery()", check=False)
+        return rows[0][0] == "t" if rows else None
 
     def primary(self) -> PostgresCluster:
         """The one node that runs out of recovery; StackError when there is none or two."""
@@ -139,7 +147,7 @@ class PostgresHA:
         """``application_name`` → (``state``, ``sync_state``) from ``pg_stat_replication``."""
         rows = self._query(primary, "SELECT application_name, state, sync_state "
                                     "FROM pg_stat_replication")
-        return {str(name): (str(state), str(sync)) for name, state, sync in rows}
+        return {name: (state, sync) for name, state, sync in rows}
 
     # --- the whole pair ---------------------------------------------------------------------
 
@@ -172,22 +180,19 @@ class PostgresHA:
         return max(candidates, key=self._timeline)
 
     def _timeline(self, node: PostgresCluster) -> int:
-        return int(self._controldata(node)["Latest checkpoint's TimeLineID"])
-
-    def _controldata(self, node: PostgresCluster) -> dict[str, str]:
-        out = node._pg("pg_controldata", "-D", str(node.data_dir)).stdout
-        return {k.strip(): v.strip() for k, _, v in (line.partition(":")
-                                                      for line in out.splitlines())}
+        return int(controldata(node)["Latest checkpoint's TimeLineID"])
 
     def stop(self) -> None:
         """Stop both nodes cleanly (``fast``), the primary first so the standby receives its
         shutdown checkpoint: the next :meth:`start` finds them in the same roles."""
         order = sorted(self.nodes.values(), key=lambda n: self.in_recovery(n) is not False)
         for node in order:
+            wait_reaped(node)
             node.stop("fast")
 
     def destroy(self) -> None:
         for node in self.nodes.values():
+            wait_reaped(node)
             node.stop("immediate")
         shutil.rmtree(self.home, ignore_errors=True)
 
@@ -232,9 +237,9 @@ class PostgresHA:
         new = self.peer(old)
         self._attach(new, old, timeout)  # promote only a standby that has every commit
         old.stop("fast")
-        checkpoint = self._controldata(old)["Latest checkpoint location"]
-        self._wait(lambda: bool(self._query(new, "SELECT pg_last_wal_replay_lsn() > %s::pg_lsn",
-                                            (checkpoint,))[0][0]),
+        checkpoint = controldata(old)["Latest checkpoint location"]
+        replayed = f"SELECT pg_last_wal_replay_lsn() > {literal(checkpoint)}::pg_lsn"
+        self._wait(lambda: self._query(new, replayed) == [["t"]],
                    timeout, f"{self.name_of(new)} to replay the shutdown checkpoint")
         self._promote(new, timeout)
         try:
@@ -292,22 +297,25 @@ class PostgresHA:
     # --- steps ------------------------------------------------------------------------------
 
     def _own_conf(self, node: PostgresCluster) -> dict[str, str]:
+        """What a node that becomes the standby writes into its ``postgresql.auto.conf``:
+        its own addresses, whom it follows, whom it will wait for once promoted, and
+        writable (a :meth:`set_read_only` of its time as primary does not follow it)."""
         peer = self.peer(node)
         return {"port": str(node.port),
                 "unix_socket_directories": quote(str(node.home / "run")),
                 "primary_conninfo": quote(f"host=127.0.0.1 port={peer.port} user=postgres "
                                           f"application_name={self.name_of(node)}"),
                 "primary_slot_name": quote(self.name_of(node)),
-                "synchronous_standby_names": quote(self.name_of(peer))}
+                "synchronous_standby_names": quote(self.name_of(peer)),
+                "default_transaction_read_only": "off"}
 
     def _set(self, node: PostgresCluster, name: str, value: str, timeout: float = 15) -> None:
         """``ALTER SYSTEM SET`` (allowed on a standby too), reload, and wait until a new
         session sees it."""
-        self._query(node, sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name),
-                                                                     sql.Literal(value)))
+        self._query(node, f"ALTER SYSTEM SET {name} = {literal(value)}")
         self._query(node, "SELECT pg_reload_conf()")
-        self._wait(lambda: self._query(node, "SELECT current_setting(%s)", (name,),
-                                       plain=True)[0][0] == value,
+        self._wait(lambda: self._query(node, f"SELECT current_setting({literal(name)}) = "
+                                             f"{literal(value)}", plain=True) == [["t"]],
                    timeout, f"{name} = {value!r} on {self.name_of(node)}")
 
     def _promote(self, node: PostgresCluster, timeout: float) -> None:
@@ -316,9 +324,9 @@ class PostgresHA:
                    f"{self.name_of(node)} to leave recovery")
 
     def _ensure_slot(self, primary: PostgresCluster, slot: str) -> None:
-        self._query(primary, "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
-                             "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
-                    (slot, slot))
+        self._query(primary, f"SELECT pg_create_physical_replication_slot({literal(slot)}) "
+                             "WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots "
+                             f"WHERE slot_name = {literal(slot)})")
 
     def _no_sync(self) -> list[str]:
         return ["--no-sync"] if (self.settings or {}).get("fsync") == "off" else []
@@ -338,6 +346,7 @@ class PostgresHA:
     def _rewind_or_clone(self, node: PostgresCluster, source: PostgresCluster,
                          rewind: bool = True) -> str:
         """Make the stopped ``node`` a standby of ``source``: ``pg_rewind``, else a clone."""
+        wait_reaped(node)
         if rewind:
             result = node._pg("pg_rewind", "-D", str(node.data_dir), *self._no_sync(),
                               f"--source-server=host=127.0.0.1 port={source.port} "
@@ -355,7 +364,7 @@ class PostgresHA:
         name = self.name_of(standby)
         self._ensure_slot(primary, name)
         standby.start(timeout)
-        if self._query(primary, "SHOW synchronous_standby_names")[0][0] != name:
+        if self._query(primary, "SHOW synchronous_standby_names") != [[name]]:
             self._wait(lambda: self.replication(primary).get(name, ("", ""))[0] == "streaming",
                        timeout, f"{name} to stream from {self.name_of(primary)}")
             self._set(primary, "synchronous_standby_names", name)
