@@ -92,10 +92,11 @@ def test_a_commit_waits_while_the_standby_is_down(pair: PostgresHA) -> None:
     writer = threading.Thread(target=commit)
     writer.start()
     try:
-        with psycopg.connect(primary.admin_url, autocommit=True) as conn:
-            eventually(lambda: conn.execute("SELECT count(*) FROM pg_stat_activity "
-                                            "WHERE wait_event = 'SyncRep'").fetchone() == (1,),
-                       "the commit to wait for the synchronous standby")
+        with psycopg.connect(pair.admin_url(primary), autocommit=True) as conn:
+            eventually(lambda: conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' "
+                "AND query LIKE 'INSERT INTO notes%'").fetchone() == (1,),
+                "the commit to wait for the synchronous standby")
         assert writer.is_alive()
         assert outcome == []
     finally:

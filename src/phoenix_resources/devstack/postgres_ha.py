@@ -92,6 +92,10 @@ class PostgresHA:
         standby while it runs, else the primary."""
         return self._multi_host(user, database, "prefer-standby")
 
+    def admin_url(self, node: str | PostgresCluster) -> str:
+        """The superuser's URL of one node (by name or object), whatever its role."""
+        return (self.nodes[node] if isinstance(node, str) else node).admin_url
+
     def name_of(self, node: PostgresCluster) -> str:
         return node.home.name
 

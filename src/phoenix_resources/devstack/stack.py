@@ -129,10 +129,13 @@ def ephemeral_cluster_stack(fast: bool = True) -> Iterator[ClusterStack]:
         stack.up(progress=False)
         yield stack
     finally:
+        keep = bool(os.environ.get("PHOENIX_KEEP_STACK"))
         with contextlib.suppress(Exception):
             stack.kafka.stop(timeout=15)
-        for node in stack.postgres.nodes.values():
-            with contextlib.suppress(Exception):
-                node.stop("immediate")
-        if not os.environ.get("PHOENIX_KEEP_STACK"):
+        with contextlib.suppress(Exception):
+            if keep:
+                stack.postgres.stop()
+            else:
+                stack.postgres.destroy()
+        if not keep:
             shutil.rmtree(home, ignore_errors=True)
