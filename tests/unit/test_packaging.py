@@ -26,14 +26,14 @@ SERVER_SIDE = ("adapters/postgres/", "bootstrap.py", "observability/", "services
                "entrypoints/worker.py", "entrypoints/relay.py", "entrypoints/runner.py",
                "entrypoints/supervisor.py",
                "entrypoints/http", "entrypoints/cli/outbox.py", "entrypoints/grpc",
-               "grpc_gen/", "soak/", "entrypoints/cli/soak.py")
+               "grpc_gen/", "soak/", "entrypoints/cli/soak.py", "entrypoints/console")
 """Modules that run only with the ``server`` extra (PostgreSQL, the API, the processes).
 Everything else is what ``pip install phoenix-resources`` (no extra) must be able to run:
 the client library, the CLI's client commands, the settings and the local stack."""
 
 SERVICE_COMMANDS = ("entrypoints/cli/ops.py", "entrypoints/cli/parked.py",
                     "entrypoints/cli/outbox.py", "entrypoints/cli/grpc.py",
-                    "entrypoints/cli/soak.py")
+                    "entrypoints/cli/soak.py", "entrypoints/cli/console.py")
 """CLI modules whose commands need the server side: each refuses without the extra."""
 
 
