@@ -267,6 +267,83 @@ class BatchUnitContract(abc.ABC):
                         REJECTIONS)]
         assert set(self.resources()) == {rid}
 
+    # --- what is stored is what was given --------------------------------------------------
+
+    def test_outcome_rows_are_stored_as_given(self) -> None:
+        made, refused, parked = create(uuid.uuid4()), update(uuid.uuid4()), delete(uuid.uuid4())
+        rows = [
+            ports.OutcomeRow(made.command_id, made.resource_id, "CREATE", "applied", None, None,
+                             1, 3, "correlation-1", 5, 2**40 + 1, T0 - timedelta(microseconds=7)),
+            ports.OutcomeRow(refused.command_id, refused.resource_id, "UPDATE", "rejected",
+                             "CMD-004", "résumé \\ 'quoted' \"text\"", None, 0, None, 0, 0, T0),
+            ports.OutcomeRow(parked.command_id, parked.resource_id, "DELETE", "parked",
+                             "PRK-001", "ValueError: refused", None, 0, None, 2, 7, T0)]
+        with self.unit() as unit:
+            unit.claim(claims([made, refused, parked]))
+            unit.write(BatchRows(T0, claimed=rows))
+            unit.commit()
+        assert self.outcome_rows() == {r.command_id: (r, T0) for r in rows}
+
+        later = T0 + timedelta(hours=1)
+        replayed = rows[2]._replace(outcome="applied", error_code=None, error_message=None,
+                                    resulting_version=4, duplicate_deliveries=9,
+                                    source_offset=99)
+        with self.unit() as unit:
+            unit.write(BatchRows(later, recorded=[replayed]))
+            unit.commit()
+        # Only the outcome columns and processed_at are replaced.
+        assert self.outcome_rows()[parked.command_id] == (
+            rows[2]._replace(outcome="applied", error_code=None, error_message=None,
+                             resulting_version=4), later)
+
+    def test_outbox_rows_are_stored_as_given_in_order(self) -> None:
+        rid = uuid.uuid4()
+        entries = [
+            ports.OutboxEntry(uuid.uuid4(), str(rid), "ResourceCreated", EVENTS,
+                              b"\xc3\x01\x00payload\x00", T0, TRACEPARENT),
+            ports.OutboxEntry(uuid.uuid4(), str(uuid.uuid4()), "CommandRejected", REJECTIONS,
+                              bytes(range(256)), T0 + timedelta(microseconds=1), None),
+            ports.OutboxEntry(uuid.uuid4(), str(rid), "ResourceUpdated", EVENTS, b"", T0,
+                              None)]
+        with self.unit() as unit:
+            unit.write(BatchRows(T0, outbox=entries[:2]))
+            unit.write(BatchRows(T0, outbox=entries[2:]))
+            assert self.outbox_rows() == []
+            unit.commit()
+        assert self.outbox_rows() == entries
+
+    def test_parked_commands_are_stored_as_given(self) -> None:
+        rid = uuid.uuid4()
+        first = Incoming(create(rid), partition=3, offset=41, traceparent=TRACEPARENT)
+        second = Incoming(update(rid, name="n", config={"a": "b"}, status=Status.ACTIVE,
+                                 expected_version=1), partition=3, offset=42)
+        with self.unit() as unit:
+            unit.write(BatchRows(T0, parked=[
+                ports.ParkingEntry(first, "PRK-001", "ValueError: refused"),
+                ports.ParkingEntry(second, "PRK-002", "waits behind")]))
+            unit.commit()
+        with self.unit() as unit:
+            assert unit.load({rid}).parked == frozenset({rid})
+            stored = [(p.incoming, p.code, p.error, p.attempts) for p in unit.lock_queue(rid)]
+        assert stored == [(first, "PRK-001", "ValueError: refused", 0),
+                          (second, "PRK-002", "waits behind", 0)]
+
+    def test_the_rows_made_for_a_batch_are_stored_exactly(self) -> None:
+        """What ``apply_batch`` makes (events and announcements encoded, in decision order)
+        reads back unchanged, payload bytes included."""
+        rid, missing = uuid.uuid4(), uuid.uuid4()
+        commands = [create(rid), update(rid, name="renamed"), update(missing, name="x"),
+                    delete(rid)]
+        rows = self.decided({}, commands, repeats=1)
+        with self.unit() as unit:
+            unit.claim(claims(commands, repeats=1))
+            unit.write(rows)
+            unit.commit()
+        assert self.outcome_rows() == {r.command_id: (r, T0) for r in rows.claimed}
+        assert self.outbox_rows() == list(rows.outbox)
+        assert [e.type for e in rows.outbox] == [
+            "ResourceCreated", "ResourceUpdated", "CommandRejected", "ResourceDeleted"]
+
     # --- the parking lot ---------------------------------------------------------------------
 
     def park(self, commands: Sequence[AnyCommand]) -> None:
