@@ -31,19 +31,15 @@ from uuid import UUID
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import ClusterMetadata, PartitionMetadata, TopicMetadata
 
-from phoenix_resources.domain.decide import Applied, Decision
-from phoenix_resources.domain.events import CommandRejected, rejection_id_for
 from phoenix_resources.domain.model import Resource
 from phoenix_resources.errors import ConcurrentModification, DatabaseUnavailable
 from phoenix_resources.services.ports import (
+    BatchRows,
     Claim,
-    Incoming,
+    OutboxFormat,
     OutboxRow,
-    Outcome,
-    Parked,
     ParkedCommand,
     Snapshot,
-    StateChange,
 )
 from phoenix_resources.wire.events import EventCodec
 from phoenix_resources.wire.framing import Framing
@@ -115,7 +111,10 @@ class FakeStore:
 
     def unit(self, codec: EventCodec | None = None, events_topic: str = "events",
              rejections_topic: str = "rejections") -> FakeBatchUnit:
-        return FakeBatchUnit(self, codec, events_topic, rejections_topic)
+        """A unit whose outbox rows are encoded by ``codec`` (the real :class:`EventCodec`
+        by default) for these topics."""
+        return FakeBatchUnit(self, OutboxFormat(codec or _default_codec(), events_topic,
+                                                rejections_topic))
 
     def unit_factory(self, codec: EventCodec | None = None, events_topic: str = "events",
                      rejections_topic: str = "rejections") -> Callable[[], FakeBatchUnit]:
@@ -138,15 +137,13 @@ class FakeBatchUnit:
 
     Guarantees, as ``PostgresBatchUnit`` (checked by ``tests/contract``):
 
-    * :meth:`claim` returns the ids no committed unit recorded; a known id gets
-      ``duplicate_deliveries`` bumped by ``repeats + 1`` (at commit); :meth:`write` records a
-      new one with its outcome, its counter starting at ``repeats`` — a claim that is never
-      written records nothing;
+    * :meth:`claim` returns the ids no committed unit recorded;
     * :meth:`load` returns committed rows, tombstones included (plus this unit's own writes);
-    * :meth:`write` inserts new rows unless one exists, updates a row only if it is at the
-      version it was loaded at, records outcomes of claimed commands, adds outbox rows encoded
-      with the real :class:`EventCodec`, and raises :class:`ConcurrentModification` when a
-      row count differs from what was decided;
+    * :meth:`write` stores the rows it is given, as they are: ``claimed`` outcome rows are
+      inserted, ``recorded`` ones replace the outcome of a recorded command, ``repeated``
+      bumps ``duplicate_deliveries`` (all at commit); a created row is inserted unless one
+      exists, a changed row updated only if it is at the version it was loaded at, and
+      :class:`ConcurrentModification` is raised when a row count differs from the rows given;
     * everything becomes visible at :meth:`commit`, at once; leaving the ``with`` block
       without it (or with an exception) forgets everything, claims included.
 
@@ -157,19 +154,16 @@ class FakeBatchUnit:
     commit (in PostgreSQL at insert; per resource both give version order).
     """
 
-    def __init__(self, store: FakeStore, codec: EventCodec | None = None,
-                 events_topic: str = "events", rejections_topic: str = "rejections") -> None:
+    def __init__(self, store: FakeStore, outbox_format: OutboxFormat | None = None) -> None:
         self.store = store
-        self._codec = codec or _default_codec()
-        self._events_topic = events_topic
-        self._rejections_topic = rejections_topic
+        self.outbox_format = outbox_format or OutboxFormat(_default_codec(), "events",
+                                                           "rejections")
         self._open = False
         self._reset()
 
     def _reset(self) -> None:
         self._claimed: dict[UUID, ProcessedCommand] = {}
-        """Rows this unit inserts at commit: the fresh commands it wrote an outcome for."""
-        self._fresh: dict[UUID, Claim] = {}
+        """Rows this unit inserts at commit: the claimed commands' outcomes."""
         self._bumps: dict[UUID, int] = {}
         self._outcomes: dict[UUID, dict[str, Any]] = {}
         self._rows: dict[UUID, Resource] = {}
@@ -206,15 +200,7 @@ class FakeBatchUnit:
         ids = [c.incoming.command.command_id for c in claims]
         if len(set(ids)) != len(ids):
             raise ValueError("a command_id appears twice in one claim; use split_repeats")
-        new: set[UUID] = set()
-        for c in claims:
-            cid = c.incoming.command.command_id
-            if cid in self.store.processed:
-                self._bumps[cid] = self._bumps.get(cid, 0) + c.repeats + 1
-            else:
-                self._fresh[cid] = c
-                new.add(cid)
-        return new
+        return {cid for cid in ids if cid not in self.store.processed}
 
     def load(self, resource_ids: set[UUID]) -> Snapshot:
         self._check_open()
@@ -224,78 +210,44 @@ class FakeBatchUnit:
         return Snapshot({rid: row for rid, row in found.items() if row is not None},
                         frozenset(resource_ids & parked))
 
-    def write(self, decisions: Sequence[tuple[Incoming, Outcome]],
-              changes: Mapping[UUID, StateChange], now: datetime) -> None:
+    def write(self, rows: BatchRows) -> None:
         self._check_open()
-        new = [c.after for c in changes.values() if c.before is None]
-        existing = [c for c in changes.values() if c.before is not None]
         inserted = updated = 0
-        for row in new:  # INSERT ... ON CONFLICT (id) DO NOTHING
+        for row in rows.created:  # INSERT ... ON CONFLICT (id) DO NOTHING
             if self._row(row.id) is None:
                 self._expected.setdefault(row.id, None)
                 self._rows[row.id] = row
                 inserted += 1
-        for change in existing:  # UPDATE ... WHERE version = <version loaded>
+        for change in rows.changed:  # UPDATE ... WHERE version = <version loaded>
             assert change.before is not None
             current = self._row(change.after.id)
             if current is not None and current.version == change.before.version:
                 self._expected.setdefault(change.after.id, change.before.version)
                 self._rows[change.after.id] = change.after
                 updated += 1
-        for item, d in decisions:
-            self._record_outcome(item, d, now)
-            if isinstance(d, Parked):
-                self._parked.append(ParkedCommand(0, item, d.code.value, d.error, 0))
-            else:
-                self._add_outbox(item, d, now)
-        if (inserted, updated) != (len(new), len(existing)):
+        for r in rows.claimed:  # INSERT ... ON CONFLICT DO NOTHING, checked at commit
+            self._claimed[r.command_id] = ProcessedCommand(
+                command_id=r.command_id, resource_id=r.resource_id,
+                command_type=r.command_type, outcome=r.outcome, error_code=r.error_code,
+                error_message=r.error_message, resulting_version=r.resulting_version,
+                duplicate_deliveries=r.duplicate_deliveries, correlation_id=r.correlation_id,
+                source_partition=r.source_partition, source_offset=r.source_offset,
+                issued_at=r.issued_at, processed_at=rows.processed_at)
+        for r in rows.recorded:  # UPDATE processed_commands ... WHERE command_id
+            if r.command_id in self.store.processed:
+                self._outcomes[r.command_id] = {
+                    "outcome": r.outcome, "error_code": r.error_code,
+                    "error_message": r.error_message, "resulting_version": r.resulting_version,
+                    "processed_at": rows.processed_at}
+        for cid, n in rows.repeated.items():
+            self._bumps[cid] = self._bumps.get(cid, 0) + n
+        self._parked += [ParkedCommand(0, p.incoming, p.reason, p.error, 0) for p in rows.parked]
+        self._outbox += [OutboxRow(0, e.event_id, e.aggregate_id, e.type, e.topic, e.payload,
+                                   e.occurred_at, e.traceparent) for e in rows.outbox]
+        if (inserted, updated) != (len(rows.created), len(rows.changed)):
             raise ConcurrentModification(
-                f"expected {len(new)} inserts and {len(existing)} updates, "
+                f"expected {len(rows.created)} inserts and {len(rows.changed)} updates, "
                 f"got {inserted} and {updated}: another writer touched these resources")
-
-    def _record_outcome(self, item: Incoming, d: Outcome, now: datetime) -> None:
-        cmd = item.command
-        cid = cmd.command_id
-        if isinstance(d, Applied):
-            values: dict[str, Any] = {"outcome": "applied", "error_code": None,
-                                      "error_message": None,
-                                      "resulting_version": d.state.version}
-        elif isinstance(d, Parked):
-            values = {"outcome": "parked", "error_code": d.code.value,
-                      "error_message": d.error, "resulting_version": None}
-        else:
-            values = {"outcome": "rejected", "error_code": d.code.value,
-                      "error_message": d.message, "resulting_version": None}
-        values["processed_at"] = now
-        claim = self._fresh.get(cid)
-        if claim is not None:  # INSERT ... ON CONFLICT DO NOTHING, checked at commit
-            self._claimed[cid] = ProcessedCommand(
-                command_id=cid, resource_id=cmd.resource_id, command_type=cmd.type.value,
-                duplicate_deliveries=claim.repeats, correlation_id=cmd.correlation_id,
-                source_partition=item.partition, source_offset=item.offset,
-                issued_at=cmd.issued_at, **values)
-        elif cid in self.store.processed:  # UPDATE processed_commands ... WHERE command_id
-            self._outcomes[cid] = values
-
-    def _add_outbox(self, item: Incoming, d: Decision, now: datetime) -> None:
-        cmd = item.command
-        if isinstance(d, Applied):
-            if d.event is None:
-                return
-            self._outbox.append(OutboxRow(
-                0, d.event.event_id, str(d.event.resource_id), d.event.type_name,
-                self._events_topic, self._codec.encode_event(d.event), d.event.occurred_at,
-                item.traceparent))
-            return
-        rejection = CommandRejected(rejection_id=rejection_id_for(cmd.command_id),
-                                    command_id=cmd.command_id, command_type=cmd.type,
-                                    resource_id=cmd.resource_id, code=d.code.value,
-                                    message=d.message, rejected_at=now,
-                                    correlation_id=cmd.correlation_id)
-        self._outbox.append(OutboxRow(
-            0, rejection.rejection_id, str(cmd.resource_id), rejection.type_name,
-            self._rejections_topic, self._codec.encode_rejection(rejection), now,
-            item.traceparent))
 
     # --- the parking lot's queue (ReplayUnit) ---------------------------------------------
 
@@ -330,10 +282,11 @@ class FakeBatchUnit:
                     raise ConcurrentModification(
                         f"resource {rid} was changed by another unit meanwhile")
             store.processed.update(self._claimed)
-            for cid, bump in self._bumps.items():
-                row = store.processed[cid]
-                store.processed[cid] = replace(
-                    row, duplicate_deliveries=row.duplicate_deliveries + bump)
+            for cid, bump in self._bumps.items():  # UPDATE ... WHERE command_id
+                if cid in store.processed:
+                    row = store.processed[cid]
+                    store.processed[cid] = replace(
+                        row, duplicate_deliveries=row.duplicate_deliveries + bump)
             for cid, values in self._outcomes.items():
                 store.processed[cid] = replace(store.processed[cid], **values)
             store.resources.update(self._rows)

@@ -23,7 +23,7 @@ from phoenix_resources.adapters.postgres.outbox import PostgresOutboxReader
 from phoenix_resources.adapters.postgres.parking import ParkingLot
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
-from phoenix_resources.services.ports import BatchUnit, ReplayUnit
+from phoenix_resources.services.ports import BatchUnit, OutboxFormat, ReplayUnit
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.events import EventCodec
 
@@ -165,9 +165,10 @@ def _units(settings: Settings, name: str,
     """A small pool and a factory of units of work on it (one transaction each)."""
     pool = db_pool(settings, min_size=1, max_size=2, name=name)
     events = event_codec(settings)
+    outbox = OutboxFormat(events, settings.events_topic, settings.rejections_topic)
 
     def unit() -> PostgresBatchUnit:
-        return PostgresBatchUnit(pool, events, settings.events_topic, settings.rejections_topic)
+        return PostgresBatchUnit(pool, outbox)
 
     return pool, events, unit
 

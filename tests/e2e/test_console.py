@@ -30,7 +30,6 @@ from tests.e2e.test_docs_page import (
     _chromium,
     artifacts,  # noqa: F401 (the fixture, shared)
 )
-from tests.integration.test_parking import REFUSE_POISON
 from tests.support.net import free_port
 from tests.support.pipeline import (
     ACTIVE,
@@ -42,6 +41,7 @@ from tests.support.pipeline import (
     update,
     wait_until,
 )
+from tests.support.poison import REFUSE_POISON
 from tests.support.processes import Process
 from tests.support.services import unavailable
 
