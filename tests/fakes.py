@@ -32,7 +32,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import ClusterMetadata, PartitionMetadata, TopicMetadata
 
 from phoenix_resources.domain.model import Resource
-from phoenix_resources.errors import ConcurrentModification, DatabaseUnavailable
+from phoenix_resources.errors import ConcurrentModification, DatabaseReadOnly, DatabaseUnavailable
 from phoenix_resources.services.ports import (
     BatchRows,
     Claim,
@@ -106,6 +106,8 @@ class FakeStore:
         self.rollbacks = 0
         self.relay_lock: object | None = None
         """The session holding the relay's advisory lock, if any."""
+        self.writable = True
+        """False: the database answers like a standby or a read-only node."""
         self._next_seq = 1
         self._mutex = threading.Lock()
 
@@ -195,8 +197,14 @@ class FakeBatchUnit:
     def _row(self, rid: UUID) -> Resource | None:
         return self._rows.get(rid, self.store.resources.get(rid))
 
+    def _check_writable_now(self) -> None:
+        """Locking reads and writes fail on a read-only database, as PostgreSQL's do."""
+        if not self.store.writable:
+            raise DatabaseReadOnly("cannot execute in a read-only transaction (fake)")
+
     def claim(self, claims: Sequence[Claim]) -> set[UUID]:
         self._check_open()
+        self._check_writable_now()
         ids = [c.incoming.command.command_id for c in claims]
         if len(set(ids)) != len(ids):
             raise ValueError("a command_id appears twice in one claim; use split_repeats")
@@ -212,6 +220,7 @@ class FakeBatchUnit:
 
     def write(self, rows: BatchRows) -> None:
         self._check_open()
+        self._check_writable_now()
         inserted = updated = 0
         for row in rows.created:  # INSERT ... ON CONFLICT (id) DO NOTHING
             if self._row(row.id) is None:
@@ -267,6 +276,10 @@ class FakeBatchUnit:
     def note_attempt(self, command_id: UUID, error: str) -> None:
         self._check_open()
         self._attempts[command_id] = error
+
+    def check_writable(self) -> None:
+        self._check_open()
+        self._check_writable_now()
 
     def commit(self) -> None:
         self._check_open()

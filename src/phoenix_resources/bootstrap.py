@@ -49,7 +49,15 @@ def _pg_kwargs(settings: Settings, *, batches: bool = False) -> dict[str, Any]:
         # scans the whole dedupe table until it holds ~100k rows (7.5 ms instead of 2.4 ms
         # at 40k), and the resources update hashes a scan of the table.
         options += " -c random_page_cost=1.1"
-    return {"options": options}
+    return {"options": options, **dead_peer_kwargs(settings.db_dead_peer_timeout_s)}
+
+
+def dead_peer_kwargs(timeout_s: float) -> dict[str, Any]:
+    """libpq parameters that declare a silent server dead within about ``timeout_s``."""
+    idle = max(1, int(timeout_s / 3))
+    interval = max(1, int(timeout_s / 6))
+    return {"keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
+            "keepalives_count": 3, "tcp_user_timeout": int(timeout_s * 1000)}
 
 
 def db_pool(settings: Settings, url: str | None = None, *, min_size: int | None = None,

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     """Most connections of the HTTP API's pool."""
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
     """``statement_timeout`` of every session."""
+    db_dead_peer_timeout_s: float = Field(default=10.0, ge=1.0)
+    """How long a pooled connection (worker, API) waits on a server that stopped answering
+    before it is declared dead: TCP keepalives after a third of it idle, and
+    ``tcp_user_timeout`` for data left unacknowledged. A primary that vanishes without
+    closing its sockets (a host lost, a network partition) is then noticed in seconds, the
+    connection is discarded, and the next one finds the new primary (a multi-host URL with
+    ``target_session_attrs=read-write``; ``docs/operations.md``, PostgreSQL failover)."""
 
     # --- Kafka ------------------------------------------------------------------------------
     kafka_bootstrap_servers: str = "127.0.0.1:9092"

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from uuid import UUID
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from phoenix_resources import bootstrap
@@ -30,11 +32,13 @@ from phoenix_resources.domain.commands import (
 from phoenix_resources.domain.events import event_id_for, rejection_id_for
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.domain.rules import RejectionCode
-from phoenix_resources.errors import ConcurrentModification
+from phoenix_resources.errors import ConcurrentModification, DatabaseReadOnly, DatabaseUnavailable
 from phoenix_resources.services import ports
 from phoenix_resources.services.apply_batch import fold, stored_rows
 from phoenix_resources.services.ports import BatchRows, Claim, Incoming, OutboxFormat, ReplayUnit
 from tests.fakes import FakeStore
+
+T = TypeVar("T")
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -109,6 +113,21 @@ class BatchUnitContract(abc.ABC):
     @abc.abstractmethod
     def outbox_rows(self) -> list[ports.OutboxEntry]:
         """Committed outbox rows in ``seq`` order, every column but ``seq``."""
+
+    @abc.abstractmethod
+    def set_read_only(self, on: bool) -> None:
+        """Make the database answer writes like a standby (or a demoted primary) does."""
+
+    def answered(self, action: Callable[[], T]) -> T:
+        """``action``'s result; a unit that meets a connection whose server session ended
+        (the test ended it) raises DatabaseUnavailable and discards it: try another."""
+        for _ in range(4):
+            try:
+                return action()
+            except DatabaseUnavailable as e:
+                if isinstance(e, DatabaseReadOnly):
+                    raise
+        return action()
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -385,6 +404,26 @@ class BatchUnitContract(abc.ABC):
             assert unit.load({rid}).parked == frozenset()
             assert unit.lock_queue(rid) == []
 
+    def test_a_read_only_database_is_told_apart_and_the_unit_recovers_with_it(self) -> None:
+        """``check_writable`` and every write answer DatabaseReadOnly (waited out, never
+        charged to a command); once writable again, the next units work."""
+
+        def check() -> None:
+            with self.unit() as unit:
+                unit.check_writable()
+
+        check()
+        self.set_read_only(True)
+        with pytest.raises(DatabaseReadOnly):
+            self.answered(check)
+        command = create(uuid.uuid4())
+        with pytest.raises(DatabaseReadOnly):
+            self.answered(lambda: self.apply([command]))
+        assert command.command_id not in self.outcomes()
+        self.set_read_only(False)
+        self.answered(check)
+        assert self.answered(lambda: self.apply([command])) == {command.command_id}
+
     def test_a_failed_replay_attempt_is_counted_on_the_parked_command(self) -> None:
         rid = uuid.uuid4()
         command = create(rid)
@@ -406,6 +445,9 @@ class TestFakeBatchUnit(BatchUnitContract):
 
     def unit(self) -> ReplayUnit:
         return self.store.unit(events_topic=EVENTS, rejections_topic=REJECTIONS)
+
+    def set_read_only(self, on: bool) -> None:
+        self.store.writable = not on
 
     def outcomes(self) -> dict[UUID, Outcome]:
         return {cid: Outcome(r.outcome, r.error_code, r.resulting_version,
@@ -452,6 +494,16 @@ class TestPostgresBatchUnit(BatchUnitContract):
 
     def unit(self) -> ReplayUnit:
         return PostgresBatchUnit(self.pool, self.format)
+
+    def set_read_only(self, on: bool) -> None:
+        """For new sessions of this test's database; the pool's are ended, as a demotion
+        (a restart of the old primary) ends them."""
+        name = self.reader.info.dbname
+        self.reader.execute(psycopg.sql.SQL(
+            "ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+                psycopg.sql.Identifier(name), psycopg.sql.SQL("on" if on else "off")))
+        self.reader.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
 
     def outcomes(self) -> dict[UUID, Outcome]:
         rows = self.reader.execute(

@@ -151,13 +151,15 @@ class ConsumerSession:
 
     # --- pausing while a fault is waited out ---------------------------------------------------
 
-    def pause(self) -> None:
+    def pause(self, reason: str | None = None) -> None:
         """Stop fetching from the assignment, and from every partition assigned until
-        :meth:`resume`. Nothing to pause (no assignment) leaves the session unpaused."""
+        :meth:`resume`. Nothing to pause (no assignment) leaves the session unpaused.
+        ``reason`` (the fault's kind) is what readiness reports while paused."""
         if not self._paused and self._assignment:
             self._consumer.pause(self._partitions())
             self._paused = True
-            self._watch.paused()
+        if self._paused:
+            self._watch.paused(reason)
 
     def resume(self) -> None:
         """Fetch from the assignment again (no-op unless paused)."""

@@ -206,6 +206,13 @@ class BatchUnit(Protocol):
 
     def commit(self) -> None: ...
 
+    def check_writable(self) -> None:
+        """Raise a :class:`~phoenix_resources.errors.TransientError` unless this unit's
+        database can do a batch's work now: a primary, not read-only, with the privileges
+        the batch tables need. The isolation asks before parking a command that nothing else
+        of its batch could be compared with (``services/isolate.py``)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ParkedCommand:

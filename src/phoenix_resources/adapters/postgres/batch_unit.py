@@ -43,9 +43,9 @@ from phoenix_resources.adapters.postgres.arrays import (
     UuidArray,
     columns,
 )
-from phoenix_resources.adapters.postgres.errors import translated
+from phoenix_resources.adapters.postgres.errors import poisons_connection, translated
 from phoenix_resources.domain.model import Resource, Status
-from phoenix_resources.errors import ConcurrentModification
+from phoenix_resources.errors import ConcurrentModification, DatabaseReadOnly, DatabaseRefused
 from phoenix_resources.services.ports import (
     BatchRows,
     Claim,
@@ -142,6 +142,13 @@ FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::bytea[], %b::tim
 """
 
 
+CHECK_WRITABLE = """
+SELECT pg_is_in_recovery(), current_setting('transaction_read_only'),
+       bool_and(has_table_privilege(t, p)) FROM (VALUES ('resources', 'SELECT,INSERT,UPDATE'),
+    ('processed_commands', 'SELECT,INSERT,UPDATE'), ('outbox', 'INSERT'),
+    ('parked_commands', 'SELECT,INSERT'), ('parked_resources', 'SELECT,INSERT,UPDATE')) AS v(t, p)
+"""
+
 LOCK_QUEUE = """
 SELECT 1 FROM parked_resources WHERE resource_id = %s FOR UPDATE
 """
@@ -230,12 +237,27 @@ class PostgresBatchUnit:
         if conn is None:
             return
         try:
-            if not self._done and not conn.closed:
+            if exc is not None and poisons_connection(exc):
+                # Its server went away, cannot write (a failover moved the primary) or refuses
+                # for reasons of its own: the pool replaces a closed connection, and the new
+                # one finds the primary (target_session_attrs=read-write).
+                conn.close()
+            elif not self._done and not conn.closed:
                 conn.rollback()
         except psycopg.Error:
             pass  # the connection is broken; the pool discards it on return
         finally:
             self._pool.putconn(conn)
+
+    def check_writable(self) -> None:
+        with translated():
+            recovering, read_only, allowed = self.conn.execute(CHECK_WRITABLE).fetchall()[0]
+            self.conn.rollback()
+        if recovering or read_only == "on":
+            raise DatabaseReadOnly("the database cannot write now "
+                                   f"(in recovery: {recovering}, read-only: {read_only})")
+        if not allowed:
+            raise DatabaseRefused("the database role lacks a privilege on the batch tables")
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
