@@ -29,7 +29,7 @@ from typing import Any
 from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import ClusterMetadata, PartitionMetadata, TopicMetadata
+from confluent_kafka.admin._metadata import ClusterMetadata, PartitionMetadata, TopicMetadata
 
 from phoenix_resources.domain.model import Resource
 from phoenix_resources.errors import ConcurrentModification, DatabaseReadOnly, DatabaseUnavailable
@@ -251,8 +251,9 @@ class FakeBatchUnit:
         for cid, n in rows.repeated.items():
             self._bumps[cid] = self._bumps.get(cid, 0) + n
         self._parked += [ParkedCommand(0, p.incoming, p.reason, p.error, 0) for p in rows.parked]
-        self._outbox += [OutboxRow(0, e.event_id, e.aggregate_id, e.type, e.topic, e.payload,
-                                   e.occurred_at, e.traceparent) for e in rows.outbox]
+        # Event ids as PostgreSQL hands them back to the relay: text.
+        self._outbox += [OutboxRow(0, str(e.event_id), e.aggregate_id, e.type, e.topic,
+                                   e.payload, e.occurred_at, e.traceparent) for e in rows.outbox]
         if (inserted, updated) != (len(rows.created), len(rows.changed)):
             raise ConcurrentModification(
                 f"expected {len(rows.created)} inserts and {len(rows.changed)} updates, "
@@ -303,8 +304,8 @@ class FakeBatchUnit:
             for cid, values in self._outcomes.items():
                 store.processed[cid] = replace(store.processed[cid], **values)
             store.resources.update(self._rows)
-            for row in self._outbox:
-                store.outbox.append(replace(row, seq=store._next_seq))
+            for outbox_row in self._outbox:
+                store.outbox.append(replace(outbox_row, seq=store._next_seq))
                 store._next_seq += 1
             for cid in self._unparked:
                 store.parked.pop(cid, None)
@@ -625,7 +626,8 @@ class FakeConsumer:
                       offsets: list[TopicPartition] | None = None) -> None:
         self._check_open()
         if message is not None:
-            asked = {(message.topic(), message.partition()): (message.offset() or 0) + 1}
+            asked = {(message.topic() or "", message.partition() or 0):
+                     (message.offset() or 0) + 1}
         else:
             asked = {(tp.topic, tp.partition): tp.offset for tp in offsets or []}
         self.store_calls.append(dict(asked))
@@ -901,8 +903,10 @@ class FakeProducer:
 
 def header(message: Message, name: str) -> bytes | None:
     """The last value of header ``name`` (tests' shorthand)."""
-    found = None
-    for key, value in message.headers() or []:
+    found: bytes | None = None
+    headers = message.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for key, value in pairs:
         if key == name:
-            found = value
+            found = value.encode() if isinstance(value, str) else value
     return found
