@@ -22,7 +22,7 @@ from phoenix_resources.adapters.records import (
     text_headers,
 )
 from phoenix_resources.errors import BrokerUnavailable, ConfigurationError
-from phoenix_resources.kafka_options import PINNED, ClientKind, KafkaValue
+from phoenix_resources.kafka_options import PINNED, ClientKind, KafkaValue, layered
 
 __all__ = ["JAVA_PARTITIONER", "Headers", "KafkaSettings", "OutgoingRecord", "WorkersGroup",
            "admin_config", "consumer_config", "dead_letter", "ensure_topics", "header_pairs",
@@ -74,9 +74,12 @@ class WorkersGroup(Protocol):
 
 def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     """:data:`PRODUCER_DEFAULTS` < the settings' producer options < the pinned guarantees
-    (``kafka_options.PINNED``) < ``overrides`` (the caller's own, e.g. the relay's linger)."""
-    return {**PRODUCER_DEFAULTS, "logger": LIBRDKAFKA_LOG, **settings.kafka_config("producer"),
-            **PINNED["producer"], **overrides}
+    (``kafka_options.PINNED``) < ``overrides`` (the caller's own, e.g. the relay's linger).
+    librdkafka's aliases count as one key (``kafka_options.layered``). A caller's default
+    that the user's options should beat is not an override: leave out what they set
+    (``kafka_options.unset_by``)."""
+    return layered(PRODUCER_DEFAULTS, {"logger": LIBRDKAFKA_LOG},
+                   settings.kafka_config("producer"), PINNED["producer"], overrides)
 
 
 def consumer_config(settings: KafkaSettings, group_id: str | None = None,
@@ -86,8 +89,9 @@ def consumer_config(settings: KafkaSettings, group_id: str | None = None,
 
     Without ``group_id`` the consumer joins the workers' group, which only settings that
     name it (:class:`WorkersGroup`) know; other settings must pass a group."""
-    return {**CONSUMER_DEFAULTS, "logger": LIBRDKAFKA_LOG, **settings.kafka_config("consumer"),
-            **_group_identity(settings, group_id), **PINNED["consumer"], **overrides}
+    return layered(CONSUMER_DEFAULTS, {"logger": LIBRDKAFKA_LOG},
+                   settings.kafka_config("consumer"), _group_identity(settings, group_id),
+                   PINNED["consumer"], overrides)
 
 
 def _group_identity(settings: KafkaSettings, group_id: str | None) -> dict[str, Any]:
@@ -105,7 +109,7 @@ def _group_identity(settings: KafkaSettings, group_id: str | None) -> dict[str, 
 def admin_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     """What every AdminClient of the service is built with: the settings' admin options
     (shared options minus consumer- and producer-only keys, then the admin map)."""
-    return {"logger": LIBRDKAFKA_LOG, **settings.kafka_config("admin"), **overrides}
+    return layered({"logger": LIBRDKAFKA_LOG}, settings.kafka_config("admin"), overrides)
 
 
 def new_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
