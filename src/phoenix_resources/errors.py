@@ -14,6 +14,8 @@
     ├── TransientError              retried with backoff; never turns into data loss
     │   ├── DatabaseUnavailable     PostgreSQL down, restarting, or connection lost
     │   ├── BrokerUnavailable       Kafka down or a delivery timed out
+    │   │   └── BrokerUnreachable   no broker answered a connection check in time (client
+    │   │                           library, CLI); the message names the bootstrap servers
     │   ├── RegistryUnavailable     the schema registry is down, slow or answers 5xx
     │   ├── DeadLetterBlocked       the DLQ topic refuses dead letters (missing, not
     │                               authorised): the worker waits until an operator fixes it
@@ -82,6 +84,10 @@ class DatabaseUnavailable(TransientError):
 
 class BrokerUnavailable(TransientError):
     pass
+
+
+class BrokerUnreachable(BrokerUnavailable):
+    """A connection check failed: no broker of the bootstrap list answered in time."""
 
 
 class RegistryUnavailable(TransientError):
