@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from phoenix_resources.adapters import kafka
-from phoenix_resources.adapters.kafka_logs import RepeatFilter, problem_key
+from phoenix_resources.adapters.kafka_logs import RepeatFilter, librdkafka_logger, problem_key
 
 pytestmark = pytest.mark.unit
 
@@ -85,5 +85,7 @@ def test_the_key_keeps_facility_broker_address_and_text_only() -> None:
 
 
 def test_every_client_logs_through_the_filtered_logger() -> None:
-    assert any(isinstance(f, RepeatFilter) for f in kafka.LIBRDKAFKA_LOG.filters)
-    assert kafka.LIBRDKAFKA_LOG.name == "phoenix_resources.librdkafka"
+    logger = librdkafka_logger()
+    assert librdkafka_logger() is logger is kafka.LIBRDKAFKA_LOG
+    assert [type(f) for f in logger.filters].count(RepeatFilter) == 1
+    assert logger.name == "phoenix_resources.librdkafka"

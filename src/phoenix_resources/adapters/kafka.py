@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from phoenix_resources.adapters.dlq import dead_letter
-from phoenix_resources.adapters.kafka_logs import RepeatFilter
+from phoenix_resources.adapters.kafka_logs import librdkafka_logger
 from phoenix_resources.adapters.publish import publish_all
 from phoenix_resources.adapters.records import (
     Headers,
@@ -31,13 +31,11 @@ __all__ = ["JAVA_PARTITIONER", "Headers", "KafkaSettings", "OutgoingRecord", "Wo
 
 log = logging.getLogger(__name__)
 
-LIBRDKAFKA_LOG = logging.getLogger("phoenix_resources.librdkafka")
+LIBRDKAFKA_LOG = librdkafka_logger()
 """Every client's ``logger``: librdkafka's lines go through Python logging (JSON in server
 processes), never raw to stderr. Named like ``observability.logs.LIBRDKAFKA_LOGGER``.
 Repeats of one problem (a broker refusing connections, retried several times a second) are
 held back: one line per problem and broker a minute (``adapters/kafka_logs.py``)."""
-if not any(isinstance(f, RepeatFilter) for f in LIBRDKAFKA_LOG.filters):
-    LIBRDKAFKA_LOG.addFilter(RepeatFilter())
 
 JAVA_PARTITIONER = "murmur2_random"
 """The Java client's default partitioner, in librdkafka's name."""

@@ -15,8 +15,8 @@ role or id beside its address (``GroupCoordinator: 10.0.0.7:9092``, ``10.0.0.7:9
 CONNECT``). What identifies the problem stays: the log facility, the broker's address and
 librdkafka's text.
 
-Standard library only: the client library uses it (``adapters/kafka.py`` installs it on the
-logger every client logs to).
+Standard library only: the client library uses it. :func:`librdkafka_logger` is the logger
+every client of the package logs to, with the filter installed.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+LIBRDKAFKA_LOGGER = "phoenix_resources.librdkafka"
+"""The logger librdkafka's lines arrive on (``observability.logs`` names it alike)."""
 
 REPEAT_WINDOW_S = 60.0
 """How long the repeats of one problem are held back after a line was passed."""
@@ -86,3 +89,12 @@ class RepeatFilter(logging.Filter):
             # ``"%s [%s] %s" % (facility, client, text)``. No ``%`` in the addition.
             record.msg = f"{record.msg} (repeated {held} more times since last logged)"
         return True
+
+
+def librdkafka_logger() -> logging.Logger:
+    """The logger to pass as every client's ``logger``, its :class:`RepeatFilter` installed
+    (once, however often this is called)."""
+    logger = logging.getLogger(LIBRDKAFKA_LOGGER)
+    if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+        logger.addFilter(RepeatFilter())
+    return logger
