@@ -314,8 +314,11 @@ class EventSubscriber:
               self._settings.events_topic)
 
     def _on_client_error(self, error: KafkaError) -> None:
-        """librdkafka's error callback (run inside ``poll``): global errors the client
-        retries by itself. Only "every broker is down" is acted on, by the poll loop."""
+        """librdkafka's error callback (run inside ``poll``, which re-raises what it
+        raises): global errors, which the client retries by itself, except a fatal one
+        (raised, as from ``poll``). "Every broker is down" is acted on by the poll loop."""
+        if error.fatal():
+            raise BrokerUnavailable(f"consumer failed: {error.str()}")
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._brokers_down = True
         log.debug("consumer client error (retried by the client): %s", error.str())
