@@ -160,9 +160,10 @@ def _publish(opts: SendOptions, send: Callable[[CommandPublisher, dict[str, Any]
     console_logging()  # librdkafka's lines, one per problem, beside the error
     if opts.wait and opts.api_url:
         check_api(opts.api_url, reach)
+    options = reach.kafka_options("producer", settings, delivery=True)
     try:
-        with CommandPublisher(settings, api_url=opts.api_url, producer_options=reach.kafka_options(
-                "producer", settings, delivery=True)) as publisher:
+        with CommandPublisher(settings, api_url=opts.api_url,
+                              producer_options=options) as publisher:
             publisher.check_topic(reach.seconds)
             sent = send(publisher, opts.command_fields())
             outcome = publisher.wait_for_outcome(sent, opts.timeout) if opts.wait else None
