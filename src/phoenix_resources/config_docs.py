@@ -66,8 +66,8 @@ OTHER_VARIABLES: tuple[Variable, ...] = (
              "and `psql` are.", "local stack"),
     Variable("PHOENIX_KEEP_STACK", "unset", "Keep the throwaway test stack's files for "
              "inspection.", "local stack"),
-    Variable("PHOENIX_CHROMIUM", "/usr/bin/chromium", "The browser the docs-page test "
-             "drives.", "tests"),
+    Variable("PHOENIX_CHROMIUM", "/usr/bin/chromium", "The browser the docs-page and "
+             "console tests drive.", "tests"),
     Variable("PHOENIX_ARTIFACTS", "a temp dir", "Where tests write screenshots.", "tests"),
 )
 """Variables that are not settings fields; the deployment tests accept these too."""

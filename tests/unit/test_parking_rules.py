@@ -4,7 +4,7 @@ transient fault, replay in order, discard, and the worker's handling of all of i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -17,7 +17,7 @@ from phoenix_resources.entrypoints.worker import Worker
 from phoenix_resources.errors import DatabaseUnavailable
 from phoenix_resources.observability import Metrics
 from phoenix_resources.services.isolate import Isolation
-from phoenix_resources.services.ports import Incoming, Outcome, StateChange
+from phoenix_resources.services.ports import BatchRows, Incoming
 from phoenix_resources.services.replay import discard, replay_resource
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.framing import Framing
@@ -44,13 +44,13 @@ class RefusingUnit(FakeBatchUnit):
         self.db = db
         self.refuse_parking = db.refuse_parking
 
-    def write(self, decisions: Sequence[tuple[Incoming, Outcome]],
-              changes: dict[UUID, StateChange], now: datetime) -> None:  # type: ignore[override]
-        if not self.db.fixed and any(c.after.name == POISON for c in changes.values()):
+    def write(self, rows: BatchRows) -> None:
+        written = [*rows.created, *(c.after for c in rows.changed)]
+        if not self.db.fixed and any(r.name == POISON for r in written):
             raise ValueError("value refused by a CHECK constraint")
-        if self.refuse_parking and any(o.__class__.__name__ == "Parked" for _, o in decisions):
+        if self.refuse_parking and rows.parked:
             raise ValueError("the parking lot refuses it too")
-        super().write(decisions, changes, now)
+        super().write(rows)
 
 
 def factory(store: FakeStore, *, down: Callable[[int], bool] = lambda n: False,

@@ -250,6 +250,10 @@ class ConsumerSession:
         self._assignment |= added
         self._watch.rebalanced("assigned", added, self._assignment)
         if self._paused and partitions:
+            # Only assigned partitions can be paused, and inside on_assign they are assigned
+            # when the callback returns: assign them now, or the pause is lost and the
+            # partitions are fetched in the middle of a fault.
+            consumer.incremental_assign(partitions)
             consumer.pause(partitions)
         log.info("partitions assigned", extra={"partitions": sorted(p for _, p in added)})
 

@@ -77,15 +77,12 @@ def position(text: str, default_partition: int) -> tuple[int, int]:
                                  param_hint="OFFSETS") from e
 
 
-def _letters(settings: Settings, reach: Reach, topic: str, reason: str | None = None, *,
-             start: int | None = None, partitions: list[int] | None = None,
+def _letters(settings: Settings, reach: Reach, topic: str, reason: str | None = None,
              ) -> Iterator[DeadLetter]:
-    from phoenix_resources.adapters.dlq_topic import read
+    from phoenix_resources.adapters.dlq_topic import select
 
-    for letter in read(_consumer_config(settings, reach), topic, partitions=partitions,
-                       start=start, stall_timeout=reach.seconds):
-        if reason is None or letter.reason == reason:
-            yield letter
+    return select(_consumer_config(settings, reach), topic, reason=reason,
+                  stall_timeout=reach.seconds)
 
 
 def _consumer_config(settings: Settings, reach: Reach) -> dict[str, Any]:
@@ -228,7 +225,7 @@ def replay(
     Example: phoenix-resources dlq replay --reason unknown-schema
     """
     from phoenix_resources.adapters import kafka
-    from phoenix_resources.adapters.dlq_topic import Replayer
+    from phoenix_resources.adapters.dlq_topic import Replayer, select
 
     if offsets and everything:
         raise fail("give offsets or --all, not both", EXIT_USAGE)
@@ -236,13 +233,10 @@ def replay(
         raise fail("choose dead letters: OFFSETS, --reason, or --all", EXIT_USAGE)
     settings = load_settings()
     wanted = {position(o, partition) for o in offsets or []}
-    start = min(o for _, o in wanted) if wanted else None
-    partitions = sorted({p for p, _ in wanted}) if wanted else None
     topic = topic or settings.dlq_topic
     reach = _reached(settings, connect_timeout, topic)
-    chosen = (letter for letter in _letters(settings, reach, topic, reason, start=start,
-                                             partitions=partitions)
-              if not wanted or (letter.partition, letter.offset) in wanted)
+    chosen = select(_consumer_config(settings, reach), topic, positions=wanted, reason=reason,
+                    stall_timeout=reach.seconds)
     replayer = Replayer(kafka.new_producer(settings, **reach.kafka_options("producer", settings)),
                         settings.commands_topic, force=force)
     try:
