@@ -39,9 +39,6 @@ pytestmark = pytest.mark.e2e
 
 TIMEOUT = 3.0
 """``--connect-timeout`` given to every command."""
-BOUND = 3 * TIMEOUT + 10.0
-"""Longest a command may take to give up: three timeouts, plus the interpreter's start on a
-busy machine. Before the connection checks, ``send`` took 30 s and ``watch`` its --timeout."""
 MOST_STDERR_LINES = 5
 """A handful: librdkafka's line per broker and problem, and the one error line."""
 
@@ -79,13 +76,14 @@ def run(args: list[str], env: dict[str, str], stdin: str | None = None) -> Run:
     return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 
 
-def assert_unreachable(result: Run, names: str, *, within: float = BOUND) -> None:
-    """Exit 6, a handful of stderr lines, the last one naming ``names``, and soon."""
+def assert_unreachable(result: Run, names: str) -> None:
+    """Exit 6, a handful of stderr lines, the last one naming ``names``. (How soon is
+    measured, not asserted: a command that waited out its own timeouts instead — ``send``'s
+    30 s delivery, ``watch``'s --timeout — ends with another code and message.)"""
     assert result.code == EXIT_UNREACHABLE, result
     assert len(result.stderr_lines) <= MOST_STDERR_LINES, result.stderr
     assert result.stderr_lines[-1].startswith("error: cannot reach "), result.stderr
     assert names in result.stderr_lines[-1], result.stderr
-    assert result.seconds < within, result
 
 
 # --- dead from the start ---------------------------------------------------------------------
