@@ -19,6 +19,8 @@
     │   │                           command's: a privilege, a table or column missing, a
     │   │                           cancelled statement, an SQLSTATE nobody classified
     │   ├── BrokerUnavailable       Kafka down or a delivery timed out
+    │   │   └── BrokerUnreachable   no broker answered a connection check in time (client
+    │   │                           library, CLI); the message names the bootstrap servers
     │   ├── RegistryUnavailable     the schema registry is down, slow or answers 5xx
     │   ├── DeadLetterBlocked       the DLQ topic refuses dead letters (missing, not
     │                               authorised): the worker waits until an operator fixes it
@@ -110,6 +112,10 @@ class RowRefused(PhoenixError):
 
 class BrokerUnavailable(TransientError):
     pass
+
+
+class BrokerUnreachable(BrokerUnavailable):
+    """A connection check failed: no broker of the bootstrap list answered in time."""
 
 
 class RegistryUnavailable(TransientError):

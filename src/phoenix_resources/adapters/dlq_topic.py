@@ -13,7 +13,6 @@ the original). Within one replay, records keep their DLQ order per key.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -24,6 +23,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from phoenix_resources.adapters.dlq import REPLAYED, DeadLetter
+from phoenix_resources.adapters.kafka_logs import librdkafka_logger
 from phoenix_resources.adapters.publish import publish_all
 from phoenix_resources.adapters.records import OutgoingRecord
 from phoenix_resources.errors import (
@@ -46,7 +46,7 @@ def read(common: dict[str, Any], topic: str, *, partitions: Iterable[int] | None
                          "enable.auto.commit": False, "enable.auto.offset.store": False,
                          "auto.offset.reset": "earliest", "enable.partition.eof": True,
                          "client.id": "phoenix-resources-dlq",
-                         "logger": logging.getLogger("phoenix_resources.librdkafka")})
+                         "logger": librdkafka_logger()})
     try:
         ends = _assign(consumer, topic, partitions, start, stall_timeout)
         deadline = time.monotonic() + stall_timeout
