@@ -66,6 +66,25 @@ class FakeClock:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredOutboxRow:
+    """An outbox row as the table keeps it: ``id`` is a uuid (the relay reads it as text,
+    :meth:`fetched`)."""
+
+    seq: int
+    id: UUID
+    aggregateid: str
+    type: str
+    topic: str
+    payload: bytes
+    occurred_at: datetime
+    traceparent: str | None
+
+    def fetched(self) -> OutboxRow:
+        return OutboxRow(self.seq, str(self.id), self.aggregateid, self.type, self.topic,
+                         self.payload, self.occurred_at, self.traceparent)
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessedCommand:
     """A ``processed_commands`` row."""
 
@@ -94,7 +113,7 @@ class FakeStore:
         self.clock = clock
         self.resources: dict[UUID, Resource] = {}
         self.processed: dict[UUID, ProcessedCommand] = {}
-        self.outbox: list[OutboxRow] = []
+        self.outbox: list[StoredOutboxRow] = []
         self.outbox_parked: dict[int, str] = {}
         """Outbox rows the broker refused for good: ``seq`` → the broker's reason."""
         self.parked: dict[UUID, ParkedCommand] = {}
@@ -171,7 +190,7 @@ class FakeBatchUnit:
         self._rows: dict[UUID, Resource] = {}
         self._expected: dict[UUID, int | None] = {}
         """Per written row: the committed version this unit relies on (None: no row)."""
-        self._outbox: list[OutboxRow] = []
+        self._outbox: list[StoredOutboxRow] = []
         self._parked: list[ParkedCommand] = []
         self._unparked: set[UUID] = set()
         self._released: set[UUID] = set()
@@ -252,8 +271,9 @@ class FakeBatchUnit:
             self._bumps[cid] = self._bumps.get(cid, 0) + n
         self._parked += [ParkedCommand(0, p.incoming, p.reason, p.error, 0) for p in rows.parked]
         # Event ids as PostgreSQL hands them back to the relay: text.
-        self._outbox += [OutboxRow(0, str(e.event_id), e.aggregate_id, e.type, e.topic,
-                                   e.payload, e.occurred_at, e.traceparent) for e in rows.outbox]
+        self._outbox += [StoredOutboxRow(0, e.event_id, e.aggregate_id, e.type, e.topic,
+                                         e.payload, e.occurred_at, e.traceparent)
+                         for e in rows.outbox]
         if (inserted, updated) != (len(rows.created), len(rows.changed)):
             raise ConcurrentModification(
                 f"expected {len(rows.created)} inserts and {len(rows.changed)} updates, "
@@ -415,9 +435,7 @@ class FakeOutboxReader:
             if r.seq in parked:
                 first_parked.setdefault(r.aggregateid, r.seq)
         fetched = [r for r in rows if r.seq < first_parked.get(r.aggregateid, r.seq + 1)]
-        # the outbox's id column is a uuid; PostgreSQL's fetch reads it as text
-        return [r if isinstance(r.id, str) else replace(r, id=str(r.id))
-                for r in fetched[:limit]]
+        return [r.fetched() for r in fetched[:limit]]
 
     def delete(self, seqs: Sequence[int]) -> None:
         self._enter("delete")
