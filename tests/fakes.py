@@ -29,7 +29,7 @@ from typing import Any
 from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import ClusterMetadata, PartitionMetadata, TopicMetadata
+from confluent_kafka.admin._metadata import ClusterMetadata, PartitionMetadata, TopicMetadata
 
 from phoenix_resources.domain.model import Resource
 from phoenix_resources.errors import ConcurrentModification, DatabaseReadOnly, DatabaseUnavailable
@@ -66,6 +66,25 @@ class FakeClock:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredOutboxRow:
+    """An outbox row as the table keeps it: ``id`` is a uuid (the relay reads it as text,
+    :meth:`fetched`)."""
+
+    seq: int
+    id: UUID
+    aggregateid: str
+    type: str
+    topic: str
+    payload: bytes
+    occurred_at: datetime
+    traceparent: str | None
+
+    def fetched(self) -> OutboxRow:
+        return OutboxRow(self.seq, str(self.id), self.aggregateid, self.type, self.topic,
+                         self.payload, self.occurred_at, self.traceparent)
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessedCommand:
     """A ``processed_commands`` row."""
 
@@ -94,7 +113,7 @@ class FakeStore:
         self.clock = clock
         self.resources: dict[UUID, Resource] = {}
         self.processed: dict[UUID, ProcessedCommand] = {}
-        self.outbox: list[OutboxRow] = []
+        self.outbox: list[StoredOutboxRow] = []
         self.outbox_parked: dict[int, str] = {}
         """Outbox rows the broker refused for good: ``seq`` → the broker's reason."""
         self.parked: dict[UUID, ParkedCommand] = {}
@@ -171,7 +190,7 @@ class FakeBatchUnit:
         self._rows: dict[UUID, Resource] = {}
         self._expected: dict[UUID, int | None] = {}
         """Per written row: the committed version this unit relies on (None: no row)."""
-        self._outbox: list[OutboxRow] = []
+        self._outbox: list[StoredOutboxRow] = []
         self._parked: list[ParkedCommand] = []
         self._unparked: set[UUID] = set()
         self._released: set[UUID] = set()
@@ -251,8 +270,10 @@ class FakeBatchUnit:
         for cid, n in rows.repeated.items():
             self._bumps[cid] = self._bumps.get(cid, 0) + n
         self._parked += [ParkedCommand(0, p.incoming, p.reason, p.error, 0) for p in rows.parked]
-        self._outbox += [OutboxRow(0, e.event_id, e.aggregate_id, e.type, e.topic, e.payload,
-                                   e.occurred_at, e.traceparent) for e in rows.outbox]
+        # Event ids as PostgreSQL hands them back to the relay: text.
+        self._outbox += [StoredOutboxRow(0, e.event_id, e.aggregate_id, e.type, e.topic,
+                                         e.payload, e.occurred_at, e.traceparent)
+                         for e in rows.outbox]
         if (inserted, updated) != (len(rows.created), len(rows.changed)):
             raise ConcurrentModification(
                 f"expected {len(rows.created)} inserts and {len(rows.changed)} updates, "
@@ -303,8 +324,8 @@ class FakeBatchUnit:
             for cid, values in self._outcomes.items():
                 store.processed[cid] = replace(store.processed[cid], **values)
             store.resources.update(self._rows)
-            for row in self._outbox:
-                store.outbox.append(replace(row, seq=store._next_seq))
+            for outbox_row in self._outbox:
+                store.outbox.append(replace(outbox_row, seq=store._next_seq))
                 store._next_seq += 1
             for cid in self._unparked:
                 store.parked.pop(cid, None)
@@ -414,9 +435,7 @@ class FakeOutboxReader:
             if r.seq in parked:
                 first_parked.setdefault(r.aggregateid, r.seq)
         fetched = [r for r in rows if r.seq < first_parked.get(r.aggregateid, r.seq + 1)]
-        # the outbox's id column is a uuid; PostgreSQL's fetch reads it as text
-        return [r if isinstance(r.id, str) else replace(r, id=str(r.id))
-                for r in fetched[:limit]]
+        return [r.fetched() for r in fetched[:limit]]
 
     def delete(self, seqs: Sequence[int]) -> None:
         self._enter("delete")
@@ -625,7 +644,8 @@ class FakeConsumer:
                       offsets: list[TopicPartition] | None = None) -> None:
         self._check_open()
         if message is not None:
-            asked = {(message.topic(), message.partition()): (message.offset() or 0) + 1}
+            asked = {(message.topic() or "", message.partition() or 0):
+                     (message.offset() or 0) + 1}
         else:
             asked = {(tp.topic, tp.partition): tp.offset for tp in offsets or []}
         self.store_calls.append(dict(asked))
@@ -901,8 +921,10 @@ class FakeProducer:
 
 def header(message: Message, name: str) -> bytes | None:
     """The last value of header ``name`` (tests' shorthand)."""
-    found = None
-    for key, value in message.headers() or []:
+    found: bytes | None = None
+    headers = message.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for key, value in pairs:
         if key == name:
-            found = value
+            found = value.encode() if isinstance(value, str) else value
     return found

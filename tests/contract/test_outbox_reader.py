@@ -22,7 +22,7 @@ import pytest
 from phoenix_resources.adapters.postgres.outbox import PostgresOutboxReader
 from phoenix_resources.errors import DatabaseUnavailable, TransientError
 from phoenix_resources.services.ports import OutboxReader, OutboxRow
-from tests.fakes import FakeOutboxReader, FakeStore, ProcessedCommand
+from tests.fakes import FakeOutboxReader, FakeStore, ProcessedCommand, StoredOutboxRow
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -272,9 +272,9 @@ class TestFakeOutboxReader(OutboxReaderContract):
     def commit_rows(self, rows: Sequence[OutboxRow]) -> list[int]:
         seqs = list(range(self._next_seq, self._next_seq + len(rows)))
         self._next_seq += len(rows)
-        # the fake batch unit keeps the event id as a UUID, like the outbox's column
-        self.store.outbox.extend(replace(r, seq=s, id=uuid.UUID(r.id))  # type: ignore[arg-type]
-                                 for r, s in zip(rows, seqs, strict=True))
+        self.store.outbox.extend(
+            StoredOutboxRow(s, uuid.UUID(r.id), r.aggregateid, r.type, r.topic, r.payload,
+                            r.occurred_at, r.traceparent) for r, s in zip(rows, seqs, strict=True))
         return seqs
 
     def outbox(self) -> dict[int, str | None]:

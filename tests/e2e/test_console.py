@@ -25,11 +25,7 @@ import psycopg
 import pytest
 
 from phoenix_resources.config import Settings
-from tests.e2e.test_docs_page import (
-    CHROMIUM_FLAGS,
-    _chromium,
-    artifacts,  # noqa: F401 (the fixture, shared)
-)
+from tests.support.chromium import CHROMIUM_FLAGS, chromium_path
 from tests.support.net import free_port
 from tests.support.pipeline import (
     ACTIVE,
@@ -142,7 +138,7 @@ class Browser:
 
 def test_an_operator_replays_a_parked_command_from_the_console(
         settings: Settings, database_url: str, stack: tuple[str, str, Process],
-        artifacts: Path, tmp_path: Path) -> None:  # noqa: F811 (the fixture)
+        artifacts: Path, tmp_path: Path) -> None:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as e:
@@ -169,7 +165,7 @@ def test_an_operator_replays_a_parked_command_from_the_console(
 
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=_chromium(), headless=True,
+            str(tmp_path / "chromium-profile"), executable_path=chromium_path(), headless=True,
             args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 1000})
         try:
             page = context.new_page()
