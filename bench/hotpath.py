@@ -36,6 +36,7 @@ from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.worker import Worker, _InFlight
 from phoenix_resources.observability import Metrics
 from phoenix_resources.services.isolate import Isolation
+from phoenix_resources.services.ports import OutboxFormat
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.events import EventCodec
 from phoenix_resources.wire.framing import Framing
@@ -138,7 +139,8 @@ def run(n: int, batch: int = 1000, *, apply: bool = True,
     pool = _Pool(conn)
 
     def unit() -> PostgresBatchUnit:
-        return PostgresBatchUnit(pool, events, "events", "rejections")  # type: ignore[arg-type]
+        return PostgresBatchUnit(pool, OutboxFormat(events, "events",  # type: ignore[arg-type]
+                                                    "rejections"))
 
     worker = Worker(settings, consumer=None, producer=None,  # type: ignore[arg-type]
                     codec=CommandCodec(Framing()), unit_factory=unit, metrics=Metrics())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,16 @@ def settings(database_url: str, kafka_servers: str, topics: Topics) -> Settings:
         relay_poll_interval_s=0.2, log_format="console", metrics_port=0,
         http_port=free_port(), grpc_port=free_port(),
     )
+
+
+SERVICE_FOLDERS = ("integration", "e2e")
+"""Folders whose tests all need real services (``tests/unit/test_test_layout.py`` keeps it so)."""
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """``pytest -m unit`` does not import the service folders: their modules would all be
+    deselected, and importing them costs more than running the unit tests' slowest third."""
+    if config.getoption("markexpr") == "unit" and collection_path.name in SERVICE_FOLDERS \
+            and collection_path.parent.name == "tests":
+        return True
+    return None

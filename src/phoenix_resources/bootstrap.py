@@ -19,11 +19,11 @@ from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.adapters.group_membership import STATISTICS_INTERVAL_MS, GroupMembership
 from phoenix_resources.adapters.postgres import arrays
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
-from phoenix_resources.adapters.postgres.outbox import OutboxSession
+from phoenix_resources.adapters.postgres.outbox import PostgresOutboxReader
 from phoenix_resources.adapters.postgres.parking import ParkingLot
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
-from phoenix_resources.services.ports import BatchUnit, ReplayUnit
+from phoenix_resources.services.ports import BatchUnit, OutboxFormat, ReplayUnit
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.events import EventCodec
 
@@ -49,7 +49,15 @@ def _pg_kwargs(settings: Settings, *, batches: bool = False) -> dict[str, Any]:
         # scans the whole dedupe table until it holds ~100k rows (7.5 ms instead of 2.4 ms
         # at 40k), and the resources update hashes a scan of the table.
         options += " -c random_page_cost=1.1"
-    return {"options": options}
+    return {"options": options, **dead_peer_kwargs(settings.db_dead_peer_timeout_s)}
+
+
+def dead_peer_kwargs(timeout_s: float) -> dict[str, Any]:
+    """libpq parameters that declare a silent server dead within about ``timeout_s``."""
+    idle = max(1, int(timeout_s / 3))
+    interval = max(1, int(timeout_s / 6))
+    return {"keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
+            "keepalives_count": 3, "tcp_user_timeout": int(timeout_s * 1000)}
 
 
 def db_pool(settings: Settings, url: str | None = None, *, min_size: int | None = None,
@@ -157,9 +165,10 @@ def _units(settings: Settings, name: str,
     """A small pool and a factory of units of work on it (one transaction each)."""
     pool = db_pool(settings, min_size=1, max_size=2, name=name)
     events = event_codec(settings)
+    outbox = OutboxFormat(events, settings.events_topic, settings.rejections_topic)
 
     def unit() -> PostgresBatchUnit:
-        return PostgresBatchUnit(pool, events, settings.events_topic, settings.rejections_topic)
+        return PostgresBatchUnit(pool, outbox)
 
     return pool, events, unit
 
@@ -197,7 +206,7 @@ def parking_parts(settings: Settings) -> ParkingParts:
 class RelayParts:
     """What a relay process is made of: its own database session and producer."""
 
-    session: OutboxSession
+    reader: PostgresOutboxReader
     producer: Producer
 
 
@@ -205,9 +214,10 @@ def relay_parts(settings: Settings) -> RelayParts:
     # The leader issues a statement at least every poll interval; the session timeout must
     # leave room for that (and for a publish in between).
     session_timeout = max(settings.relay_session_timeout_s, 3 * settings.relay_poll_interval_s)
-    return RelayParts(session=OutboxSession(settings.database_url, settings.relay_lock_key,
-                                            session_timeout=session_timeout,
-                                            statement_timeout_ms=settings.db_statement_timeout_ms),
+    return RelayParts(reader=PostgresOutboxReader(
+                          settings.database_url, settings.relay_lock_key,
+                          session_timeout=session_timeout,
+                          statement_timeout_ms=settings.db_statement_timeout_ms),
                       producer=producer(settings, **{"linger.ms": 2,
                                                      # no Python call per delivered
                                                      # record (see publish_all)

@@ -67,8 +67,8 @@ OTHER_VARIABLES: tuple[Variable, ...] = (
              "and `psql` are.", "local stack"),
     Variable("PHOENIX_KEEP_STACK", "unset", "Keep the throwaway test stack's files for "
              "inspection.", "local stack"),
-    Variable("PHOENIX_CHROMIUM", "/usr/bin/chromium", "The browser the docs-page test "
-             "drives.", "tests"),
+    Variable("PHOENIX_CHROMIUM", "/usr/bin/chromium", "The browser the docs-page and "
+             "console tests drive.", "tests"),
     Variable("PHOENIX_ARTIFACTS", "a temp dir", "Where tests write screenshots.", "tests"),
 )
 """Variables that are not settings fields; the deployment tests accept these too."""
@@ -112,20 +112,40 @@ it: `CREATE ROLE phoenix_api LOGIN PASSWORD '…' IN ROLE phoenix_reader;`.
 """,
     "Kafka": """\
 The clients are librdkafka's (confluent-kafka). A client's options are layered, later
-winning:
+winning; librdkafka's aliases count as one key (`message.timeout.ms` set in a later layer
+replaces a `delivery.timeout.ms` of an earlier one, and the other way round):
 
 1. built-in tuning — producers `linger.ms=5`, `compression.type=lz4`; consumers
    `fetch.wait.max.ms=50`, `partition.assignment.strategy=cooperative-sticky`,
    `enable.auto.commit=true` of stored offsets every `auto.commit.interval.ms=1000`,
-   `auto.offset.reset=earliest`; `client.id=phoenix-resources`;
+   `auto.offset.reset=earliest`; `client.id=phoenix-resources`. The client library's and
+   the CLI's defaults belong here too: the publisher's `delivery.timeout.ms=30000` and
+   `client.id=phoenix-resources-client`, the subscriber's
+   `client.id=phoenix-resources-subscriber`, and the CLI's `--connect-timeout` when it is
+   not given (see below);
 2. `PHOENIX_KAFKA_OPTIONS`, shared: a key librdkafka documents as consumer-only reaches only
    consumers, a producer-only key only producers, so no client logs `CONFWARN`;
 3. the client's own map: `PHOENIX_KAFKA_CONSUMER_OPTIONS`, `PHOENIX_KAFKA_PRODUCER_OPTIONS`,
    `PHOENIX_KAFKA_ADMIN_OPTIONS` (every AdminClient: topic creation and checks at start);
-4. what the guarantees rest on, which no map may change (refused at start): producers
+4. what a caller asks for explicitly: the client library's arguments
+   (`CommandPublisher(delivery_timeout_s=…, producer_options=…)`,
+   `EventSubscriber(from_beginning=…, consumer_options=…)`) and the CLI's
+   `--connect-timeout SECONDS` when it is given;
+5. what the guarantees rest on, which no map may change (refused at start): producers
    `enable.idempotence=true`, `acks=all`, `partitioner=murmur2_random`; consumers
    `enable.auto.offset.store=false`. `bootstrap.servers`, `group.id` and
    `group.instance.id` come from their own settings.
+
+The CLI's `--connect-timeout SECONDS` (default 5) sets exactly these librdkafka settings:
+`socket.connection.setup.timeout.ms` on every client it builds (at least 1000, librdkafka's
+floor), and `delivery.timeout.ms` on the producer of a single `send create|update|delete`.
+It also bounds the metadata request of the connection check made before any work (the
+`timeout` of `list_topics`, not a librdkafka setting). It leaves `socket.timeout.ms` and the
+delivery timeout of `send --file` and `dlq replay` alone (a large file may queue longer than
+that): those notice a lost broker from librdkafka's "all brokers down" error or deliveries
+that stop, and then check. So `PHOENIX_KAFKA_PRODUCER_OPTIONS='{"delivery.timeout.ms":
+3000}'` bounds a `send` to 3 s, and `send create --connect-timeout 2` to 2 s whatever the
+maps say.
 
 Values may be any JSON: strings, booleans and whole numbers pass as they are
 (`{"session.timeout.ms": 45000}`), other numbers as their decimal text, a list as

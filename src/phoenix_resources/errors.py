@@ -13,11 +13,21 @@
     ├── CommandInvalid              a command refused by client-side validation; nothing sent
     ├── TransientError              retried with backoff; never turns into data loss
     │   ├── DatabaseUnavailable     PostgreSQL down, restarting, or connection lost
+    │   │   ├── DatabaseReadOnly    the node cannot write: a standby, a demoted primary
+    │   │   │                       after a failover, default_transaction_read_only
+    │   │   └── DatabaseRefused     PostgreSQL refused the work for a reason that is no
+    │   │                           command's: a privilege, a table or column missing, a
+    │   │                           cancelled statement, an SQLSTATE nobody classified
     │   ├── BrokerUnavailable       Kafka down or a delivery timed out
+    │   │   └── BrokerUnreachable   no broker answered a connection check in time (client
+    │   │                           library, CLI); the message names the bootstrap servers
     │   ├── RegistryUnavailable     the schema registry is down, slow or answers 5xx
     │   ├── DeadLetterBlocked       the DLQ topic refuses dead letters (missing, not
     │                               authorised): the worker waits until an operator fixes it
     │   └── ConcurrentModification  another writer raced this batch; the batch is redone
+    ├── RowRefused                  PostgreSQL refused a row for its content (SQLSTATE
+    │                               class 22/23 …): maybe one command's fault; isolation
+    │                               parks it only once the environment is proved healthy
     ├── BrokerFatal                 librdkafka reported a fatal error; the process must restart
     ├── RecordRefused               the broker refused some records of a publish for good (too
     │                               large, topic absent, not authorised); says which and why
@@ -79,11 +89,35 @@ class TransientError(PhoenixError):
 
 
 class DatabaseUnavailable(TransientError):
-    pass
+    """The database cannot do the work now. Waited out; never charged to a command."""
+
+
+class DatabaseReadOnly(DatabaseUnavailable):
+    """Connected to a node that cannot write (``SQLSTATE 25006``): what every connection
+    sees after a failover until it reconnects to the new primary."""
+
+
+class DatabaseRefused(DatabaseUnavailable):
+    """PostgreSQL refused the work with an SQLSTATE that does not describe data (a missing
+    privilege, table or column, a cancelled statement, an unknown code): an operator's
+    problem, waited out like an outage."""
+
+
+class RowRefused(PhoenixError):
+    """PostgreSQL refused a statement for the data in it (``sqlstate`` in class 22 or 23, a
+    trigger's check). Not retried as is: the isolation finds the command it belongs to."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 class BrokerUnavailable(TransientError):
     pass
+
+
+class BrokerUnreachable(BrokerUnavailable):
+    """A connection check failed: no broker of the bootstrap list answered in time."""
 
 
 class RegistryUnavailable(TransientError):

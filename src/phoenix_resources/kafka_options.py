@@ -13,6 +13,11 @@ Guarantees:
   entry against the real library.
 * Keys the service relies on (:data:`PINNED`) or that other settings own (:data:`OWNED`)
   cannot be changed through the option maps: the settings refuse them at start.
+* Layers of options are merged by :func:`layered`, later layers winning, with librdkafka's
+  aliases (:data:`ALIASES`, e.g. ``message.timeout.ms`` for ``delivery.timeout.ms``) counted
+  as one key, so a lower layer's alias can never outlive a higher layer's setting. A library
+  default yields to any option the user set (:func:`unset_by`); what a connection timeout
+  governs is one function (:func:`connection_timeout_options`).
 
 No I/O and no Kafka import: the settings model uses this module.
 """
@@ -69,6 +74,21 @@ OWNED: dict[str, str] = {
     "group.instance.id": "PHOENIX_GROUP_INSTANCE_ID",
 }
 """Keys set from their own settings: an option map may not set them behind their back."""
+
+ALIASES: dict[str, str] = {
+    "message.timeout.ms": "delivery.timeout.ms",
+    "queue.buffering.max.ms": "linger.ms",
+    "compression.codec": "compression.type",
+    "request.required.acks": "acks",
+    "message.send.max.retries": "retries",
+    "fetch.message.max.bytes": "max.partition.fetch.bytes",
+    "metadata.broker.list": "bootstrap.servers",
+}
+"""librdkafka's alias → the name it stands for (CONFIGURATION.md: "Alias for …"): two names,
+one setting."""
+
+MIN_CONNECTION_SETUP_MS = 1000
+"""librdkafka's lower bound of ``socket.connection.setup.timeout.ms``."""
 
 _SAME: dict[str, set[str]] = {"all": {"all", "-1"}, "true": {"true", "1"},
                               "false": {"false", "0"}}
@@ -137,3 +157,48 @@ def for_client(kind: ClientKind, shared: Mapping[str, KafkaValue],
     Client-specific keys in the shared map go only to the clients they are for; the
     client's own map is passed as given (it is meant for that client)."""
     return {**{k: v for k, v in shared.items() if _applies(kind, k)}, **own}
+
+
+def canonical(key: str) -> str:
+    """The name librdkafka documents ``key`` under (itself unless it is an alias)."""
+    return ALIASES.get(key, key)
+
+
+def layered(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """The layers merged in order, a later layer winning; an alias and the name it stands
+    for are one key, so the value a later layer gives under either name is the one left
+    (under that layer's spelling)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            name = canonical(key)
+            for old in [k for k in merged if canonical(k) == name]:
+                del merged[old]
+            merged[key] = value
+    return merged
+
+
+def unset_by(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``defaults`` that ``options`` (the user's maps) leave unset, by name or
+    alias: a library's defaults, which an option the user set explicitly always beats."""
+    given = {canonical(k) for k in options}
+    return {k: v for k, v in defaults.items() if canonical(k) not in given}
+
+
+def connection_timeout_options(kind: ClientKind, seconds: float, *,
+                               delivery: bool = False) -> dict[str, KafkaValue]:
+    """The librdkafka settings a connection timeout of ``seconds`` governs for one client:
+
+    * ``socket.connection.setup.timeout.ms`` (every client): the TCP connect plus the TLS
+      and SASL handshakes of one broker connection (librdkafka's floor: 1 s);
+    * ``delivery.timeout.ms`` (alias ``message.timeout.ms``; a producer, with ``delivery``):
+      how long one record may wait for the broker's acknowledgement, retries included.
+
+    Nothing else: ``socket.timeout.ms`` (a request on an open connection) and the metadata
+    request of a connection check (the ``timeout`` argument of ``list_topics``) are not
+    options here; the caller passes ``seconds`` to the check itself."""
+    ms = max(MIN_CONNECTION_SETUP_MS, math.ceil(seconds * 1000))
+    options: dict[str, KafkaValue] = {"socket.connection.setup.timeout.ms": ms}
+    if delivery and kind == "producer":
+        options["delivery.timeout.ms"] = ms
+    return options

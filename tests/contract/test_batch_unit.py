@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from uuid import UUID
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from phoenix_resources import bootstrap
@@ -27,16 +29,19 @@ from phoenix_resources.domain.commands import (
     DeleteResource,
     UpdateResource,
 )
-from phoenix_resources.domain.decide import Decision
 from phoenix_resources.domain.events import event_id_for, rejection_id_for
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.domain.rules import RejectionCode
-from phoenix_resources.errors import ConcurrentModification
-from phoenix_resources.services.apply_batch import fold
-from phoenix_resources.services.ports import Claim, Incoming, ReplayUnit, StateChange
+from phoenix_resources.errors import ConcurrentModification, DatabaseReadOnly, DatabaseUnavailable
+from phoenix_resources.services import ports
+from phoenix_resources.services.apply_batch import fold, stored_rows
+from phoenix_resources.services.ports import BatchRows, Claim, Incoming, OutboxFormat, ReplayUnit
 from tests.fakes import FakeStore
 
+T = TypeVar("T")
+
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 EVENTS = "contract.events"
 REJECTIONS = "contract.rejections"
 
@@ -82,6 +87,9 @@ def claims(commands: Sequence[AnyCommand], repeats: int = 0) -> list[Claim]:
 class BatchUnitContract(abc.ABC):
     """The guarantees ``BatchUnit``'s docstring lists, as tests."""
 
+    format: OutboxFormat
+    """The outbox format of this test's units (set by the subclass)."""
+
     @abc.abstractmethod
     def unit(self) -> ReplayUnit:
         """A new unit on this test's database."""
@@ -98,28 +106,53 @@ class BatchUnitContract(abc.ABC):
     def resources(self) -> dict[UUID, Resource]:
         """Committed resources (read without locking)."""
 
+    @abc.abstractmethod
+    def outcome_rows(self) -> dict[UUID, tuple[ports.OutcomeRow, datetime]]:
+        """Committed ``processed_commands``, every column: the row and its ``processed_at``."""
+
+    @abc.abstractmethod
+    def outbox_rows(self) -> list[ports.OutboxEntry]:
+        """Committed outbox rows in ``seq`` order, every column but ``seq``."""
+
+    @abc.abstractmethod
+    def set_read_only(self, on: bool) -> None:
+        """Make the database answer writes like a standby (or a demoted primary) does."""
+
+    def answered(self, action: Callable[[], T]) -> T:
+        """``action``'s result; a unit that meets a connection whose server session ended
+        (the test ended it) raises DatabaseUnavailable and discards it: try another."""
+        for _ in range(4):
+            try:
+                return action()
+            except DatabaseUnavailable as e:
+                if isinstance(e, DatabaseReadOnly):
+                    raise
+        return action()
+
     # --- helpers ---------------------------------------------------------------------------
 
     def apply(self, commands: Sequence[AnyCommand], now: datetime = T0) -> set[UUID]:
         """Claim, load, fold, write and commit, as ``apply_batch`` does; return the new ids."""
         with self.unit() as unit:
             new = unit.claim(claims(commands))
-            fresh = [i for i in incoming(commands) if i.command.command_id in new]
-            states = unit.load({i.command.resource_id for i in fresh}).states
-            decisions, changes = fold(states, fresh, now)
-            unit.write(decisions, changes, now)
+            fresh = [c for c in commands if c.command_id in new]
+            states = unit.load({c.resource_id for c in fresh}).states
+            unit.write(self.decided(states, fresh, now))
             unit.commit()
         return new
 
     def decided(self, states: dict[UUID, Resource], commands: Sequence[AnyCommand],
-                now: datetime = T0,
-                ) -> tuple[list[tuple[Incoming, Decision]], dict[UUID, StateChange]]:
-        return fold(states, incoming(commands), now)
+                now: datetime = T0, repeats: int = 0) -> BatchRows:
+        """The rows ``apply_batch`` makes when it claimed ``commands`` (each with ``repeats``
+        further deliveries)."""
+        outcomes, changes = fold(states, incoming(commands), now)
+        return stored_rows(outcomes, changes, now, self.format,
+                           claimed=claims(commands, repeats))
 
     def fail_after_write(self, cmd: AnyCommand) -> None:
         with self.unit() as unit:
             assert unit.claim(claims([cmd])) == {cmd.command_id}
-            unit.write(*self.decided({}, [cmd]), T0)
+            unit.write(self.decided({}, [cmd]))
             raise RuntimeError("the batch failed")
 
     # --- claims ----------------------------------------------------------------------------
@@ -128,11 +161,11 @@ class BatchUnitContract(abc.ABC):
         a, b, c = (create(uuid.uuid4()) for _ in range(3))
         with self.unit() as first:
             assert first.claim(claims([a, b])) == {a.command_id, b.command_id}
-            first.write(*self.decided({}, [a, b]), T0)
+            first.write(self.decided({}, [a, b]))
             first.commit()
         with self.unit() as second:
             assert second.claim(claims([b, c])) == {c.command_id}
-            second.write(*self.decided({}, [c]), T0)
+            second.write(self.decided({}, [c]))
             second.commit()
         assert set(self.outcomes()) == {a.command_id, b.command_id, c.command_id}
 
@@ -147,12 +180,12 @@ class BatchUnitContract(abc.ABC):
         a = create(uuid.uuid4())
         with self.unit() as first:
             first.claim(claims([a], repeats=2))
-            first.write(*self.decided({}, [a]), T0)
+            first.write(self.decided({}, [a], repeats=2))
             first.commit()
         assert self.outcomes()[a.command_id].duplicate_deliveries == 2
         with self.unit() as second:
             assert second.claim(claims([a], repeats=1)) == set()
-            second.write([], {}, T0)
+            second.write(BatchRows(T0, repeated={a.command_id: 2}))
             second.commit()
         assert self.outcomes()[a.command_id].duplicate_deliveries == 4
 
@@ -165,7 +198,7 @@ class BatchUnitContract(abc.ABC):
             assert self.apply([a]) == {a.command_id}  # a faster unit commits it first
 
             def finish() -> None:  # PostgreSQL refuses at the write, the fake at commit
-                slow.write(*self.decided({}, [a]), T0)
+                slow.write(self.decided({}, [a]))
                 slow.commit()
 
             with pytest.raises(ConcurrentModification):
@@ -178,7 +211,7 @@ class BatchUnitContract(abc.ABC):
         cmd = create(rid)
         with self.unit() as unit:
             assert unit.claim(claims([cmd])) == {cmd.command_id}
-            unit.write(*self.decided({}, [cmd]), T0)
+            unit.write(self.decided({}, [cmd]))
             # no commit
         with pytest.raises(RuntimeError):
             self.fail_after_write(cmd)
@@ -217,7 +250,7 @@ class BatchUnitContract(abc.ABC):
         with self.unit() as unit:
             unit.claim(claims([late]))
             with pytest.raises(ConcurrentModification):
-                unit.write(*self.decided(stale, [late]), T0)
+                unit.write(self.decided(stale, [late]))
         assert self.resources()[rid].name == "newer"
         assert self.resources()[rid].version == 2
         assert late.command_id not in self.outcomes()
@@ -229,7 +262,7 @@ class BatchUnitContract(abc.ABC):
         with self.unit() as unit:
             unit.claim(claims([second]))
             with pytest.raises(ConcurrentModification):
-                unit.write(*self.decided({}, [second]), T0)  # as if the row were absent
+                unit.write(self.decided({}, [second]))  # as if the row were absent
         assert self.resources()[rid].name == "first"
         assert second.command_id not in self.outcomes()
         assert [e.id for e in self.outbox()] == [event_id_for(first.command_id)]
@@ -241,7 +274,7 @@ class BatchUnitContract(abc.ABC):
         made, refused = create(rid), update(missing, name="x")
         with self.unit() as unit:
             unit.claim(claims([made, refused]))
-            unit.write(*self.decided(unit.load({rid, missing}).states, [made, refused]), T0)
+            unit.write(self.decided(unit.load({rid, missing}).states, [made, refused]))
             assert (self.outcomes(), self.outbox(), self.resources()) == ({}, [], {})
             unit.commit()
         assert self.outcomes() == {
@@ -253,6 +286,83 @@ class BatchUnitContract(abc.ABC):
                         REJECTIONS)]
         assert set(self.resources()) == {rid}
 
+    # --- what is stored is what was given --------------------------------------------------
+
+    def test_outcome_rows_are_stored_as_given(self) -> None:
+        made, refused, parked = create(uuid.uuid4()), update(uuid.uuid4()), delete(uuid.uuid4())
+        rows = [
+            ports.OutcomeRow(made.command_id, made.resource_id, "CREATE", "applied", None, None,
+                             1, 3, "correlation-1", 5, 2**40 + 1, T0 - timedelta(microseconds=7)),
+            ports.OutcomeRow(refused.command_id, refused.resource_id, "UPDATE", "rejected",
+                             "CMD-004", "résumé \\ 'quoted' \"text\"", None, 0, None, 0, 0, T0),
+            ports.OutcomeRow(parked.command_id, parked.resource_id, "DELETE", "parked",
+                             "PRK-001", "ValueError: refused", None, 0, None, 2, 7, T0)]
+        with self.unit() as unit:
+            unit.claim(claims([made, refused, parked]))
+            unit.write(BatchRows(T0, claimed=rows))
+            unit.commit()
+        assert self.outcome_rows() == {r.command_id: (r, T0) for r in rows}
+
+        later = T0 + timedelta(hours=1)
+        replayed = rows[2]._replace(outcome="applied", error_code=None, error_message=None,
+                                    resulting_version=4, duplicate_deliveries=9,
+                                    source_offset=99)
+        with self.unit() as unit:
+            unit.write(BatchRows(later, recorded=[replayed]))
+            unit.commit()
+        # Only the outcome columns and processed_at are replaced.
+        assert self.outcome_rows()[parked.command_id] == (
+            rows[2]._replace(outcome="applied", error_code=None, error_message=None,
+                             resulting_version=4), later)
+
+    def test_outbox_rows_are_stored_as_given_in_order(self) -> None:
+        rid = uuid.uuid4()
+        entries = [
+            ports.OutboxEntry(uuid.uuid4(), str(rid), "ResourceCreated", EVENTS,
+                              b"\xc3\x01\x00payload\x00", T0, TRACEPARENT),
+            ports.OutboxEntry(uuid.uuid4(), str(uuid.uuid4()), "CommandRejected", REJECTIONS,
+                              bytes(range(256)), T0 + timedelta(microseconds=1), None),
+            ports.OutboxEntry(uuid.uuid4(), str(rid), "ResourceUpdated", EVENTS, b"", T0,
+                              None)]
+        with self.unit() as unit:
+            unit.write(BatchRows(T0, outbox=entries[:2]))
+            unit.write(BatchRows(T0, outbox=entries[2:]))
+            assert self.outbox_rows() == []
+            unit.commit()
+        assert self.outbox_rows() == entries
+
+    def test_parked_commands_are_stored_as_given(self) -> None:
+        rid = uuid.uuid4()
+        first = Incoming(create(rid), partition=3, offset=41, traceparent=TRACEPARENT)
+        second = Incoming(update(rid, name="n", config={"a": "b"}, status=Status.ACTIVE,
+                                 expected_version=1), partition=3, offset=42)
+        with self.unit() as unit:
+            unit.write(BatchRows(T0, parked=[
+                ports.ParkingEntry(first, "PRK-001", "ValueError: refused"),
+                ports.ParkingEntry(second, "PRK-002", "waits behind")]))
+            unit.commit()
+        with self.unit() as unit:
+            assert unit.load({rid}).parked == frozenset({rid})
+            stored = [(p.incoming, p.code, p.error, p.attempts) for p in unit.lock_queue(rid)]
+        assert stored == [(first, "PRK-001", "ValueError: refused", 0),
+                          (second, "PRK-002", "waits behind", 0)]
+
+    def test_the_rows_made_for_a_batch_are_stored_exactly(self) -> None:
+        """What ``apply_batch`` makes (events and announcements encoded, in decision order)
+        reads back unchanged, payload bytes included."""
+        rid, missing = uuid.uuid4(), uuid.uuid4()
+        commands = [create(rid), update(rid, name="renamed"), update(missing, name="x"),
+                    delete(rid)]
+        rows = self.decided({}, commands, repeats=1)
+        with self.unit() as unit:
+            unit.claim(claims(commands, repeats=1))
+            unit.write(rows)
+            unit.commit()
+        assert self.outcome_rows() == {r.command_id: (r, T0) for r in rows.claimed}
+        assert self.outbox_rows() == list(rows.outbox)
+        assert [e.type for e in rows.outbox] == [
+            "ResourceCreated", "ResourceUpdated", "CommandRejected", "ResourceDeleted"]
+
     # --- the parking lot ---------------------------------------------------------------------
 
     def park(self, commands: Sequence[AnyCommand]) -> None:
@@ -263,7 +373,8 @@ class BatchUnitContract(abc.ABC):
             failed = {commands[0].command_id: "ValueError: refused"}
             outcomes, changes = fold(snapshot.states, incoming(commands), T0,
                                      parked=snapshot.parked, failed=failed)
-            unit.write(outcomes, changes, T0)
+            unit.write(stored_rows(outcomes, changes, T0, self.format,
+                                   claimed=claims(commands)))
             unit.commit()
 
     def test_parked_commands_wait_in_order_and_leave_the_lot_when_unparked(self) -> None:
@@ -293,6 +404,26 @@ class BatchUnitContract(abc.ABC):
             assert unit.load({rid}).parked == frozenset()
             assert unit.lock_queue(rid) == []
 
+    def test_a_read_only_database_is_told_apart_and_the_unit_recovers_with_it(self) -> None:
+        """``check_writable`` and every write answer DatabaseReadOnly (waited out, never
+        charged to a command); once writable again, the next units work."""
+
+        def check() -> None:
+            with self.unit() as unit:
+                unit.check_writable()
+
+        check()
+        self.set_read_only(True)
+        with pytest.raises(DatabaseReadOnly):
+            self.answered(check)
+        command = create(uuid.uuid4())
+        with pytest.raises(DatabaseReadOnly):
+            self.answered(lambda: self.apply([command]))
+        assert command.command_id not in self.outcomes()
+        self.set_read_only(False)
+        self.answered(check)
+        assert self.answered(lambda: self.apply([command])) == {command.command_id}
+
     def test_a_failed_replay_attempt_is_counted_on_the_parked_command(self) -> None:
         rid = uuid.uuid4()
         command = create(rid)
@@ -310,9 +441,13 @@ class TestFakeBatchUnit(BatchUnitContract):
     @pytest.fixture(autouse=True)
     def _store(self) -> None:
         self.store = FakeStore()
+        self.format = self.unit().outbox_format
 
     def unit(self) -> ReplayUnit:
         return self.store.unit(events_topic=EVENTS, rejections_topic=REJECTIONS)
+
+    def set_read_only(self, on: bool) -> None:
+        self.store.writable = not on
 
     def outcomes(self) -> dict[UUID, Outcome]:
         return {cid: Outcome(r.outcome, r.error_code, r.resulting_version,
@@ -326,6 +461,19 @@ class TestFakeBatchUnit(BatchUnitContract):
     def resources(self) -> dict[UUID, Resource]:
         return dict(self.store.resources)
 
+    def outcome_rows(self) -> dict[UUID, tuple[ports.OutcomeRow, datetime]]:
+        return {cid: (ports.OutcomeRow(
+                    r.command_id, r.resource_id, r.command_type, r.outcome, r.error_code,
+                    r.error_message, r.resulting_version, r.duplicate_deliveries,
+                    r.correlation_id, r.source_partition, r.source_offset, r.issued_at),
+                      r.processed_at)
+                for cid, r in self.store.processed.items()}
+
+    def outbox_rows(self) -> list[ports.OutboxEntry]:
+        return [ports.OutboxEntry(r.id, r.aggregateid, r.type, r.topic, r.payload,
+                                  r.occurred_at, r.traceparent)
+                for r in sorted(self.store.outbox, key=lambda r: r.seq)]
+
 
 class TestPostgresBatchUnit(BatchUnitContract):
     pytestmark = pytest.mark.integration
@@ -334,7 +482,7 @@ class TestPostgresBatchUnit(BatchUnitContract):
     def _database(self, database_url: str) -> Iterator[None]:
         settings = Settings(database_url=database_url, events_topic=EVENTS,
                             rejections_topic=REJECTIONS)
-        self.codec = bootstrap.event_codec(settings)
+        self.format = OutboxFormat(bootstrap.event_codec(settings), EVENTS, REJECTIONS)
         self.pool = bootstrap.db_pool(settings, min_size=1, max_size=2, name="contract")
         self.pool.open(wait=True)
         self.reader = psycopg.connect(database_url, autocommit=True)
@@ -345,7 +493,17 @@ class TestPostgresBatchUnit(BatchUnitContract):
             self.pool.close()
 
     def unit(self) -> ReplayUnit:
-        return PostgresBatchUnit(self.pool, self.codec, EVENTS, REJECTIONS)
+        return PostgresBatchUnit(self.pool, self.format)
+
+    def set_read_only(self, on: bool) -> None:
+        """For new sessions of this test's database; the pool's are ended, as a demotion
+        (a restart of the old primary) ends them."""
+        name = self.reader.info.dbname
+        self.reader.execute(psycopg.sql.SQL(
+            "ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+                psycopg.sql.Identifier(name), psycopg.sql.SQL("on" if on else "off")))
+        self.reader.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
 
     def outcomes(self) -> dict[UUID, Outcome]:
         rows = self.reader.execute(
@@ -365,3 +523,16 @@ class TestPostgresBatchUnit(BatchUnitContract):
         return {r[0]: Resource(id=r[0], name=r[1], config=r[2], status=Status(r[3]),
                                version=r[4], created_at=r[5], updated_at=r[6],
                                last_command_id=r[7], deleted_at=r[8]) for r in rows}
+
+    def outcome_rows(self) -> dict[UUID, tuple[ports.OutcomeRow, datetime]]:
+        rows = self.reader.execute(
+            "SELECT command_id, resource_id, command_type, outcome, error_code, error_message, "
+            "resulting_version, duplicate_deliveries, correlation_id, source_partition, "
+            "source_offset, issued_at, processed_at FROM processed_commands").fetchall()
+        return {r[0]: (ports.OutcomeRow(*r[:-1]), r[-1]) for r in rows}
+
+    def outbox_rows(self) -> list[ports.OutboxEntry]:
+        rows = self.reader.execute(
+            "SELECT id, aggregateid, type, topic, payload, occurred_at, traceparent "
+            "FROM outbox ORDER BY seq").fetchall()
+        return [ports.OutboxEntry(*r) for r in rows]

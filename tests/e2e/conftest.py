@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,15 @@ from phoenix_resources.devstack.postgres import FAST_UNSAFE
 from phoenix_resources.errors import StackError
 from tests.support.net import free_port
 from tests.support.services import unavailable
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    """Where browser tests keep screenshots: ``$PHOENIX_ARTIFACTS`` (default: the test's temp
+    dir), never the repository."""
+    root = Path(os.environ.get("PHOENIX_ARTIFACTS") or tmp_path)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 @pytest.fixture

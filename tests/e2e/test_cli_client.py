@@ -5,9 +5,6 @@ number and still sends the rest; ``watch --json`` prints one parseable object pe
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,27 +21,10 @@ from phoenix_resources.domain.events import (
     event_id_for,
 )
 from phoenix_resources.domain.model import Resource, Status
+from tests.support.cli import cli
 from tests.support.kafka import read_all
 
 pytestmark = pytest.mark.e2e
-
-
-def cli_env(settings: Settings) -> dict[str, str]:
-    return {**os.environ,
-            "PHOENIX_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "PHOENIX_DATABASE_URL": settings.database_url,
-            "PHOENIX_COMMANDS_TOPIC": settings.commands_topic,
-            "PHOENIX_EVENTS_TOPIC": settings.events_topic,
-            "PHOENIX_REJECTIONS_TOPIC": settings.rejections_topic,
-            "PHOENIX_DLQ_TOPIC": settings.dlq_topic,
-            "PHOENIX_CREATE_TOPICS": "false"}
-
-
-def cli(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c",
-                           "from phoenix_resources.entrypoints.cli import main; main()", *args],
-                          env=cli_env(settings), capture_output=True, text=True,
-                          timeout=timeout, check=False)
 
 
 def test_bulk_file_reports_bad_lines_by_number_and_sends_the_rest(

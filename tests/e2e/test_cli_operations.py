@@ -20,8 +20,8 @@ from phoenix_resources.entrypoints.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
 )
-from tests.e2e.test_cli_client import cli
-from tests.integration.test_client_subscribe import make_event, produce_events
+from tests.support.cli import cli
+from tests.support.events import make_event, produce_events
 from tests.support.kafka import header, read_all
 
 pytestmark = pytest.mark.e2e

@@ -194,4 +194,5 @@ def test_cli_send_wait_get_list_and_exit_codes(stack: Stack) -> None:
     assert again.returncode == 4
     assert "CMD-005" in again.stdout
     unreachable = stack.cli("get", rid, "--api-url", "http://127.0.0.1:1")
-    assert unreachable.returncode == 1
+    assert unreachable.returncode == 6
+    assert "cannot reach the API at http://127.0.0.1:1" in unreachable.stderr

@@ -7,8 +7,6 @@ Screenshots go to ``$PHOENIX_ARTIFACTS`` (default: the test's temp dir), never t
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,31 +15,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.support.chromium import CHROMIUM_FLAGS, chromium_path
 from tests.support.http_api import api_settings, insert_resource, reader_url, served_api
 from tests.support.net import free_port
 from tests.support.services import unavailable
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
 OPERATION = "#operations-resources-get_resource_api_v1_resources__resource_id__get"
-
-
-def _chromium() -> str:
-    path = os.environ.get("PHOENIX_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.access(path, os.X_OK):
-        unavailable("Chromium", f"{path} is not an executable (make deps installs the Debian "
-                    "package 'chromium'; elsewhere set PHOENIX_CHROMIUM)")
-    return path
-
-
-@pytest.fixture
-def artifacts(tmp_path: Path) -> Path:
-    root = Path(os.environ.get("PHOENIX_ARTIFACTS") or tmp_path)
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 @pytest.fixture
@@ -61,7 +42,7 @@ def test_docs_page_renders_offline_and_try_it_out_returns_the_resource(
     except ImportError as e:
         unavailable("Playwright", f"{e} (it is in the dev extra)")
     base, rid = api_with_a_resource
-    chromium = _chromium()
+    chromium = chromium_path()
     foreign: list[str] = []
     failed: list[str] = []
 

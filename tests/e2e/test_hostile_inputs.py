@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 
 from phoenix_resources import bootstrap
@@ -29,6 +28,7 @@ from tests.support.pipeline import (
     update,
     wait_until,
 )
+from tests.support.poison import refuse_poison
 from tests.support.processes import Process
 
 pytestmark = pytest.mark.e2e
@@ -36,19 +36,6 @@ pytestmark = pytest.mark.e2e
 Headers = list[tuple[str, bytes]]
 JSON = [("content-type", b"application/json")]
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-REFUSE_POISON = """
-CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.name = 'poison' THEN
-        RAISE EXCEPTION 'refusing a poison row' USING ERRCODE = '22023';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON resources
-    FOR EACH ROW EXECUTE FUNCTION refuse_poison();
-"""
-
 
 def _json(command: AnyCommand, **override: Any) -> bytes:
     record = command_to_record(command)
@@ -83,8 +70,7 @@ class Sender:
 
 @pytest.fixture
 def running(settings: Settings, database_url: str) -> Iterator[Process]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(REFUSE_POISON)  # type: ignore[arg-type]
+    refuse_poison(database_url)
     process = Process("run", settings, PHOENIX_HTTP_PORT=str(free_port()),
                       PHOENIX_READ_DATABASE_URL=database_url)
     try:

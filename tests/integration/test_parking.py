@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import psycopg
 import pytest
 
 from phoenix_resources import bootstrap
@@ -26,25 +25,9 @@ from tests.support.pipeline import (
     update,
     wait_until,
 )
+from tests.support.poison import allow_poison, refuse_poison
 
 pytestmark = pytest.mark.integration
-
-REFUSE_POISON = """
-CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.name = 'poison' THEN
-        RAISE EXCEPTION 'refusing a poison row' USING ERRCODE = '22023';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON resources
-    FOR EACH ROW EXECUTE FUNCTION refuse_poison();
-"""
-
-
-def _sql(url: str, sql: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -57,7 +40,7 @@ def parking(settings: Settings) -> Iterator[bootstrap.ParkingParts]:
 
 def test_a_refused_command_parks_its_resource_and_others_flow(
         settings: Settings, database_url: str, parking: bootstrap.ParkingParts) -> None:
-    _sql(database_url, REFUSE_POISON)
+    refuse_poison(database_url)
     good, bad = uuid.uuid4(), uuid.uuid4()
     first = [create(good, "fine"), create(bad, "poison"), update(bad, status=ACTIVE),
              update(good, status=ACTIVE)]
@@ -84,7 +67,7 @@ def test_a_refused_command_parks_its_resource_and_others_flow(
             0, first[1].command_id, 3)
         assert parking.lot.commands(bad)[0].attempts == 1
 
-        _sql(database_url, "DROP TRIGGER refuse_poison ON resources")
+        allow_poison(database_url)
         done = replay_resource(parking.unit_factory, bad, lambda: datetime.now(UTC))
         assert (done.applied, done.stopped_at) == (3, None)
         assert parking.lot.commands(bad) == []
@@ -101,7 +84,7 @@ def test_a_refused_command_parks_its_resource_and_others_flow(
 
 def test_discard_refuses_the_parked_commands_and_frees_the_resource(
         settings: Settings, database_url: str, parking: bootstrap.ParkingParts) -> None:
-    _sql(database_url, REFUSE_POISON)
+    refuse_poison(database_url)
     bad = uuid.uuid4()
     commands = [create(bad, "poison"), update(bad, status=ACTIVE)]
     with Pipeline(settings):
@@ -112,7 +95,7 @@ def test_discard_refuses_the_parked_commands_and_frees_the_resource(
         recorded = outcomes(database_url)
         assert {recorded[c.command_id][:2] for c in commands} == {("rejected", "CMD-010")}
         assert parking.lot.resources() == []
-        _sql(database_url, "DROP TRIGGER refuse_poison ON resources")
+        allow_poison(database_url)
         again = create(uuid.uuid4(), "fine")
         publish(settings, [again])
         wait_until(lambda: outcomes(database_url).get(again.command_id, ("",))[0] == "applied",

@@ -11,7 +11,7 @@ from confluent_kafka import Producer
 from phoenix_resources.client import EventSubscriber
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import ConfigurationError, DecodeError
-from tests.integration.test_client_subscribe import make_event, produce_events, take
+from tests.support.events import make_event, produce_events, take
 from tests.support.kafka import Topics, header, read_all
 
 pytestmark = pytest.mark.integration

@@ -31,7 +31,13 @@ from phoenix_resources.domain.commands import AnyCommand
 from phoenix_resources.domain.decide import Applied, decide
 from phoenix_resources.domain.events import event_id_for
 from phoenix_resources.errors import ConcurrentModification
-from phoenix_resources.services.apply_batch import BatchReport, apply_batch, fold, split_repeats
+from phoenix_resources.services.apply_batch import (
+    BatchReport,
+    apply_batch,
+    fold,
+    split_repeats,
+    stored_rows,
+)
 from phoenix_resources.services.ports import Incoming, StateChange
 from tests.support.pipeline import create, update, wait_until
 
@@ -105,8 +111,9 @@ def test_second_writer_waits_for_the_first_and_applies_on_its_result(
         claims = split_repeats(_incoming(mine))
         zombie.claim(claims)
         snapshot = zombie.load({rid})
-        outcomes, changes = fold(snapshot.states, _incoming(mine), datetime.now(UTC))
-        zombie.write(outcomes, changes, datetime.now(UTC))
+        now = datetime.now(UTC)
+        outcomes, changes = fold(snapshot.states, _incoming(mine), now)
+        zombie.write(stored_rows(outcomes, changes, now, zombie.outbox_format, claimed=claims))
         other = _InThread(parts, theirs)  # B: a whole batch on the same resource
         wait_until(lambda: _waiting_for_locks(database_url) >= 1, 30,
                    "the second writer waiting for the first one's lock")
@@ -135,10 +142,13 @@ def test_a_write_decided_on_an_older_version_is_refused(
     assert isinstance(decision, Applied)
     unit = parts.unit_factory()
     with unit:
-        unit.claim(split_repeats(_incoming(late)))
+        claims = split_repeats(_incoming(late))
+        unit.claim(claims)
+        rows = stored_rows([(_incoming(late)[0], decision)],
+                           {rid: StateChange(stale, decision.state)}, datetime.now(UTC),
+                           unit.outbox_format, claimed=claims)
         with pytest.raises(ConcurrentModification):
-            unit.write([(_incoming(late)[0], decision)],
-                       {rid: StateChange(stale, decision.state)}, datetime.now(UTC))
+            unit.write(rows)
     assert _version(database_url, rid) == 2
     assert [t for t, _ in _outbox(database_url)] == ["ResourceCreated", "ResourceUpdated"]
 
@@ -149,11 +159,13 @@ def test_two_creates_of_one_new_resource_give_one_created_event(
     first, second = create(rid, "first"), create(rid, "second")
     unit = parts.unit_factory()
     with unit:  # A inserts the row and stops before the commit
-        unit.claim(split_repeats(_incoming(first)))
+        claims = split_repeats(_incoming(first))
+        unit.claim(claims)
         snapshot = unit.load({rid})
         assert snapshot.states == {}
-        outcomes, changes = fold(snapshot.states, _incoming(first), datetime.now(UTC))
-        unit.write(outcomes, changes, datetime.now(UTC))
+        now = datetime.now(UTC)
+        outcomes, changes = fold(snapshot.states, _incoming(first), now)
+        unit.write(stored_rows(outcomes, changes, now, unit.outbox_format, claimed=claims))
         other = _InThread(parts, second)  # B found no row to lock: it decides "create" too
         wait_until(lambda: _waiting_for_locks(database_url) >= 1, 30,
                    "the second insert waiting for the first one's row")

@@ -7,7 +7,8 @@ import uuid
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ def read_all(bootstrap: str, topic: str, expected: int | None = None,
 def header(message: Message, name: str) -> str | None:
     """The last value of header ``name`` as text (``None`` if absent)."""
     found: bytes | str | None = None
-    for key, value in message.headers() or []:
+    headers = message.headers() or []
+    for key, value in headers.items() if isinstance(headers, dict) else headers:
         if key == name and value is not None:
             found = value
     return found.decode() if isinstance(found, bytes) else found

@@ -10,12 +10,27 @@ import pytest
 
 from phoenix_resources.domain.commands import AnyCommand, CreateResource, UpdateResource
 from phoenix_resources.domain.decide import Applied, Rejected
-from phoenix_resources.domain.events import event_id_for, rejection_id_for
+from phoenix_resources.domain.events import (
+    CommandRejected,
+    ResourceChanged,
+    ResourceCreated,
+    event_id_for,
+    rejection_id_for,
+)
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.domain.rules import RejectionCode
 from phoenix_resources.errors import ConcurrentModification
-from phoenix_resources.services.apply_batch import apply_batch, fold, split_repeats
-from phoenix_resources.services.ports import Incoming, Snapshot
+from phoenix_resources.services.apply_batch import apply_batch, fold, split_repeats, stored_rows
+from phoenix_resources.services.ports import (
+    BatchRows,
+    Claim,
+    Incoming,
+    OutboxEntry,
+    OutboxFormat,
+    OutcomeRow,
+    ParkingEntry,
+    Snapshot,
+)
 from tests.fakes import FakeBatchUnit, FakeStore
 
 pytestmark = pytest.mark.unit
@@ -88,6 +103,90 @@ def test_fold_records_no_change_for_rejections_and_unchanged_updates() -> None:
     assert isinstance(refused, Rejected)
     assert refused.code is RejectionCode.INVALID_TRANSITION
     assert changes == {}
+
+
+# --- stored_rows ---------------------------------------------------------------------------
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+class Encoder:
+    """Encodes to a marker and keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.given: list[ResourceChanged | CommandRejected] = []
+
+    def encode_event(self, event: ResourceChanged) -> bytes:
+        self.given.append(event)
+        return b"event %d" % len(self.given)
+
+    def encode_rejection(self, rejection: CommandRejected) -> bytes:
+        self.given.append(rejection)
+        return b"rejection %d" % len(self.given)
+
+
+def applied_event(decision: object) -> ResourceChanged | None:
+    assert isinstance(decision, Applied)
+    return decision.event
+
+
+def test_stored_rows_make_every_row_of_a_claimed_batch_in_decision_order() -> None:
+    rid, missing, stuck = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    made = create(rid, correlation_id="corr-1")
+    refused = update(missing, name="x")
+    failing, behind = create(stuck), update(stuck, name="later")
+    items = [Incoming(made, 2, 10, TRACEPARENT), Incoming(refused, 2, 11),
+             Incoming(failing, 2, 12), Incoming(behind, 2, 13)]
+    decided, changes = fold({}, items, T0, failed={failing.command_id: "boom"})
+    encoder = Encoder()
+    rows = stored_rows(decided, changes, T0, OutboxFormat(encoder, "ev", "rej"),
+                       claimed=[Claim(items[0], 2), *(Claim(i, 0) for i in items[1:])],
+                       repeated={uuid.UUID(int=7): 3})
+
+    created = changes[rid].after
+    event, rejection = encoder.given
+    assert isinstance(event, ResourceCreated)
+    assert event == applied_event(decided[0][1])
+    assert rejection == CommandRejected(
+        rejection_id=rejection_id_for(refused.command_id), command_id=refused.command_id,
+        command_type=refused.type, resource_id=missing, code="CMD-004",
+        message=f"resource {missing} does not exist", rejected_at=T0, correlation_id=None)
+    assert rows == BatchRows(
+        processed_at=T0,
+        claimed=[
+            OutcomeRow(made.command_id, rid, "CREATE", "applied", None, None, 1, 2, "corr-1",
+                       2, 10, T0),
+            OutcomeRow(refused.command_id, missing, "UPDATE", "rejected", "CMD-004",
+                       f"resource {missing} does not exist", None, 0, None, 2, 11, T0),
+            OutcomeRow(failing.command_id, stuck, "CREATE", "parked", "PRK-001", "boom", None,
+                       0, None, 2, 12, T0),
+            OutcomeRow(behind.command_id, stuck, "UPDATE", "parked", "PRK-002",
+                       f"waits behind parked commands of resource {stuck}", None, 0, None, 2,
+                       13, T0)],
+        repeated={uuid.UUID(int=7): 3},
+        created=[created], changed=[],
+        parked=[ParkingEntry(items[2], "PRK-001", "boom"),
+                ParkingEntry(items[3], "PRK-002",
+                             f"waits behind parked commands of resource {stuck}")],
+        outbox=[OutboxEntry(event_id_for(made.command_id), str(rid), "ResourceCreated", "ev",
+                            b"event 1", T0, TRACEPARENT),
+                OutboxEntry(rejection_id_for(refused.command_id), str(missing),
+                            "CommandRejected", "rej", b"rejection 2", T0, None)])
+
+
+def test_stored_rows_of_recorded_commands_replace_their_outcome() -> None:
+    rid = uuid.uuid4()
+    loaded = Resource(id=rid, name="a", config={}, status=Status.PENDING, version=3,
+                      created_at=T0, updated_at=T0, last_command_id=uuid.uuid4())
+    renamed = update(rid, name="b")
+    decided, changes = fold({rid: loaded}, batch(renamed), T0)
+    rows = stored_rows(decided, changes, T0, OutboxFormat(Encoder(), "ev", "rej"))
+    assert rows.claimed == ()
+    assert rows.recorded == [OutcomeRow(renamed.command_id, rid, "UPDATE", "applied", None,
+                                        None, 4, 0, None, 0, 0, T0)]
+    assert rows.created == []
+    assert rows.changed == [changes[rid]]
+    assert [e.type for e in rows.outbox] == ["ResourceUpdated"]
 
 
 # --- apply_batch ---------------------------------------------------------------------------

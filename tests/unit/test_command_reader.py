@@ -71,7 +71,7 @@ def test_it_follows_the_current_command_schema() -> None:
     assert CommandCodec(Framing())._specialised is read_command
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(record=RECORDS)
 def test_it_reads_what_the_generic_reader_reads(record: dict[str, Any]) -> None:
     value = written(record)
@@ -96,7 +96,7 @@ def _mutated(value: bytes, data: st.DataObject) -> bytes:
     return bytes(out)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(record=RECORDS, data=st.data())
 def test_on_mutated_bodies_it_agrees_or_refuses_what_no_writer_produces(
         record: dict[str, Any], data: st.DataObject) -> None:

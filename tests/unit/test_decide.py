@@ -7,9 +7,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from phoenix_resources.domain.commands import CreateResource, DeleteResource, UpdateResource
-from phoenix_resources.domain.decide import Applied, Rejected, decide
-from phoenix_resources.domain.events import ResourceCreated, ResourceDeleted, ResourceUpdated
+from phoenix_resources.domain.commands import (
+    CommandType,
+    CreateResource,
+    DeleteResource,
+    UpdateResource,
+)
+from phoenix_resources.domain.decide import Applied, Rejected, decide, rejection_event
+from phoenix_resources.domain.events import (
+    CommandRejected,
+    ResourceCreated,
+    ResourceDeleted,
+    ResourceUpdated,
+    rejection_id_for,
+)
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.domain.rules import RejectionCode
 
@@ -140,3 +151,16 @@ def test_each_applied_change_bumps_version_by_one_and_names_changed_fields() -> 
 def test_invalid_config_is_rejected() -> None:
     assert rejected(None, create(config={"": "v"})) is RejectionCode.INVALID_CONFIG
     assert rejected(None, create(config={"k": "v" * 5000})) is RejectionCode.INVALID_CONFIG
+
+
+def test_a_refusal_is_announced_with_an_id_derived_from_the_command() -> None:
+    cmd = update(correlation_id="corr-7", name="x")
+    refusal = decide(None, cmd, T0)
+    assert isinstance(refusal, Rejected)
+    later = T0 + timedelta(minutes=3)
+    announced = rejection_event(refusal, later)
+    assert announced == CommandRejected(
+        rejection_id=rejection_id_for(cmd.command_id), command_id=cmd.command_id,
+        command_type=CommandType.UPDATE, resource_id=RID, code="CMD-004",
+        message=refusal.message, rejected_at=later, correlation_id="corr-7")
+    assert rejection_event(refusal, later).rejection_id == announced.rejection_id

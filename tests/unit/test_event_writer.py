@@ -53,7 +53,7 @@ def test_it_follows_the_current_event_schema() -> None:
     assert SCHEMA.fingerprint == WRITTEN_FOR
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(event=events())
 def test_same_bytes_as_the_generic_writer(event: ResourceChanged) -> None:
     generic = GENERIC.encode(SCHEMA, event_to_wire(event), plain=True)

@@ -279,3 +279,26 @@ def test_the_server_samples_parent_based_and_by_link() -> None:
     link = Link(SpanContext(9, 9, is_remote=True, trace_flags=TraceFlags(1)))
     assert never.should_sample(None, 5, "x", links=[link]).decision == \
         Decision.RECORD_AND_SAMPLE
+
+
+def test_a_worker_paused_by_a_fault_past_the_stuck_threshold_is_not_ready() -> None:
+    """A pause holds its batch in flight, which the lag does not count as waiting: the
+    pause itself must turn readiness off, and say what paused it."""
+    consumer = FakeConsumer({T: 1})
+    clock = Clock(0.0)
+    watch = WorkerWatch(Metrics(component="worker"), consumer, stuck_after_s=30,
+                        monotonic=clock)  # type: ignore[arg-type]
+    consumer.positions = {(T, 0): 0}
+    watch.rebalanced("assigned", {(T, 0)}, {(T, 0)})
+    watch.polled()
+    watch.paused("DatabaseReadOnly")
+    clock.now = 29.0
+    state = watch.readiness()
+    assert (state["ok"], state["paused"], state["paused_by"]) == (True, True, "DatabaseReadOnly")
+    clock.now = 31.0
+    state = watch.readiness()
+    assert (state["ok"], state["stuck"], state["seconds_paused"]) == (False, True, 31.0)
+    watch.resumed()
+    state = watch.readiness()
+    assert (state["ok"], state["paused"]) == (True, False)
+    assert "paused_by" not in state

@@ -4,7 +4,7 @@ transient fault, replay in order, discard, and the worker's handling of all of i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -14,10 +14,15 @@ from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import AnyCommand, CreateResource, UpdateResource
 from phoenix_resources.domain.model import Status
 from phoenix_resources.entrypoints.worker import Worker
-from phoenix_resources.errors import DatabaseUnavailable
+from phoenix_resources.errors import (
+    DatabaseReadOnly,
+    DatabaseRefused,
+    DatabaseUnavailable,
+    RowRefused,
+)
 from phoenix_resources.observability import Metrics
-from phoenix_resources.services.isolate import Isolation
-from phoenix_resources.services.ports import Incoming, Outcome, StateChange
+from phoenix_resources.services.isolate import SYSTEMIC_AFTER, Isolation
+from phoenix_resources.services.ports import BatchRows, Incoming
 from phoenix_resources.services.replay import discard, replay_resource
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.framing import Framing
@@ -36,6 +41,10 @@ class Database:
     def __init__(self, *, refuse_parking: bool = False) -> None:
         self.fixed = False
         self.refuse_parking = refuse_parking
+        self.refuse_all: Exception | None = None
+        """Raised by every write (a cause common to every command, e.g. a trigger)."""
+        self.parking_fails: Exception | None = None
+        """Raised by a write that parks (once, then cleared)."""
 
 
 class RefusingUnit(FakeBatchUnit):
@@ -44,13 +53,18 @@ class RefusingUnit(FakeBatchUnit):
         self.db = db
         self.refuse_parking = db.refuse_parking
 
-    def write(self, decisions: Sequence[tuple[Incoming, Outcome]],
-              changes: dict[UUID, StateChange], now: datetime) -> None:  # type: ignore[override]
-        if not self.db.fixed and any(c.after.name == POISON for c in changes.values()):
+    def write(self, rows: BatchRows) -> None:
+        if self.db.refuse_all is not None:
+            raise self.db.refuse_all
+        if rows.parked and self.db.parking_fails is not None:
+            error, self.db.parking_fails = self.db.parking_fails, None
+            raise error
+        written = [*rows.created, *(c.after for c in rows.changed)]
+        if not self.db.fixed and any(r.name == POISON for r in written):
             raise ValueError("value refused by a CHECK constraint")
-        if self.refuse_parking and any(o.__class__.__name__ == "Parked" for _, o in decisions):
+        if self.refuse_parking and rows.parked:
             raise ValueError("the parking lot refuses it too")
-        super().write(decisions, changes, now)
+        super().write(rows)
 
 
 def factory(store: FakeStore, *, down: Callable[[int], bool] = lambda n: False,
@@ -198,3 +212,96 @@ def test_the_worker_parks_stores_offsets_past_everything_and_dead_letters_the_un
     dead = [m for m in producer.acknowledged if m.topic() == "dlq"]
     assert [header(m, "dlq.reason") for m in dead] == [b"unparkable"]
     assert outcome(store, commands[0]) == outcome(store, commands[2]) == ("applied", None)
+
+
+# --- the environment is never charged to a command -----------------------------------------
+
+
+def test_a_failure_common_to_every_command_parks_nothing_and_pauses() -> None:
+    """A trigger (or a constraint a bad migration added) refusing every row: commands of
+    several resources fail alone and nothing commits — no proof, so nothing is parked."""
+    store, db = FakeStore(), Database()
+    db.refuse_all = RowRefused("refusing every row (SQLSTATE P0001)", "P0001")
+    commands = [create(uuid.uuid4()) for _ in range(5)]
+    work = Isolation(batch(*commands))
+    with pytest.raises(DatabaseRefused, match="not any command's"):
+        work.run(factory(store, db=db), T0)
+    assert store.processed == {}
+    assert store.parked == {}
+    assert not work.done
+    db.refuse_all = None  # the operator drops the trigger: the same work now applies
+    report = work.run(factory(store, db=db), T0)
+    assert (report.applied, report.parked) == (5, 0)
+    assert work.done
+
+
+def test_so_many_resources_failing_with_no_success_stop_the_search_early() -> None:
+    store, db = FakeStore(), Database()
+    db.refuse_all = RowRefused("refused", "23514")
+    units = [0]
+    make = factory(store, db=db)
+
+    def counting() -> FakeBatchUnit:
+        units[0] += 1
+        return make()
+
+    work = Isolation(batch(*[create(uuid.uuid4()) for _ in range(200)]))
+    with pytest.raises(DatabaseRefused):
+        work.run(counting, T0)
+    assert units[0] < 3 * SYSTEMIC_AFTER * 8, "halving 200 commands to the end costs ~400"
+
+
+def test_a_poison_command_first_in_its_batch_is_parked_once_the_rest_commits() -> None:
+    """The proof comes after the failure: the command is held (with its resource's later
+    commands) until another part of the batch commits."""
+    store = FakeStore()
+    p, g = uuid.uuid4(), uuid.uuid4()
+    commands = [create(p, POISON), create(g), update(p, status=Status.ACTIVE),
+                update(g, name="g2")]
+    report = Isolation(batch(*commands)).run(factory(store), T0)
+    assert (report.applied, report.parked) == (2, 2)
+    assert outcome(store, commands[0]) == ("parked", "PRK-001")
+    assert outcome(store, commands[2]) == ("parked", "PRK-002")
+    assert store.resources[g].name == "g2"
+    assert [e.incoming.command.command_id for e in store.parked.values()] == [
+        commands[0].command_id, commands[2].command_id]
+
+
+def test_a_lone_resource_is_parked_only_on_a_writable_database() -> None:
+    """Nothing to compare with (the batch is one resource's): the health check decides."""
+    store = FakeStore()
+    p = uuid.uuid4()
+    commands = [create(p, POISON), update(p, status=Status.ACTIVE)]
+    work = Isolation(batch(*commands))
+    store.writable = False
+    with pytest.raises(DatabaseReadOnly):
+        work.run(factory(store), T0)
+    assert store.parked == {}
+    store.writable = True
+    report = work.run(factory(store), T0)
+    assert (report.parked, outcome(store, commands[0])) == (2, ("parked", "PRK-001"))
+
+
+def test_parking_that_fails_for_a_transient_reason_pauses_and_never_dead_letters() -> None:
+    store, db = FakeStore(), Database()
+    db.parking_fails = DatabaseReadOnly("cannot execute INSERT in a read-only transaction")
+    good, bad = create(uuid.uuid4()), create(uuid.uuid4(), POISON)
+    work = Isolation(batch(good, bad))
+    with pytest.raises(DatabaseReadOnly):
+        work.run(factory(store, db=db), T0)
+    assert work.unparkable == []
+    report = work.run(factory(store, db=db), T0)
+    assert work.unparkable == []
+    assert (report.applied, report.parked) == (1, 1)
+    assert outcome(store, bad) == ("parked", "PRK-001")
+
+
+def test_an_unparkable_commands_resource_goes_on_after_it() -> None:
+    store = FakeStore()
+    p, g = uuid.uuid4(), uuid.uuid4()
+    commands = [create(g), create(p, POISON), create(uuid.uuid4()), update(p, status=Status.ACTIVE)]
+    work = Isolation(batch(*commands))
+    work.run(factory(store, refuse_parking=True), T0)
+    assert [i.command.command_id for i, _ in work.unparkable] == [commands[1].command_id]
+    # The update of a resource never created is refused by the rules, not lost.
+    assert outcome(store, commands[3])[0] == "rejected"

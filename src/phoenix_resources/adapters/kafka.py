@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from phoenix_resources.adapters.dlq import dead_letter
+from phoenix_resources.adapters.kafka_logs import librdkafka_logger
 from phoenix_resources.adapters.publish import publish_all
 from phoenix_resources.adapters.records import (
     Headers,
@@ -21,7 +22,7 @@ from phoenix_resources.adapters.records import (
     text_headers,
 )
 from phoenix_resources.errors import BrokerUnavailable, ConfigurationError
-from phoenix_resources.kafka_options import PINNED, ClientKind, KafkaValue
+from phoenix_resources.kafka_options import PINNED, ClientKind, KafkaValue, layered
 
 __all__ = ["JAVA_PARTITIONER", "Headers", "KafkaSettings", "OutgoingRecord", "WorkersGroup",
            "admin_config", "consumer_config", "dead_letter", "ensure_topics", "header_pairs",
@@ -30,9 +31,11 @@ __all__ = ["JAVA_PARTITIONER", "Headers", "KafkaSettings", "OutgoingRecord", "Wo
 
 log = logging.getLogger(__name__)
 
-LIBRDKAFKA_LOG = logging.getLogger("phoenix_resources.librdkafka")
+LIBRDKAFKA_LOG = librdkafka_logger()
 """Every client's ``logger``: librdkafka's lines go through Python logging (JSON in server
-processes), never raw to stderr. Named like ``observability.logs.LIBRDKAFKA_LOGGER``."""
+processes), never raw to stderr. Named like ``observability.logs.LIBRDKAFKA_LOGGER``.
+Repeats of one problem (a broker refusing connections, retried several times a second) are
+held back: one line per problem and broker a minute (``adapters/kafka_logs.py``)."""
 
 JAVA_PARTITIONER = "murmur2_random"
 """The Java client's default partitioner, in librdkafka's name."""
@@ -69,9 +72,12 @@ class WorkersGroup(Protocol):
 
 def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     """:data:`PRODUCER_DEFAULTS` < the settings' producer options < the pinned guarantees
-    (``kafka_options.PINNED``) < ``overrides`` (the caller's own, e.g. the relay's linger)."""
-    return {**PRODUCER_DEFAULTS, "logger": LIBRDKAFKA_LOG, **settings.kafka_config("producer"),
-            **PINNED["producer"], **overrides}
+    (``kafka_options.PINNED``) < ``overrides`` (the caller's own, e.g. the relay's linger).
+    librdkafka's aliases count as one key (``kafka_options.layered``). A caller's default
+    that the user's options should beat is not an override: leave out what they set
+    (``kafka_options.unset_by``)."""
+    return layered(PRODUCER_DEFAULTS, {"logger": LIBRDKAFKA_LOG},
+                   settings.kafka_config("producer"), PINNED["producer"], overrides)
 
 
 def consumer_config(settings: KafkaSettings, group_id: str | None = None,
@@ -81,8 +87,9 @@ def consumer_config(settings: KafkaSettings, group_id: str | None = None,
 
     Without ``group_id`` the consumer joins the workers' group, which only settings that
     name it (:class:`WorkersGroup`) know; other settings must pass a group."""
-    return {**CONSUMER_DEFAULTS, "logger": LIBRDKAFKA_LOG, **settings.kafka_config("consumer"),
-            **_group_identity(settings, group_id), **PINNED["consumer"], **overrides}
+    return layered(CONSUMER_DEFAULTS, {"logger": LIBRDKAFKA_LOG},
+                   settings.kafka_config("consumer"), _group_identity(settings, group_id),
+                   PINNED["consumer"], overrides)
 
 
 def _group_identity(settings: KafkaSettings, group_id: str | None) -> dict[str, Any]:
@@ -100,7 +107,7 @@ def _group_identity(settings: KafkaSettings, group_id: str | None) -> dict[str, 
 def admin_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     """What every AdminClient of the service is built with: the settings' admin options
     (shared options minus consumer- and producer-only keys, then the admin map)."""
-    return {"logger": LIBRDKAFKA_LOG, **settings.kafka_config("admin"), **overrides}
+    return layered({"logger": LIBRDKAFKA_LOG}, settings.kafka_config("admin"), overrides)
 
 
 def new_producer(settings: KafkaSettings, **overrides: Any) -> Producer:

@@ -34,7 +34,9 @@ from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
+from phoenix_resources import kafka_options
 from phoenix_resources.adapters import codecs, kafka
+from phoenix_resources.adapters.kafka_reach import reach
 from phoenix_resources.adapters.produce_errors import Verdict, classify
 from phoenix_resources.client.commands import (
     as_uuid,
@@ -45,7 +47,7 @@ from phoenix_resources.client.commands import (
     update_command,
 )
 from phoenix_resources.client.outcomes import Outcome, OutcomeWatcher
-from phoenix_resources.client.settings import AnySettings, client_settings
+from phoenix_resources.client.settings import AnySettings, ClientSettings, client_settings
 from phoenix_resources.domain.commands import (
     AnyCommand,
 )
@@ -62,6 +64,34 @@ TOO_LARGE = validation.TOO_LARGE
 """Code of :class:`CommandInvalid` for a command over the worker's size limit."""
 
 _REMEMBERED = 10_000  # publish times kept for wait_for_outcome (bounded memory)
+
+PUBLISHER_DEFAULTS: dict[str, Any] = {"delivery.timeout.ms": 30_000,
+                                      "client.id": "phoenix-resources-client"}
+"""The publisher's own producer defaults: any option the user sets in the settings' maps
+(``PHOENIX_KAFKA_PRODUCER_OPTIONS`` / ``PHOENIX_KAFKA_OPTIONS``) wins over them."""
+
+_LONGEST_WAIT_S = 86_400.0  # librdkafka's 0 ("no timeout") as a wait this process can do
+
+
+def producer_options_for(settings: ClientSettings, delivery_timeout_s: float | None,
+                         producer_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The publisher's overrides of the producer configuration, in the documented order
+    (docs/configuration.md): :data:`PUBLISHER_DEFAULTS` only where the settings' option maps
+    leave a key unset, then ``delivery_timeout_s`` when given, then ``producer_options``
+    (the caller's explicit choices, e.g. the CLI's ``--connect-timeout``)."""
+    defaults = kafka_options.unset_by(settings.kafka_config("producer"), PUBLISHER_DEFAULTS)
+    explicit = ({} if delivery_timeout_s is None
+                else {"delivery.timeout.ms": max(1, round(delivery_timeout_s * 1000))})
+    return kafka_options.layered(defaults, explicit, producer_options or {})
+
+
+def delivery_timeout(config: Mapping[str, Any]) -> float:
+    """Seconds a record of a producer built with ``config`` may take to be acknowledged:
+    its ``delivery.timeout.ms`` (or the alias), librdkafka's 300 s when unset."""
+    raw = next((v for k, v in config.items()
+                if kafka_options.canonical(k) == "delivery.timeout.ms"), 300_000)
+    ms = int(float(raw))
+    return _LONGEST_WAIT_S if ms <= 0 else ms / 1000
 
 
 class Sent(UUID):
@@ -138,19 +168,19 @@ class CommandPublisher:
 
     def __init__(self, settings: AnySettings, *,
                  wire_format: Literal["avro", "json"] | None = None,
-                 delivery_timeout_s: float = 30.0,
+                 delivery_timeout_s: float | None = None,
                  api_url: str | None = None, api_token: str | None = None,
                  producer_options: Mapping[str, Any] | None = None) -> None:
         """``delivery_timeout_s`` bounds each record's delivery (librdkafka retries within
-        it). ``api_url`` (default: the settings' ``api_url``) makes :meth:`wait_for_outcome`
+        it); unset, it is the ``delivery.timeout.ms`` of the settings' producer options, else
+        30 s. ``producer_options`` win over the settings' options (:func:`producer_options_for`).
+        ``api_url`` (default: the settings' ``api_url``) makes :meth:`wait_for_outcome`
         ask the HTTP API instead of Kafka."""
         self._settings = settings = client_settings(settings)
         self._format = wire_format or settings.wire_format
-        self._timeout = delivery_timeout_s
         self._codec = codecs.command_codec(settings)
-        options: dict[str, Any] = {"delivery.timeout.ms": int(delivery_timeout_s * 1000),
-                                   "client.id": "phoenix-resources-client"}
-        options.update(producer_options or {})
+        options = producer_options_for(settings, delivery_timeout_s, producer_options)
+        self._timeout = delivery_timeout(kafka.producer_config(settings, **options))
         self._producer = kafka.new_producer(settings, **options)
         self._watcher = OutcomeWatcher(settings, api_url=api_url, api_token=api_token)
         self._sent_at: OrderedDict[UUID, tuple[UUID, float]] = OrderedDict()
@@ -260,15 +290,25 @@ class CommandPublisher:
             except KafkaException as e:
                 raise DeliveryFailed(f"cannot enqueue a command: {e}") from e
 
+    @property
+    def delivery_timeout_s(self) -> float:
+        """How long a record may take to be acknowledged, as configured (the argument, else
+        the settings' ``delivery.timeout.ms``, else 30 s)."""
+        return self._timeout
+
+    def check_connection(self, timeout: float = 10.0) -> None:
+        """Fail fast: :class:`BrokerUnreachable` (naming the bootstrap servers) unless a
+        broker answers a metadata request within ``timeout`` seconds."""
+        reach(self._producer, self._settings.kafka_bootstrap_servers, timeout,
+              self._settings.commands_topic)
+
     def check_topic(self, timeout: float = 10.0) -> None:
-        """Fail fast (:class:`DeliveryFailed`) when the broker is unreachable or the commands
-        topic does not exist, instead of one delivery error per command much later."""
+        """Fail fast, instead of one delivery error per command much later:
+        :class:`BrokerUnreachable` as :meth:`check_connection` when no broker answers within
+        ``timeout``, :class:`DeliveryFailed` when the commands topic does not exist."""
         topic = self._settings.commands_topic
-        try:
-            meta = self._producer.list_topics(topic, timeout=timeout).topics.get(topic)
-        except KafkaException as e:
-            raise DeliveryFailed(f"cannot reach the broker at "
-                                 f"{self._settings.kafka_bootstrap_servers}: {e}") from e
+        meta = reach(self._producer, self._settings.kafka_bootstrap_servers, timeout,
+                     topic).topics.get(topic)
         if meta is None or meta.error is not None:
             reason = "missing" if meta is None else meta.error.str()
             raise DeliveryFailed(f"the commands topic {topic!r} is not available: {reason}")

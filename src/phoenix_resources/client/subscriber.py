@@ -19,17 +19,19 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, get_args
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from phoenix_resources import kafka_options
 from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.adapters.dlq import dead_letter
+from phoenix_resources.adapters.kafka_reach import reach
 from phoenix_resources.adapters.records import producer_max_bytes
-from phoenix_resources.client.settings import AnySettings, client_settings
+from phoenix_resources.client.settings import AnySettings, ClientSettings, client_settings
 from phoenix_resources.domain.events import ResourceChanged
 from phoenix_resources.errors import (
     BrokerUnavailable,
@@ -62,6 +64,31 @@ class Delivery:
     partition: int
     offset: int
     key: str | None
+
+
+_CLIENT_ID: dict[str, Any] = {"client.id": "phoenix-resources-subscriber"}
+
+
+def consumer_options_for(settings: ClientSettings, from_beginning: bool,
+                         consumer_options: Mapping[str, Any] | None,
+                         on_client_error: Callable[[KafkaError], None]) -> dict[str, Any]:
+    """The subscriber's overrides of the consumer configuration, in the documented order
+    (docs/configuration.md): its ``client.id`` only where the settings' option maps leave it
+    unset; then where ``from_beginning`` starts a new group (an argument, so it wins); then
+    ``consumer_options`` (the caller's explicit choices). ``on_client_error`` receives
+    librdkafka's global errors, and so does an ``error_cb`` of ``consumer_options``."""
+    defaults = kafka_options.unset_by(settings.kafka_config("consumer"), _CLIENT_ID)
+    start = {"auto.offset.reset": "earliest" if from_beginning else "latest"}
+    options = kafka_options.layered(defaults, start, consumer_options or {})
+    theirs = options.get("error_cb")
+
+    def on_error(error: KafkaError) -> None:
+        on_client_error(error)
+        if callable(theirs):
+            theirs(error)
+
+    options["error_cb"] = on_error
+    return options
 
 
 def parse_headers(headers: Sequence[tuple[str, str | bytes | None]] | None
@@ -106,7 +133,13 @@ class EventSubscriber:
     def __init__(self, settings: AnySettings, group_id: str | None = None, *,
                  from_beginning: bool = False, dedupe: bool = False,
                  on_error: OnError = "raise", dead_letter_topic: str | None = None,
-                 consumer_options: dict[str, Any] | None = None) -> None:
+                 consumer_options: dict[str, Any] | None = None,
+                 unreachable_after_s: float | None = None) -> None:
+        """``consumer_options`` win over the settings' option maps, which win over the
+        subscriber's defaults (:func:`consumer_options_for`). ``unreachable_after_s``: when
+        every broker is down, iterating raises :class:`BrokerUnreachable` unless one answers
+        within this many seconds (a tool's tail); ``None`` (default) waits any outage out,
+        as a service's subscriber should."""
         if on_error not in ON_ERROR_POLICIES:
             raise ConfigurationError(f"on_error must be one of {', '.join(ON_ERROR_POLICIES)}"
                                      f", not {on_error!r}")
@@ -117,9 +150,10 @@ class EventSubscriber:
         self.dead_letter_topic = dead_letter_topic
         self._producer: Producer | None = None  # made on the first dead letter
         self.group_id = group_id or f"phoenix-subscriber-{uuid.uuid4()}"
-        options: dict[str, Any] = {"auto.offset.reset": "earliest" if from_beginning
-                                   else "latest", "client.id": "phoenix-resources-subscriber"}
-        options.update(consumer_options or {})
+        self._unreachable_after = unreachable_after_s
+        self._brokers_down = False  # set by librdkafka's error callback, read while polling
+        options = consumer_options_for(settings, from_beginning, consumer_options,
+                                       self._on_client_error)
         self._consumer = kafka.new_consumer(settings, self.group_id, **options)
         self._codec = codecs.event_codec(settings)
         self._dedupe = dedupe
@@ -150,6 +184,7 @@ class EventSubscriber:
             if remaining is not None and remaining <= 0:
                 return
             msg = self._consumer.poll(0.2 if remaining is None else min(remaining, 0.2))
+            self._check_brokers_after_outage()
             if msg is None:
                 continue
             delivery = self._accept(msg)
@@ -224,8 +259,8 @@ class EventSubscriber:
     def _dead_letter(self, msg: Message, error: DecodeError, where: str) -> None:
         assert self.dead_letter_topic is not None, "checked in __init__"
         if self._producer is None:
-            self._producer = kafka.new_producer(self._settings,
-                                                **{"client.id": "phoenix-resources-subscriber"})
+            self._producer = kafka.new_producer(self._settings, **kafka_options.unset_by(
+                self._settings.kafka_config("producer"), _CLIENT_ID))
         record = dead_letter(msg, self.dead_letter_topic, error.reason, error.detail,
                              error=error, connector=f"subscriber:{self.group_id}",
                              max_bytes=producer_max_bytes(self._settings.kafka_options))
@@ -269,6 +304,31 @@ class EventSubscriber:
                 log.info("offset not stored, partition revoked: %s", e)
                 return
             raise BrokerUnavailable(f"cannot store the offset: {e}") from e
+
+    # --- reaching the brokers -------------------------------------------------------------
+
+    def check_connection(self, timeout: float = 10.0) -> None:
+        """Fail fast: :class:`BrokerUnreachable` (naming the bootstrap servers) unless a
+        broker answers a metadata request within ``timeout`` seconds."""
+        reach(self._consumer, self._settings.kafka_bootstrap_servers, timeout,
+              self._settings.events_topic)
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        """librdkafka's error callback (run inside ``poll``, which re-raises what it
+        raises): global errors, which the client retries by itself, except a fatal one
+        (raised, as from ``poll``). "Every broker is down" is acted on by the poll loop."""
+        if error.fatal():
+            raise BrokerUnavailable(f"consumer failed: {error.str()}")
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._brokers_down = True
+        log.debug("consumer client error (retried by the client): %s", error.str())
+
+    def _check_brokers_after_outage(self) -> None:
+        """With ``unreachable_after_s``: once every broker went down, wait that long for one
+        to answer; :class:`BrokerUnreachable` if none does."""
+        if self._brokers_down and self._unreachable_after is not None:
+            self._brokers_down = False
+            self.check_connection(self._unreachable_after)
 
     def _subscribe(self) -> None:
         if self._closed:

@@ -16,11 +16,13 @@ from phoenix_resources.domain.commands import (
     UpdateResource,
 )
 from phoenix_resources.domain.events import (
+    CommandRejected,
     ResourceChanged,
     ResourceCreated,
     ResourceDeleted,
     ResourceUpdated,
     event_id_for,
+    rejection_id_for,
 )
 from phoenix_resources.domain.model import Resource
 from phoenix_resources.domain.rules import (
@@ -49,6 +51,17 @@ class Rejected:
 
 
 Decision = Applied | Rejected
+
+
+def rejection_event(rejected: Rejected, at: datetime) -> CommandRejected:
+    """The announcement of a refusal, made at ``at``: its id is derived from the command's,
+    so it is the same however often the command is redelivered or refused again."""
+    command = rejected.command
+    return CommandRejected(rejection_id=rejection_id_for(command.command_id),
+                           command_id=command.command_id, command_type=command.type,
+                           resource_id=command.resource_id, code=rejected.code.value,
+                           message=rejected.message, rejected_at=at,
+                           correlation_id=command.correlation_id)
 
 
 def decide(state: Resource | None, command: AnyCommand, now: datetime) -> Decision:

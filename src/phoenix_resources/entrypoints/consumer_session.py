@@ -151,13 +151,15 @@ class ConsumerSession:
 
     # --- pausing while a fault is waited out ---------------------------------------------------
 
-    def pause(self) -> None:
+    def pause(self, reason: str | None = None) -> None:
         """Stop fetching from the assignment, and from every partition assigned until
-        :meth:`resume`. Nothing to pause (no assignment) leaves the session unpaused."""
+        :meth:`resume`. Nothing to pause (no assignment) leaves the session unpaused.
+        ``reason`` (the fault's kind) is what readiness reports while paused."""
         if not self._paused and self._assignment:
             self._consumer.pause(self._partitions())
             self._paused = True
-            self._watch.paused()
+        if self._paused:
+            self._watch.paused(reason)
 
     def resume(self) -> None:
         """Fetch from the assignment again (no-op unless paused)."""
@@ -250,6 +252,10 @@ class ConsumerSession:
         self._assignment |= added
         self._watch.rebalanced("assigned", added, self._assignment)
         if self._paused and partitions:
+            # Only assigned partitions can be paused, and inside on_assign they are assigned
+            # when the callback returns: assign them now, or the pause is lost and the
+            # partitions are fetched in the middle of a fault.
+            consumer.incremental_assign(partitions)
             consumer.pause(partitions)
         log.info("partitions assigned", extra={"partitions": sorted(p for _, p in added)})
 

@@ -293,7 +293,7 @@ class Worker:
             "error": str(exc)[:300], "kind": type(exc).__name__,
             "attempt": state.attempt_number,
             "retry_in_s": round(state.next_action.sleep, 2) if state.next_action else None})
-        self.session.pause()
+        self.session.pause(type(exc).__name__)
 
     def readiness(self) -> dict[str, Any]:
         """``ok`` (joined, in its group, not stuck), assigned partitions, paused, lag (see

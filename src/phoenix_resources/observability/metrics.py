@@ -66,8 +66,9 @@ OUTCOME_CODES: dict[str, tuple[str, ...]] = {
     "parked": (*PARK_CODES, OTHER),
     "dead_lettered": (*DLQ_REASONS, OTHER),
 }
-TRANSIENT_KINDS = ("DatabaseUnavailable", "BrokerUnavailable", "RegistryUnavailable",
-                   "DeadLetterBlocked", "ConcurrentModification")
+TRANSIENT_KINDS = ("DatabaseUnavailable", "DatabaseReadOnly", "DatabaseRefused",
+                   "BrokerUnavailable", "RegistryUnavailable", "DeadLetterBlocked",
+                   "ConcurrentModification")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
 HTTP_ROUTES = ("/api/v1/resources/{id}", "/api/v1/commands/{command_id}", "/api/v1/resources",
                "/healthz", "/readyz", "/metrics")

@@ -79,6 +79,7 @@ class WorkerWatch:
         self._assigned: set[Key] = set()
         self._joined = False
         self._paused_at: float | None = None
+        self._paused_reason: str | None = None
         self._progress_at = monotonic()
         self._next_refresh = 0.0
 
@@ -129,7 +130,11 @@ class WorkerWatch:
         self._assigned = set(assignment)
         self._next_refresh = 0.0
 
-    def paused(self) -> None:
+    def paused(self, reason: str | None = None) -> None:
+        """Consumption paused by a fault; ``reason`` (the fault's kind) is reported by
+        readiness until :meth:`resumed`."""
+        if reason is not None:
+            self._paused_reason = reason
         if self._paused_at is None:
             self._paused_at = self._monotonic()
             self.metrics.consumer_paused.set(1)
@@ -138,6 +143,7 @@ class WorkerWatch:
         if self._paused_at is not None:
             self.metrics.paused_seconds.inc(max(0.0, self._monotonic() - self._paused_at))
             self._paused_at = None
+            self._paused_reason = None
             self.metrics.consumer_paused.set(0)
 
     def progressed(self) -> None:
@@ -147,20 +153,27 @@ class WorkerWatch:
 
     def readiness(self) -> dict[str, Any]:
         """Ready: joined the group (partitions assigned, or none to assign to this member),
-        not stuck (records waiting with no batch finished for ``stuck_after_s``) and, with a
-        membership, not out of the group for longer than ``stuck_after_s`` either (its state
-        is reported as ``group_state``)."""
+        not stuck — records waiting with no batch finished for ``stuck_after_s``, or
+        consumption paused by a fault for longer than that (a batch in flight is not counted
+        as waiting, so a pause alone must be enough) — and, with a membership, not out of the
+        group for longer than ``stuck_after_s`` either (its state is reported as
+        ``group_state``)."""
         waiting = self.lag.total()
         now = self._monotonic()
-        if waiting == 0:
+        if waiting == 0 and self._paused_at is None:
             self._progress_at = now
         stalled = now - self._progress_at
-        stuck = waiting > 0 and stalled > self._stuck_after_s
+        paused_for = now - self._paused_at if self._paused_at is not None else 0.0
+        stuck = (waiting > 0 and stalled > self._stuck_after_s) \
+            or paused_for > self._stuck_after_s
         report: dict[str, Any] = {
             "ok": self._joined and not stuck, "joined": self._joined,
             "assigned_partitions": len(self._assigned), "paused": self._paused_at is not None,
             "lag_messages": waiting, "seconds_since_progress": round(stalled, 1),
             "stuck": stuck}
+        if self._paused_at is not None:
+            report["seconds_paused"] = round(paused_for, 1)
+            report["paused_by"] = self._paused_reason
         if self._membership is not None:
             out = self._membership.out_of_group_s()
             report["group_state"] = self._membership.state

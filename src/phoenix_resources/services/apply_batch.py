@@ -11,27 +11,40 @@ Ordering inside the transaction, and why:
 4. **write** each new command's ``processed_commands`` row *with its outcome* — the primary
    key is the dedupe: a row a concurrent claimer inserted first raises
    ``ConcurrentModification``, the batch is redone and sees the id as known — then state,
-   outbox rows and parked commands, and commit. (``docs/decisions/0011-…``)
+   outbox rows and parked commands, and commit. (``docs/decisions/0011-…``) Every row is
+   made here (:func:`stored_rows`): the unit stores what it is given.
 
 The caller stores Kafka offsets only after :func:`apply_batch` returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 from uuid import UUID
 
-from phoenix_resources.domain.decide import Applied, Decision, Rejected, decide
+from phoenix_resources.domain.decide import (
+    Applied,
+    Decision,
+    Rejected,
+    decide,
+    rejection_event,
+)
 from phoenix_resources.domain.model import Resource
 from phoenix_resources.domain.rules import ParkCode, RuleViolation, check_admission
 from phoenix_resources.services.ports import (
+    BatchRows,
     BatchUnit,
     Claim,
     Incoming,
+    OutboxEntry,
+    OutboxFormat,
     Outcome,
+    OutcomeRow,
     Parked,
+    ParkingEntry,
     StateChange,
 )
 
@@ -117,6 +130,60 @@ def fold(states: Mapping[UUID, Resource], fresh: Sequence[Incoming], now: dateti
     return outcomes, changes
 
 
+def stored_rows(decided: Sequence[tuple[Incoming, Outcome]],
+                changes: Mapping[UUID, StateChange], now: datetime, outbox: OutboxFormat, *,
+                claimed: Sequence[Claim] | None = None,
+                repeated: Mapping[UUID, int] | None = None) -> BatchRows:
+    """Every row a transaction stores for ``decided`` (in decision order) and ``changes``.
+
+    With ``claimed`` (the claims of the decided commands, in the same order) each outcome is
+    a new ``processed_commands`` row, its counter starting at the claim's repeats; without,
+    the commands were recorded before (parked) and their outcome is replaced. An applied
+    change's event, and every refusal's announcement (made at ``now``), become outbox rows
+    in decision order — so per resource in version order; a parked command joins the lot.
+    ``repeated`` counts further deliveries of commands recorded before.
+    """
+    encoder = outbox.encoder
+    rows: list[OutcomeRow] = []
+    parked: list[ParkingEntry] = []
+    entries: list[OutboxEntry] = []
+    repeats: Iterable[int] = (repeat(0, len(decided)) if claimed is None
+                              else (c.repeats for c in claimed))
+    for (item, o), n in zip(decided, repeats, strict=True):
+        command = item.command
+        version: int | None = None
+        code: str | None = None
+        message: str | None = None
+        if isinstance(o, Applied):
+            outcome, version, event = "applied", o.state.version, o.event
+            if event is not None:
+                entries.append(OutboxEntry(
+                    event.event_id, str(event.resource_id), event.type_name,
+                    outbox.events_topic, encoder.encode_event(event), event.occurred_at,
+                    item.traceparent))
+        elif isinstance(o, Rejected):
+            outcome, code, message = "rejected", o.code.value, o.message
+            rejection = rejection_event(o, now)
+            entries.append(OutboxEntry(
+                rejection.rejection_id, str(command.resource_id), rejection.type_name,
+                outbox.rejections_topic, encoder.encode_rejection(rejection), now,
+                item.traceparent))
+        else:
+            outcome, code, message = "parked", o.code.value, o.error
+            parked.append(ParkingEntry(item, o.code.value, o.error))
+        rows.append(OutcomeRow(command.command_id, command.resource_id, command.type.value,
+                               outcome, code, message, version, n, command.correlation_id,
+                               item.partition, item.offset, command.issued_at))
+    return BatchRows(
+        processed_at=now,
+        claimed=rows if claimed is not None else (),
+        recorded=rows if claimed is None else (),
+        repeated=repeated or {},
+        created=[c.after for c in changes.values() if c.before is None],
+        changed=[c for c in changes.values() if c.before is not None],
+        parked=parked, outbox=entries)
+
+
 def apply_batch(unit: BatchUnit, batch: Sequence[Incoming], now: datetime, *,
                 oldest: datetime | None = None, failed: Mapping[UUID, str] | None = None,
                 ) -> BatchReport:
@@ -127,20 +194,26 @@ def apply_batch(unit: BatchUnit, batch: Sequence[Incoming], now: datetime, *,
     report = BatchReport(duplicates=sum(c.repeats for c in claims))
     with unit:
         new_ids = unit.claim(claims)
-        fresh = [c.incoming for c in claims if c.incoming.command.command_id in new_ids]
+        fresh: list[Claim] = []
+        repeated: dict[UUID, int] = {}
         for c in claims:
-            if c.incoming.command.command_id not in new_ids:
+            cid = c.incoming.command.command_id
+            if cid in new_ids:
+                fresh.append(c)
+            else:
                 report.duplicates += 1
-                report.duplicate_ids.append(c.incoming.command.command_id)
+                report.duplicate_ids.append(cid)
+                repeated[cid] = c.repeats + 1
         outcomes: list[tuple[Incoming, Outcome]] = []
         changes: dict[UUID, StateChange] = {}
         if fresh:
-            snapshot = unit.load({i.command.resource_id for i in fresh})
-            outcomes, changes = fold(snapshot.states, fresh, now, parked=snapshot.parked,
-                                     failed=failed, oldest=oldest)
-        # Always written, even with nothing fresh: the write records the claims and counts the
-        # repeat deliveries of known commands.
-        unit.write(outcomes, changes, now)
+            snapshot = unit.load({c.incoming.command.resource_id for c in fresh})
+            outcomes, changes = fold(snapshot.states, [c.incoming for c in fresh], now,
+                                     parked=snapshot.parked, failed=failed, oldest=oldest)
+        # Always written, even with nothing fresh: the write counts the repeat deliveries of
+        # known commands.
+        unit.write(stored_rows(outcomes, changes, now, unit.outbox_format, claimed=fresh,
+                               repeated=repeated))
         unit.commit()
     _count(report, outcomes)
     return report

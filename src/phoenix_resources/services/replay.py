@@ -22,7 +22,7 @@ from uuid import UUID
 from phoenix_resources.domain.decide import Rejected
 from phoenix_resources.domain.rules import RejectionCode
 from phoenix_resources.errors import TransientError
-from phoenix_resources.services.apply_batch import fold
+from phoenix_resources.services.apply_batch import fold, stored_rows
 from phoenix_resources.services.isolate import describe
 from phoenix_resources.services.ports import Incoming, Outcome, ParkedCommand, ReplayUnit
 
@@ -79,7 +79,7 @@ def _replay_one(unit: ReplayUnit, head: ParkedCommand, now: datetime) -> Outcome
     snapshot = unit.load({rid})
     # The resource is parked because of this very queue: decide as if it were not.
     outcomes, changes = fold(snapshot.states, [head.incoming], now)
-    unit.write(outcomes, changes, now)
+    unit.write(stored_rows(outcomes, changes, now, unit.outbox_format))
     unit.unpark(rid, [head.incoming.command.command_id])
     return outcomes[0][1]
 
@@ -98,7 +98,7 @@ def discard(new_unit: Callable[[], ReplayUnit], resource_id: UUID,
                 command, RejectionCode.DISCARDED,
                 f"discarded from the parking lot ({parked.code}): {reason}")))
         if queue:
-            unit.write(outcomes, {}, now)
+            unit.write(stored_rows(outcomes, {}, now, unit.outbox_format))
             unit.unpark(resource_id, [p.incoming.command.command_id for p in queue])
         unit.commit()
     return [p.incoming.command.command_id for p in queue]

@@ -11,12 +11,19 @@ command costs one row version, not a pending row and its update.
 
 Outbox rows are inserted in the same transaction as the state they announce, and a
 ``NOTIFY phoenix_outbox`` wakes the relay when that transaction commits.
+
+The unit stores the rows the use case made (:class:`~phoenix_resources.services.ports.
+BatchRows`) and decides nothing about them: each field maps to a column. What it owns is
+storage: the statements, the order of rows that keeps concurrent writers from deadlocking,
+the row counts that reveal a concurrent writer, and the parked command's stored form (the
+JSON wire format, which :meth:`PostgresBatchUnit.lock_queue` reads back).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from operator import attrgetter
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -36,22 +43,22 @@ from phoenix_resources.adapters.postgres.arrays import (
     UuidArray,
     columns,
 )
-from phoenix_resources.adapters.postgres.errors import translated
-from phoenix_resources.domain.decide import Applied, Rejected
-from phoenix_resources.domain.events import CommandRejected, rejection_id_for
+from phoenix_resources.adapters.postgres.errors import poisons_connection, translated
 from phoenix_resources.domain.model import Resource, Status
-from phoenix_resources.errors import ConcurrentModification
+from phoenix_resources.errors import ConcurrentModification, DatabaseReadOnly, DatabaseRefused
 from phoenix_resources.services.ports import (
+    BatchRows,
     Claim,
     Incoming,
-    Outcome,
-    Parked,
+    OutboxEntry,
+    OutboxFormat,
+    OutcomeRow,
     ParkedCommand,
+    ParkingEntry,
     Snapshot,
     StateChange,
 )
 from phoenix_resources.wire.commands import command_from_record, command_to_json
-from phoenix_resources.wire.events import EventCodec
 
 AGGREGATE = "resource"
 
@@ -135,6 +142,13 @@ FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::bytea[], %b::tim
 """
 
 
+CHECK_WRITABLE = """
+SELECT pg_is_in_recovery(), current_setting('transaction_read_only'),
+       bool_and(has_table_privilege(t, p)) FROM (VALUES ('resources', 'SELECT,INSERT,UPDATE'),
+    ('processed_commands', 'SELECT,INSERT,UPDATE'), ('outbox', 'INSERT'),
+    ('parked_commands', 'SELECT,INSERT'), ('parked_resources', 'SELECT,INSERT,UPDATE')) AS v(t, p)
+"""
+
 LOCK_QUEUE = """
 SELECT 1 FROM parked_resources WHERE resource_id = %s FOR UPDATE
 """
@@ -158,20 +172,18 @@ WHERE command_id = %s
 """
 
 
-_OUTCOME: dict[type, str] = {Applied: "applied", Rejected: "rejected", Parked: "parked"}
-
-
-def _outcome_fields(d: Outcome) -> tuple[str | None, str | None, int | None]:
-    """(error_code, error_message, resulting_version) of an outcome."""
-    if isinstance(d, Applied):
-        return None, None, d.state.version
-    if isinstance(d, Rejected):
-        return d.code.value, d.message, None
-    return d.code.value, d.error, None
-
-
 def _as_int(value: UUID) -> int:
     return value.int
+
+
+_by_command_id = attrgetter("command_id.int")
+
+
+def _parked_columns(entry: ParkingEntry) -> tuple[Any, ...]:
+    i, command = entry.incoming, entry.incoming.command
+    return (command.command_id, command.resource_id, command.type.value,
+            command_to_json(command), i.traceparent, i.partition, i.offset, entry.reason,
+            entry.error)
 
 
 _STATUS_OF: dict[str, Status] = {s.value: s for s in Status}  # Status(text) is ~10x slower
@@ -183,7 +195,8 @@ def _row_to_resource(row: tuple[Any, ...]) -> Resource:
                     last_command_id=row[7], deleted_at=row[8])
 
 
-# The element type of each statement's arrays, in parameter order (adapters/postgres/arrays).
+# The element type of each statement's arrays, in parameter order (adapters/postgres/arrays);
+# an OutcomeRow and an OutboxEntry hold their columns in this order.
 OUTCOME_COLUMNS = (UuidArray, UuidArray, TextArray, TextArray, TextArray, TextArray,
                    Int8Array, Int4Array, TextArray, Int4Array, Int8Array, TimestamptzArray)
 RECORD_COLUMNS = (UuidArray, TextArray, TextArray, TextArray, Int8Array)
@@ -198,30 +211,24 @@ OUTBOX_COLUMNS = (UuidArray, TextArray, TextArray, TextArray, ByteaArray, Timest
 
 
 class PostgresBatchUnit:
-    """Implements :class:`~phoenix_resources.services.apply_batch.BatchUnit`."""
+    """Implements :class:`~phoenix_resources.services.ports.ReplayUnit`: stores the rows it
+    is given, in one transaction."""
 
-    def __init__(self, pool: ConnectionPool, codec: EventCodec, events_topic: str,
-                 rejections_topic: str, *, connect_timeout: float = 5.0) -> None:
+    def __init__(self, pool: ConnectionPool, outbox_format: OutboxFormat, *,
+                 connect_timeout: float = 5.0) -> None:
         self._pool = pool
-        self._codec = codec
-        self._events_topic = events_topic
-        self._rejections_topic = rejections_topic
+        self.outbox_format = outbox_format
         self._timeout = connect_timeout
         self._conn: psycopg.Connection[Any] | None = None
         self._done = False
         self._loaded: tuple[set[UUID], Snapshot] | None = None
         """What the claim's round trip loaded: the ids asked for, and what came back."""
-        self._fresh: dict[UUID, Claim] = {}
-        """Commands this unit found new: :meth:`write` claims them by inserting their row."""
-        self._known: dict[UUID, int] = {}
-        """Known commands delivered again: the deliveries to add to their counter."""
 
     def __enter__(self) -> PostgresBatchUnit:
         with translated():
             self._conn = self._pool.getconn(timeout=self._timeout)
         self._done = False
         self._loaded = None
-        self._fresh, self._known = {}, {}
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -230,12 +237,27 @@ class PostgresBatchUnit:
         if conn is None:
             return
         try:
-            if not self._done and not conn.closed:
+            if exc is not None and poisons_connection(exc):
+                # Its server went away, cannot write (a failover moved the primary) or refuses
+                # for reasons of its own: the pool replaces a closed connection, and the new
+                # one finds the primary (target_session_attrs=read-write).
+                conn.close()
+            elif not self._done and not conn.closed:
                 conn.rollback()
         except psycopg.Error:
             pass  # the connection is broken; the pool discards it on return
         finally:
             self._pool.putconn(conn)
+
+    def check_writable(self) -> None:
+        with translated():
+            recovering, read_only, allowed = self.conn.execute(CHECK_WRITABLE).fetchall()[0]
+            self.conn.rollback()
+        if recovering or read_only == "on":
+            raise DatabaseReadOnly("the database cannot write now "
+                                   f"(in recovery: {recovering}, read-only: {read_only})")
+        if not allowed:
+            raise DatabaseRefused("the database role lacks a privilege on the batch tables")
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
@@ -253,15 +275,7 @@ class PostgresBatchUnit:
         with translated():
             known = {row[0] for row in known_cur.fetchall()}
             self._loaded = (resource_ids, self._snapshot(*loading))
-        fresh: dict[UUID, Claim] = {}
-        for c in claims:
-            cid = c.incoming.command.command_id
-            if cid in known:
-                self._known[cid] = self._known.get(cid, 0) + c.repeats + 1
-            else:
-                fresh[cid] = c
-        self._fresh.update(fresh)
-        return set(fresh)
+        return {cid for c in claims if (cid := c.incoming.command.command_id) not in known}
 
     def load(self, resource_ids: set[UUID]) -> Snapshot:
         if self._loaded is not None and resource_ids <= self._loaded[0]:
@@ -282,28 +296,25 @@ class PostgresBatchUnit:
         parked = frozenset(r[0] for r in parked_cur.fetchall())
         return Snapshot({row[0]: _row_to_resource(row) for row in rows_cur.fetchall()}, parked)
 
-    def write(self, outcomes: Sequence[tuple[Incoming, Outcome]],
-              changes: Mapping[UUID, StateChange], now: datetime) -> None:
-        new = [c.after for c in changes.values() if c.before is None]
-        existing = [c for c in changes.values() if c.before is not None]
-        claimed = [(i, o) for i, o in outcomes if i.command.command_id in self._fresh]
-        recorded = [(i, o) for i, o in outcomes if i.command.command_id not in self._fresh]
+    def write(self, rows: BatchRows) -> None:
         with translated(), self.conn.pipeline():
-            claiming = self._insert_outcomes(claimed, now)
-            self._bump_duplicates()
-            inserting = self._insert_new(new)
-            updating = self._update_existing(existing)
-            self._record_outcomes(recorded, now)
-            self._park([(i, o) for i, o in outcomes if isinstance(o, Parked)])
-            if self._insert_outbox(outcomes, now):
+            claiming = self._insert_outcomes(rows.claimed, rows.processed_at)
+            self._bump_duplicates(rows.repeated)
+            inserting = self._insert_new(rows.created)
+            updating = self._update_existing(rows.changed)
+            self._record_outcomes(rows.recorded, rows.processed_at)
+            self._park(rows.parked)
+            if rows.outbox:
+                self._insert_outbox(rows.outbox)
                 self.conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
         # Row counts are known only once the pipeline has synced.
         got = tuple(c.rowcount if c else 0 for c in (claiming, inserting, updating))
-        if got != (len(claimed), len(new), len(existing)):
+        want = (len(rows.claimed), len(rows.created), len(rows.changed))
+        if got != want:
             raise ConcurrentModification(
-                f"expected {len(claimed)} claims, {len(new)} inserts and {len(existing)} "
-                f"updates, got {got[0]}, {got[1]} and {got[2]}: another writer claimed these "
-                "commands or touched these resources")
+                f"expected {want[0]} claims, {want[1]} inserts and {want[2]} updates, got "
+                f"{got[0]}, {got[1]} and {got[2]}: another writer claimed these commands or "
+                "touched these resources")
 
     def commit(self) -> None:
         with translated():
@@ -352,70 +363,36 @@ class PostgresBatchUnit:
                          c.before.version))
         return self.conn.execute(UPDATE_EXISTING, columns(rows, UPDATE_COLUMNS))
 
-    def _insert_outcomes(self, claimed: Sequence[tuple[Incoming, Outcome]],
+    def _insert_outcomes(self, claimed: Sequence[OutcomeRow],
                          now: datetime) -> psycopg.Cursor[Any] | None:
         if not claimed:
             return None
-        rows: list[tuple[Any, ...]] = []
-        for item, d in claimed:
-            cmd = item.command
-            code, message, version = _outcome_fields(d)
-            rows.append((cmd.command_id, cmd.resource_id, cmd.type.value, _OUTCOME[type(d)],
-                         code, message, version, self._fresh[cmd.command_id].repeats,
-                         cmd.correlation_id, item.partition, item.offset, cmd.issued_at))
         # A fixed order (by id) keeps two overlapping claimers from deadlocking.
-        rows.sort(key=lambda r: r[0].int)
+        rows = sorted(claimed, key=_by_command_id)
         return self.conn.execute(INSERT_OUTCOMES, [now, *columns(rows, OUTCOME_COLUMNS)])
 
-    def _bump_duplicates(self) -> None:
-        if self._known:
-            ids = sorted(self._known, key=_as_int)
+    def _bump_duplicates(self, repeated: Mapping[UUID, int]) -> None:
+        if repeated:
+            ids = sorted(repeated, key=_as_int)
             self.conn.execute(BUMP_DUPLICATES, (UuidArray(ids),
-                                                Int4Array(self._known[i] for i in ids)))
-            self._known = {}
+                                                Int4Array(repeated[i] for i in ids)))
 
-    def _record_outcomes(self, outcomes: Sequence[tuple[Incoming, Outcome]],
-                         now: datetime) -> None:
-        if not outcomes:
+    def _record_outcomes(self, recorded: Sequence[OutcomeRow], now: datetime) -> None:
+        if not recorded:
             return
-        rows = [(item.command.command_id, _OUTCOME[type(d)], *_outcome_fields(d))
-                for item, d in outcomes]
+        rows = [(r.command_id, r.outcome, r.error_code, r.error_message, r.resulting_version)
+                for r in recorded]
         self.conn.execute(RECORD_OUTCOMES, [now, *columns(rows, RECORD_COLUMNS)])
 
-    def _park(self, parked: Sequence[tuple[Incoming, Parked]]) -> None:
-        """Parked commands keep their order by ``seq`` (inserted in offset order); the payload
-        is the command in the JSON wire format, which a replay decodes like any record."""
+    def _park(self, parked: Sequence[ParkingEntry]) -> None:
+        """Parked commands keep their order by ``seq`` (inserted in the order given); the
+        payload is the command in the JSON wire format, which a replay decodes like any
+        record."""
         if not parked:
             return
-        rows = [(i.command.command_id, i.command.resource_id, i.command.type.value,
-                 command_to_json(i.command), i.traceparent, i.partition, i.offset,
-                 p.code.value, p.error) for i, p in parked]
-        self.conn.execute(PARK, columns(rows, PARK_COLUMNS))
-        self.conn.execute(PARK_RESOURCES, (UuidArray(i.command.resource_id for i, _ in parked),))
+        self.conn.execute(PARK, columns(map(_parked_columns, parked), PARK_COLUMNS))
+        self.conn.execute(PARK_RESOURCES,
+                          (UuidArray(p.incoming.command.resource_id for p in parked),))
 
-    def _insert_outbox(self, outcomes: Sequence[tuple[Incoming, Outcome]],
-                       now: datetime) -> int:
-        rows: list[tuple[Any, ...]] = []
-        for item, d in outcomes:
-            if isinstance(d, Applied):
-                if d.event is not None:
-                    rows.append((d.event.event_id, str(d.event.resource_id),
-                                 d.event.type_name, self._events_topic,
-                                 self._codec.encode_event(d.event), d.event.occurred_at,
-                                 item.traceparent))
-            elif isinstance(d, Rejected):
-                rows.append(self._rejection_row(item, d, now))
-        if rows:
-            self.conn.execute(INSERT_OUTBOX, [AGGREGATE, *columns(rows, OUTBOX_COLUMNS)])
-        return len(rows)
-
-    def _rejection_row(self, item: Incoming, d: Rejected, now: datetime) -> tuple[Any, ...]:
-        cmd = item.command
-        rejection = CommandRejected(rejection_id=rejection_id_for(cmd.command_id),
-                                    command_id=cmd.command_id, command_type=cmd.type,
-                                    resource_id=cmd.resource_id, code=d.code.value,
-                                    message=d.message, rejected_at=now,
-                                    correlation_id=cmd.correlation_id)
-        return (rejection.rejection_id, str(cmd.resource_id), rejection.type_name,
-                self._rejections_topic, self._codec.encode_rejection(rejection), now,
-                item.traceparent)
+    def _insert_outbox(self, entries: Sequence[OutboxEntry]) -> None:
+        self.conn.execute(INSERT_OUTBOX, [AGGREGATE, *columns(entries, OUTBOX_COLUMNS)])

@@ -28,6 +28,10 @@ EXIT_NOT_RUNNING = 3
 EXIT_REJECTED = 4
 EXIT_NOT_FOUND = EXIT_REJECTED
 EXIT_PARKED = 5
+EXIT_UNREACHABLE = 6
+"""The broker, the HTTP API or the database did not answer within ``--connect-timeout``
+(one line on stderr names which, at which address): nothing, or not everything, was done;
+trying again later is the remedy."""
 
 
 class Format(StrEnum):

@@ -7,8 +7,8 @@ again, and ``replay`` skips those (and truncated ones) unless ``--force`` (trunc
 never). A dead letter is named by its offset (``OFFSET``, in partition ``--partition``, 0 by
 default) or ``PARTITION:OFFSET``.
 
-Exit codes: 0 done, 1 broker unreachable or a replayed record refused, 2 usage, 4 no such
-dead letter / nothing matched.
+Exit codes: 0 done, 1 a replayed record refused (or another error), 2 usage, 4 no such dead
+letter / nothing matched, 6 the broker did not answer within ``--connect-timeout``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,15 @@ from phoenix_resources.entrypoints.cli.common import (
     EXIT_ERROR,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
+    console_logging,
     fail,
     load_settings,
+)
+from phoenix_resources.entrypoints.cli.reach import (
+    ConnectTimeoutOpt,
+    Reach,
+    check_kafka,
+    kafka_failed,
 )
 from phoenix_resources.errors import PhoenixError
 
@@ -70,15 +77,27 @@ def position(text: str, default_partition: int) -> tuple[int, int]:
                                  param_hint="OFFSETS") from e
 
 
-def _letters(settings: Settings, topic: str | None, reason: str | None = None,
-             start: int | None = None, partitions: list[int] | None = None,
+def _letters(settings: Settings, reach: Reach, topic: str, reason: str | None = None,
              ) -> Iterator[DeadLetter]:
-    from phoenix_resources.adapters.dlq_topic import read
+    from phoenix_resources.adapters.dlq_topic import select
 
-    for letter in read(settings.kafka_config("consumer"), topic or settings.dlq_topic,
-                       partitions=partitions, start=start):
-        if reason is None or letter.reason == reason:
-            yield letter
+    return select(_consumer_config(settings, reach), topic, reason=reason,
+                  stall_timeout=reach.seconds)
+
+
+def _consumer_config(settings: Settings, reach: Reach) -> dict[str, Any]:
+    from phoenix_resources.kafka_options import layered
+
+    return layered(settings.kafka_config("consumer"), reach.kafka_options("consumer", settings))
+
+
+def _reached(settings: Settings, connect_timeout: float | None, topic: str) -> Reach:
+    """The command's connection timeout, once a broker answered within it (exit 6 if none
+    did). librdkafka's lines go to stderr, one per problem."""
+    reach = Reach.of(connect_timeout)
+    console_logging()
+    check_kafka(settings, reach, topic)
+    return reach
 
 
 def letter_json(letter: DeadLetter) -> dict[str, Any]:
@@ -108,6 +127,7 @@ def list_letters(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
     """Dead letters in offset order: position, time, reason, source topic[partition]@offset,
     key and original size.
@@ -115,15 +135,17 @@ def list_letters(
     Example: phoenix-resources dlq list --reason malformed-json --limit 20
     """
     settings = load_settings()
+    topic = topic or settings.dlq_topic
+    reach = _reached(settings, connect_timeout, topic)
     shown = 0
     try:
-        for letter in _letters(settings, topic, reason):
+        for letter in _letters(settings, reach, topic, reason):
             typer.echo(json.dumps(letter_json(letter)) if as_json else letter_line(letter))
             shown += 1
             if limit is not None and shown >= limit:
                 break
     except PhoenixError as e:
-        raise fail(str(e)) from e
+        kafka_failed(e, settings, reach, topic)
     if not as_json:
         typer.echo(f"{shown} dead letter(s)", err=True)
 
@@ -141,11 +163,13 @@ def encode(data: bytes | None, how: Encoding) -> str | None:
 @dlq_app.command("show")
 def show(
     offset: Annotated[str, typer.Argument(help="OFFSET or PARTITION:OFFSET.")],
+    *,
     topic: TopicOpt = None,
     partition: PartitionOpt = 0,
     how: Annotated[Encoding, typer.Option("--as", help="How to print the payload and "
                                           "header values.")] = Encoding.text,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
     """One dead letter: its headers and payload (as text, hex or base64).
 
@@ -156,10 +180,13 @@ def show(
 
     settings = load_settings()
     p, o = position(offset, partition)
+    topic = topic or settings.dlq_topic
+    reach = _reached(settings, connect_timeout, topic)
     try:
-        letter = find(settings.kafka_config("consumer"), topic or settings.dlq_topic, p, o)
+        letter = find(_consumer_config(settings, reach), topic, p, o,
+                      stall_timeout=reach.seconds)
     except PhoenixError as e:
-        raise fail(str(e)) from e
+        kafka_failed(e, settings, reach, topic)
     if letter is None:
         raise fail(f"no dead letter at {p}:{o}", EXIT_NOT_FOUND)
     headers = [(k, encode(None if v is None else header_bytes(v), how))
@@ -190,6 +217,7 @@ def replay(
         "before (truncated ones never are).")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="A live count on stderr.")] = True,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
     """Publish chosen dead letters to the commands topic again, with their original key
     and headers plus dlq.replayed. Choose by OFFSETS, --reason, or --all.
@@ -197,7 +225,7 @@ def replay(
     Example: phoenix-resources dlq replay --reason unknown-schema
     """
     from phoenix_resources.adapters import kafka
-    from phoenix_resources.adapters.dlq_topic import Replayer
+    from phoenix_resources.adapters.dlq_topic import Replayer, select
 
     if offsets and everything:
         raise fail("give offsets or --all, not both", EXIT_USAGE)
@@ -205,18 +233,19 @@ def replay(
         raise fail("choose dead letters: OFFSETS, --reason, or --all", EXIT_USAGE)
     settings = load_settings()
     wanted = {position(o, partition) for o in offsets or []}
-    start = min(o for _, o in wanted) if wanted else None
-    partitions = sorted({p for p, _ in wanted}) if wanted else None
-    chosen = (letter for letter in _letters(settings, topic, reason, start, partitions)
-              if not wanted or (letter.partition, letter.offset) in wanted)
-    replayer = Replayer(kafka.new_producer(settings), settings.commands_topic, force=force)
+    topic = topic or settings.dlq_topic
+    reach = _reached(settings, connect_timeout, topic)
+    chosen = select(_consumer_config(settings, reach), topic, positions=wanted, reason=reason,
+                    stall_timeout=reach.seconds)
+    replayer = Replayer(kafka.new_producer(settings, **reach.kafka_options("producer", settings)),
+                        settings.commands_topic, force=force)
     try:
         with _ProgressLine(enabled=progress) as line:
             report = replayer.replay(chosen, progress=line.update)
     except PhoenixError as e:
         _summary(replayer.report)
-        raise fail(f"{e} (stopped; commands are idempotent by command_id, replaying again "
-                   f"is safe)") from e
+        kafka_failed(e, settings, reach, topic, note=" (stopped; commands are idempotent by "
+                     "command_id, replaying again is safe)")
     _summary(report)
     if report.seen == 0:
         raise fail("no dead letter matches", EXIT_NOT_FOUND)

@@ -55,7 +55,7 @@ def asyncapi(
 
     Example: phoenix-resources asyncapi --defaults --output schemas/asyncapi.yaml
     """
-    require_server("asyncapi")
+    # No require_server: the document needs only the contracts and the settings (base install).
     import orjson
 
     from phoenix_resources.entrypoints.asyncapi import default_settings, document, render_yaml

@@ -6,14 +6,17 @@ not authorised); that row and every later row of its resource wait. Fix the caus
 whose event must never be published (needs ``--yes``).
 
 Rows are chosen by ``IDS`` — each an outbox row id (``seq``, an integer, as ``list`` shows) or
-a resource id (UUID: all its parked rows) — or ``--all``. Exit codes: 0 done, 1 database
-unreachable, 2 usage (nothing chosen, ``discard`` without ``--yes``), 4 no parked row matched.
+a resource id (UUID: all its parked rows) — or ``--all``. Exit codes: 0 done, 1 error, 2 usage
+(nothing chosen, ``discard`` without ``--yes``), 4 no parked row matched, 6 PostgreSQL did
+not answer within ``--connect-timeout``.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -25,7 +28,12 @@ from phoenix_resources.entrypoints.cli.common import (
     load_settings,
     require_server,
 )
-from phoenix_resources.errors import PhoenixError
+from phoenix_resources.entrypoints.cli.reach import (
+    ConnectTimeoutOpt,
+    Reach,
+    database_unreachable,
+)
+from phoenix_resources.errors import DatabaseUnavailable, PhoenixError
 
 if TYPE_CHECKING:
     import psycopg
@@ -74,18 +82,29 @@ def selection_of(ids: list[str] | None, everything: bool) -> Selection:
     return Selection(seqs=seqs, resources=resources, everything=everything)
 
 
-def _connect() -> psycopg.Connection[Any]:
+@contextmanager
+def _connect(connect_timeout: float | None) -> Iterator[psycopg.Connection[Any]]:
     """A connection for one command; the library's log lines (each discarded row) go to
-    stderr in the configured format."""
+    stderr in the configured format. PostgreSQL not answering within the connection
+    timeout, or going away later: exit 6, naming the database. Other errors: exit 1."""
     import psycopg
 
     from phoenix_resources.adapters.postgres.errors import translated
     from phoenix_resources.observability import configure_logging
 
     settings = load_settings()
+    reach = Reach.of(connect_timeout)
     configure_logging(settings.log_level, settings.log_format)
-    with translated():
-        return psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10)
+    try:
+        with translated():
+            conn = psycopg.connect(settings.database_url, autocommit=True,
+                                   connect_timeout=reach.pg_connect_timeout)
+        with conn:
+            yield conn
+    except DatabaseUnavailable as e:
+        database_unreachable(settings.database_url, reach, e)
+    except PhoenixError as e:
+        raise fail(str(e)) from e
 
 
 def row_json(row: ParkedRow) -> dict[str, Any]:
@@ -108,6 +127,7 @@ def list_rows(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many.")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
     """Parked rows, oldest first: row id, parked at, resource, type, topic, size, rows
     waiting behind it, and the broker's reason.
@@ -117,11 +137,8 @@ def list_rows(
     from phoenix_resources.adapters.postgres.parked_outbox import list_parked
 
     selection = selection_of(ids, False) if ids else None
-    try:
-        with _connect() as conn:
-            rows = list_parked(conn, selection, limit)
-    except PhoenixError as e:
-        raise fail(str(e)) from e
+    with _connect(connect_timeout) as conn:
+        rows = list_parked(conn, selection, limit)
     for row in rows:
         typer.echo(json.dumps(row_json(row)) if as_json else row_line(row))
     if not as_json:
@@ -129,7 +146,8 @@ def list_rows(
 
 
 @outbox_app.command("retry")
-def retry_rows(ids: IdsArg = None, everything: AllOpt = False) -> None:
+def retry_rows(ids: IdsArg = None, everything: AllOpt = False,
+               connect_timeout: ConnectTimeoutOpt = None) -> None:
     """Clear the park of the chosen rows: the relay publishes them, then the rows that
     waited behind them, in order (fix the cause first, or they are parked again).
 
@@ -138,11 +156,8 @@ def retry_rows(ids: IdsArg = None, everything: AllOpt = False) -> None:
     from phoenix_resources.adapters.postgres.parked_outbox import retry
 
     selection = selection_of(ids, everything)
-    try:
-        with _connect() as conn:
-            seqs = retry(conn, selection)
-    except PhoenixError as e:
-        raise fail(str(e)) from e
+    with _connect(connect_timeout) as conn:
+        seqs = retry(conn, selection)
     if not seqs:
         raise fail("no parked row matches", EXIT_NOT_FOUND)
     typer.echo(f"released {len(seqs)} row(s) for the relay: {', '.join(map(str, seqs[:20]))}"
@@ -156,6 +171,7 @@ def discard_rows(
     yes: Annotated[bool, typer.Option(
         "--yes", help="Confirm: the events of these rows are deleted, never published.")]
     = False,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
     """Delete the chosen parked rows: their events are never published (each is logged);
     the rows that waited behind them flow again.
@@ -167,11 +183,8 @@ def discard_rows(
     selection = selection_of(ids, everything)
     if not yes:
         raise fail("discard deletes events for good; add --yes to confirm", EXIT_USAGE)
-    try:
-        with _connect() as conn:
-            gone = discard(conn, selection)
-    except PhoenixError as e:
-        raise fail(str(e)) from e
+    with _connect(connect_timeout) as conn:
+        gone = discard(conn, selection)
     if not gone:
         raise fail("no parked row matches", EXIT_NOT_FOUND)
     for row in gone:

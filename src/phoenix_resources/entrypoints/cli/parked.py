@@ -6,7 +6,7 @@ in order and stops at the first command that still fails. ``discard`` refuses co
 good (outcome ``rejected``, CMD-010). See ``docs/operations.md``.
 
 Exit codes: 0 done; 1 error, or a replay that stopped at a command that still fails; 2 usage;
-4 nothing parked matches (``show``).
+4 nothing parked matches (``show``); 6 PostgreSQL did not answer within ``--connect-timeout``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,13 @@ from phoenix_resources.entrypoints.cli.common import (
     require_server,
     uuid_arg,
 )
-from phoenix_resources.errors import PhoenixError
+from phoenix_resources.entrypoints.cli.reach import (
+    ConnectTimeoutOpt,
+    Reach,
+    check_database,
+    database_unreachable,
+)
+from phoenix_resources.errors import DatabaseUnavailable, PhoenixError
 
 if TYPE_CHECKING:
     from phoenix_resources.bootstrap import ParkingParts
@@ -46,14 +52,23 @@ def register(app: typer.Typer) -> None:
 
 
 @contextmanager
-def _parking() -> Iterator[ParkingParts]:
+def _parking(connect_timeout: float | None) -> Iterator[ParkingParts]:
+    """The lot's parts, once PostgreSQL answered within the connection timeout (exit 6
+    otherwise, and when it stops answering later on)."""
     require_server("parked")
     from phoenix_resources import bootstrap
+    from phoenix_resources.adapters.postgres.ping import ping
 
-    parts = bootstrap.parking_parts(load_settings())
+    settings = load_settings()
+    reach = Reach.of(connect_timeout)
+    check_database(settings.database_url, reach, ping)
+    parts = bootstrap.parking_parts(settings)
+    parts.pool.timeout = reach.seconds  # waiting for a connection: the database went away
     parts.pool.open(wait=False)
     try:
         yield parts
+    except DatabaseUnavailable as e:
+        database_unreachable(settings.database_url, reach, e)
     except PhoenixError as e:
         raise fail(str(e)) from e
     finally:
@@ -68,13 +83,14 @@ def list_parked(
     commands: Annotated[bool, typer.Option(
         "--commands", help="One line per parked command instead of per resource.")] = False,
     as_json: JsonOpt = False,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
     """Parked resources (the longest-waiting first), or their commands in order.
 
     Example: phoenix-resources parked list --commands --resource 3f1e…c2
     """
     rid = None if resource is None else uuid_arg(resource, "--resource")
-    with _parking() as parts:
+    with _parking(connect_timeout) as parts:
         if commands or rid is not None:
             for row in parts.lot.commands(rid, limit):
                 typer.echo(json.dumps(row.to_json()) if as_json else
@@ -92,14 +108,14 @@ def list_parked(
 
 
 @parked_app.command("show")
-def show(command_id: Annotated[str, typer.Argument(help="UUID of the parked command.")]
-         ) -> None:
+def show(command_id: Annotated[str, typer.Argument(help="UUID of the parked command.")],
+         connect_timeout: ConnectTimeoutOpt = None) -> None:
     """One parked command in full: why, where from, attempts, and the command itself.
 
     Example: phoenix-resources parked show 9b2d…41
     """
     cid = uuid_arg(command_id, "COMMAND_ID")
-    with _parking() as parts:
+    with _parking(connect_timeout) as parts:
         row = parts.lot.command(cid)
     if row is None:
         raise fail(f"no parked command {cid}", EXIT_NOT_FOUND)
@@ -112,6 +128,7 @@ def replay(
     all_resources: Annotated[bool, typer.Option("--all", help="Every parked resource.")]
     = False,
     as_json: JsonOpt = False,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
     """Re-apply parked commands in order, per resource, once the cause is fixed.
 
@@ -124,7 +141,7 @@ def replay(
     if (resource is None) == (not all_resources):
         raise fail("give --resource ID or --all", EXIT_USAGE)
     stopped = 0
-    with _parking() as parts:
+    with _parking(connect_timeout) as parts:
         targets = ([uuid_arg(resource, "--resource")] if resource is not None
                    else [r.resource_id for r in parts.lot.resources(limit=1_000_000)])
         for rid in targets:
@@ -157,6 +174,7 @@ def discard(
     = "discarded by an operator",
     yes: Annotated[bool, typer.Option("--yes", help="Do it (without, nothing changes).")]
     = False,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
     """Refuse parked commands for good (outcome rejected, CMD-010).
 
@@ -171,7 +189,7 @@ def discard(
     ids = None if not command else {uuid_arg(c, "--command") for c in command}
     if not yes:
         raise fail("discarding cannot be undone: repeat with --yes", EXIT_USAGE)
-    with _parking() as parts:
+    with _parking(connect_timeout) as parts:
         gone = discard_parked(parts.unit_factory, rid, ids, datetime.now(UTC), reason)
     for cid in gone:
         typer.echo(f"discarded {cid}")

@@ -1,7 +1,8 @@
 """``phoenix-resources watch | get | list``: read what the service did.
 
 ``watch`` tails the events topic with the client's :class:`EventSubscriber`; ``get`` and
-``list`` ask the HTTP API (exit 4 when ``get`` finds nothing). Kafka and HTTP clients are
+``list`` ask the HTTP API (exit 4 when ``get`` finds nothing). A broker or API that does not
+answer within ``--connect-timeout`` exits 6 (:mod:`.reach`). Kafka and HTTP clients are
 imported when a command runs.
 """
 
@@ -18,6 +19,7 @@ from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.cli.common import (
     EXIT_ERROR,
     EXIT_NOT_FOUND,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
     ResourceIdArg,
     StatusOpt,
@@ -26,7 +28,13 @@ from phoenix_resources.entrypoints.cli.common import (
     load_settings,
     uuid_arg,
 )
-from phoenix_resources.errors import PhoenixError
+from phoenix_resources.entrypoints.cli.reach import (
+    ConnectTimeoutOpt,
+    Reach,
+    api_unreachable,
+    is_unreachable,
+)
+from phoenix_resources.errors import BrokerUnreachable, PhoenixError
 
 if TYPE_CHECKING:
     import httpx
@@ -111,8 +119,12 @@ def watch(
     dead_letter_topic: Annotated[str | None, typer.Option(
         "--dead-letter-topic", help="Where --on-error dead-letter copies undecodable "
         "records (an existing topic).")] = None,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
     """Tail change events from the events topic.
+
+    The broker must answer within --connect-timeout, at the start and again whenever every
+    broker went down; otherwise watch stops with exit 6.
 
     Example: phoenix-resources watch --from-beginning --json --max 10 --timeout 30
     """
@@ -122,14 +134,19 @@ def watch(
         raise fail("--dead-letter-topic goes with --on-error dead-letter (and only with it)",
                    EXIT_USAGE)
     settings = load_settings()
-    # Skipped / dead-lettered records are reported as warnings on stderr, beside the tail.
+    reach = Reach.of(connect_timeout)
+    # Skipped / dead-lettered records (and librdkafka's lines, one per problem) are
+    # reported as warnings on stderr, beside the tail.
     console_logging("WARNING")
     seen = 0
     try:
         with EventSubscriber(settings, group, from_beginning=from_beginning,
                              dedupe=dedupe,
                              on_error=on_error.value,
-                             dead_letter_topic=dead_letter_topic) as events:
+                             dead_letter_topic=dead_letter_topic,
+                             consumer_options=_watch_options(settings, reach, group),
+                             unreachable_after_s=reach.seconds) as events:
+            events.check_connection(reach.seconds)
             for delivery in events.deliveries(timeout=timeout):
                 typer.echo(json.dumps(delivery_json(delivery)) if as_json
                            else delivery_line(delivery))
@@ -140,10 +157,23 @@ def watch(
                     return
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except BrokerUnreachable as e:
+        raise fail(str(e), EXIT_UNREACHABLE) from e
     except PhoenixError as e:
         raise fail(str(e)) from e
     if max_events is not None and seen < max_events:
         raise fail(f"timeout: saw {seen} of {max_events} events in {timeout:g}s")
+
+
+def _watch_options(settings: Settings, reach: Reach, group: str | None) -> dict[str, Any]:
+    """The consumer options of ``watch``: what ``--connect-timeout`` governs, and for the
+    private throw-away group no commits. Its offsets are never read again, and a consumer
+    with offsets to commit waits out ``session.timeout.ms`` (45 s by default) when it is
+    closed after the brokers went away."""
+    options: dict[str, Any] = {**reach.kafka_options("consumer", settings)}
+    if group is None:
+        options["enable.auto.commit"] = False
+    return options
 
 
 # --- get / list ----------------------------------------------------------------------------
@@ -155,24 +185,27 @@ TokenOpt = Annotated[str | None, typer.Option(
     "--token", envvar="PHOENIX_API_TOKEN", help="Bearer token, when the API requires one.")]
 
 
-def _http_client(api_url: str | None, token: str | None) -> httpx.Client:
+def _http_client(api_url: str | None, token: str | None, reach: Reach) -> httpx.Client:
     import httpx
 
     headers = {"accept": "application/json"}
     if token:
         headers["authorization"] = f"Bearer {token}"
     return httpx.Client(base_url=api_url or default_api_url(load_settings()), headers=headers,
-                        timeout=10.0)
+                        timeout=reach.http_timeout())
 
 
-def _api_get(client: httpx.Client, path: str, params: dict[str, Any] | None = None
-             ) -> tuple[int, Any]:
+def _api_get(client: httpx.Client, path: str, reach: Reach,
+             params: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """Status and body of ``GET path``; exit 6 when the API does not answer in time."""
     import httpx
 
     try:
         response = client.get(path, params=params)
     except httpx.HTTPError as e:
-        raise fail(f"cannot reach the API at {client.base_url}: {e}") from e
+        if is_unreachable(e):
+            api_unreachable(str(client.base_url).rstrip("/"), reach, e)
+        raise fail(f"the API at {client.base_url} failed: {e}") from e
     try:
         body = response.json()
     except ValueError:
@@ -193,14 +226,17 @@ def get(
     resource_id: ResourceIdArg,
     api_url: ApiUrlOpt = None, token: TokenOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON body.")] = False,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
-    """Look a resource up over the HTTP API (exit 4 when not found).
+    """Look a resource up over the HTTP API (exit 4 when not found, 6 when the API does not
+    answer).
 
     Example: phoenix-resources get 3f1e…c2 --json
     """
     rid = uuid_arg(resource_id, "RESOURCE_ID")
-    with _http_client(api_url, token) as client:
-        status, body = _api_get(client, f"/api/v1/resources/{rid}")
+    reach = Reach.of(connect_timeout)
+    with _http_client(api_url, token, reach) as client:
+        status, body = _api_get(client, f"/api/v1/resources/{rid}", reach)
     if status == 404:
         raise fail(f"resource {rid} not found ({_problem(status, body)})", EXIT_NOT_FOUND)
     if status != 200:
@@ -228,8 +264,10 @@ def list_resources(
     api_url: ApiUrlOpt = None, token: TokenOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
     = False,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
-    """List resources over the HTTP API (the next page's cursor goes to stderr).
+    """List resources over the HTTP API (the next page's cursor goes to stderr; exit 6 when
+    the API does not answer).
 
     Example: phoenix-resources list --status active --limit 50 --json
     """
@@ -238,11 +276,12 @@ def list_resources(
         params["status"] = status.value
     if name_prefix:
         params["name_prefix"] = name_prefix
-    with _http_client(api_url, token) as client:
+    reach = Reach.of(connect_timeout)
+    with _http_client(api_url, token, reach) as client:
         while True:
             if cursor:
                 params["cursor"] = cursor
-            code, body = _api_get(client, "/api/v1/resources", params)
+            code, body = _api_get(client, "/api/v1/resources", reach, params)
             if code != 200:
                 raise fail(f"the API answered {code}: {_problem(code, body)}",
                            EXIT_USAGE if code == 400 else EXIT_ERROR)

@@ -3,7 +3,9 @@
 The options every sub-command shares (ids, ``--expected-version``, ``--wait``, output,
 wire format) are the fields of :class:`SendOptions`, declared once; :func:`send_command`
 gives each sub-command those options after its own. With ``--wait`` the outcome is printed
-and a rejection exits 4; a command that fails local validation exits 2 and is not sent.
+and a rejection exits 4; a command that fails local validation exits 2 and is not sent; a
+broker (or, with ``--wait --api-url``, an API) that does not answer within
+``--connect-timeout`` exits 6 (:mod:`.reach`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, get_type_hints
 
 import typer
 
@@ -25,19 +27,28 @@ from phoenix_resources.entrypoints.cli.common import (
     EXIT_ERROR,
     EXIT_PARKED,
     EXIT_REJECTED,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
     Format,
     ResourceIdArg,
     StatusChoice,
     StatusOpt,
+    console_logging,
     fail,
     load_settings,
     uuid_arg,
 )
-from phoenix_resources.errors import CommandInvalid, PhoenixError
+from phoenix_resources.entrypoints.cli.reach import (
+    ConnectTimeoutOpt,
+    Reach,
+    check_api,
+    kafka_failed,
+)
+from phoenix_resources.errors import CommandInvalid, OutcomeTimeout, PhoenixError
 
 if TYPE_CHECKING:
     from phoenix_resources.client import CommandPublisher, Outcome, Sent
+    from phoenix_resources.config import Settings
 
 send_app = typer.Typer(no_args_is_help=False)
 
@@ -76,6 +87,7 @@ class SendOptions:
     ] = None
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False
     wire_format: FormatOpt = None
+    connect_timeout: ConnectTimeoutOpt = None
 
     def command_fields(self) -> dict[str, Any]:
         """The keyword arguments every publisher method takes."""
@@ -83,23 +95,38 @@ class SendOptions:
                 "issued_by": self.issued_by, "expected_version": self.expected_version}
 
 
+@dataclass(frozen=True)
+class _GroupOptions:
+    """Options given to ``send`` itself (before the sub-command) that its sub-commands
+    inherit when they do not give their own."""
+
+    connect_timeout: float | None
+
+
 def send_command(command: Callable[..., None]) -> Callable[..., None]:
     """``command(*, <own options>, opts: SendOptions)`` → a Typer callback that takes the
     command's own options followed by every :class:`SendOptions` field as an option, and
     calls ``command`` with those gathered into ``opts``.
 
-    Typer reads parameters from ``__signature__``; it is built here from the two parts."""
+    Typer reads parameters from ``__signature__``; it is built here from the two parts and
+    Typer's context, whose ``obj`` carries what ``send`` itself was given
+    (:class:`_GroupOptions`: ``send --connect-timeout 3 create …`` applies to ``create``)."""
     shared_types = get_type_hints(SendOptions, include_extras=True)
     shared = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
                                 annotation=shared_types[f.name])
               for f in dataclasses.fields(SendOptions)]
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
            if p.name != "opts"]
-    signature = inspect.Signature([*own, *shared], return_annotation=None)
+    context = inspect.Parameter("send_context", inspect.Parameter.KEYWORD_ONLY,
+                                annotation=typer.Context)
+    signature = inspect.Signature([context, *own, *shared], return_annotation=None)
 
     @functools.wraps(command)
     def callback(**kwargs: Any) -> None:
+        group = kwargs.pop(context.name).obj
         opts = SendOptions(**{p.name: kwargs.pop(p.name) for p in shared})
+        if opts.connect_timeout is None and isinstance(group, _GroupOptions):
+            opts = dataclasses.replace(opts, connect_timeout=group.connect_timeout)
         command(**kwargs, opts=opts)
 
     callback.__signature__ = signature  # type: ignore[attr-defined]
@@ -121,23 +148,43 @@ def parse_config(entries: list[str] | None) -> dict[str, str] | None:
 
 def _publish(opts: SendOptions, send: Callable[[CommandPublisher, dict[str, Any]], Sent]
              ) -> None:
-    """Run ``send(publisher, command_fields) -> Sent``; print the result; exit accordingly."""
+    """Run ``send(publisher, command_fields) -> Sent``; print the result; exit accordingly.
+
+    The broker (and with ``--wait --api-url`` the API) must answer within the connection
+    timeout before anything is sent; a failure afterwards exits 6 only if a fresh check
+    fails too (:mod:`.reach`)."""
     from phoenix_resources.client import CommandPublisher
 
+    settings = load_settings(opts.wire_format)
+    reach = Reach.of(opts.connect_timeout)
+    console_logging()  # librdkafka's lines, one per problem, beside the error
+    if opts.wait and opts.api_url:
+        check_api(opts.api_url, reach)
+    options = reach.kafka_options("producer", settings, delivery=True)
     try:
-        with CommandPublisher(load_settings(opts.wire_format),
-                              api_url=opts.api_url) as publisher:
+        with CommandPublisher(settings, api_url=opts.api_url,
+                              producer_options=options) as publisher:
+            publisher.check_topic(reach.seconds)
             sent = send(publisher, opts.command_fields())
             outcome = publisher.wait_for_outcome(sent, opts.timeout) if opts.wait else None
     except CommandInvalid as e:
         raise fail(f"invalid command, nothing sent: {e}", EXIT_USAGE) from e
     except PhoenixError as e:  # OutcomeTimeout included: "no outcome in time" is an error
-        raise fail(str(e)) from e
+        _failed(e, opts, settings, reach)
     _print_sent(sent, outcome, opts.as_json)
     if outcome is not None and outcome.rejected:
         raise typer.Exit(EXIT_REJECTED)
     if outcome is not None and outcome.parked:
         raise typer.Exit(EXIT_PARKED)
+
+
+def _failed(error: PhoenixError, opts: SendOptions, settings: Settings, reach: Reach
+            ) -> NoReturn:
+    """Exit 6 when what the command needed cannot be reached now, else 1 with ``error``."""
+    if opts.wait and opts.api_url and isinstance(error, OutcomeTimeout):
+        check_api(opts.api_url, reach)
+        raise fail(str(error)) from error
+    kafka_failed(error, settings, reach, settings.commands_topic)
 
 
 def _print_sent(sent: Sent, outcome: Outcome | None, as_json: bool) -> None:
@@ -169,6 +216,7 @@ SEND_HELP = (
 @send_app.callback(invoke_without_command=True, help=SEND_HELP)
 def send(
     ctx: typer.Context,
+    *,
     file: Annotated[Path | None, typer.Option(
         "--file", "-f", help="Bulk: a JSON-lines file of commands ('-' = stdin).",
         allow_dash=True, dir_okay=False)] = None,
@@ -178,22 +226,28 @@ def send(
     as_json: Annotated[bool, typer.Option("--json", help="Bulk: print the summary as JSON.")]
     = False,
     wire_format: FormatOpt = None,
+    connect_timeout: ConnectTimeoutOpt = None,
 ) -> None:
     """Publish one command (sub-command) or a JSON-lines file of them (--file)."""
     if ctx.invoked_subcommand is not None:
         if file is not None:
             raise fail("--file cannot be combined with a sub-command", EXIT_USAGE)
+        ctx.obj = _GroupOptions(connect_timeout)
         return
     if file is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(EXIT_USAGE)
     show = sys.stderr.isatty() if progress is None else progress
-    summary = send_file(load_settings(wire_format), file, progress=show)
+    console_logging()  # librdkafka's lines, one per problem, beside the line reports
+    summary = send_file(load_settings(wire_format), file, progress=show,
+                        reach=Reach.of(connect_timeout))
     if as_json:
         typer.echo(json.dumps(summary.to_json()))
     else:
         typer.echo(f"sent {summary.sent}, failed {summary.failed} of {summary.lines} lines "
                    f"in {summary.seconds:.2f}s ({summary.rate:.0f} commands/s)")
+    if summary.unreachable is not None:
+        raise fail(summary.unreachable, EXIT_UNREACHABLE)
     if summary.failed:
         raise typer.Exit(EXIT_ERROR)
 
