@@ -2,14 +2,10 @@
 
 Guarantees of :class:`CommandPublisher`:
 
-* a command the worker would dead-letter (a value PostgreSQL cannot store: NUL, a lone
-  surrogate, a ``correlation_id`` over 255 characters, an ``expected_version`` outside
-  0..2^63-1, an ``issued_at`` out of range; or too large encoded) or reject for its shape
-  alone (empty or too long name, bad config, a create's ``expected_version``) raises
-  :class:`CommandInvalid` with that code before anything is sent — the one validator every
-  entry and the worker share (``wire/validation.py``); rules that need the stored state
-  (existence, transitions, versions) are the worker's and come back as a ``rejected``
-  outcome;
+* a command the worker would dead-letter (a value PostgreSQL cannot store, too large) or
+  reject for its shape alone raises :class:`CommandInvalid` with that code before anything
+  is sent — the one validator every entry and the worker share (``wire/validation.py``);
+  rules that need the stored state are the worker's: a ``rejected`` outcome;
 * :meth:`~CommandPublisher.publish` (and ``create``/``update``/``delete``) return only after
   the broker acknowledged the record (idempotent producer, ``acks=all``); otherwise they raise
   :class:`DeliveryFailed` — the broker refused it, it was not written — or its subclass
@@ -37,7 +33,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 from phoenix_resources import kafka_options
 from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.adapters.kafka_reach import reach
-from phoenix_resources.adapters.produce_errors import Verdict, classify
+from phoenix_resources.adapters.produce_errors import never_written
 from phoenix_resources.client.commands import (
     as_uuid,
     create_command,
@@ -126,8 +122,7 @@ class Failure:
     command_id: UUID | None
     error: str
     unknown: bool = False
-    """True when it may have been written after all (no acknowledgement): send it again with
-    the same ``command_id``. False: refused or invalid, not written."""
+    """May have been written (no acknowledgement): resend with the same ``command_id``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,16 +139,11 @@ class BulkResult:
 
 DeliveryCallback = Callable[[Sent, "DeliveryFailed | None"], None]
 
-_NEVER_SENT = frozenset({Verdict.REFUSED, Verdict.TOO_LARGE, Verdict.TOPIC_MISSING,
-                         Verdict.INNOCENT})
-
-
 def delivery_error(sent: Sent, topic: str, err: KafkaError) -> DeliveryFailed:
-    """A failed delivery report as the caller needs it: :class:`DeliveryFailed` when the
-    broker refused the record (it was not written), :class:`DeliveryUncertain` when it may
-    have been (timed out or cut off in flight, or anything not known to be a refusal)."""
+    """A failed delivery report: :class:`DeliveryFailed` when the record was not written,
+    :class:`DeliveryUncertain` when it may have been (``produce_errors.never_written``)."""
     text = f"command {sent} not delivered to {topic}: {err.str()} ({err.name()})"
-    if classify(err) in _NEVER_SENT or err.code() == KafkaError._PURGE_QUEUE:
+    if never_written(err):
         return DeliveryFailed(f"{text}; refused, not written")
     return DeliveryUncertain(f"{text}; it may have been written: retry with the same "
                              "command_id")
