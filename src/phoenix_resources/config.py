@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from phoenix_resources import kafka_options
+from phoenix_resources.config_limits import ServerLimits
 from phoenix_resources.errors import ConfigurationError, InvalidSetting
 from phoenix_resources.kafka_options import ClientKind, KafkaValue
 
@@ -44,8 +45,9 @@ ENV_FILE_VARIABLE = "PHOENIX_ENV_FILE"
 SECRETS_DIR_VARIABLE = "PHOENIX_SECRETS_DIR"
 
 
-class Settings(BaseSettings):
-    """All settings of every process. Instances are immutable once built."""
+class Settings(ServerLimits):
+    """All settings of every process. Instances are immutable once built. The servers' limits
+    (``config_limits.ServerLimits``) are fields of it too."""
 
     model_config = SettingsConfigDict(
         env_prefix="PHOENIX_", env_file=None, frozen=True, extra="ignore",

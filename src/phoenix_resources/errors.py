@@ -32,6 +32,8 @@
     ├── RecordRefused               the broker refused some records of a publish for good (too
     │                               large, topic absent, not authorised); says which and why
     ├── DeliveryFailed              a produce was refused for good (client library)
+    │   └── DeliveryUncertain       no acknowledgement: the record may or may not have been
+    │                               written (retry with the same command_id)
     ├── OutcomeTimeout              no outcome arrived in time (client library)
     ├── UnexpectedAnswer            the HTTP API answered what the client cannot understand
     ├── ClientClosed                a publisher or subscriber used after close()
@@ -157,7 +159,14 @@ class RecordRefused(PhoenixError):
 
 
 class DeliveryFailed(PhoenixError):
-    pass
+    """The record was not delivered. As such (not a :class:`DeliveryUncertain`): refused, it
+    was not written."""
+
+
+class DeliveryUncertain(DeliveryFailed):
+    """Whether the record was written is unknown (the acknowledgement did not come in time,
+    the connection broke with the record in flight): send the command again with the same
+    ``command_id`` — the worker applies it once however often it arrives."""
 
 
 class OutcomeTimeout(PhoenixError):

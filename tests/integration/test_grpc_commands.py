@@ -136,7 +136,14 @@ def test_a_retry_with_the_same_command_id_is_applied_once(api: RunningServer,
     (pb.CreateResourceRequest(name="ok", resource_id="nope"), "invalid-field"),
     (pb.CreateResourceRequest(name="ok", status=9), "invalid-field"),  # type: ignore[arg-type]
     (pb.UpdateResourceRequest(resource_id="nope"), "invalid-field"),
-    (pb.UpdateResourceRequest(resource_id=str(uuid.uuid4()), expected_version=-1), "CMD-006"),
+    (pb.UpdateResourceRequest(resource_id=str(uuid.uuid4()), expected_version=-1),
+     "invalid-field"),
+    # What the worker would dead-letter is refused here, with its code (one validator):
+    (pb.CreateResourceRequest(name="a\x00b"), "invalid-field"),
+    (pb.CreateResourceRequest(name="ok", correlation_id="c" * 300), "invalid-field"),
+    (pb.UpdateResourceRequest(resource_id=str(uuid.uuid4()), config=pb.Config(
+        entries={"k": "v\x00"})), "invalid-field"),
+    (pb.CreateResourceRequest(name="ok", config={f"k{i}": "v" for i in range(300)}), "CMD-002"),
     (pb.DeleteResourceRequest(resource_id=""), "invalid-field"),
 ])
 def test_invalid_commands_are_invalid_argument_and_not_sent(
@@ -163,6 +170,37 @@ def test_waiting_past_the_deadline_is_deadline_exceeded_and_the_command_stays_se
     with Pipeline(settings):
         wait_until(lambda: _outcome(api, command_id) == pb.OUTCOME_APPLIED,
                    what="the command sent before the deadline to be applied")
+
+
+def test_no_acknowledgement_in_time_is_unknown_and_the_retry_with_its_id_applies_once(
+        settings: Settings, read_url: str) -> None:
+    # The producer holds the record for 1.5 s (linger): every call's time runs out first.
+    slow = grpc_settings(settings, read_url,
+                         kafka_producer_options={"linger.ms": 1500})
+    with RunningServer(slow) as api:
+        for _ in range(3):  # a 1 ms deadline: never "not delivered"
+            with pytest.raises(grpc.RpcError) as e:
+                api.stub.CreateResource(pb.CreateResourceRequest(name="blink"), timeout=0.001)
+            assert isinstance(e.value, grpc.Call)
+            assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e.value.details()
+        with pytest.raises(grpc.RpcError) as e:
+            api.stub.CreateResource(pb.CreateResourceRequest(name="maybe"), timeout=0.5)
+        meta = refused(e.value, grpc.StatusCode.DEADLINE_EXCEEDED, "RES-010")
+        cid, rid = meta["command_id"], meta["resource_id"]
+        assert "same command_id" in (e.value.details() or "")
+        with Pipeline(settings):
+            again = api.stub.CreateResource(pb.CreateResourceRequest(
+                name="maybe", command_id=cid, wait_for_outcome=True), timeout=WAIT)
+            assert (again.command_id, again.resource_id) == (cid, rid)
+            assert again.outcome.outcome == pb.OUTCOME_APPLIED
+            wait_until(lambda: api.stub.GetCommand(pb.GetCommandRequest(command_id=cid),
+                                                   timeout=10).duplicate_deliveries == 1,
+                       what="the retry to be recorded as a duplicate of the first send")
+            got = api.stub.GetResource(pb.GetResourceRequest(id=rid), timeout=10)
+            assert (got.name, got.version) == ("maybe", 1)
+            names = [r.name for r in api.stub.ListResources(
+                pb.ListResourcesRequest(name_prefix="maybe"), timeout=10).resources]
+            assert names == ["maybe"]  # one resource, however often it was sent
 
 
 # --- WatchResources -------------------------------------------------------------------------

@@ -3,6 +3,7 @@ the HTTP API's semantics and codes, auth, health and reflection."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import uuid
 from datetime import UTC, datetime
@@ -127,6 +128,38 @@ def test_bad_list_requests_are_res001(api: RunningServer,
     with pytest.raises(grpc.RpcError) as e:
         api.stub.ListResources(request_, timeout=10)
     refused(e.value, grpc.StatusCode.INVALID_ARGUMENT, "RES-001")
+
+
+@pytest.mark.parametrize("request_", [
+    pb.ListResourcesRequest(name_prefix="\x00"),
+    pb.ListResourcesRequest(name_prefix="db\x00x"),
+    pb.ListResourcesRequest(name_prefix="db", page_token=base64.urlsafe_b64encode(
+        b'["db\\u0000", "' + str(uuid.UUID(int=1)).encode() + b'"]').rstrip(b"=").decode()),
+])
+def test_values_postgresql_refuses_are_invalid_argument_not_internal(
+        api: RunningServer, writer: Conn, request_: pb.ListResourcesRequest,
+        caplog: pytest.LogCaptureFixture) -> None:
+    insert_resource(writer, name="db-1")
+    with caplog.at_level("WARNING", logger="phoenix_resources"), \
+            pytest.raises(grpc.RpcError) as e:
+        api.stub.ListResources(request_, timeout=10)
+    refused(e.value, grpc.StatusCode.INVALID_ARGUMENT, "RES-001")
+    assert [r for r in caplog.records if r.exc_info is not None] == []
+
+
+def test_default_pages_of_large_resources_fit_in_a_message_and_skip_nothing(
+        api: RunningServer, writer: Conn) -> None:
+    config = {f"k{i}": "v" * 4000 for i in range(25)}  # ~100 kB: 50 of them exceed 4 MiB
+    ids = {str(insert_resource(writer, name=f"big-{i}", config=config)) for i in range(50)}
+    seen: list[str] = []
+    token = ""
+    for _ in range(60):
+        page = api.stub.ListResources(pb.ListResourcesRequest(page_token=token), timeout=10)
+        assert page.ByteSize() <= api.server.settings.grpc_page_max_bytes + 4096
+        seen += [r.id for r in page.resources]
+        if not (token := page.next_page_token):
+            break
+    assert sorted(seen) == sorted(ids)
 
 
 def test_a_page_token_is_valid_only_with_the_same_name_prefix(api: RunningServer,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import threading
 import uuid
@@ -201,6 +202,51 @@ def test_limit_default_and_pages(client: TestClient,
     "unknown=1", "limit=10&sort=name"])
 def test_bad_list_parameters_are_400(client: TestClient, query: str) -> None:
     assert_problem(client.get(f"/api/v1/resources?{query}"), 400, "RES-001")
+
+
+BIG_CONFIG = {f"k{i}": "v" * 4000 for i in range(25)}  # ~100 kB a resource
+
+
+@pytest.mark.parametrize("limit", [None, 500])
+def test_pages_are_bounded_by_bytes_and_a_walk_skips_nothing(
+        client: TestClient, writer: Conn, limit: int | None) -> None:
+    ids = {str(insert_resource(writer, name=f"big-{i}", config=BIG_CONFIG)) for i in range(50)}
+    seen: list[str] = []
+    params = {} if limit is None else {"limit": str(limit)}
+    pages = 0
+    while True:
+        resp = client.get("/api/v1/resources", params=params)
+        assert resp.status_code == 200
+        assert len(resp.content) <= 1024 * 1024 + 1024  # PHOENIX_HTTP_PAGE_MAX_BYTES + frame
+        body = resp.json()
+        seen += [item["id"] for item in body["items"]]
+        pages += 1
+        if body["next_cursor"] is None:
+            break
+        params["cursor"] = body["next_cursor"]
+    assert sorted(seen) == sorted(ids)  # every resource once: none skipped, none repeated
+    assert pages >= 5
+
+
+def _forged_cursor(name: str) -> str:
+    raw = orjson.dumps([name, str(uuid.uuid4())])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("query", [
+    "name_prefix=%00", "name_prefix=db%00", "name_prefix=%00&limit=5",
+    "name_prefix=" + "x" * 256,
+    "name_prefix=db&cursor=" + _forged_cursor("db\x00"),
+    "name_prefix=db&cursor=" + _forged_cursor("x" * 300),
+    "name_prefix=db&cursor=" + _forged_cursor(""),
+])
+def test_values_postgresql_refuses_are_400_not_500_and_log_no_traceback(
+        client: TestClient, writer: Conn, query: str, caplog: pytest.LogCaptureFixture) -> None:
+    insert_resource(writer, name="db-1")
+    with caplog.at_level("WARNING", logger="phoenix_resources"):
+        assert_problem(client.get(f"/api/v1/resources?{query}"), 400, "RES-001")
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    assert all(r.exc_info is None for r in caplog.records)
 
 
 def test_cursor_is_bound_to_its_ordering(client: TestClient,

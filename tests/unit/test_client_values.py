@@ -12,11 +12,19 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import KafkaError
 from typer.testing import CliRunner
 
 from phoenix_resources.client import Delivery, OutcomeWatcher, Sent
-from phoenix_resources.client.commands import as_status, new_traceparent, validate
+from phoenix_resources.client.commands import (
+    as_status,
+    create_command,
+    new_traceparent,
+    resource_id_for,
+    validate,
+)
 from phoenix_resources.client.outcomes import outcome_from_api
+from phoenix_resources.client.publisher import delivery_error
 from phoenix_resources.client.subscriber import parse_headers
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import CreateResource, DeleteResource, UpdateResource
@@ -26,7 +34,14 @@ from phoenix_resources.entrypoints.cli import app
 from phoenix_resources.entrypoints.cli.bulk import command_from_line
 from phoenix_resources.entrypoints.cli.read import delivery_json, delivery_line
 from phoenix_resources.entrypoints.cli.send import parse_config
-from phoenix_resources.errors import CommandInvalid, DecodeError, OutcomeTimeout, PhoenixError
+from phoenix_resources.errors import (
+    CommandInvalid,
+    DecodeError,
+    DeliveryFailed,
+    DeliveryUncertain,
+    OutcomeTimeout,
+    PhoenixError,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -59,12 +74,43 @@ def test_sent_is_the_command_id_and_carries_the_resource_id() -> None:
     (CreateResource(**_common(expected_version=3), name="ok", config={}), "CMD-006"),
     (UpdateResource(**_common(), name=" "), "CMD-001"),
     (UpdateResource(**_common(), config={f"k{i}": "" for i in range(257)}), "CMD-002"),
-    (DeleteResource(**_common(expected_version=-1)), "CMD-006"),
+    (DeleteResource(**_common(expected_version=-1)), "invalid-field"),
 ])
 def test_local_validation_uses_the_workers_codes(command: Any, code: str) -> None:
     with pytest.raises(CommandInvalid) as e:
         validate(command)
     assert e.value.code == code
+
+
+@pytest.mark.parametrize(("code", "unknown"), [
+    (KafkaError._MSG_TIMED_OUT, True),           # delivery.timeout.ms ran out, maybe in flight
+    (KafkaError._PURGE_INFLIGHT, True),
+    (KafkaError._TRANSPORT, True),
+    (KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND, True),  # written, under-replicated
+    (KafkaError.MSG_SIZE_TOO_LARGE, False),
+    (KafkaError.TOPIC_AUTHORIZATION_FAILED, False),
+    (KafkaError.UNKNOWN_TOPIC_OR_PART, False),
+    (KafkaError._PURGE_QUEUE, False),            # purged before it was sent
+])
+def test_a_failed_delivery_says_refused_or_unknown(code: int, unknown: bool) -> None:
+    sent = Sent(uuid.uuid4(), uuid.uuid4())
+    error = delivery_error(sent, "commands", KafkaError(code))
+    assert isinstance(error, DeliveryFailed)
+    assert isinstance(error, DeliveryUncertain) is unknown
+    assert str(sent) in str(error)
+    assert ("same command_id" in str(error)) is unknown
+
+
+def test_a_create_without_a_resource_id_derives_it_from_the_command_id() -> None:
+    cid = uuid.uuid4()
+    first, retry = create_command("db", command_id=cid), create_command("db", command_id=cid)
+    assert first.resource_id == retry.resource_id == resource_id_for(cid)
+    assert first.resource_id != cid
+    fresh = create_command("db")
+    assert fresh.resource_id == resource_id_for(fresh.command_id)
+    assert create_command("db").resource_id != fresh.resource_id
+    chosen = uuid.uuid4()
+    assert create_command("db", command_id=cid, resource_id=chosen).resource_id == chosen
 
 
 def test_valid_commands_pass_validation() -> None:

@@ -195,6 +195,28 @@ def test_out_of_range_or_mistyped_times_are_invalid_fields(issued_at: object) ->
     assert "issued_at" in info.value.detail
 
 
+@pytest.mark.parametrize(("issued_at", "unit"), [
+    (1_764_000_000_000, "milliseconds"),   # Date.now(), System.currentTimeMillis()
+    (10**14 - 1, "milliseconds"),
+    (10**11, "milliseconds"),
+    (1_764_000_000, "seconds"),            # time(), Instant.getEpochSecond()
+    (0, "seconds"),
+])
+def test_epoch_integers_in_another_unit_are_refused_naming_the_unit(issued_at: int,
+                                                                    unit: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        _decode_json(json.dumps(_doc(issued_at=issued_at)))
+    assert info.value.reason == "issued-at-unit"
+    assert "must be epoch microseconds" in info.value.detail
+    assert f"reads as epoch {unit}" in info.value.detail
+
+
+def test_times_before_the_earliest_accepted_one_are_out_of_range() -> None:
+    with pytest.raises(DecodeError) as info:
+        _decode_json(json.dumps(_doc(issued_at="1973-03-03T09:46:39.999999Z")))
+    assert info.value.reason == "invalid-field"
+
+
 def test_digits_beyond_python_int_conversion_limit_are_refused() -> None:
     # 5,000 digits: json.dumps cannot write it and str(int) would raise; orjson reads a float.
     with pytest.raises(DecodeError) as info:
@@ -204,7 +226,8 @@ def test_digits_beyond_python_int_conversion_limit_are_refused() -> None:
 
 
 @pytest.mark.parametrize(("issued_at", "expected"), [
-    (0, datetime(1970, 1, 1, tzinfo=UTC)),
+    (10**14, datetime(1973, 3, 3, 9, 46, 40, tzinfo=UTC)),
+    ("1973-03-03T09:46:40Z", datetime(1973, 3, 3, 9, 46, 40, tzinfo=UTC)),
     (253_402_300_799_999_999, datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)),
     ("2026-11-24T13:00:00+01:00", datetime(2026, 11, 24, 12, tzinfo=UTC)),
     ("2026-11-24T12:00:00", datetime(2026, 11, 24, 12, tzinfo=UTC)),

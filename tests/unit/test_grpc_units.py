@@ -9,8 +9,12 @@ from datetime import UTC, datetime
 import grpc
 import orjson
 import pytest
+from confluent_kafka import Consumer
 from google.rpc import error_details_pb2, status_pb2
 
+from phoenix_resources.adapters.kafka import consumer_config
+from phoenix_resources.adapters.postgres.queries import Listed, ListedResource
+from phoenix_resources.config import Settings
 from phoenix_resources.domain.events import ResourceDeleted, ResourceUpdated
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.entrypoints.grpc.convert import (
@@ -18,6 +22,7 @@ from phoenix_resources.entrypoints.grpc.convert import (
     event_message,
     outcome_from_json,
     resource_from_json,
+    resource_page,
     status_filter,
     update_from,
 )
@@ -28,13 +33,17 @@ from phoenix_resources.entrypoints.grpc.positions import (
     murmur2,
     partition_for,
 )
+from phoenix_resources.entrypoints.grpc.server import server_options
 from phoenix_resources.entrypoints.grpc.service import start_of
+from phoenix_resources.entrypoints.grpc.watch import watch_consumer_options
 from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.entrypoints.http.listing import decode_cursor
 from phoenix_resources.errors import (
     BrokerUnavailable,
     CommandInvalid,
     DatabaseUnavailable,
     DeliveryFailed,
+    DeliveryUncertain,
 )
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 
@@ -111,6 +120,9 @@ def test_every_res_code_has_a_grpc_status() -> None:
     (DatabaseUnavailable("down"), grpc.StatusCode.UNAVAILABLE, "RES-007"),
     (BrokerUnavailable("down"), grpc.StatusCode.UNAVAILABLE, "RES-007"),
     (DeliveryFailed("refused"), grpc.StatusCode.UNAVAILABLE, "RES-007"),
+    (DeliveryUncertain("no acknowledgement"), grpc.StatusCode.DEADLINE_EXCEEDED, "RES-010"),
+    (p.ApiProblem(p.DELIVERY_UNKNOWN, "maybe", command_id="c"),
+     grpc.StatusCode.DEADLINE_EXCEEDED, "RES-010"),
     (KeyError("bug"), grpc.StatusCode.INTERNAL, "RES-008"),
 ])
 def test_errors_become_a_status_with_error_info(error: Exception, status: grpc.StatusCode,
@@ -160,6 +172,31 @@ def test_resource_from_the_read_queries_document() -> None:
         RESOURCE_DOC["last_command_id"])
     assert r.created_at.ToDatetime(UTC) == datetime(2026, 11, 24, 22, 12, 10, 9999, UTC)
     assert r.updated_at.ToJsonString() == "2026-11-24T22:14:02.100Z"
+
+
+def _listed(configs: list[dict[str, str]], total: int | None = None) -> Listed:
+    rows = []
+    for i, config in enumerate(configs):
+        rid = uuid.UUID(int=i + 1)
+        doc = orjson.dumps({**RESOURCE_DOC, "id": str(rid), "config": config})
+        rows.append(ListedResource(doc.decode(), rid, len(doc)))
+    return Listed(rows, len(rows) if total is None else total)
+
+
+@pytest.mark.parametrize("budget", [20_000, 100_000, 1024 * 1024])
+def test_a_page_stays_within_its_byte_budget_and_continues_after_its_last(budget: int) -> None:
+    big = {f"k{i}": "é" * 4000 for i in range(12)}  # ~100 kB a resource
+    listed = _listed([big] * 51)
+    page = resource_page(listed, 50, budget)
+    assert page.resources, "never an empty page while rows remain"
+    assert len(page.resources) == 1 or page.ByteSize() <= budget + 200  # + the token
+    assert len(page.resources) < 50
+    assert decode_cursor(page.next_page_token, by_name=False) == uuid.UUID(
+        page.resources[-1].id)
+    small = resource_page(_listed([{"a": "b"}] * 3), 50, budget)
+    assert (len(small.resources), small.next_page_token) == (3, "")
+    cut = resource_page(_listed([{"a": "b"}] * 3, total=9), 50, budget)  # cut by SQL
+    assert decode_cursor(cut.next_page_token, by_name=False) == uuid.UUID(int=3)
 
 
 def test_outcome_from_the_read_queries_document() -> None:
@@ -212,10 +249,13 @@ def test_requests_become_the_client_librarys_commands() -> None:
     assert (unchanged.name, unchanged.config, unchanged.status, unchanged.expected_version) \
         == (None, None, None, None)
     cleared = update_from(pb.UpdateResourceRequest(
-        resource_id=str(uuid.uuid4()), name="", config=pb.Config(), expected_version=0,
+        resource_id=str(uuid.uuid4()), name="db-2", config=pb.Config(), expected_version=0,
         status=pb.RESOURCE_STATUS_ACTIVE))
     assert (cleared.name, cleared.config, cleared.status, cleared.expected_version) == (
-        "", {}, Status.ACTIVE, 0)
+        "db-2", {}, Status.ACTIVE, 0)
+    with pytest.raises(CommandInvalid) as e:  # set, but empty: the rule's code, nothing sent
+        update_from(pb.UpdateResourceRequest(resource_id=str(uuid.uuid4()), name=""))
+    assert e.value.code == "CMD-001"
 
 
 @pytest.mark.parametrize("request_", [
@@ -317,3 +357,31 @@ def test_a_cancelled_waiting_lookup_leaves_its_wave() -> None:
         assert await waves.resource(uuid.uuid4()) is not None
 
     asyncio.run(run())
+
+
+def test_the_server_options_carry_every_bound() -> None:
+    options = dict(server_options(Settings(**{
+        "grpc_max_connections": 7, "grpc_max_concurrent_streams": 9,
+        "grpc_handshake_timeout_s": 3.0, "grpc_keepalive_s": 11.0,
+        "grpc_client_ping_min_interval_s": 13.0, "grpc_max_connection_idle_s": 17.0,
+        "grpc_max_message_bytes": 5 * 1024 * 1024})))  # type: ignore[arg-type]
+    assert options == {
+        "grpc.so_reuseport": 0,
+        "grpc.max_send_message_length": 5 * 1024 * 1024,
+        "grpc.max_receive_message_length": 5 * 1024 * 1024,
+        "grpc.max_allowed_incoming_connections": 7, "grpc.max_concurrent_streams": 9,
+        "grpc.server_handshake_timeout_ms": 3000, "grpc.keepalive_time_ms": 11000,
+        "grpc.keepalive_timeout_ms": 20000,
+        "grpc.http2.min_ping_interval_without_data_ms": 13000,
+        "grpc.http2.max_ping_strikes": 2, "grpc.max_connection_idle_ms": 17000}
+
+
+@pytest.mark.parametrize("buffer", [64 * 1024, 1024 * 1024, 8 * 1024 * 1024])
+def test_a_watch_streams_consumer_prefetches_a_bounded_amount(buffer: int) -> None:
+    settings = Settings(grpc_watch_buffer_bytes=buffer, kafka_bootstrap_servers="127.0.0.1:9")
+    config = consumer_config(settings, "phoenix-grpc-watch-x", **watch_consumer_options(settings))
+    assert config["queued.max.messages.kbytes"] == buffer // 1024  # librdkafka: 65,536
+    assert config["fetch.max.bytes"] == config["max.partition.fetch.bytes"] == buffer
+    assert config["queued.min.messages"] <= 1000  # librdkafka: 100,000
+    assert config["enable.auto.commit"] is False
+    Consumer(config).close()  # librdkafka accepts the combination

@@ -10,7 +10,8 @@ import orjson
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from phoenix_resources.adapters.postgres.queries import ListedResource, PageKey
+from phoenix_resources.adapters.postgres.queries import Listed, ListedResource, PageKey
+from phoenix_resources.entrypoints.http.fast import FastLookup
 from phoenix_resources.entrypoints.http.listing import encode_cursor, plain_listing
 from phoenix_resources.errors import DatabaseUnavailable
 from tests.support.asgi import Wire, fast_and_framework, get
@@ -27,7 +28,8 @@ class FakeQueries:
         self.down = down
 
     async def resources(self, *, status: str | None, name_prefix: str | None,
-                        after: PageKey | None, limit: int) -> list[ListedResource]:
+                        after: PageKey | None, limit: int,
+                        max_bytes: int | None = None) -> Listed:
         if self.down:
             raise DatabaseUnavailable("connection refused")
         rows = [(NAMES[r], r) for r in IDS
@@ -39,8 +41,11 @@ class FakeQueries:
             keyed = [k for k in keyed if after is None or k[0] > after]  # type: ignore[operator]
         else:
             keyed = [(r, n, r) for n, r in rows if after is None or r > after]  # type: ignore[operator]
-        return [ListedResource(orjson.dumps({"id": str(r), "name": n}).decode(), key)
-                for key, n, r in keyed[:limit]]
+        docs = [ListedResource(doc.decode(), key, len(doc)) for key, n, r in keyed[:limit]
+                for doc in [orjson.dumps({"id": str(r), "name": n})]]
+        ends = [sum(d.size for d in docs[:i + 1]) for i in range(len(docs))]
+        return Listed([d for i, (d, end) in enumerate(zip(docs, ends, strict=True))
+                       if max_bytes is None or end <= max_bytes or i == 0], len(docs))
 
 
 class Passed(Exception):
@@ -89,7 +94,9 @@ def test_pages_chain_through_next_cursor() -> None:
 ROUTE_ONLY = [b"limit=0", b"limit=501", b"limit=abc", b"limit=", b"status=gone", b"status=",
               b"name_prefix=", b"colour=red", b"cursor=not-a-cursor",
               b"cursor=" + encode_cursor(IDS[1]).encode() + b"&name_prefix=db", b"cursor=%00",
-              b"a&&b"]
+              b"a&&b", b"name_prefix=%00", b"name_prefix=db%00x",
+              b"name_prefix=db&cursor=" + encode_cursor(("db\x00", IDS[0])).encode(),
+              b"name_prefix=db&cursor=" + encode_cursor(("x" * 256, IDS[0])).encode()]
 
 
 @pytest.mark.parametrize("query", ROUTE_ONLY, ids=[q.decode()[:40] for q in ROUTE_ONLY])
@@ -100,6 +107,26 @@ def test_everything_else_is_left_to_the_route(query: bytes) -> None:
     status, _, body = _get(route, query)
     assert status == 400
     assert orjson.loads(body)["code"] == "RES-001"
+
+
+@pytest.mark.parametrize("budget", [1, 60, 150, 10_000])
+def test_pages_stop_at_the_byte_budget_and_chain_without_gaps(budget: int) -> None:
+    fast, route = _paths()
+    assert isinstance(fast, FastLookup)
+    fast.state.page_max_bytes = budget  # the state both paths read
+    for target in (fast, route):
+        seen: list[str] = []
+        query = b"limit=500"
+        while True:
+            body = orjson.loads(_get(target, query)[2])
+            sizes = [len(orjson.dumps(item)) for item in body["items"]]
+            assert sizes, "a page is never empty while rows remain"
+            assert len(sizes) == 1 or sum(sizes) <= budget
+            seen += [item["id"] for item in body["items"]]
+            if body["next_cursor"] is None:
+                break
+            query = b"limit=500&cursor=" + body["next_cursor"].encode()
+        assert seen == [str(r) for r in IDS]
 
 
 def test_a_repeated_parameter_is_left_to_the_route() -> None:

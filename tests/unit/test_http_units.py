@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import pickle
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,8 +22,10 @@ from phoenix_resources.entrypoints.http import problems as p
 from phoenix_resources.entrypoints.http.app import create_app
 from phoenix_resources.entrypoints.http.edge import TokenCheck, route_label
 from phoenix_resources.entrypoints.http.fast import _plain_lookup
+from phoenix_resources.entrypoints.http.guard import ConnectionLimits, GuardedProtocol, Slots
 from phoenix_resources.entrypoints.http.listing import decode_cursor, encode_cursor
 from phoenix_resources.entrypoints.http.lookup import etag_matches
+from phoenix_resources.entrypoints.http.server import server_config
 from phoenix_resources.errors import DatabaseUnavailable
 
 pytestmark = pytest.mark.unit
@@ -232,3 +235,38 @@ def test_worker_factory_rebuilds_the_served_settings(monkeypatch: pytest.MonkeyP
     assert rebuilt.schema_registry_basic_auth.get_secret_value() == "user:s3cret"
     assert "s3cret" not in served.model_dump_json()
     assert "s3cret" not in repr(served)
+
+
+def test_the_server_is_configured_with_the_guard_and_its_limits() -> None:
+    settings = Settings(http_max_connections=7, http_header_timeout_s=3.0,
+                        http_body_timeout_s=4.0, http_keepalive_timeout_s=6)
+    config = server_config(object(), settings)
+    assert config.limits == ConnectionLimits(max_connections=7, header_timeout_s=3.0,
+                                             body_timeout_s=4.0)
+    assert (config.http, config.timeout_keep_alive, config.limit_concurrency) == (
+        GuardedProtocol, 6, None)
+    assert pickle.loads(pickle.dumps(config.limits)) == config.limits  # to http_workers
+
+
+def test_slots_give_the_longest_waiting_connection_up_first() -> None:
+    class Conn:
+        def __init__(self) -> None:
+            self.evicted = False
+
+        def evict(self) -> None:
+            self.evicted = True
+
+    slots = Slots(2)
+    a, b, c = Conn(), Conn(), Conn()
+    assert slots.admit()
+    assert slots.admit()
+    slots.wait(a)  # type: ignore[arg-type]
+    slots.wait(b)  # type: ignore[arg-type]
+    slots.work(b)  # type: ignore[arg-type]  # b's request is in progress
+    assert slots.admit()  # c takes a's place
+    assert (a.evicted, b.evicted, slots.held) == (True, False, 2)
+    slots.wait(c)  # type: ignore[arg-type]
+    slots.work(c)  # type: ignore[arg-type]
+    assert not slots.admit()  # every connection is answering: the newcomer gets a 503
+    slots.release(b)  # type: ignore[arg-type]
+    assert slots.admit()

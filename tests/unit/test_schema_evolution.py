@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -18,7 +18,7 @@ from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import UpdateResource
 from phoenix_resources.domain.model import Status
 from phoenix_resources.errors import ConfigurationError, DecodeError
-from phoenix_resources.wire.commands import ISSUED_AT_MIN, CommandCodec
+from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.framing import (
     COMMAND_SCHEMA,
     AvroSchema,
@@ -87,6 +87,8 @@ _RECORD = {"command_id": _UUID, "command_type": "UPDATE", "resource_id": _UUID,
            "priority": 5}
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 def _single_object(schema: AvroSchema) -> bytes:
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schema.plain, _RECORD)
@@ -95,7 +97,7 @@ def _single_object(schema: AvroSchema) -> bytes:
 
 def _expected() -> UpdateResource:
     return UpdateResource(command_id=UUID(_UUID), resource_id=UUID(_UUID),
-                          issued_at=ISSUED_AT_MIN + timedelta(microseconds=1_795_521_600_000_000),
+                          issued_at=EPOCH + timedelta(microseconds=1_795_521_600_000_000),
                           expected_version=3, name="n", config={"k": "v"},
                           status=Status.ACTIVE, correlation_id="c", issued_by="svc")
 

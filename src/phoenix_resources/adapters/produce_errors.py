@@ -81,3 +81,14 @@ def classify(err: KafkaError) -> Verdict:
 def describe(err: KafkaError) -> str:
     """``CODE: text`` — stable enough for a parked row's reason or a log line."""
     return f"{err.name()}: {err.str()}"
+
+
+_NEVER_WRITTEN = frozenset({Verdict.REFUSED, Verdict.TOO_LARGE, Verdict.TOPIC_MISSING,
+                            Verdict.INNOCENT})
+
+
+def never_written(err: KafkaError) -> bool:
+    """Whether a failed delivery report proves the record was not written: the broker
+    refused it, or it was purged from the queue before it was sent. Anything else — timed out
+    or cut off in flight, an unclassified code — may hide a written record."""
+    return err.code() == KafkaError._PURGE_QUEUE or classify(err) in _NEVER_WRITTEN

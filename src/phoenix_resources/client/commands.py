@@ -1,7 +1,10 @@
 """Building and checking commands on the publisher's side, before anything is sent.
 
-:func:`validate` applies the worker's stateless rules, so a command that would be rejected
-for its shape alone is refused here with the same code (:class:`CommandInvalid`).
+:func:`validate` is the one validator every entry and the worker's decoder share
+(``wire/validation.py``): a command the worker would dead-letter or reject for its shape
+alone is refused here with the same code (:class:`CommandInvalid`), so what is sent is
+applied or rejected with a code, never dead-lettered. :func:`encode_checked` adds the
+worker's size limit on the encoded bytes.
 """
 
 from __future__ import annotations
@@ -24,16 +27,16 @@ from phoenix_resources.domain.commands import (
     UpdateResource,
 )
 from phoenix_resources.domain.model import Status
-from phoenix_resources.domain.rules import (
-    RejectionCode,
-    RuleViolation,
-    check_config,
-    check_name,
-)
 from phoenix_resources.errors import CommandInvalid
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.validation import INVALID_FIELD, check_encoded, validate
 
-INVALID_FIELD = "invalid-field"
-"""Code of :class:`CommandInvalid` for a value of the wrong shape (not a UUID, unknown status)."""
+__all__ = ["INVALID_FIELD", "as_status", "as_uuid", "create_command", "delete_command",
+           "encode_checked", "new_traceparent", "resource_id_for", "sampled_at",
+           "update_command", "validate"]
+
+RESOURCE_NAMESPACE = UUID("4b1f7c43-5a7e-4b51-9f0e-7d1e2a6c9b30")
+"""Namespace of the resource ids :func:`resource_id_for` derives from command ids."""
 
 
 def as_uuid(value: UUID | str, field: str) -> UUID:
@@ -85,27 +88,22 @@ def new_traceparent(sample_ratio: float = 1.0) -> str:
     return carrier["traceparent"]
 
 
-def validate(command: AnyCommand) -> None:
-    """The worker's stateless checks, applied before publishing; :class:`CommandInvalid`
-    carries the same code the worker would reject with."""
-    try:
-        if command.expected_version is not None and command.expected_version < 0:
-            raise RuleViolation(RejectionCode.VERSION_CONFLICT,
-                                "expected_version must not be negative")
-        if isinstance(command, CreateResource):
-            check_name(command.name)
-            check_config(command.config)
-            if command.expected_version not in (None, 0):
-                raise RuleViolation(RejectionCode.VERSION_CONFLICT,
-                                    f"expected version {command.expected_version}, but a "
-                                    "create targets a resource that does not exist yet")
-        elif isinstance(command, UpdateResource):
-            if command.name is not None:
-                check_name(command.name)
-            if command.config is not None:
-                check_config(command.config)
-    except RuleViolation as v:
-        raise CommandInvalid(v.code.value, v.message) from v
+def encode_checked(codec: CommandCodec, command: AnyCommand, wire_format: str,
+                   max_bytes: int) -> tuple[bytes, str]:
+    """``(value, content_type)`` of ``command`` as it goes on the wire, after the one
+    validator (:func:`validate`) and the worker's size limit (``too-large``); raises
+    :class:`CommandInvalid` (nothing to send) otherwise."""
+    validate(command)
+    value, content_type = codec.encode(command, wire_format)
+    return check_encoded(value, max_bytes), content_type
+
+
+def resource_id_for(command_id: UUID) -> UUID:
+    """The id a create gets when its caller does not name the resource: derived from the
+    command id (UUID version 5). A retry of that create with the same ``command_id`` then
+    targets the same resource, on the same partition, and is recognised as a duplicate —
+    instead of racing the first attempt under another, random id."""
+    return uuid.uuid5(RESOURCE_NAMESPACE, str(command_id))
 
 
 def _common(resource_id: UUID | str, command_id: UUID | str | None,
@@ -123,9 +121,12 @@ def create_command(name: str, *, resource_id: UUID | str | None = None,
                    command_id: UUID | str | None = None, correlation_id: str | None = None,
                    issued_by: str | None = None, expected_version: int | None = None
                    ) -> CreateResource:
-    """A create command (ids generated when not given), e.g. for ``send_many``."""
-    return CreateResource(**_common(resource_id or uuid.uuid4(), command_id, correlation_id,
-                                    issued_by, expected_version),
+    """A create command, e.g. for ``send_many``. A command id not given is generated; a
+    resource id not given is derived from the command id (:func:`resource_id_for`), so a
+    retry with the same ``command_id`` is the same command."""
+    cid = uuid.uuid4() if command_id is None else as_uuid(command_id, "command_id")
+    rid = resource_id_for(cid) if resource_id is None else resource_id
+    return CreateResource(**_common(rid, cid, correlation_id, issued_by, expected_version),
                           name=name, config=dict(config or {}),
                           status=as_status(status) or Status.PENDING)
 

@@ -2,14 +2,17 @@
 
 Guarantees of :class:`CommandPublisher`:
 
-* a command that breaks a stateless rule (empty or too long name, bad config, bad status,
-  negative or impossible ``expected_version``) raises :class:`CommandInvalid` before anything
-  is sent; rules that need the stored state (existence, transitions, versions) are the
-  worker's and come back as a ``rejected`` outcome;
+* a command the worker would dead-letter (a value PostgreSQL cannot store, too large) or
+  reject for its shape alone raises :class:`CommandInvalid` with that code before anything
+  is sent — the one validator every entry and the worker share (``wire/validation.py``);
+  rules that need the stored state are the worker's: a ``rejected`` outcome;
 * :meth:`~CommandPublisher.publish` (and ``create``/``update``/``delete``) return only after
   the broker acknowledged the record (idempotent producer, ``acks=all``); otherwise they raise
-  :class:`DeliveryFailed` with the broker's error. A retry after an error must reuse the
-  ``command_id``: the worker applies a command id once, however often it arrives;
+  :class:`DeliveryFailed` — the broker refused it, it was not written — or its subclass
+  :class:`DeliveryUncertain` — no acknowledgement: it may have been written. A retry after
+  either must reuse the ``command_id`` (a create without a resource id derives it from the
+  command id, so the retry is the same command): the worker applies a command id once,
+  however often it arrives;
 * :meth:`~CommandPublisher.send_many` fires every command, then waits once for all delivery
   reports, and reports per command which failed.
 """
@@ -30,13 +33,14 @@ from confluent_kafka import KafkaError, KafkaException, Message
 from phoenix_resources import kafka_options
 from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.adapters.kafka_reach import reach
+from phoenix_resources.adapters.produce_errors import never_written
 from phoenix_resources.client.commands import (
     as_uuid,
     create_command,
     delete_command,
+    encode_checked,
     new_traceparent,
     update_command,
-    validate,
 )
 from phoenix_resources.client.outcomes import Outcome, OutcomeWatcher
 from phoenix_resources.client.settings import AnySettings, ClientSettings, client_settings
@@ -46,12 +50,13 @@ from phoenix_resources.domain.commands import (
 from phoenix_resources.domain.model import Status
 from phoenix_resources.errors import (
     ClientClosed,
-    CommandInvalid,
     DeliveryFailed,
+    DeliveryUncertain,
     PhoenixError,
 )
+from phoenix_resources.wire import validation
 
-TOO_LARGE = "too-large"
+TOO_LARGE = validation.TOO_LARGE
 """Code of :class:`CommandInvalid` for a command over the worker's size limit."""
 
 _REMEMBERED = 10_000  # publish times kept for wait_for_outcome (bounded memory)
@@ -116,6 +121,8 @@ class Failure:
     """Position of the command in the iterable given to ``send_many``."""
     command_id: UUID | None
     error: str
+    unknown: bool = False
+    """May have been written (no acknowledgement): resend with the same ``command_id``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,15 @@ class BulkResult:
 
 
 DeliveryCallback = Callable[[Sent, "DeliveryFailed | None"], None]
+
+def delivery_error(sent: Sent, topic: str, err: KafkaError) -> DeliveryFailed:
+    """A failed delivery report: :class:`DeliveryFailed` when the record was not written,
+    :class:`DeliveryUncertain` when it may have been (``produce_errors.never_written``)."""
+    text = f"command {sent} not delivered to {topic}: {err.str()} ({err.name()})"
+    if never_written(err):
+        return DeliveryFailed(f"{text}; refused, not written")
+    return DeliveryUncertain(f"{text}; it may have been written: retry with the same "
+                             "command_id")
 
 
 class CommandPublisher:
@@ -207,8 +223,9 @@ class CommandPublisher:
         # Callbacks run in whichever thread polls; this loop also sees one served elsewhere.
         while not result:
             if time.monotonic() > deadline:
-                raise DeliveryFailed(f"no delivery report for command {sent} within "
-                                     f"{self._timeout:g}s")
+                raise DeliveryUncertain(f"no delivery report for command {sent} within "
+                                        f"{self._timeout:g}s; it may have been written: "
+                                        "retry with the same command_id")
             self._producer.poll(0.05)
         if result[0] is not None:
             raise result[0]
@@ -223,13 +240,10 @@ class CommandPublisher:
         Raises :class:`CommandInvalid`, or :class:`DeliveryFailed` when the record cannot
         even be enqueued (e.g. larger than the broker accepts)."""
         self._check_open()
-        validate(command)
-        value, content_type = self._codec.encode(command, self._format)
-        if len(value) > self._settings.max_command_bytes:
-            # The worker would dead-letter it (too-large): refuse it here, nothing sent.
-            raise CommandInvalid(TOO_LARGE, f"the command encodes to {len(value)} bytes; the "
-                                 f"limit is {self._settings.max_command_bytes} "
-                                 "(PHOENIX_MAX_COMMAND_BYTES)")
+        # The one validator, then the worker's size limit: nothing is sent that the worker
+        # would dead-letter.
+        value, content_type = encode_checked(self._codec, command, self._format,
+                                             self._settings.max_command_bytes)
         headers: list[tuple[str, str | bytes | None]] = [
             ("content-type", content_type.encode())]
         if command.correlation_id:
@@ -242,9 +256,8 @@ class CommandPublisher:
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if on_delivery is not None:
-                on_delivery(sent, None if err is None else DeliveryFailed(
-                    f"command {sent} not delivered to {self._settings.commands_topic}: "
-                    f"{err.str()} ({err.name()})"))
+                on_delivery(sent, None if err is None else delivery_error(
+                    sent, self._settings.commands_topic, err))
 
         self._remember(sent)
         self._produce(str(command.resource_id).encode(), value, headers, delivered)
@@ -315,7 +328,8 @@ class CommandPublisher:
                 if err is None:
                     sent[index] = s
                 else:
-                    failed.append(Failure(index, s.command_id, str(err)))
+                    failed.append(Failure(index, s.command_id, str(err),
+                                          isinstance(err, DeliveryUncertain)))
             return done
 
         submitted: dict[int, UUID] = {}
@@ -327,7 +341,7 @@ class CommandPublisher:
                 failed.append(Failure(index, command.command_id, str(e)))
         if self.flush() > 0:
             reported = set(sent) | {f.index for f in failed}
-            failed += [Failure(i, cid, "no delivery report in time")
+            failed += [Failure(i, cid, "no delivery report in time", unknown=True)
                        for i, cid in submitted.items() if i not in reported]
         return BulkResult(tuple(sent[i] for i in sorted(sent)),
                           tuple(sorted(failed, key=lambda f: f.index)),

@@ -56,7 +56,7 @@ REJECTION_CODES = tuple(c.value for c in RejectionCode)
 PARK_CODES = tuple(c.value for c in ParkCode)
 DLQ_REASONS = ("empty", "too-large", "unknown-format", "unknown-schema", "incompatible-schema",
                "malformed-avro", "malformed-json", "missing-field", "invalid-field",
-               "unparkable")
+               "issued-at-unit", "unparkable")
 """Every ``dlq.reason`` the worker writes (docs/errors.md; a unit test keeps them equal)."""
 
 OUTCOME_CODES: dict[str, tuple[str, ...]] = {

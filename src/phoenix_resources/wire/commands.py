@@ -1,14 +1,17 @@
 """Commands on the wire: Avro (either framing) or JSON (``content-type: application/json``).
 
-Decoding checks structure only (types, ids, storable values); the rules are ``decide``'s.
+Decoding checks structure only (types, ids, storable values), with the one validator every
+entry uses (``wire/validation.py``); the rules are ``decide``'s.
 
 Guarantee: :meth:`CommandCodec.decode` turns any bytes into a storable command or raises
 :class:`~phoenix_resources.errors.DecodeError` (whose ``reason`` slug goes into the DLQ
 headers) — nothing else, except :class:`~phoenix_resources.errors.RegistryUnavailable` while
-a registry that must name the writer schema cannot answer. *Storable* means PostgreSQL takes
-every value as it is: ids are UUIDs; text has no NUL and is valid UTF-8; ``correlation_id``
-and ``issued_by`` have at most 255 characters; ``expected_version`` is within 0..2^63-1
-(BIGINT); ``issued_at`` is within 1970-01-01 .. 9999-12-31T23:59:59.999999 UTC.
+a registry that must name the writer schema cannot answer. *Storable* is
+:func:`~phoenix_resources.wire.validation.check_command`'s: ids are UUIDs; text has no NUL
+and is valid UTF-8; ``correlation_id`` and ``issued_by`` have at most 255 characters;
+``expected_version`` is within 0..2^63-1 (BIGINT); ``issued_at`` is within
+1973-03-03T09:46:40 .. 9999-12-31T23:59:59.999999 UTC (epoch integers below 10^14 are
+milliseconds or seconds mistaken for microseconds: ``issued-at-unit``).
 ``tests/fuzz`` checks this property on generated input.
 """
 
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -42,30 +44,11 @@ from phoenix_resources.wire.framing import (
     released_schemas,
 )
 from phoenix_resources.wire.headers import JSON_CONTENT_TYPE, is_json
+from phoenix_resources.wire.validation import check_command, issued_at_from, show, status_of
 
 AVRO_CONTENT_TYPE = "application/avro"
 
-TEXT_MAX = 255
-"""Longest correlation_id / issued_by (they are stored in VARCHAR(255) columns)."""
-VERSION_MAX = 2**63 - 1
-"""Largest expected_version: PostgreSQL's BIGINT (and Avro's long) cannot hold more."""
-ISSUED_AT_MIN = datetime(1970, 1, 1, tzinfo=UTC)
-ISSUED_AT_MAX = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
-"""``issued_at`` range. Before 1970 no command of this service was issued; after 9999
-Python's datetime ends (PostgreSQL's goes further, so everything in range is storable)."""
-
-_MICROSECOND = timedelta(microseconds=1)
-_MAX_MICROS = (ISSUED_AT_MAX - ISSUED_AT_MIN) // _MICROSECOND
 _COMMAND_TYPES = {t.value: t for t in CommandType}
-_STATUSES = {s.value: s for s in Status}
-
-
-def _show(value: Any) -> str:
-    """A short, ASCII-only picture of a value for ``dlq.detail`` (never ``str()`` of an
-    arbitrary value: a 5,000-digit int cannot even be turned into text)."""
-    if isinstance(value, str):
-        return ascii(value[:48])
-    return type(value).__name__
 
 
 def _uuid(record: Mapping[str, Any], field: str) -> UUID:
@@ -79,128 +62,44 @@ def _uuid(record: Mapping[str, Any], field: str) -> UUID:
             return parse_uuid(value)
         except ValueError:
             pass
-    raise DecodeError("invalid-field", f"'{field}' is not a UUID: {_show(value)}")
-
-
-def _timestamp(value: Any) -> datetime:
-    """Epoch microseconds (Avro's timestamp-micros; JSON integers) or ISO-8601 text (naive
-    means UTC), within :data:`ISSUED_AT_MIN` .. :data:`ISSUED_AT_MAX`; anything else —
-    floats, booleans, nanoseconds mistaken for microseconds — is refused."""
-    if type(value) is int:  # not bool, and the common case first
-        if 0 <= value <= _MAX_MICROS:
-            return ISSUED_AT_MIN + value * _MICROSECOND
-        raise DecodeError("invalid-field", "'issued_at' epoch micros out of range "
-                          f"(0..{_MAX_MICROS}: years 1970..9999; nanoseconds?)")
-    if isinstance(value, str):
-        try:
-            at = datetime.fromisoformat(value) if len(value) <= 64 else None
-        except ValueError:  # UnicodeEncodeError (lone surrogates) is a ValueError too
-            at = None
-        if at is None:
-            raise DecodeError("invalid-field", "'issued_at' is not an ISO-8601 time: "
-                              f"{_show(value)}")
-        value = at
-    if isinstance(value, datetime):
-        at = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        # Compare before converting: astimezone(UTC) overflows for 9999-12-31T23:00-05:00.
-        if not ISSUED_AT_MIN <= at <= ISSUED_AT_MAX:
-            raise DecodeError("invalid-field", "'issued_at' is out of range (years "
-                              "1970..9999 UTC)")
-        return at if at.tzinfo is UTC else at.astimezone(UTC)
-    raise DecodeError("invalid-field", "'issued_at' must be ISO-8601 text or epoch "
-                      f"micros, not {_show(value)}")
-
-
-def _storable(text: str, field: str) -> str:
-    """Text PostgreSQL can store: no NUL (text and jsonb refuse it) and valid UTF-8 (JSON
-    escapes can produce lone surrogates). Refusing here turns what would be a crash loop on
-    every redelivery into one dead letter."""
-    if "\x00" in text:
-        raise DecodeError("invalid-field", f"'{field}' contains a NUL character")
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError as e:
-            raise DecodeError("invalid-field", f"'{field}' is not valid Unicode") from e
-    return text
-
-
-def _text(record: Mapping[str, Any], field: str, max_len: int | None = None) -> str | None:
-    value = record.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise DecodeError("invalid-field", f"'{field}' must be text, not {_show(value)}")
-    if max_len is not None and len(value) > max_len:
-        raise DecodeError("invalid-field", f"'{field}' is longer than {max_len} characters")
-    return _storable(value, field)
-
-
-def _version(record: Mapping[str, Any]) -> int | None:
-    value = record.get("expected_version")
-    if value is None:
-        return None
-    # JSON integers past 64 bits arrive as floats (orjson): refused here with the rest.
-    if type(value) is not int:
-        raise DecodeError("invalid-field", "'expected_version' must be an integer, not "
-                          f"{_show(value)}")
-    if not 0 <= value <= VERSION_MAX:
-        raise DecodeError("invalid-field", f"'expected_version' must be within "
-                          f"0..{VERSION_MAX}")
-    return value
-
-
-def _config(record: Mapping[str, Any]) -> dict[str, str] | None:
-    value = record.get("config")
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise DecodeError("invalid-field", "'config' must map strings to strings")
-    for k, v in value.items():
-        _storable(k, "config")
-        _storable(v, "config")
-    return value
-
-
-def _status(record: Mapping[str, Any]) -> Status | None:
-    value = record.get("status")
-    if value is None:
-        return None
-    status = _STATUSES.get(value) if isinstance(value, str) else None
-    if status is None:
-        raise DecodeError("invalid-field", f"'status' must be one of {list(_STATUSES)}, "
-                          f"not {_show(value)}")
-    return status
+    raise DecodeError("invalid-field", f"'{field}' is not a UUID: {show(value)}")
 
 
 def command_from_record(record: Mapping[str, Any]) -> AnyCommand:
     """Build a command from a decoded Avro record (plain: UUIDs as text, times as epoch
-    micros), a JSON object, or a dict holding ``UUID``/``datetime`` values (the CLI).
-    Structural checks only; raises nothing but :class:`DecodeError`."""
+    micros), a JSON object, or a dict holding ``UUID``/``datetime`` values (the CLI), then
+    check it with the one validator's :func:`~.validation.check_command` — what every
+    entry checks before publishing. Raises nothing but :class:`DecodeError`."""
     raw_type = record.get("command_type")
     ctype = _COMMAND_TYPES.get(raw_type) if isinstance(raw_type, str) else None
     if ctype is None:
         raise DecodeError("invalid-field", "'command_type' must be CREATE, UPDATE or "
-                          f"DELETE, not {_show(raw_type)}")
+                          f"DELETE, not {show(raw_type)}")
     issued_at = record.get("issued_at")
     if issued_at is None:
         raise DecodeError("missing-field", "'issued_at' is required")
     common: dict[str, Any] = {
         "command_id": _uuid(record, "command_id"),
         "resource_id": _uuid(record, "resource_id"),
-        "issued_at": _timestamp(issued_at),
-        "expected_version": _version(record),
-        "correlation_id": _text(record, "correlation_id", TEXT_MAX),
-        "issued_by": _text(record, "issued_by", TEXT_MAX),
+        "issued_at": issued_at_from(issued_at),
+        "expected_version": record.get("expected_version"),
+        "correlation_id": record.get("correlation_id"),
+        "issued_by": record.get("issued_by"),
     }
+    command: AnyCommand
     if ctype is CommandType.DELETE:
-        return DeleteResource(**common)
-    name = _text(record, "name")
-    if ctype is CommandType.CREATE:
-        return CreateResource(**common, name=name or "", config=_config(record) or {},
-                              status=_status(record) or Status.PENDING)
-    return UpdateResource(**common, name=name, config=_config(record), status=_status(record))
+        command = DeleteResource(**common)
+    elif ctype is CommandType.CREATE:
+        name, config = record.get("name"), record.get("config")
+        command = CreateResource(**common, name="" if name is None else name,
+                                 config={} if config is None else config,
+                                 status=status_of(record.get("status")) or Status.PENDING)
+    else:
+        command = UpdateResource(**common, name=record.get("name"),
+                                 config=record.get("config"),
+                                 status=status_of(record.get("status")))
+    check_command(command)
+    return command
 
 
 def command_to_record(command: AnyCommand) -> dict[str, Any]:
@@ -234,6 +133,19 @@ def _json_problem(e: orjson.JSONDecodeError) -> str:
     return clip(text)
 
 
+def json_record(value: bytes | str) -> dict[str, Any]:
+    """A command's JSON object as the worker reads it (orjson: no NaN, no lone surrogate
+    escapes, integers past 64 bits as floats); :class:`DecodeError` ``malformed-json``
+    for anything else. ``send --file`` reads its lines with this too."""
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        raise DecodeError("malformed-json", _json_problem(e)) from e
+    if not isinstance(record, dict):
+        raise DecodeError("malformed-json", "a command must be a JSON object")
+    return record
+
+
 class CommandCodec:
     """Decodes commands in any accepted format; encodes them in the configured one."""
 
@@ -265,12 +177,6 @@ class CommandCodec:
             raise MessageTooLarge("too-large", f"{len(value)} bytes; the limit is "
                                   f"{self.max_bytes} (PHOENIX_MAX_COMMAND_BYTES)")
         if value[:1] == b"{" or (content_type is not None and is_json(content_type)):
-            try:
-                record = orjson.loads(value)
-            except orjson.JSONDecodeError as e:
-                raise DecodeError("malformed-json", _json_problem(e)) from e
-            if not isinstance(record, dict):
-                raise DecodeError("malformed-json", "a command must be a JSON object")
-            return command_from_record(record)
+            return command_from_record(json_record(value))
         return command_from_record(self.framing.decode(self.schema, value, plain=True,
                                                        specialised=self._specialised))

@@ -18,7 +18,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, LiteralString
@@ -81,6 +81,17 @@ PageKey = tuple[str, UUID] | UUID
 class ListedResource:
     json: str
     key: PageKey
+    size: int
+    """Bytes of ``json`` in UTF-8 (PostgreSQL's ``octet_length``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """What :meth:`ReadQueries.resources` read: the first ``rows`` of a keyset page of
+    ``total`` rows (fewer when the byte budget cut the page)."""
+
+    rows: list[ListedResource]
+    total: int
 
 
 @asynccontextmanager
@@ -126,11 +137,23 @@ class ReadQueries:
         return None if row is None else str(row[0])
 
     async def resources(self, *, status: str | None, name_prefix: str | None,
-                        after: PageKey | None, limit: int) -> list[ListedResource]:
+                        after: PageKey | None, limit: int,
+                        max_bytes: int | None = None) -> Listed:
         """One page of live resources, in ``id`` order, or ``(name, id)`` order with a prefix.
 
         Keyset pagination: the page starts strictly after ``after``, so rows are never
         repeated or skipped across pages, whatever is inserted or deleted meanwhile.
+
+        At most ``limit`` rows; with ``max_bytes``, only the first rows whose documents fit
+        in that many bytes (a running sum in the query; the first row always), so neither
+        the transfer nor the memory of one page grows with the limit times the largest
+        resource. ``total`` tells how many rows the page had before that cut, so the caller
+        knows whether more follow (:func:`page_within`).
+
+        The callers check their text first (``http.listing.check_name_prefix``,
+        ``decode_cursor``): ``name_prefix`` and the name in ``after`` hold no NUL and no lone
+        surrogate, which PostgreSQL (or the driver) refuses with an error that is no
+        client's fault to see.
         """
         conditions = ["deleted_at IS NULL"]
         params: list[Any] = []
@@ -153,14 +176,24 @@ class ReadQueries:
                 params.append(after)
             order = "id"
         params.append(limit)
-        query = (f"SELECT {RESOURCE_JSON}, name, id FROM resources"
-                 f" WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT %s")
+        page = (f"SELECT {RESOURCE_JSON} AS doc, name, id FROM resources"
+                f" WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT %s")
+        sized = ("SELECT doc, name, id, octet_length(doc) AS size,"
+                 " sum(octet_length(doc)) OVER w AS upto, row_number() OVER w AS n,"
+                 f" count(*) OVER () AS total FROM ({page}) p"
+                 f" WINDOW w AS (ORDER BY {order} ROWS UNBOUNDED PRECEDING)")
+        query = f"SELECT doc, name, id, size, total FROM ({sized}) s"
+        if max_bytes is not None:
+            query += " WHERE upto <= %s OR n = 1"
+            params.append(max_bytes)
+        query += f" ORDER BY {order}"
         async with _connection(self.pool, self.checkout_timeout) as conn:
             cur = await conn.execute(query, params, prepare=True)
             rows = await cur.fetchall()
+        total = rows[0][4] if rows else 0
         if by_name:
-            return [ListedResource(r[0], (r[1], r[2])) for r in rows]
-        return [ListedResource(r[0], r[2]) for r in rows]
+            return Listed([ListedResource(r[0], (r[1], r[2]), r[3]) for r in rows], total)
+        return Listed([ListedResource(r[0], r[2], r[3]) for r in rows], total)
 
     async def ping(self, timeout: float) -> float:
         """Seconds one ``SELECT 1`` took; raises DatabaseUnavailable past ``timeout``."""
@@ -172,6 +205,23 @@ class ReadQueries:
         except TimeoutError as e:
             raise DatabaseUnavailable(f"no answer from the database within {timeout}s") from e
         return loop.time() - start
+
+
+def page_within(listed: Listed, limit: int, max_bytes: int,
+                size: Callable[[ListedResource], int] | None = None,
+                ) -> tuple[list[ListedResource], bool]:
+    """The rows of one page — at most ``limit``, and no more than ``max_bytes`` by ``size``
+    (default: the document's bytes), but never none while rows remain — and whether more
+    rows follow (the caller then hands a cursor after the last row kept)."""
+    kept: list[ListedResource] = []
+    used = 0
+    for row in listed.rows[:limit]:
+        n = row.size if size is None else size(row)
+        if kept and used + n > max_bytes:
+            break
+        kept.append(row)
+        used += n
+    return kept, listed.total > len(kept)
 
 
 class ResourceLoader:

@@ -9,7 +9,7 @@ naming the lines left unconfirmed, and ``send`` exits 6.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import sys
 import time
 import uuid
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+from uuid import UUID
 
 from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.cli.common import EXIT_UNREACHABLE, fail
@@ -61,22 +62,23 @@ class BulkSummary:
 
 def command_from_line(text: str) -> Any:
     """One JSON line → a command; missing ``command_id``/``issued_at`` (and a CREATE's
-    ``resource_id``) are generated. Raises :class:`DecodeError` with the reason."""
-    from phoenix_resources.wire.commands import command_from_record
+    ``resource_id``) are generated. Read and checked exactly as the worker reads a JSON
+    command (``wire.commands.json_record``, then the one validator): raises
+    :class:`DecodeError` with the reason the worker would dead-letter the line with."""
+    from phoenix_resources.client.commands import resource_id_for
+    from phoenix_resources.wire.commands import command_from_record, json_record
 
-    try:
-        record = json.loads(text)
-    except ValueError as e:
-        raise DecodeError("malformed-json", str(e)) from e
-    if not isinstance(record, dict):
-        raise DecodeError("malformed-json", "a command must be a JSON object")
+    record = json_record(text)
     # Not setdefault: it would build the default (a uuid4, a clock read) on every line.
     if "command_id" not in record:
         record["command_id"] = uuid.uuid4()
     if "issued_at" not in record:
         record["issued_at"] = datetime.now(UTC)
     if "resource_id" not in record and record.get("command_type") == "CREATE":
-        record["resource_id"] = uuid.uuid4()
+        # Derived from the command id, as the client library does: re-running the file (or
+        # a line) with its command ids is then the very same commands.
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            record["resource_id"] = resource_id_for(UUID(str(record["command_id"])))
     return command_from_record(record)
 
 

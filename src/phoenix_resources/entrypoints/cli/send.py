@@ -47,8 +47,9 @@ from phoenix_resources.entrypoints.cli.reach import (
 from phoenix_resources.errors import CommandInvalid, OutcomeTimeout, PhoenixError
 
 if TYPE_CHECKING:
-    from phoenix_resources.client import CommandPublisher, Outcome, Sent
+    from phoenix_resources.client import Outcome, Sent
     from phoenix_resources.config import Settings
+    from phoenix_resources.domain.commands import AnyCommand
 
 send_app = typer.Typer(no_args_is_help=False)
 
@@ -146,15 +147,21 @@ def parse_config(entries: list[str] | None) -> dict[str, str] | None:
     return config
 
 
-def _publish(opts: SendOptions, send: Callable[[CommandPublisher, dict[str, Any]], Sent]
-             ) -> None:
-    """Run ``send(publisher, command_fields) -> Sent``; print the result; exit accordingly.
+def _publish(opts: SendOptions, build: Callable[[dict[str, Any]], AnyCommand]) -> None:
+    """Publish ``build(command_fields)``; print the result; exit accordingly.
 
-    The broker (and with ``--wait --api-url`` the API) must answer within the connection
-    timeout before anything is sent; a failure afterwards exits 6 only if a fresh check
-    fails too (:mod:`.reach`)."""
+    The command is checked by the one validator (``wire/validation``) first, before any
+    connection: exit 2, nothing sent. Then the broker (and with ``--wait --api-url`` the API)
+    must answer within the connection timeout before anything is sent; a failure afterwards
+    exits 6 only if a fresh check fails too (:mod:`.reach`)."""
     from phoenix_resources.client import CommandPublisher
+    from phoenix_resources.client.commands import validate
 
+    try:
+        command = build(opts.command_fields())
+        validate(command)
+    except CommandInvalid as e:
+        raise fail(f"invalid command, nothing sent: {e}", EXIT_USAGE) from e
     settings = load_settings(opts.wire_format)
     reach = Reach.of(opts.connect_timeout)
     console_logging()  # librdkafka's lines, one per problem, beside the error
@@ -165,7 +172,7 @@ def _publish(opts: SendOptions, send: Callable[[CommandPublisher, dict[str, Any]
         with CommandPublisher(settings, api_url=opts.api_url,
                               producer_options=options) as publisher:
             publisher.check_topic(reach.seconds)
-            sent = send(publisher, opts.command_fields())
+            sent = publisher.publish(command)
             outcome = publisher.wait_for_outcome(sent, opts.timeout) if opts.wait else None
     except CommandInvalid as e:
         raise fail(f"invalid command, nothing sent: {e}", EXIT_USAGE) from e
@@ -273,8 +280,10 @@ def send_create(
     """
     rid = None if resource_id is None else uuid_arg(resource_id, "--resource-id")
     cfg = parse_config(config)
-    _publish(opts, lambda p, kw: p.create(name, resource_id=rid, config=cfg,
-                                          status=_status_value(status), **kw))
+    from phoenix_resources.client.commands import create_command
+
+    _publish(opts, lambda kw: create_command(name, resource_id=rid, config=cfg,
+                                             status=_status_value(status), **kw))
 
 
 @send_app.command("update")
@@ -299,8 +308,10 @@ def send_update(
     if clear_config and config:
         raise fail("--clear-config and --config exclude each other", EXIT_USAGE)
     cfg = {} if clear_config else parse_config(config)
-    _publish(opts, lambda p, kw: p.update(rid, name=name, config=cfg,
-                                          status=_status_value(status), **kw))
+    from phoenix_resources.client.commands import update_command
+
+    _publish(opts, lambda kw: update_command(rid, name=name, config=cfg,
+                                             status=_status_value(status), **kw))
 
 
 @send_app.command("delete")
@@ -311,4 +322,6 @@ def send_delete(*, resource_id: ResourceIdArg, opts: SendOptions) -> None:
     Example: phoenix-resources send delete 3f1e…c2 --wait
     """
     rid = uuid_arg(resource_id, "RESOURCE_ID")
-    _publish(opts, lambda p, kw: p.delete(rid, **kw))
+    from phoenix_resources.client.commands import delete_command
+
+    _publish(opts, lambda kw: delete_command(rid, **kw))

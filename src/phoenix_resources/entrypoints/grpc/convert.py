@@ -2,9 +2,9 @@
 read queries' JSON documents, domain events, and commands. Pure functions: no I/O.
 
 Guarantees: a resource or outcome carries exactly the fields (and values) the HTTP API
-answers for it; requests become the same commands the client library builds, so the same
-local validation (:class:`CommandInvalid` with the rule's code) applies before anything is
-published.
+answers for it; requests become the same commands the client library builds, checked by the
+one validator every entry and the worker's decoder share (:class:`CommandInvalid` with the
+code the worker would give) before anything is published.
 """
 
 from __future__ import annotations
@@ -17,16 +17,19 @@ from uuid import UUID
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from phoenix_resources.adapters.postgres.queries import Listed, ListedResource, page_within
 from phoenix_resources.client.commands import (
     INVALID_FIELD,
     create_command,
     delete_command,
     update_command,
+    validate,
 )
 from phoenix_resources.domain.commands import CreateResource, DeleteResource, UpdateResource
 from phoenix_resources.domain.events import EventType, ResourceChanged
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.entrypoints.http.listing import encode_cursor
 from phoenix_resources.errors import CommandInvalid
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 
@@ -77,6 +80,29 @@ def resource_from_doc(doc: Mapping[str, Any]) -> pb.Resource:
 
 def resource_from_json(text: str) -> pb.Resource:
     return resource_from_doc(orjson.loads(text))
+
+
+def _framed(n: int) -> int:
+    """Bytes a message of ``n`` bytes takes as an element of a repeated field: tag, length
+    (a varint), body."""
+    return 1 + max(1, (n.bit_length() + 6) // 7) + n
+
+
+def resource_page(rows: Listed, limit: int, max_bytes: int) -> pb.ListResourcesResponse:
+    """A ``ListResources`` answer from the read query's rows (at most ``limit + 1``): at most
+    ``limit`` resources, and no more than ``max_bytes`` of them encoded (never none while
+    rows remain), so the message stays below the size gRPC accepts whatever the configs
+    weigh; ``next_page_token`` continues right after the last one sent."""
+    messages: dict[int, pb.Resource] = {}
+
+    def size(row: ListedResource) -> int:
+        message = messages[id(row)] = resource_from_json(row.json)
+        return _framed(message.ByteSize())
+
+    page, more = page_within(rows, limit, max_bytes, size)
+    return pb.ListResourcesResponse(resources=[messages[id(r)] for r in page],
+                                    next_page_token=encode_cursor(page[-1].key) if more
+                                    else "")
 
 
 def outcome_from_json(text: str) -> pb.CommandOutcome:
@@ -137,21 +163,29 @@ def command_status(value: int) -> Status | None:
 
 
 def create_from(r: pb.CreateResourceRequest) -> CreateResource:
-    return create_command(r.name, resource_id=r.resource_id or None, config=dict(r.config),
-                          status=command_status(r.status), command_id=r.command_id or None,
-                          correlation_id=r.correlation_id or None)
+    """The command a request asks for, checked by the one validator (``wire/validation``):
+    :class:`CommandInvalid` with the code the worker would give, nothing sent."""
+    command = create_command(r.name, resource_id=r.resource_id or None, config=dict(r.config),
+                             status=command_status(r.status), command_id=r.command_id or None,
+                             correlation_id=r.correlation_id or None)
+    validate(command)
+    return command
 
 
 def update_from(r: pb.UpdateResourceRequest) -> UpdateResource:
-    return update_command(
+    command = update_command(
         r.resource_id, name=r.name if r.HasField("name") else None,
         config=dict(r.config.entries) if r.HasField("config") else None,
         status=command_status(r.status), command_id=r.command_id or None,
         correlation_id=r.correlation_id or None,
         expected_version=r.expected_version if r.HasField("expected_version") else None)
+    validate(command)
+    return command
 
 
 def delete_from(r: pb.DeleteResourceRequest) -> DeleteResource:
-    return delete_command(
+    command = delete_command(
         r.resource_id, command_id=r.command_id or None, correlation_id=r.correlation_id or None,
         expected_version=r.expected_version if r.HasField("expected_version") else None)
+    validate(command)
+    return command

@@ -37,6 +37,7 @@ from phoenix_resources.errors import (
     CommandInvalid,
     DatabaseUnavailable,
     DeliveryFailed,
+    DeliveryUncertain,
     TransientError,
 )
 
@@ -60,6 +61,9 @@ STATUS_OF: Mapping[str, grpc.StatusCode] = {
     p.UNAVAILABLE.code: grpc.StatusCode.UNAVAILABLE,
     p.INTERNAL.code: grpc.StatusCode.INTERNAL,
     p.METHOD_NOT_ALLOWED.code: grpc.StatusCode.UNIMPLEMENTED,
+    # "For operations that change the state of the system, this error may be returned even
+    # if the operation has completed successfully" (gRPC's status codes): exactly this.
+    p.DELIVERY_UNKNOWN.code: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 """The HTTP API's stable codes as gRPC status codes (docs/interfaces.md)."""
 
@@ -98,6 +102,9 @@ def refusal(error: BaseException) -> Refusal | None:
         return Refusal(grpc.StatusCode.DEADLINE_EXCEEDED, p.TIMEOUT.code,
                        "no answer within the call's budget (its deadline, or the server's "
                        "PHOENIX_GRPC_REQUEST_TIMEOUT_S)", {})
+    if isinstance(error, DeliveryUncertain):
+        return Refusal(grpc.StatusCode.DEADLINE_EXCEEDED, p.DELIVERY_UNKNOWN.code,
+                       str(error), {})
     if isinstance(error, DatabaseUnavailable | DeliveryFailed | TransientError):
         return Refusal(grpc.StatusCode.UNAVAILABLE, p.UNAVAILABLE.code, str(error), {})
     if isinstance(error, Exception) and not isinstance(error, grpc.aio.AbortError):

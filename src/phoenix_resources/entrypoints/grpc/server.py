@@ -9,6 +9,9 @@ Guarantees:
   HTTP API's design), the command publisher and the port, and closes them on the way out.
 * The port is bound exclusively (no ``SO_REUSEPORT``): a port in use is an error at start,
   never two servers sharing it. Port 0 binds any free port (:attr:`GrpcServer.port`).
+* Bounded (:func:`server_options`): message sizes, connections (more are closed as they
+  arrive), calls per connection and in all (more: ``RESOURCE_EXHAUSTED``), the time a new
+  connection has to start HTTP/2, keepalive enforced both ways, idle connections closed.
 * Reflection answers ``file_containing_symbol`` for methods too (``pkg.Service.Method``,
   which the reflection spec allows and tools such as ``ghz`` ask for; Python's descriptor
   pool alone knows only services and types).
@@ -47,6 +50,7 @@ from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.grpc.edge import Edge
 from phoenix_resources.entrypoints.grpc.service import CommandSender, ResourceService
 from phoenix_resources.entrypoints.http.edge import TokenCheck
+from phoenix_resources.entrypoints.http.guard import FILES_RESERVE, ensure_open_files
 from phoenix_resources.entrypoints.supervisor import Component, Supervisor
 from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
@@ -58,6 +62,11 @@ log = logging.getLogger("phoenix_resources.grpc")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ResourceService"].full_name
 HEALTH_INTERVAL_S = 5.0
 HEALTH_PING_S = 1.0
+KEEPALIVE_ANSWER_S = 20.0
+"""How long a keepalive ping of the server may wait for its answer before the connection is
+closed."""
+WATCH_FILES = 8
+"""Descriptors a watch stream's consumer takes at most (broker sockets, wake-up pipes)."""
 FLUSH_ON_STOP_S = 5.0
 """Longest wait for commands in flight at shutdown (they are acknowledged or reported)."""
 
@@ -91,6 +100,9 @@ class GrpcServer:
     def run(self) -> None:
         """Serve until :meth:`stop` (on uvloop when installed, as the HTTP API); raises what
         made the start fail."""
+        s = self.settings
+        ensure_open_files(s.grpc_max_connections + WATCH_FILES * s.grpc_max_watch_streams
+                          + FILES_RESERVE)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(self.serve())
 
@@ -130,7 +142,8 @@ class GrpcServer:
                                   edge=Edge(TokenCheck(s.api_token_hashes),
                                             self.metrics.registry),
                                   stopping=stopping)
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=server_options(s),
+                                 maximum_concurrent_rpcs=s.grpc_max_concurrent_rpcs)
         pb_grpc.add_ResourceServiceServicer_to_server(service, server)
         health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -165,6 +178,31 @@ class GrpcServer:
             await r.health_task
         await asyncio.to_thread(r.sender.close, FLUSH_ON_STOP_S)
         await r.pool.close()
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def server_options(s: Settings) -> list[tuple[str, int]]:
+    """The channel arguments of the server: message sizes, connections and streams bounded,
+    a deadline for a connection's HTTP/2 start, keepalive both ways (the server's pings find
+    vanished clients; clients' pings are rate-limited), idle connections closed. Settings
+    in ``config_limits.py``; the bound on concurrent calls is ``maximum_concurrent_rpcs``."""
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_send_message_length", s.grpc_max_message_bytes),
+        ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
+        ("grpc.max_allowed_incoming_connections", s.grpc_max_connections),
+        ("grpc.max_concurrent_streams", s.grpc_max_concurrent_streams),
+        ("grpc.server_handshake_timeout_ms", _ms(s.grpc_handshake_timeout_s)),
+        ("grpc.keepalive_time_ms", _ms(s.grpc_keepalive_s)),
+        ("grpc.keepalive_timeout_ms", _ms(KEEPALIVE_ANSWER_S)),
+        ("grpc.http2.min_ping_interval_without_data_ms",
+         _ms(s.grpc_client_ping_min_interval_s)),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.max_connection_idle_ms", _ms(s.grpc_max_connection_idle_s)),
+    ]
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -6,12 +6,16 @@ Guarantees (each RPC goes through :class:`~.edge.Edge`: auth, errors, metrics):
   queries (:class:`ReadQueries`) on a pool of the read-only role, with its semantics: a
   deleted resource is RES-004, an unknown one RES-002, page tokens are its keyset cursors
   (``http.listing.encode_cursor`` / ``decode_cursor``, the very same functions),
-  ``page_size`` 1..500.
+  ``page_size`` 1..500; a page also ends before ``grpc_page_max_bytes`` (below the
+  message size limit), with a ``next_page_token`` after its last resource.
 * **Writes** publish one command through the client library's :class:`CommandPublisher`
   (validated locally first: INVALID_ARGUMENT with the rule's code, nothing sent) and return
   once the broker acknowledged it; the worker stays the only writer. The command id goes
   out first, as initial metadata ``phoenix-command-id``, so even a call that then fails
   tells which command to retry (same ``command_id``: applied at most once) or look up.
+  Delivery answers are honest: refused by the broker (not written) is UNAVAILABLE RES-007;
+  no acknowledgement before the call's time ran out is DEADLINE_EXCEEDED RES-010 —
+  *unknown*, it may be applied — never "not delivered".
   ``wait_for_outcome`` polls the recorded outcome until the call's budget ends
   (DEADLINE_EXCEEDED RES-003, ``command_id`` in the ErrorInfo metadata).
 * **WatchResources**: see :mod:`.watch`. At most ``grpc_max_watch_streams`` at once
@@ -32,13 +36,13 @@ from phoenix_resources.adapters.postgres.queries import ReadQueries, ResourceDoc
 from phoenix_resources.client import CommandPublisher, Sent
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import AnyCommand
-from phoenix_resources.domain.model import NAME_MAX
 from phoenix_resources.entrypoints.grpc.convert import (
     create_from,
     delete_from,
     outcome_from_json,
     parse_id,
     resource_from_json,
+    resource_page,
     status_filter,
     update_from,
 )
@@ -49,10 +53,10 @@ from phoenix_resources.entrypoints.http.listing import (
     CURSOR_MAX,
     LIMIT_DEFAULT,
     LIMIT_MAX,
+    check_name_prefix,
     decode_cursor,
-    encode_cursor,
 )
-from phoenix_resources.errors import DeliveryFailed
+from phoenix_resources.errors import DeliveryFailed, DeliveryUncertain
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc as pb_grpc
 from phoenix_resources.wire.events import EventCodec
@@ -215,10 +219,8 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
                 raise p.ApiProblem(p.INVALID_REQUEST,
                                    f"page_size must be 1..{LIMIT_MAX} (0: {LIMIT_DEFAULT})")
             limit = request.page_size or LIMIT_DEFAULT
-            prefix = request.name_prefix if request.HasField("name_prefix") else None
-            if prefix is not None and not 1 <= len(prefix) <= NAME_MAX:
-                raise p.ApiProblem(p.INVALID_REQUEST,
-                                   f"name_prefix, when set, must be 1..{NAME_MAX} characters")
+            prefix = check_name_prefix(request.name_prefix if request.HasField("name_prefix")
+                                       else None)
             status = status_filter(request.status)
             after = None
             if request.page_token:
@@ -227,13 +229,11 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
                     raise p.ApiProblem(p.INVALID_REQUEST, "invalid page_token: pass back "
                                        "next_page_token unchanged")
                 after = decode_cursor(token, by_name=prefix is not None)
+            budget = self.settings.grpc_page_max_bytes
             rows = await within(self._budget(context), self.queries.resources(
                 status=None if status is None else status.value, name_prefix=prefix,
-                after=after, limit=limit + 1))
-            return pb.ListResourcesResponse(
-                resources=[resource_from_json(r.json) for r in rows[:limit]],
-                next_page_token=encode_cursor(rows[limit - 1].key) if len(rows) > limit
-                else "")
+                after=after, limit=limit + 1, max_bytes=budget))
+            return resource_page(rows, limit, budget)
 
         return await self.edge.unary("ListResources", context, body)
 
@@ -278,10 +278,18 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
                 ((COMMAND_ID_METADATA, cid), (RESOURCE_ID_METADATA, rid)))
             try:
                 await within(min(total, self._budget(context)), self.sender.send(command))
-            except (DeliveryFailed, TimeoutError) as e:
-                reason = str(e) if isinstance(e, DeliveryFailed) else "not acknowledged in time"
-                raise p.ApiProblem(p.UNAVAILABLE, f"command {cid} not delivered ({reason}); "
-                                   "retry with the same command_id", command_id=cid) from e
+            except (DeliveryUncertain, TimeoutError) as e:
+                # Handed to the producer, not acknowledged (yet): it may well be written and
+                # applied. Saying "not delivered" here would invite a retry without the id.
+                reason = str(e) if isinstance(e, DeliveryUncertain) else (
+                    "the call's time ran out before the broker acknowledged it")
+                raise p.ApiProblem(p.DELIVERY_UNKNOWN, f"command {cid} may or may not have "
+                                   f"been delivered ({reason}); retry with the same "
+                                   "command_id: it is applied at most once",
+                                   command_id=cid, resource_id=rid) from e
+            except DeliveryFailed as e:  # refused by the broker: not written
+                raise p.ApiProblem(p.UNAVAILABLE, f"command {cid} not delivered ({e})",
+                                   command_id=cid, resource_id=rid) from e
             receipt = pb.CommandReceipt(command_id=cid, resource_id=rid)
             if wait:
                 receipt.outcome.CopyFrom(

@@ -6,6 +6,9 @@ Guarantees:
   committed; the throw-away ``group.id`` librdkafka insists on is never joined), in a
   thread of its own, so a slow client slows only its own stream (gRPC flow control holds
   the next read until the previous message is sent).
+* Bounded memory per stream: the consumer prefetches at most ``grpc_watch_buffer_bytes``
+  (:func:`watch_consumer_options`), a read takes at most :data:`READ_BATCH` records from
+  that queue, and the repeat filter remembers at most :data:`_DEDUPE_MAX` resources.
 * For one resource only its partition is read (:func:`.positions.partition_for`, the
   producers' murmur2) and only records keyed by its id are decoded.
 * Order: a partition is read in offset order, and one resource's events are in one partition
@@ -49,11 +52,31 @@ from phoenix_resources.wire.events import EventCodec
 
 log = logging.getLogger("phoenix_resources.grpc.watch")
 
-READ_BATCH = 500
+READ_BATCH = 100
+"""Most records one read takes from the consumer's (byte-bounded) queue."""
 READ_WAIT_S = 0.25
 """Longest blocking read: also how soon a stream notices a shutdown or a cancelled client."""
-_DEDUPE_MAX = 100_000
+_DEDUPE_MAX = 10_000
+"""Resources whose last version a stream remembers to drop relay repeats (~1 MB at most):
+repeats follow a relay failover within seconds, so the most recent resources suffice."""
 _TRACE = frozenset({"traceparent"})
+_LIBRDKAFKA_MESSAGE_MAX = 1_000_000
+
+
+def watch_consumer_options(settings: Settings) -> dict[str, int | str | bool]:
+    """The consumer options of one stream: no group membership, nothing committed, and a
+    prefetch bounded by ``grpc_watch_buffer_bytes`` (librdkafka's defaults queue up to
+    64 MiB and 100,000 records per consumer, read ahead of a client that may be slow; a
+    record larger than the bound is still fetched, alone)."""
+    buffer = settings.grpc_watch_buffer_bytes
+    return {"enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "client.id": "phoenix-resources-grpc-watch",
+            "queued.max.messages.kbytes": max(1, buffer // 1024),
+            "queued.min.messages": READ_BATCH,
+            "fetch.max.bytes": buffer, "max.partition.fetch.bytes": buffer,
+            # librdkafka insists on fetch.max.bytes >= message.max.bytes (a producer's
+            # limit, meaningless for this consumer)
+            "message.max.bytes": min(buffer, _LIBRDKAFKA_MESSAGE_MAX)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +128,8 @@ class EventTail:
         deadline = time.monotonic() + self._timeout
         delay = 0.05
         while True:
-            consumer = bootstrap.consumer(
-                self._settings, f"phoenix-grpc-watch-{uuid.uuid4()}",
-                **{"enable.auto.commit": False, "auto.offset.reset": "earliest",
-                   "client.id": "phoenix-resources-grpc-watch"})
+            consumer = bootstrap.consumer(self._settings, f"phoenix-grpc-watch-{uuid.uuid4()}",
+                                          **watch_consumer_options(self._settings))
             try:
                 self.offsets = self._position(consumer, start)
             except (KafkaException, BrokerUnavailable) as e:

@@ -51,6 +51,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     tracing = tracing or Tracing.from_settings(settings, "api")
     tokens = TokenCheck(settings.api_token_hashes)
     state = ApiState()
+    state.page_max_bytes = settings.http_page_max_bytes
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

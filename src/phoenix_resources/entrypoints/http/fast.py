@@ -31,6 +31,8 @@ class ApiState:
     """What the lifespan opens and the routes use."""
 
     queries: ReadQueries
+    page_max_bytes: int = 1024 * 1024
+    """``PHOENIX_HTTP_PAGE_MAX_BYTES`` (set by the app)."""
 
 
 def _plain_lookup(scope: Scope) -> UUID | None:
@@ -74,7 +76,8 @@ class FastLookup:
         query = plain_listing(scope)
         if query is not None:
             try:
-                answer = await listing(self.state.queries, query)
+                answer = await listing(self.state.queries, query,
+                                       max_bytes=self.state.page_max_bytes)
             except DatabaseUnavailable:
                 pass  # the route answers it (503), as every error of the endpoint
             else:

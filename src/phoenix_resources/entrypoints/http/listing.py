@@ -8,6 +8,10 @@ serves the request — the same two-path arrangement as the lookup by id
 * the FastAPI route ``list_resources`` answers everything else, refusing what is invalid with
   its 400s, and documents the operation.
 
+Text that reaches the query is checked first (:func:`name_text`: 1..255 characters without
+NUL or lone surrogates, for ``name_prefix`` and a cursor's name alike), so a value PostgreSQL
+refuses is a 400 ``RES-001``, never a 500 with a traceback per request.
+
 Both call :func:`listing` and send the :class:`~.edge.Answer` it returns, so they cannot
 drift; ``tests/unit/test_http_listing.py`` compares them request by request. A database that
 cannot answer, or a cursor this API did not issue, is left to the route (the fast path falls
@@ -25,10 +29,11 @@ from uuid import UUID
 import orjson
 from starlette.types import Scope
 
-from phoenix_resources.adapters.postgres.queries import PageKey, ReadQueries
+from phoenix_resources.adapters.postgres.queries import PageKey, ReadQueries, page_within
 from phoenix_resources.domain.model import NAME_MAX, Status
 from phoenix_resources.entrypoints.http import problems as p
 from phoenix_resources.entrypoints.http.edge import Answer
+from phoenix_resources.wire.validation import storable_text
 
 PATH = "/api/v1/resources"
 LIMIT_DEFAULT, LIMIT_MAX = 50, 500
@@ -47,17 +52,21 @@ class ListQuery:
     limit: int = LIMIT_DEFAULT
 
 
-async def listing(queries: ReadQueries, query: ListQuery) -> Answer:
+async def listing(queries: ReadQueries, query: ListQuery, *, max_bytes: int) -> Answer:
     """The page as ``{"items": [...], "next_cursor": ...}``: each item the JSON PostgreSQL
-    rendered, ``next_cursor`` the key of the page's last row when more rows follow.
+    rendered, ``next_cursor`` the key of the page's last row when more rows follow. The page
+    holds at most ``query.limit`` items and stops before the one that would take the items
+    past ``max_bytes`` (``PHOENIX_HTTP_PAGE_MAX_BYTES``; never before the first): a big
+    ``limit`` over big resources is many pages, never one huge body.
 
     Raises :class:`~phoenix_resources.errors.DatabaseUnavailable` when the database cannot
     answer (the route turns it into 503 ``RES-007``)."""
     rows = await queries.resources(status=query.status, name_prefix=query.name_prefix,
-                                   after=query.after, limit=query.limit + 1)
-    limit = query.limit
-    next_cursor = encode_cursor(rows[limit - 1].key) if len(rows) > limit else None
-    body = b"".join((b'{"items":[', ",".join(r.json for r in rows[:limit]).encode(),
+                                   after=query.after, limit=query.limit + 1,
+                                   max_bytes=max_bytes)
+    page, more = page_within(rows, query.limit, max_bytes)
+    next_cursor = encode_cursor(page[-1].key) if more else None
+    body = b"".join((b'{"items":[', ",".join(r.json for r in page).encode(),
                      b'],"next_cursor":', orjson.dumps(next_cursor), b"}"))
     return Answer(200, [(b"content-length", str(len(body)).encode()),
                         (b"content-type", b"application/json")], body)
@@ -86,7 +95,7 @@ def _valid(given: dict[str, str]) -> ListQuery | None:
     if status is not None and status not in _STATUSES:
         return None
     prefix = given.get("name_prefix")
-    if prefix is not None and not 1 <= len(prefix) <= NAME_MAX:
+    if prefix is not None and not name_text(prefix):
         return None
     limit = LIMIT_DEFAULT
     if "limit" in given:
@@ -108,6 +117,21 @@ def _valid(given: dict[str, str]) -> ListQuery | None:
     return ListQuery(status, prefix, after, limit)
 
 
+def name_text(value: str) -> bool:
+    """Whether ``value`` may stand for a name in a query: 1..255 characters PostgreSQL can
+    take (no NUL, no lone surrogate). Names are never empty or longer, so nothing else can
+    match one; and a value PostgreSQL refuses would end as a 500 per request."""
+    return 1 <= len(value) <= NAME_MAX and storable_text(value)
+
+
+def check_name_prefix(value: str | None, field: str = "name_prefix") -> str | None:
+    """``value`` unless it is set and not :func:`name_text`: then ``ApiProblem`` RES-001."""
+    if value is not None and not name_text(value):
+        raise p.ApiProblem(p.INVALID_REQUEST, f"{field}, when set, must be 1..{NAME_MAX} "
+                           "characters without NUL or lone surrogates")
+    return value
+
+
 def encode_cursor(key: PageKey) -> str:
     """Opaque to clients: base64url of ``[id]`` or ``[name, id]``, unpadded."""
     raw = [str(key)] if isinstance(key, UUID) else [key[0], str(key[1])]
@@ -118,7 +142,8 @@ def decode_cursor(cursor: str, *, by_name: bool) -> PageKey:
     """The key a cursor encodes; ApiProblem RES-001 for anything this API did not issue."""
     try:
         raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if by_name and isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str):
+        if (by_name and isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str)
+                and name_text(raw[0])):  # a name this API could have issued
             return raw[0], UUID(raw[1])
         if not by_name and isinstance(raw, list) and len(raw) == 1:
             return UUID(raw[0])

@@ -34,9 +34,13 @@ DATABASE_UNAVAILABLE = "the database is unavailable"
 does: it is logged instead)."""
 INTERNAL = Code("RES-008", 500, "Internal error")
 METHOD_NOT_ALLOWED = Code("RES-009", 405, "Method not allowed")
+DELIVERY_UNKNOWN = Code("RES-010", 504, "Delivery unknown")
+"""A write whose record the broker had not acknowledged when the call's time ran out: it may
+have been written, and may be applied. Retry with the same ``command_id`` (gRPC writes only;
+the HTTP API has no writes)."""
 
 ALL_CODES = (INVALID_REQUEST, NOT_FOUND, TIMEOUT, DELETED, UNAUTHORIZED, FORBIDDEN,
-             UNAVAILABLE, INTERNAL, METHOD_NOT_ALLOWED)
+             UNAVAILABLE, INTERNAL, METHOD_NOT_ALLOWED, DELIVERY_UNKNOWN)
 
 
 class ApiProblem(PhoenixError):

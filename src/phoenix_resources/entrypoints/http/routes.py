@@ -22,6 +22,7 @@ from phoenix_resources.entrypoints.http.listing import (
     LIMIT_DEFAULT,
     LIMIT_MAX,
     ListQuery,
+    check_name_prefix,
     decode_cursor,
     listing,
 )
@@ -74,17 +75,23 @@ def add_api_routes(app: FastAPI, state: ApiState) -> None:
         name_prefix: Annotated[str | None, Query(
             min_length=1, max_length=NAME_MAX,
             description="Only names starting with this; orders by (name, id).")] = None,
-        limit: Annotated[int, Query(ge=1, le=LIMIT_MAX)] = LIMIT_DEFAULT,
+        limit: Annotated[int, Query(
+            ge=1, le=LIMIT_MAX,
+            description="The most items a page holds; a page also ends at a byte budget "
+                        "(PHOENIX_HTTP_PAGE_MAX_BYTES), so follow `next_cursor` until it is "
+                        "null.")] = LIMIT_DEFAULT,
         cursor: Annotated[str | None, Query(
             max_length=2048, pattern=r"^[A-Za-z0-9_-]+$",
             description="`next_cursor` of the previous page, unchanged (opaque; a cursor "
                         "this API did not issue is refused with 400).")] = None,
     ) -> Response:
         _reject_unknown_query(request, list_query)
+        check_name_prefix(name_prefix)  # NUL: PostgreSQL refuses it (a 400, not a 500)
         # The plain forms are answered by FastLookup; both send what listing.py answers.
         after = None if cursor is None else decode_cursor(cursor, by_name=name_prefix is not None)
         query = ListQuery(status.value if status else None, name_prefix, after, limit)
-        return (await listing(state.queries, query)).response()
+        return (await listing(state.queries, query,
+                              max_bytes=state.page_max_bytes)).response()
 
     @app.get("/api/v1/commands/{command_id}", response_model=CommandOutcome,
              tags=["commands"], summary="The recorded outcome of a command",

@@ -5,6 +5,8 @@ Guarantees: nothing is opened at import time; :func:`create_app_from_env` is the
 uvicorn's worker processes import, and it rebuilds exactly the settings :func:`serve` was
 given, handed over through a file only this user can read (never the environment). A
 stopping server lets requests in flight finish within ``http_request_timeout_s`` + 1 s.
+Every connection is served under the guard (``guard.py``): deadlines to send a request, a
+bound on a request head, on connections and on kept-alive idleness.
 """
 
 from __future__ import annotations
@@ -18,9 +20,16 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from phoenix_resources.config import Settings, revealed
 from phoenix_resources.entrypoints.http.app import create_app
+from phoenix_resources.entrypoints.http.guard import (
+    FILES_RESERVE,
+    ConnectionLimits,
+    GuardedConfig,
+    ensure_open_files,
+)
 from phoenix_resources.entrypoints.http.operations import Readiness
 from phoenix_resources.observability import Metrics, configure_logging
 from phoenix_resources.observability.metrics import multiprocess_dir
@@ -30,19 +39,27 @@ SETTINGS_FILE_ENV = "PHOENIX_API_SETTINGS_FILE"
 """Names the private file that hands :func:`serve`'s settings to its worker processes."""
 
 
-def _server_options(settings: Settings) -> dict[str, Any]:
-    return {"host": settings.http_host, "port": settings.http_port, "loop": "uvloop",
-            "http": "httptools", "lifespan": "on", "access_log": False, "log_config": None,
-            "server_header": False,
-            "timeout_graceful_shutdown": int(settings.http_request_timeout_s) + 1}
+def server_config(app: Any, settings: Settings, **options: Any) -> GuardedConfig:
+    """uvicorn's configuration for the API: httptools under the connection guard (request
+    deadlines, a bound on connections: ``guard.py``), uvloop, keep-alive bound."""
+    limits = ConnectionLimits(max_connections=settings.http_max_connections,
+                              header_timeout_s=settings.http_header_timeout_s,
+                              body_timeout_s=settings.http_body_timeout_s)
+    return GuardedConfig(app, limits=limits, host=settings.http_host, port=settings.http_port,
+                         loop="uvloop", lifespan="on", access_log=False, log_config=None,
+                         server_header=False,
+                         timeout_keep_alive=settings.http_keepalive_timeout_s,
+                         timeout_graceful_shutdown=int(settings.http_request_timeout_s) + 1,
+                         **options)
 
 
 def build_server(settings: Settings, *, metrics: Metrics | None = None,
                  readiness: Readiness | None = None,
                  tracing: Tracing | None = None) -> uvicorn.Server:
     """A single-process server the caller runs (``await server.serve()``) and stops."""
+    ensure_open_files(settings.http_max_connections + FILES_RESERVE)
     app = create_app(settings, metrics=metrics, readiness=readiness, tracing=tracing)
-    return uvicorn.Server(uvicorn.Config(app, **_server_options(settings)))
+    return uvicorn.Server(server_config(app, settings))
 
 
 def create_app_from_env() -> FastAPI:
@@ -80,6 +97,7 @@ def serve(settings: Settings) -> None:
         _freeze_heap()
         server.run()
         return
+    ensure_open_files(settings.http_max_connections + FILES_RESERVE)
     # Worker processes rebuild the app; hand them these exact settings through a file only
     # this user can read, named (not carried) by the environment, removed on the way out.
     folder = tempfile.mkdtemp(prefix="phoenix-api-")  # mode 0700
@@ -90,8 +108,11 @@ def serve(settings: Settings) -> None:
     os.environ[SETTINGS_FILE_ENV] = path
     try:
         with multiprocess_dir():
-            uvicorn.run(f"{__name__}:create_app_from_env", factory=True,
-                        workers=settings.http_workers, **_server_options(settings))
+            # uvicorn.run's multi-process path, with the guarded configuration (which
+            # uvicorn.run cannot take); it pickles, limits included, to every worker.
+            config = server_config(f"{__name__}:create_app_from_env", settings,
+                                   factory=True, workers=settings.http_workers)
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
     finally:
         os.environ.pop(SETTINGS_FILE_ENV, None)
         shutil.rmtree(folder, ignore_errors=True)
