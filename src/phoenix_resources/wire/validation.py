@@ -27,7 +27,7 @@ code; :func:`check_encoded` adds the size limit the worker applies to the encode
 Why here and not in ``domain/rules.py``: what most often separates "decoded" from
 "dead-lettered" is the wire and storage contract (NUL, Unicode, column sizes, integer and
 time ranges, units), which is this package's subject; the domain rules are applied from here,
-not copied (``docs/decisions/0012-one-command-validator.md``).
+not copied (``docs/decisions/0013-one-command-validator.md``).
 """
 
 from __future__ import annotations
