@@ -16,6 +16,7 @@ from phoenix_resources.entrypoints.console.app import Console, page_routes, secu
 from phoenix_resources.entrypoints.console.auth import Sessions, Tokens
 from phoenix_resources.entrypoints.console.glance import Watcher
 from phoenix_resources.entrypoints.console.operations import LiveOperations, Operations
+from phoenix_resources.entrypoints.http.guard import ConnectionLimits, GuardedConfig
 from phoenix_resources.errors import ConfigurationError
 
 log = logging.getLogger("phoenix_resources.console")
@@ -49,10 +50,15 @@ def create_app(settings: Settings, operations: Operations, *, watcher: Watcher |
 def build_server(settings: Settings, operations: Operations) -> uvicorn.Server:
     """A server the caller runs (``server.run()``) and stops (``should_exit``)."""
     app = create_app(settings, operations)
-    return uvicorn.Server(uvicorn.Config(app, host=settings.console_host,
-                                         port=settings.console_port, log_config=None,
-                                         access_log=False, lifespan="off",
-                                         server_header=False))
+    # The API's connection guard: request deadlines and a bound on connections, so slow or
+    # abusive clients cannot hold the console (login needs no credential to reach it).
+    limits = ConnectionLimits(max_connections=settings.http_max_connections,
+                              header_timeout_s=settings.http_header_timeout_s,
+                              body_timeout_s=settings.http_body_timeout_s)
+    return uvicorn.Server(GuardedConfig(app, limits=limits, host=settings.console_host,
+                                        port=settings.console_port, log_config=None,
+                                        access_log=False, lifespan="off", server_header=False,
+                                        timeout_keep_alive=settings.http_keepalive_timeout_s))
 
 
 def serve(settings: Settings) -> int:
