@@ -519,7 +519,11 @@ class FakeConsumer:
       not assigned;
     * :meth:`commit` without offsets commits stored offsets newer than the committed ones,
       and raises ``_NO_OFFSET`` when there are none;
-    * paused partitions yield nothing (unless :meth:`slip_through_pause`);
+    * paused partitions yield nothing (unless :meth:`slip_through_pause`); a pause outlives
+      the assignment, as librdkafka's does: a paused partition revoked or lost, then assigned
+      again, is still paused until :meth:`resume`;
+    * :meth:`unsubscribe` revokes the whole assignment (at the next call that serves
+      rebalances);
     * only assigned partitions can be paused: inside ``on_assign`` the new partitions are
       assigned when the callback returns, unless it assigns them itself with
       :meth:`incremental_assign` — a pause made before that is lost, as with librdkafka
@@ -616,6 +620,11 @@ class FakeConsumer:
         if initial is None:
             initial = [tp for tp in self.logs if tp[0] in topics]
         self.schedule_assign(*sorted(initial))
+
+    def unsubscribe(self) -> None:
+        self._check_open()
+        self._topics = set()
+        self.schedule_revoke(*sorted(self.assigned))
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         self._check_open()
@@ -760,7 +769,6 @@ class FakeConsumer:
     def _unassign(self, tps: list[TP]) -> None:
         for tp in tps:
             self.assigned.discard(tp)
-            self.paused.discard(tp)
             self.positions.pop(tp, None)
             self.stored.pop(tp, None)
 

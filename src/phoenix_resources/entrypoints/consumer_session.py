@@ -16,7 +16,9 @@ Guarantees this module enforces:
   partitions already belong to another member, and nothing of them is committed;
 * while paused, every partition assigned meanwhile is paused too; :meth:`ConsumerSession.wait`
   polls (rebalances and heartbeats are served, the group membership is kept) and rewinds a
-  record that slips through the pause, so it is fetched again after :meth:`resume`;
+  record that slips through the pause, so it is fetched again after :meth:`resume`; a
+  partition that leaves the assignment while paused is resumed as it leaves (librdkafka
+  keeps the pause on the partition, and one assigned again later would never be fetched);
 * a replaced consumer's callbacks are ignored from the moment it starts closing; what it held
   is reported lost once; it commits what it stored as it closes, if it still can.
 
@@ -273,6 +275,11 @@ class ConsumerSession:
         if self._replaced(consumer):
             return
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        if self._paused and partitions:
+            # librdkafka keeps an application's pause on a partition after it leaves the
+            # assignment: assigned here again later (a group session lost during an outage,
+            # then rejoined), it would stay paused, unfetched, with nothing to resume it.
+            consumer.resume(partitions)
         self._on_gone({p for _, p in gone})
         if how == "revoked":
             try:
