@@ -225,9 +225,13 @@ class DeadLetters:
     raises :class:`BrokerUnavailable`; what was delivered is not sent again.
     """
 
-    def __init__(self, topic: str, max_bytes: int = PRODUCER_MAX_BYTES) -> None:
+    def __init__(self, topic: str, max_bytes: int = PRODUCER_MAX_BYTES,
+                 wait_s: float = 30.0) -> None:
+        """``wait_s``: how long one send waits for the delivery reports (longer than the
+        producer's delivery timeout, so a retried send never queues a second copy)."""
         self.topic = topic
         self.max_bytes = max_bytes
+        self.wait_s = wait_s
         self._pending: list[_Pending] = []
         self.delivered = 0
         self.delivered_reasons: dict[str, int] = {}
@@ -255,7 +259,7 @@ class DeadLetters:
             if not self._pending:
                 return
             try:
-                publish_all(producer, [p.record for p in self._pending])
+                publish_all(producer, [p.record for p in self._pending], self.wait_s)
             except RecordRefused as refused:
                 self._settle(refused)
             else:

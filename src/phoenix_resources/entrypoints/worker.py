@@ -110,6 +110,7 @@ class Worker:
         self.metrics = metrics
         self.clock = clock
         self._dlq_max_bytes = producer_max_bytes(settings.kafka_options)
+        self._dlq_wait_s = bootstrap.publish_wait_s(settings)
         self._in_flight: _InFlight | None = None
         self._stop = threading.Event()
         self.watch = WorkerWatch(metrics, consumer, tracing=tracing, monotonic=monotonic,
@@ -190,7 +191,7 @@ class Worker:
         their offsets only once the batch committed and its dead letters were acknowledged.
         Stopping mid-fault abandons the batch unstored (it will be redelivered)."""
         batch = _InFlight(list(messages), DeadLetters(self.settings.dlq_topic,
-                                                      self._dlq_max_bytes),
+                                                      self._dlq_max_bytes, self._dlq_wait_s),
                           self.watch.batch(messages))
         self._in_flight = batch
         try:
