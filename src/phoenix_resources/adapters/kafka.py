@@ -41,14 +41,23 @@ JAVA_PARTITIONER = "murmur2_random"
 """The Java client's default partitioner, in librdkafka's name."""
 
 
+CLUSTER_DEFAULTS: dict[str, Any] = {"socket.timeout.ms": 10_000}
+"""How every producer and consumer notices a hung broker (a stopped process, a wedged JVM,
+a host that stopped answering without closing its sockets): a request unanswered for 10 s
+closes the connection, and librdkafka looks up the partition's leader again, by then
+another broker once the controller has fenced the hung one. librdkafka's own 60 s would
+stall every partition the hung broker led for a minute (or until it wakes up). A broker
+slower than this to answer (acks=all waiting for a lagging follower) has its request sent
+again: the producer is idempotent, a fetch is only a read."""
+
 PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5, "compression.type": "lz4",
-                                     "client.id": "phoenix-resources"}
+                                     "client.id": "phoenix-resources", **CLUSTER_DEFAULTS}
 """Tuning a producer starts from; the option maps may change any of it."""
 CONSUMER_DEFAULTS: dict[str, Any] = {"enable.auto.commit": True, "auto.commit.interval.ms": 1000,
                                      "auto.offset.reset": "earliest",
                                      "partition.assignment.strategy": "cooperative-sticky",
                                      "enable.partition.eof": False, "fetch.wait.max.ms": 50,
-                                     "client.id": "phoenix-resources"}
+                                     "client.id": "phoenix-resources", **CLUSTER_DEFAULTS}
 """What a consumer starts from; the option maps may change any of it."""
 
 
