@@ -170,8 +170,12 @@ def database_ping(settings: Settings) -> Callable[[float], float]:
 
 
 def prepare_topics(settings: Settings) -> None:
+    """Create the missing topics (``PHOENIX_CREATE_TOPICS``) with the replication and
+    ``min.insync.replicas`` of the settings (``adapters.kafka.ensure_topics``)."""
     if settings.create_topics:
-        kafka.ensure_topics(kafka.admin_config(settings), topics_to_create(settings))
+        kafka.ensure_topics(kafka.admin_config(settings), topics_to_create(settings),
+                            replication=settings.topic_replication_factor,
+                            min_insync=settings.topic_min_insync_replicas)
 
 
 @dataclass(frozen=True)

@@ -108,10 +108,15 @@ class Settings(ServerLimits):
     rebalance. Must be unique per worker (Kubernetes: the pod name). Unset: dynamic
     membership."""
     create_topics: bool = True
-    """Create missing topics at start (replication ``min(3, brokers)``). Turn off where topics
-    are managed elsewhere."""
+    """Create missing topics at start (``PHOENIX_TOPIC_*``). Turn off where topics are managed
+    elsewhere."""
     topic_partitions: int = Field(default=6, ge=1)
     """Partitions of topics created at start (the DLQ gets 1)."""
+    topic_replication_factor: int | None = Field(default=None, ge=1)
+    """Replication of topics created at start. Unset: ``min(3, brokers registered then)``."""
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1)
+    """``min.insync.replicas`` of topics created at start. Unset: one less than their
+    replication (2 of 3), at least 1. Never the cluster's default, which may be 1."""
     wire_format: Literal["avro", "json"] = "avro"
     """Encoding the client library and CLI publish commands in (``avro`` or ``json``); the
     worker accepts both."""

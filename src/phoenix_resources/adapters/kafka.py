@@ -136,9 +136,16 @@ def new_consumer(settings: KafkaSettings, group_id: str | None = None,
     return Consumer(consumer_config(settings, group_id, **overrides))
 
 
-def ensure_topics(common: dict[str, Any], topics: dict[str, int], timeout: float = 30) -> None:
-    """Create missing topics (replication = min(3, brokers)); existing ones are left alone.
-    ``common`` is an admin client's configuration (:func:`admin_config`)."""
+def ensure_topics(common: dict[str, Any], topics: dict[str, int], timeout: float = 30, *,
+                  replication: int | None = None, min_insync: int | None = None) -> None:
+    """Create missing topics; existing ones are left alone. ``common`` is an admin client's
+    configuration (:func:`admin_config`).
+
+    Each gets ``replication`` replicas (default ``min(3, brokers registered now)``) and
+    ``min.insync.replicas`` = ``min_insync`` (default: one less than the replication, at
+    least 1), set on the topic rather than left to the cluster's default, which is 1 unless
+    the cluster says otherwise: with 3 replicas and 2 required, one broker may be lost without
+    losing an acknowledged record, and two stop writes instead of risking them."""
     admin = AdminClient(common)
     try:
         meta = admin.list_topics(timeout=timeout)
@@ -147,13 +154,20 @@ def ensure_topics(common: dict[str, Any], topics: dict[str, int], timeout: float
     missing = {t: n for t, n in topics.items() if t not in meta.topics}
     if not missing:
         return
-    replication = min(3, max(1, len(meta.brokers)))
-    futures = admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=replication)
-                                   for t, n in missing.items()], operation_timeout=timeout)
+    factor = replication or min(3, max(1, len(meta.brokers)))
+    insync = min_insync or max(1, factor - 1)
+    if insync > factor:
+        raise ConfigurationError(f"min.insync.replicas {insync} is above the replication "
+                                 f"factor {factor}: no write could ever be acknowledged")
+    futures = admin.create_topics([
+        NewTopic(t, num_partitions=n, replication_factor=factor,
+                 config={"min.insync.replicas": str(insync)}) for t, n in missing.items()],
+        operation_timeout=timeout)
     for topic, future in futures.items():
         try:
             future.result(timeout=timeout)
-            log.info("created topic", extra={"topic": topic, "partitions": missing[topic]})
+            log.info("created topic", extra={"topic": topic, "partitions": missing[topic],
+                                             "replication": factor, "min_insync": insync})
         except KafkaException as e:
             if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise ConfigurationError(f"cannot create topic {topic}: {e}") from e
