@@ -50,8 +50,10 @@ from phoenix_resources.services.isolate import Isolation
 
 try:
     import phoenix_resources_native as native
+
+    BUILT = True
 except ImportError:  # reported by main()
-    native = None
+    BUILT = False
 
 BATCH = 1000
 EVENTS, REJECTIONS = "events", "rejections"
@@ -132,8 +134,8 @@ class ScriptedConnection:
         self.connection = None
         for cls in arrays.ARRAY_TYPES:
             self.adapters.register_dumper(cls, arrays._ArrayDumper)
-        for cls in ENCODED.values():
-            self.adapters.register_dumper(cls, _EncodedDumper)
+        for encoded in ENCODED.values():
+            self.adapters.register_dumper(encoded, _EncodedDumper)
         self.tx = Transformer(self)
         self.answers = deque(answers)
         self.captured: list[tuple[str, list[Any]]] | None = [] if capture else None
@@ -198,8 +200,8 @@ class Paths:
         self.oldest = self.now - timedelta(hours=self.settings.processed_retention_hours)
         known = {s.fingerprint for s in self.codec.framing._known.values()}
         known.discard(self.codec.schema.fingerprint)
-        self.native_options = {"max_bytes": self.codec.max_bytes,
-                               "known_fingerprints": sorted(known), "registry": False}
+        self.max_bytes = self.codec.max_bytes
+        self.known_fingerprints = sorted(known)
 
     def _flight(self, chunk: list[Message]) -> _InFlight:
         return _InFlight(chunk, DeadLetters("dlq"), None)  # type: ignore[arg-type]
@@ -219,11 +221,11 @@ class Paths:
         return commands
 
     def native(self, conn: Any) -> int:
-        assert native is not None
         commands = 0
         for chunk in self.batches:
             flight = self._flight(chunk)
-            batch = native.decode_messages(chunk, **self.native_options)
+            batch = native.decode_messages(chunk, max_bytes=self.max_bytes,
+                                           known_fingerprints=self.known_fingerprints)
             for i in batch.fallbacks():
                 try:
                     batch.supply(i, self.codec.decode(chunk[i].value(), batch.headers(i)[0]))
@@ -274,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args(argv)
-    if native is None:
+    if not BUILT:
         print("phoenix_resources_native is not importable: build it with native/build.sh and "
               "put native/target/site on PYTHONPATH (native/README.md)", file=sys.stderr)
         return 2
@@ -286,11 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     paths.pure(recording)
     script = recording.script
 
-    captured = []
+    captured: list[list[tuple[str, list[Any]]]] = []
     for run in (paths.pure, paths.native):
         conn = ScriptedConnection(script, capture=True)
         run(conn)
-        captured.append(conn.captured)
+        captured.append(conn.captured or [])
     same = captured[0] == captured[1]
     statements = sum(1 for q, _ in captured[0] if q not in READS)
     print(f"parity: {len(captured[0]):,} statements of each path compared, "

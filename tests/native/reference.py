@@ -226,7 +226,8 @@ class RecordingConnection:
             return _Cursor([(i,) for i in ids if i in self.parked], 0)
         if name == "load":
             return _Cursor([self.rows[i] for i in ids if i in self.rows], 0)
-        first = next((p for p in params if isinstance(p, arrays._TypedArray)), [])
+        first: Sequence[Any] = next(
+            (p for p in params if isinstance(p, arrays._TypedArray)), [])
         return _Cursor([], len(first))
 
 

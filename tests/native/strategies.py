@@ -125,6 +125,7 @@ HEADER_LISTS = st.one_of(
 def records(draw: st.DrawFn) -> Record:
     kind = draw(st.sampled_from(["command"] * 6 + ["json", "avro", "bytes", "prefix", "empty"]))
     rid = str(uuid.uuid4())
+    value: bytes | None
     if kind == "command":
         value, rid = draw(command_values())
     elif kind == "json":

@@ -137,9 +137,11 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         records.append(Record(value, key, headers, draw(st.integers(0, 5)), offset))
         ids.append(command.command_id)
     known = set(draw(st.lists(st.sampled_from(ids), max_size=2)))
-    failed = {i: f"psycopg.errors.Boom: {i} \u2028'x'" for i in
-              draw(st.lists(st.sampled_from(ids), max_size=1))} if draw(
-        st.integers(0, 3)) == 0 else draw(st.none() | st.just({}))
+    failed: dict[UUID, str] | None = {
+        i: f"psycopg.errors.Boom: {i} \u2028'x'"
+        for i in draw(st.lists(st.sampled_from(ids), max_size=1))}
+    if draw(st.integers(0, 3)):
+        failed = draw(st.sampled_from([None, {}]))
     oldest = draw(st.none() | st.just(now - timedelta(hours=1)).map(
         lambda t: t.astimezone(draw(ZONES))))
     select = draw(st.none() | st.lists(st.integers(0, len(records) - 1), max_size=len(records),

@@ -79,6 +79,6 @@ def test_a_version_past_bigint_is_refused(native: ModuleType) -> None:
     command = UpdateResource(command_id=uuid.uuid4(), resource_id=rid, issued_at=now, name="b")
     value, _ = codec.encode(command)
     batch, _ = decode_natively(native, codec, [Record(value, str(rid).encode(), None, 0, 0)])
-    row = (rid, "a", {}, "active", 2**63 - 1, now, now, uuid.uuid4(), None)
+    row: tuple[Any, ...] = (rid, "a", {}, "active", 2**63 - 1, now, now, uuid.uuid4(), None)
     with pytest.raises(OverflowError, match="2\\^63 - 1"):
         batch.plan().fold([], [], [row], now, events_topic="e", rejections_topic="r")
