@@ -9,7 +9,7 @@ use crate::domain::{self, Command, Outcome};
 use crate::headers::{self, Headers};
 use crate::pytext::isoformat_utc;
 use crate::statements::{self, Item, OutboxRow, OutboxSettings};
-use crate::uuid::{text, text_string, Uuid};
+use crate::uuid::{text, text_string, IdMap, IdSet, Uuid};
 use pyo3::exceptions::{PyIndexError, PyOverflowError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -390,7 +390,7 @@ impl Batch {
             Some(s) => s,
             None => batch.commands(),
         };
-        let mut first: HashMap<Uuid, usize> = HashMap::new();
+        let mut first: IdMap<usize> = IdMap::default();
         let mut claims: Vec<(usize, i64)> = Vec::new();
         for i in select {
             let State::Command(c, _) = &batch.get(i)?.state else {
@@ -435,8 +435,8 @@ pub struct Plan {
     resource_ids: Vec<u8>,
 }
 
-fn set_of(values: Option<&Bound<'_, PyAny>>) -> PyResult<HashSet<Uuid>> {
-    let mut out = HashSet::new();
+fn set_of(values: Option<&Bound<'_, PyAny>>) -> PyResult<IdSet> {
+    let mut out = IdSet::default();
     if let Some(values) = values {
         for v in values.try_iter()? {
             out.insert(uuid_of(&v?)?);
@@ -490,12 +490,12 @@ impl Plan {
         let batch = self.batch.borrow(py);
         let known = set_of(Some(known))?;
         let parked = set_of(Some(parked))?;
-        let mut states = HashMap::new();
+        let mut states = IdMap::default();
         for row in rows.try_iter()? {
             let r = resource_of(&row?)?;
             states.insert(r.id, r);
         }
-        let mut failures = HashMap::new();
+        let mut failures = IdMap::default();
         if let Some(failed) = failed.filter(|f| !f.is_none()) {
             for item in failed.call_method0(intern!(py, "items"))?.try_iter()? {
                 let (k, v) = unpack_pair(&item?)?;

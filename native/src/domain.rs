@@ -4,8 +4,8 @@
 //! tables of the running interpreter (`repr()` of a config key) is asked of the caller.
 
 use crate::pytext::{blank, char_len, head_chars, isoformat_utc};
-use crate::uuid::{text_string, Uuid};
-use std::collections::{HashMap, HashSet};
+use crate::uuid::{text_string, IdMap, IdSet, Uuid};
+use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -222,13 +222,14 @@ fn check_transition(current: Status, new: Status) -> Rule {
 
 /// ``rules.check_admission``: the record's key, then the dedupe retention.
 fn check_admission(command: &Command, key_matches: bool, oldest: Option<&(i64, String)>) -> Rule {
-    let id = text_string(&command.command_id);
+    let id = || text_string(&command.command_id);
     if !key_matches {
         return Err(Violation(
             code::KEY_MISMATCH,
             format!(
-                "command {id}: the record's key must be its resource_id (canonical UUID text) \
-                 so that all of a resource's commands share one partition"
+                "command {}: the record's key must be its resource_id (canonical UUID text) \
+                 so that all of a resource's commands share one partition",
+                id()
             ),
         ));
     }
@@ -237,8 +238,9 @@ fn check_admission(command: &Command, key_matches: bool, oldest: Option<&(i64, S
             return Err(Violation(
                 code::TOO_OLD,
                 format!(
-                    "command {id} was issued at {}, before the dedupe retention window (from \
+                    "command {} was issued at {}, before the dedupe retention window (from \
                      {text}); it is refused so that a replay can never apply it twice",
+                    id(),
                     isoformat_utc(command.issued_at)
                 ),
             ));
@@ -468,18 +470,22 @@ pub struct Folded {
 /// would pass 2^63 - 1 (PostgreSQL's BIGINT; the reference would fail writing it).
 #[allow(clippy::too_many_arguments)]
 pub fn fold(
-    states: &HashMap<Uuid, Resource>,
+    states: &IdMap<Resource>,
     fresh: &[Fresh],
     now: i64,
-    parked: &HashSet<Uuid>,
-    failed: &HashMap<Uuid, String>,
+    parked: &IdSet,
+    failed: &IdMap<String>,
     oldest: Option<&(i64, String)>,
     repr: Repr,
 ) -> Result<Folded, String> {
     let mut arena: Vec<Resource> = Vec::new();
-    let mut current: HashMap<Uuid, usize> = HashMap::new();
-    let mut blocked: HashSet<Uuid> = parked.clone();
-    let mut changes: indexmap::IndexMap<Uuid, NetChange> = indexmap::IndexMap::new();
+    let mut current: IdMap<usize> = IdMap::default();
+    let mut blocked: IdSet = parked.clone();
+    let mut changes: indexmap::IndexMap<
+        Uuid,
+        NetChange,
+        std::hash::BuildHasherDefault<crate::uuid::IdHasher>,
+    > = indexmap::IndexMap::default();
     let mut outcomes = Vec::with_capacity(fresh.len());
     for item in fresh {
         let command = item.command;

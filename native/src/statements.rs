@@ -183,7 +183,10 @@ fn resources(folded: &Folded, existing: bool) -> Vec<Vec<u8>> {
     out.into_iter().map(Array::finish).collect()
 }
 
-fn park(items: &[Item], folded: &Folded) -> Result<Option<(Vec<Vec<u8>>, Vec<u8>)>, String> {
+/// The ``park`` statement's arrays and ``park_resources``'s one array.
+type Parking = (Vec<Vec<u8>>, Vec<u8>);
+
+fn park(items: &[Item], folded: &Folded) -> Result<Option<Parking>, String> {
     let parked: Vec<(&Item, &str, &str)> = items
         .iter()
         .zip(&folded.outcomes)
@@ -317,7 +320,7 @@ pub fn write(
     }
     if !known.is_empty() {
         let mut sorted: Vec<&(Uuid, i64)> = known.iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted.sort_by_key(|k| k.0);
         let mut ids = Array::new(Elem::Uuid);
         let mut counts = Array::new(Elem::Int4);
         for (id, repeats) in sorted {
