@@ -87,7 +87,8 @@ def rows(draw: st.DrawFn, rid: UUID, now: datetime) -> Row | None:
     created = now - timedelta(microseconds=draw(st.integers(1, 10**12)))
     updated = created + timedelta(microseconds=draw(st.integers(0, 10**6)))
     return (rid, draw(NAMES), draw(CONFIGS), draw(st.sampled_from([s.value for s in Status])),
-            draw(st.integers(1, 5)), created, updated, uuid.uuid4(),
+            draw(st.integers(1, 5) | st.sampled_from([127, 128, 2**31, 2**62])), created,
+            updated, uuid.uuid4(),
             updated if kind == "deleted" else None)
 
 
@@ -211,3 +212,20 @@ def _length(array: bytes) -> int:
 def test_a_folded_batch_writes_what_the_reference_writes(native: ModuleType,
                                                          scenario: Scenario) -> None:
     run(native, scenario)
+
+
+# Every character CPython's str.strip() removes, and neighbours that it keeps.
+SPACES = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+NOT_SPACES = ["\u180e", "\u200b", "\ufeff", "\x1b", "\x7f", "\xad", "a"]
+
+
+@pytest.mark.parametrize("names", [SPACES, NOT_SPACES, ["".join(SPACES)]])
+def test_blank_names_are_told_like_python(native: ModuleType, names: list[str]) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    records = []
+    for offset, name in enumerate(names):
+        rid = uuid.uuid4()
+        command = CreateResource(command_id=uuid.uuid4(), resource_id=rid, issued_at=now,
+                                 name=name, config={})
+        records.append(Record(CODEC.encode(command)[0], str(rid).encode(), None, 0, offset))
+    run(native, Scenario(records, {}, set(), set(), None, now, None, None, False))
