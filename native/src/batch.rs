@@ -228,6 +228,14 @@ pub fn decode_messages(
     Ok(Batch { records })
 }
 
+/// ``micros / 10**6`` as Python's true division of integers (correctly rounded).
+fn seconds(py: Python<'_>, micros: i64) -> PyResult<f64> {
+    if micros.unsigned_abs() < (1u64 << 53) {
+        return Ok(micros as f64 / 1e6); // both exact in a double: one rounding, like Python
+    }
+    micros.into_pyobject(py)?.div(1_000_000)?.extract()
+}
+
 fn command_dict<'py>(
     py: Python<'py>,
     c: &Command,
@@ -379,6 +387,38 @@ impl Batch {
     fn refuse(&mut self, i: usize, reason: String, detail: String) -> PyResult<()> {
         self.waiting(i)?.state = State::Dead(reason, detail);
         Ok(())
+    }
+
+    /// ``issued_at.timestamp()`` of every command of the batch, in order, but those whose
+    /// id is in ``exclude`` (``WorkerWatch._issued``: the batch's commands less the known
+    /// duplicates).
+    #[pyo3(signature = (exclude=None))]
+    fn issued_seconds(
+        &self,
+        py: Python<'_>,
+        exclude: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<f64>> {
+        let mut skip = IdSet::default();
+        if let Some(ids) = exclude {
+            for id in ids.try_iter()? {
+                let id = id?;
+                let parsed = match id.cast::<PyString>() {
+                    Ok(text) => crate::uuid::parse_canonical(text.to_str()?.as_bytes())
+                        .ok_or_else(|| PyValueError::new_err("ids as text are canonical"))?,
+                    Err(_) => uuid_of(&id)?,
+                };
+                skip.insert(parsed);
+            }
+        }
+        let mut out = Vec::new();
+        for r in &self.records {
+            if let State::Command(c, _) = &r.state {
+                if !skip.contains(&c.command_id) {
+                    out.push(seconds(py, c.issued_at)?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The claim of the commands at ``select`` (all of them, in order, by default): the first

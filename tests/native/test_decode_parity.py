@@ -61,8 +61,11 @@ def check_batch(native: ModuleType, which: str, batch_records: list[Record]) -> 
     codec, registry_ids = CODECS[which]
     batch, fell_back = decode_natively(native, codec, batch_records, registry_ids)
     assert len(batch) == len(batch_records)
+    decoded = []
     for i, r in enumerate(batch_records):
-        seen, expected, _ = decode_reference(codec, r)
+        seen, expected, command = decode_reference(codec, r)
+        if command is not None:
+            decoded.append(command)
         assert batch.headers(i) == seen
         assert native_decoding(batch, i) == expected, (i, r)
         assert (i in fell_back) == (route(codec, registry_ids, r, seen[0]) == "python")
@@ -75,6 +78,10 @@ def check_batch(native: ModuleType, which: str, batch_records: list[Record]) -> 
         for name in batch.headers(i)[2]:
             counts[name] = counts.get(name, 0) + 1
     assert batch.invalid_header_counts() == counts
+    exclude = {c.command_id for c in decoded[::2]}
+    assert batch.issued_seconds(exclude) == [c.issued_at.timestamp() for c in decoded
+                                             if c.command_id not in exclude]
+    assert batch.issued_seconds([str(i) for i in exclude]) == batch.issued_seconds(exclude)
 
 
 @PARITY
