@@ -475,6 +475,57 @@ pub struct Plan {
     resource_ids: Vec<u8>,
 }
 
+/// What the read round trip returned, and the batch's clock, in Rust values.
+struct Inputs {
+    known: IdSet,
+    parked: IdSet,
+    states: IdMap<domain::Resource>,
+    failed: IdMap<String>,
+    now: i64,
+    oldest: Option<(i64, String)>,
+}
+
+impl Inputs {
+    fn read(
+        known: &Bound<'_, PyAny>,
+        parked: &Bound<'_, PyAny>,
+        rows: &Bound<'_, PyAny>,
+        now: &Bound<'_, PyAny>,
+        oldest: Option<&Bound<'_, PyAny>>,
+        failed: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Inputs> {
+        let py = now.py();
+        let mut states = IdMap::default();
+        for row in rows.try_iter()? {
+            let r = resource_of(&row?)?;
+            states.insert(r.id, r);
+        }
+        let mut failures = IdMap::default();
+        if let Some(failed) = failed.filter(|f| !f.is_none()) {
+            for item in failed.call_method0(intern!(py, "items"))?.try_iter()? {
+                let (k, v) = unpack_pair(&item?)?;
+                failures.insert(uuid_of(&k)?, v.cast::<PyString>()?.to_str()?.to_owned());
+            }
+        }
+        // The retention's bound, and its text for CMD-008 messages (as Python writes it).
+        let oldest = match oldest.filter(|o| !o.is_none()) {
+            None => None,
+            Some(o) => Some((
+                micros(o)?,
+                o.call_method0(intern!(py, "isoformat"))?.extract()?,
+            )),
+        };
+        Ok(Inputs {
+            known: set_of(Some(known))?,
+            parked: set_of(Some(parked))?,
+            states,
+            failed: failures,
+            now: micros(now)?,
+            oldest,
+        })
+    }
+}
+
 fn set_of(values: Option<&Bound<'_, PyAny>>) -> PyResult<IdSet> {
     let mut out = IdSet::default();
     if let Some(values) = values {
@@ -528,29 +579,7 @@ impl Plan {
         rejection_prefix: Option<Vec<u8>>,
     ) -> PyResult<Written> {
         let batch = self.batch.borrow(py);
-        let known = set_of(Some(known))?;
-        let parked = set_of(Some(parked))?;
-        let mut states = IdMap::default();
-        for row in rows.try_iter()? {
-            let r = resource_of(&row?)?;
-            states.insert(r.id, r);
-        }
-        let mut failures = IdMap::default();
-        if let Some(failed) = failed.filter(|f| !f.is_none()) {
-            for item in failed.call_method0(intern!(py, "items"))?.try_iter()? {
-                let (k, v) = unpack_pair(&item?)?;
-                failures.insert(uuid_of(&k)?, v.cast::<PyString>()?.to_str()?.to_owned());
-            }
-        }
-        let now = micros(now)?;
-        let oldest = match oldest.filter(|o| !o.is_none()) {
-            None => None,
-            Some(o) => Some((
-                micros(o)?,
-                o.call_method0(intern!(py, "isoformat"))?
-                    .extract::<String>()?,
-            )),
-        };
+        let inputs = Inputs::read(known, parked, rows, now, oldest, failed)?;
         let mut indices = Vec::new();
         let mut items = Vec::new();
         let mut fresh = Vec::new();
@@ -564,7 +593,7 @@ impl Plan {
                 )));
             };
             duplicates += repeats;
-            if known.contains(&c.command_id) {
+            if inputs.known.contains(&c.command_id) {
                 known_claims.push((c.command_id, repeats));
                 duplicates += 1;
             } else {
@@ -589,12 +618,12 @@ impl Plan {
                 .unwrap_or_default()
         };
         let folded = domain::fold(
-            &states,
+            &inputs.states,
             &fresh,
-            now,
-            &parked,
-            &failures,
-            oldest.as_ref(),
+            inputs.now,
+            &inputs.parked,
+            &inputs.failed,
+            inputs.oldest.as_ref(),
             &mut repr,
         )
         .map_err(PyOverflowError::new_err)?;
@@ -604,60 +633,11 @@ impl Plan {
             event_prefix: event_prefix.as_deref().unwrap_or(&EVENT_HEADER),
             rejection_prefix: rejection_prefix.as_deref().unwrap_or(&REJECTION_HEADER),
         };
-        let written = statements::write(&items, &known_claims, &folded, now, &settings)
+        let written = statements::write(&items, &known_claims, &folded, inputs.now, &settings)
             .map_err(PyOverflowError::new_err)?;
-        let mut report = Report {
-            duplicates,
-            ..Report::default()
-        };
+        let (outcomes, mut report) = views(&indices, &items, folded.outcomes);
+        report.duplicates = duplicates;
         report.duplicate_ids = known_claims.iter().map(|(id, _)| text_string(id)).collect();
-        let mut outcomes = Vec::with_capacity(items.len());
-        for ((i, item), (outcome, _)) in indices.iter().zip(&items).zip(folded.outcomes) {
-            let view = match outcome {
-                Outcome::Applied { version, change } => {
-                    match change {
-                        Some(_) => {
-                            report.applied += 1;
-                            report.events += 1;
-                        }
-                        None => report.unchanged += 1,
-                    }
-                    OutcomeView {
-                        kind: "applied",
-                        code: None,
-                        message: None,
-                        version: Some(version),
-                        event: change.map(|(k, _)| k.type_name()),
-                    }
-                }
-                Outcome::Rejected { code, message } => {
-                    report.rejected += 1;
-                    report.count(code);
-                    OutcomeView {
-                        kind: "rejected",
-                        code: Some(code),
-                        message: Some(message),
-                        version: None,
-                        event: None,
-                    }
-                }
-                Outcome::Parked { code, error } => {
-                    report.parked += 1;
-                    report
-                        .parked_ids
-                        .push(text_string(&item.command.command_id));
-                    report.count(code);
-                    OutcomeView {
-                        kind: "parked",
-                        code: Some(code),
-                        message: Some(error),
-                        version: None,
-                        event: None,
-                    }
-                }
-            };
-            outcomes.push((*i, view));
-        }
         Ok(Written {
             outcomes,
             statements: written.statements,
@@ -669,6 +649,63 @@ impl Plan {
             rejections_topic,
         })
     }
+}
+
+/// The outcomes as ``Written.outcomes`` shows them, and the report's counts of them.
+fn views(
+    indices: &[usize],
+    items: &[Item],
+    outcomes: Vec<(Outcome, Option<usize>)>,
+) -> (Vec<(usize, OutcomeView)>, Report) {
+    let mut report = Report::default();
+    let mut out = Vec::with_capacity(items.len());
+    for ((i, item), (outcome, _)) in indices.iter().zip(items).zip(outcomes) {
+        let view = match outcome {
+            Outcome::Applied { version, change } => {
+                if change.is_some() {
+                    report.applied += 1;
+                    report.events += 1;
+                } else {
+                    report.unchanged += 1;
+                }
+                let event = change.map(|(k, _)| k.type_name());
+                OutcomeView {
+                    kind: "applied",
+                    code: None,
+                    message: None,
+                    version: Some(version),
+                    event,
+                }
+            }
+            Outcome::Rejected { code, message } => {
+                report.rejected += 1;
+                report.count(code);
+                OutcomeView {
+                    kind: "rejected",
+                    code: Some(code),
+                    message: Some(message),
+                    version: None,
+                    event: None,
+                }
+            }
+            Outcome::Parked { code, error } => {
+                report.parked += 1;
+                report
+                    .parked_ids
+                    .push(text_string(&item.command.command_id));
+                report.count(code);
+                OutcomeView {
+                    kind: "parked",
+                    code: Some(code),
+                    message: Some(error),
+                    version: None,
+                    event: None,
+                }
+            }
+        };
+        out.push((*i, view));
+    }
+    (out, report)
 }
 
 const EVENT_HEADER: [u8; 10] = single_object(crate::avro::EVENT_FINGERPRINT);

@@ -92,7 +92,8 @@ fn outcome_fields(o: &Outcome) -> (&'static str, Option<&str>, Option<&str>, Opt
     }
 }
 
-fn insert_outcomes(items: &[Item], folded: &Folded, now: i64) -> Result<Vec<Vec<u8>>, String> {
+/// ``processed_at`` (``now``) is the statement's scalar parameter, sent by the caller.
+fn insert_outcomes(items: &[Item], folded: &Folded) -> Result<Vec<Vec<u8>>, String> {
     let n = items.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| {
@@ -132,7 +133,6 @@ fn insert_outcomes(items: &[Item], folded: &Folded, now: i64) -> Result<Vec<Vec<
         cols[10].int8(item.offset);
         cols[11].timestamptz(c.issued_at);
     }
-    let _ = now; // processed_at is the statement's scalar parameter, sent by the caller
     Ok(cols.into_iter().map(Array::finish).collect())
 }
 
@@ -315,7 +315,7 @@ pub fn write(
     let mut statements = Vec::new();
     let mut expected = (0, 0, 0);
     if !items.is_empty() {
-        statements.push((INSERT_OUTCOMES, insert_outcomes(items, folded, now)?));
+        statements.push((INSERT_OUTCOMES, insert_outcomes(items, folded)?));
         expected.0 = items.len();
     }
     if !known.is_empty() {
