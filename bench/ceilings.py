@@ -18,7 +18,8 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.workload import Workload
-from phoenix_resources.adapters.codec import EventCodec, Framing
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import Framing
 
 
 def consume_rate(bootstrap: str, topic: str, n: int, batch: int = 1000) -> float:

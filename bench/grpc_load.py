@@ -63,7 +63,7 @@ def grpc_process(writer: str, reader: str, port: int, bootstrap: str) -> Iterato
            "PHOENIX_METRICS_PORT": "0", "PHOENIX_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
            # Lookups never publish; without a broker its producer would only log retries.
            "PHOENIX_KAFKA_OPTIONS": json.dumps({"log_level": "0"})}
-    with python_server("phoenix_resources.entrypoints.grpc_server:serve", env,
+    with python_server("phoenix_resources.entrypoints.grpc.server:serve", env,
                        lambda proc: _wait_serving(port, proc), stop_timeout=30) as pid:
         yield pid
 

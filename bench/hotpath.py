@@ -29,7 +29,6 @@ from psycopg._queries import PostgresQuery
 from psycopg.adapt import AdaptersMap, Transformer
 
 from bench.workload import generate
-from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
 from phoenix_resources.adapters.dlq import DeadLetters
 from phoenix_resources.adapters.postgres import arrays, batch_unit
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
@@ -37,6 +36,9 @@ from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.worker import Worker, _InFlight
 from phoenix_resources.observability import Metrics
 from phoenix_resources.services.isolate import Isolation
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import Framing
 
 
 class _Cursor:

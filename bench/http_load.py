@@ -2,7 +2,7 @@
 
 For each worker count it starts a throwaway PostgreSQL (or uses ``PHOENIX_DATABASE_URL``, a
 role that may create databases and roles), fills a fresh migrated database with resources,
-starts ``phoenix-resources api`` (``entrypoints.http.serve``) as a separate process on the
+starts ``phoenix-resources api`` (``entrypoints.http.server.serve``) as a separate process on the
 read-only role, and measures ``GET /api/v1/resources/{id}``:
 
 1. **throughput**: ``wrk -t2 -c32`` for ``--duration`` seconds over random existing ids;
@@ -142,7 +142,7 @@ def api_process(writer: str, reader: str, port: int, workers: int) -> Iterator[i
     env = {"PHOENIX_DATABASE_URL": writer, "PHOENIX_READ_DATABASE_URL": reader,
            "PHOENIX_HTTP_PORT": str(port), "PHOENIX_HTTP_WORKERS": str(workers),
            "PHOENIX_DB_POOL_MIN": "2", "PHOENIX_DB_POOL_MAX": "8", "PHOENIX_LOG_LEVEL": "WARNING"}
-    with python_server("phoenix_resources.entrypoints.http:serve", env,
+    with python_server("phoenix_resources.entrypoints.http.server:serve", env,
                        lambda proc: wait_ready(port, proc), stop_timeout=15) as pid:
         yield pid
 

@@ -21,10 +21,12 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, Producer
 
-from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
 from phoenix_resources.domain.decide import Applied, decide
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.errors import DecodeError
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import Framing
 
 SELECT = ("SELECT id, name, config, status, version, created_at, updated_at, last_command_id,"
           " deleted_at FROM resources WHERE id = %s FOR UPDATE")

@@ -40,9 +40,11 @@ from bench.common import (
     tree_cpu_s,
 )
 from bench.workload import Workload
-from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
 from phoenix_resources.domain.commands import CreateResource
 from phoenix_resources.domain.events import event_id_for
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import Framing
 
 LOGS = Path(__file__).resolve().parents[1] / ".local" / "bench-logs"
 

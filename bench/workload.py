@@ -26,7 +26,6 @@ from uuid import UUID
 
 from confluent_kafka import Producer
 
-from phoenix_resources.adapters.codec import CommandCodec, Framing
 from phoenix_resources.domain.commands import (
     AnyCommand,
     CreateResource,
@@ -36,6 +35,8 @@ from phoenix_resources.domain.commands import (
 from phoenix_resources.domain.decide import Applied, decide
 from phoenix_resources.domain.events import ResourceChanged
 from phoenix_resources.domain.model import Resource, Status
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.framing import Framing
 
 
 def base_time() -> datetime:

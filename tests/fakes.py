@@ -6,9 +6,12 @@ where it departs from the real thing, the docstring says how.
   relay's advisory lock), shared by the units and outbox sessions built on it.
 * :class:`FakeBatchUnit` — implements :class:`~phoenix_resources.services.ports.BatchUnit`;
   ``tests/contract/test_batch_unit.py`` runs the same tests against it and PostgreSQL.
-* :class:`FakeOutboxSession` — the relay's view of the store (``OutboxSession``'s methods).
+* :class:`FakeOutboxReader` — implements :class:`~phoenix_resources.services.ports.OutboxReader`
+  over the store; ``tests/contract/test_outbox_reader.py`` runs the same tests against it and
+  PostgreSQL.
 * :class:`FakeConsumer` / :class:`FakeProducer` — the subset of ``confluent_kafka`` the
-  worker and relay use, handing out real :class:`confluent_kafka.Message` objects.
+  worker and relay use, handing out real :class:`confluent_kafka.Message` objects;
+  ``tests/contract/test_kafka_fakes.py`` runs the same tests against them and the broker.
 * :class:`FakeClock` — a monotonic clock that only moves when a fake waits.
 
 Nothing here sleeps, blocks or starts a thread.
@@ -26,22 +29,24 @@ from typing import Any
 from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import ClusterMetadata, PartitionMetadata, TopicMetadata
 
-from phoenix_resources.adapters.codec import EventCodec, Framing
-from phoenix_resources.adapters.postgres.outbox import OutboxRow
 from phoenix_resources.domain.decide import Applied, Decision
 from phoenix_resources.domain.events import CommandRejected, rejection_id_for
 from phoenix_resources.domain.model import Resource
-from phoenix_resources.errors import ConcurrentModification
+from phoenix_resources.errors import ConcurrentModification, DatabaseUnavailable
 from phoenix_resources.services.ports import (
     Claim,
     Incoming,
+    OutboxRow,
     Outcome,
     Parked,
     ParkedCommand,
     Snapshot,
     StateChange,
 )
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import Framing
 
 TP = tuple[str, int]
 """(topic, partition)"""
@@ -80,6 +85,7 @@ class ProcessedCommand:
     source_partition: int
     source_offset: int
     processed_at: datetime
+    issued_at: datetime | None = None
 
 
 class FakeStore:
@@ -93,6 +99,8 @@ class FakeStore:
         self.resources: dict[UUID, Resource] = {}
         self.processed: dict[UUID, ProcessedCommand] = {}
         self.outbox: list[OutboxRow] = []
+        self.outbox_parked: dict[int, str] = {}
+        """Outbox rows the broker refused for good: ``seq`` → the broker's reason."""
         self.parked: dict[UUID, ParkedCommand] = {}
         """The parking lot, in parking order (``seq``)."""
         self.parked_resources: set[UUID] = set()
@@ -264,7 +272,8 @@ class FakeBatchUnit:
             self._claimed[cid] = ProcessedCommand(
                 command_id=cid, resource_id=cmd.resource_id, command_type=cmd.type.value,
                 duplicate_deliveries=claim.repeats, correlation_id=cmd.correlation_id,
-                source_partition=item.partition, source_offset=item.offset, **values)
+                source_partition=item.partition, source_offset=item.offset,
+                issued_at=cmd.issued_at, **values)
         elif cid in self.store.processed:  # UPDATE processed_commands ... WHERE command_id
             self._outcomes[cid] = values
 
@@ -352,21 +361,31 @@ class FakeBatchUnit:
         self._done = True
 
 
-class FakeOutboxSession:
-    """The relay's session (``OutboxSession``'s methods) over a :class:`FakeStore`.
+class FakeOutboxReader:
+    """:class:`~phoenix_resources.services.ports.OutboxReader` over a :class:`FakeStore`.
 
-    * :meth:`try_lead` takes the store's one relay lock if it is free (or already ours);
-      :meth:`holds_lead` says whether it is ours;
-      :meth:`close` releases it — as the advisory lock is released when a session ends;
+    Guarantees, as ``PostgresOutboxReader`` (checked by ``tests/contract``):
+
+    * the store has one relay lock: :meth:`try_lead` takes it when free (or keeps it),
+      :meth:`holds_lead` says whether it is this reader's, :meth:`close` releases it — as
+      PostgreSQL releases an advisory lock when its session ends;
+    * :meth:`end_session` (a test control) ends the reader's session under it: the lock is
+      released, the next call raises :class:`DatabaseUnavailable`, and a reader that was
+      leading keeps raising until :meth:`close` (it never leads on a new session unknowingly);
     * :meth:`fetch` returns committed outbox rows in ``seq`` order, skipping parked rows and
-      every later row of a parked aggregate; :meth:`delete` removes rows by ``seq``;
-      :meth:`settle` deletes the delivered and parks the refused at once;
-      :meth:`prune_processed` drops processed commands older than the window (by the store's
-      clock);
-    * :meth:`wait_for_commit` returns at once (nothing here blocks).
+      every later row of a parked row's aggregate, each with its event id as text;
+      :meth:`delete` removes rows by ``seq``; :meth:`settle` deletes the delivered and parks
+      the refused at once (parked rows are the store's ``outbox_parked``, seen by every
+      reader); :meth:`backlog` counts rows waiting and parked;
+    * :meth:`prune_processed` drops recorded outcomes processed and issued before the window
+      (by the store's clock), never a parked command's.
 
-    ``calls`` lists the methods called, in order. ``on_call(name)`` runs at the start of
-    each call: a test stops the relay there, or raises to simulate an outage.
+    Where it differs: :meth:`wait_for_commit` returns at once (nothing here blocks).
+
+    ``calls`` lists the methods called, in order, and ``deleted`` every ``seq`` deleted.
+    ``on_call(name)`` runs at the start of each call: a test stops the relay there, or
+    raises to simulate an outage. :meth:`fail_parking` makes the next :meth:`settle` fail
+    after its delete, before its park (as a database failing mid-transaction).
     """
 
     def __init__(self, store: FakeStore,
@@ -375,81 +394,113 @@ class FakeOutboxSession:
         self.on_call = on_call
         self.calls: list[str] = []
         self.deleted: list[int] = []
-        self.parked: dict[int, str] = {}
-        """Parked rows: ``seq`` → the broker's reason."""
+        self._leading = False
+        self._ended = False
+        self._fail_parking = False
+
+    # --- test controls ---------------------------------------------------------------------
+
+    def end_session(self) -> None:
+        """The session ends (killed, timed out, cut off): its lock goes with it."""
+        self._ended = True
+        self._release()
+
+    def fail_parking(self) -> None:
+        self._fail_parking = True
+
+    # --- OutboxReader ----------------------------------------------------------------------
 
     def _enter(self, name: str) -> None:
         self.calls.append(name)
         if self.on_call is not None:
             self.on_call(name)
+        if self._ended:
+            # The first call finds the session gone; a leader's reader refuses to go on
+            # until closed, a standby's opens a new session on the next call.
+            self._ended = self._leading
+            raise DatabaseUnavailable("the leader's session ended; its lock went with it"
+                                      if self._leading else "the session ended")
 
-    @property
-    def leading(self) -> bool:
-        return self.store.relay_lock is self
+    def _release(self) -> None:
+        with self.store._mutex:
+            if self.store.relay_lock is self:
+                self.store.relay_lock = None
 
     def try_lead(self) -> bool:
         self._enter("try_lead")
         with self.store._mutex:
             if self.store.relay_lock is None:
                 self.store.relay_lock = self
+            self._leading = self._leading or self.store.relay_lock is self
             return self.store.relay_lock is self
 
     def holds_lead(self) -> bool:
         self._enter("holds_lead")
-        return self.leading
+        return self.store.relay_lock is self
 
     def fetch(self, limit: int) -> list[OutboxRow]:
         self._enter("fetch")
-        rows = sorted(self.store.outbox, key=lambda r: r.seq)
+        with self.store._mutex:
+            rows = sorted(self.store.outbox, key=lambda r: r.seq)
+            parked = self.store.outbox_parked
         first_parked: dict[str, int] = {}
         for r in rows:
-            if r.seq in self.parked:
+            if r.seq in parked:
                 first_parked.setdefault(r.aggregateid, r.seq)
-        waiting = [r for r in rows if r.aggregateid in first_parked
-                   and r.seq >= first_parked[r.aggregateid]]
-        return [r for r in rows if r not in waiting][:limit]
+        fetched = [r for r in rows if r.seq < first_parked.get(r.aggregateid, r.seq + 1)]
+        # the outbox's id column is a uuid; PostgreSQL's fetch reads it as text
+        return [r if isinstance(r.id, str) else replace(r, id=str(r.id))
+                for r in fetched[:limit]]
 
-    def settle(self, delivered: list[int], parked: list[tuple[int, str]]) -> None:
-        self._enter("settle")
-        gone = set(delivered)
+    def delete(self, seqs: Sequence[int]) -> None:
+        self._enter("delete")
+        self._delete(seqs)
+
+    def _delete(self, seqs: Sequence[int]) -> None:
+        gone = set(seqs)
         with self.store._mutex:
             self.store.outbox = [r for r in self.store.outbox if r.seq not in gone]
-            self.parked.update(parked)
-        self.deleted.extend(delivered)
+            for seq in gone:
+                self.store.outbox_parked.pop(seq, None)
+        self.deleted.extend(seqs)
 
-    def parked_count(self) -> int:
-        self._enter("parked_count")
-        return len(self.parked)
+    def settle(self, delivered: Sequence[int], parked: Sequence[tuple[int, str]]) -> None:
+        self._enter("settle")
+        if self._fail_parking:  # the transaction's delete is rolled back with it
+            self._fail_parking = False
+            raise DatabaseUnavailable("the session failed before the park")
+        self._delete(delivered)
+        with self.store._mutex:
+            present = {r.seq for r in self.store.outbox}
+            self.store.outbox_parked.update((s, why) for s, why in parked if s in present)
 
     def backlog(self) -> tuple[int, int]:
         self._enter("backlog")
         with self.store._mutex:
-            return len(self.store.outbox) - len(self.parked), len(self.parked)
-
-    def delete(self, seqs: list[int]) -> None:
-        self._enter("delete")
-        gone = set(seqs)
-        with self.store._mutex:
-            self.store.outbox = [r for r in self.store.outbox if r.seq not in gone]
-        self.deleted.extend(seqs)
+            parked = sum(1 for r in self.store.outbox if r.seq in self.store.outbox_parked)
+            return len(self.store.outbox) - parked, parked
 
     def wait_for_commit(self, timeout: float) -> None:
         self._enter("wait_for_commit")
 
-    def prune_processed(self, older_than_s: float, chunk: int = 10_000) -> int:
+    def prune_processed(self, older_than_s: float) -> int:
         self._enter("prune_processed")
         cutoff = self.store.clock() - timedelta(seconds=older_than_s)
         with self.store._mutex:
-            old = [cid for cid, row in self.store.processed.items() if row.processed_at < cutoff]
+            old = [cid for cid, row in self.store.processed.items()
+                   if row.processed_at < cutoff and row.outcome != "parked"
+                   and (row.issued_at is None or row.issued_at < cutoff)]
             for cid in old:
                 del self.store.processed[cid]
         return len(old)
 
     def close(self) -> None:
-        self._enter("close")
-        with self.store._mutex:
-            if self.store.relay_lock is self:
-                self.store.relay_lock = None
+        self.calls.append("close")
+        if self.on_call is not None:
+            self.on_call("close")
+        self._release()
+        self._leading = False
+        self._ended = False
 
 
 # --- Kafka ---------------------------------------------------------------------------------
@@ -477,19 +528,28 @@ class FakeConsumer:
       ``auto_commit``) their stored offsets are committed, as librdkafka does on unassign;
     * on lost, ``on_lost`` (else ``on_revoke``) runs; :meth:`commit` raises
       ``_ASSIGNMENT_LOST`` meanwhile, and nothing of the lost partitions is committed;
-    * :meth:`store_offsets` stores offsets of assigned partitions only, and raises
-      ``_STATE`` if none of the given partitions is assigned (librdkafka's rule);
+    * :meth:`store_offsets` stores offsets of assigned partitions only; when it can store
+      none of the given ones it raises the last one's error, as librdkafka does:
+      ``_UNKNOWN_PARTITION`` for a partition of a topic not subscribed, ``_STATE`` for one
+      not assigned;
     * :meth:`commit` without offsets commits stored offsets newer than the committed ones,
       and raises ``_NO_OFFSET`` when there are none;
-    * paused partitions yield nothing (unless :meth:`slip_through_pause`); a pause made
-      inside ``on_assign`` sticks (what the worker relies on; no test here checks that
-      librdkafka agrees);
+    * paused partitions yield nothing (unless :meth:`slip_through_pause`);
+    * only assigned partitions can be paused: inside ``on_assign`` the new partitions are
+      assigned when the callback returns, unless it assigns them itself with
+      :meth:`incremental_assign` — a pause made before that is lost, as with librdkafka
+      (``tests/contract/test_kafka_fakes.py``);
     * :meth:`close` revokes the whole assignment (committing stored offsets with
-      ``auto_commit``); afterwards every method raises ``RuntimeError`` like the real one.
+      ``auto_commit``); afterwards every other method raises ``RuntimeError`` like the real
+      one, and :meth:`close` does nothing.
+
+    Records carry the headers they were appended with (``None`` when none, as the real
+    client hands them out). :meth:`new_member` makes another consumer of the same group.
 
     Not modelled: the periodic auto-commit timer (stored offsets are committed only by
-    :meth:`commit`, revoke and close), partition EOF and error messages, timeouts (a call
-    that finds nothing returns at once, advancing :attr:`clock` by its timeout).
+    :meth:`commit`, revoke and close), partition EOF and error messages, record timestamps
+    (none: the broker would stamp each with its create time), timeouts (a call that finds
+    nothing returns at once, advancing :attr:`clock` by its timeout).
 
     Recorded for assertions: ``stored`` (current), ``committed`` (the group's offsets),
     ``store_calls`` (every :meth:`store_offsets` request, as asked), ``commits`` (each
@@ -508,6 +568,7 @@ class FakeConsumer:
         self.clock = clock or FakeClock()
         self.assigned: set[TP] = set()
         self.paused: set[TP] = set()
+        self._topics: set[str] = set()
         self.positions: dict[TP, int] = {}
         self.stored: dict[TP, int] = {}
         self.committed: dict[TP, int] = {}
@@ -524,11 +585,23 @@ class FakeConsumer:
 
     # --- test controls ---------------------------------------------------------------------
 
+    def add_topic(self, topic: str, partitions: int) -> None:
+        """A topic created after this consumer (its logs start empty)."""
+        for p in range(partitions):
+            self.logs.setdefault((topic, p), [])
+
+    def new_member(self) -> FakeConsumer:
+        """Another consumer of this one's group (the next process, a replacement): it reads
+        the same partition logs and shares the group's committed offsets."""
+        other = FakeConsumer({}, auto_commit=self.auto_commit, clock=self.clock)
+        other.logs, other.committed = self.logs, self.committed
+        return other
+
     def append(self, topic: str, partition: int, value: bytes | None, key: bytes | None = None,
                headers: Sequence[tuple[str, bytes]] | None = None) -> Message:
         log = self.logs[(topic, partition)]
         message = Message(topic=topic, partition=partition, offset=len(log), key=key,
-                          value=value, headers=list(headers or []))
+                          value=value, headers=list(headers) if headers else None)
         log.append(message)
         return message
 
@@ -553,6 +626,7 @@ class FakeConsumer:
         self._check_open()
         self._callbacks = {"assign": on_assign, "revoke": on_revoke,
                            "lost": on_lost or on_revoke}
+        self._topics = set(topics)
         initial = self.initial_assignment
         if initial is None:
             initial = [tp for tp in self.logs if tp[0] in topics]
@@ -591,7 +665,9 @@ class FakeConsumer:
         self.store_calls.append(dict(asked))
         ok = {tp: off for tp, off in asked.items() if tp in self.assigned}
         if asked and not ok:
-            raise _error(KafkaError._STATE)
+            last = list(asked)[-1]
+            raise _error(KafkaError._STATE if last[0] in self._topics and last in self.logs
+                         else KafkaError._UNKNOWN_PARTITION)
         self.stored.update(ok)
 
     def commit(self, message: Message | None = None,
@@ -609,7 +685,14 @@ class FakeConsumer:
 
     def pause(self, partitions: list[TopicPartition]) -> None:
         self._check_open()
-        self.paused |= {(tp.topic, tp.partition) for tp in partitions}
+        asked = {(tp.topic, tp.partition) for tp in partitions}
+        self.paused |= asked & self.assigned
+
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        """Add to the assignment now (inside ``on_assign``: instead of when it returns)."""
+        self._check_open()
+        for tp in partitions:
+            self._add((tp.topic, tp.partition))
 
     def resume(self, partitions: list[TopicPartition]) -> None:
         self._check_open()
@@ -617,9 +700,11 @@ class FakeConsumer:
 
     def get_watermark_offsets(self, partition: TopicPartition, timeout: float | None = None,
                               cached: bool = False) -> tuple[int, int]:
+        self._check_open()
         return 0, len(self.logs[(partition.topic, partition.partition)])
 
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        self._check_open()
         return [TopicPartition(tp.topic, tp.partition,
                                self.positions.get((tp.topic, tp.partition), -1001))
                 for tp in partitions]
@@ -633,7 +718,8 @@ class FakeConsumer:
         self.seeks.append((tp, partition.offset))
 
     def close(self) -> None:
-        self._check_open()
+        if self.closed:
+            return
         if self.assigned:
             self._revoke(sorted(self.assigned))
         self.closed = True
@@ -662,6 +748,10 @@ class FakeConsumer:
     def _assign(self, tps: list[TP]) -> None:
         self._callback("assign", tps)
         for tp in tps:
+            self._add(tp)
+
+    def _add(self, tp: TP) -> None:
+        if tp not in self.assigned:
             self.assigned.add(tp)
             self.positions[tp] = self.committed.get(tp, 0)
 
@@ -730,6 +820,10 @@ class FakeProducer:
     :meth:`release_withheld`).
     Verdicts come from :meth:`fail_next` / :meth:`withhold_next`, then ``default_verdict``.
 
+    Topics exist unless named in ``absent_topics``: a record to an absent one is reported
+    ``UNKNOWN_TOPIC_OR_PART``, and :meth:`list_topics` shows such a topic with that error (as
+    a broker that does not create topics on demand answers).
+
     Not modelled: partitioning by key (records go to ``partition`` or 0), a full local queue
     (``BufferError``), timeouts (nothing waits).
 
@@ -738,6 +832,7 @@ class FakeProducer:
 
     def __init__(self) -> None:
         self.default_verdict = "ack"
+        self.absent_topics: set[str] = set()
         self.produced: list[Message] = []
         self.acknowledged: list[Message] = []
         self.failed: list[Message] = []
@@ -758,7 +853,9 @@ class FakeProducer:
         self._verdicts.extend([f"refuse:{code}"] * count)
 
     def refuse_larger_than(self, max_bytes: int, code: int) -> None:
-        """Every record whose value is longer than ``max_bytes`` is refused with ``code``."""
+        """A record whose value is longer than ``max_bytes`` is refused with ``code``, and so
+        is every record batched with it — served by the same :meth:`poll` or :meth:`flush`
+        to the same partition — as a broker refuses a whole batch that is too large."""
         self._size_limit = (max_bytes, code)
 
     def release_withheld(self) -> None:
@@ -777,12 +874,17 @@ class FakeProducer:
 
     def poll(self, timeout: float | None = None) -> int:
         served = 0
+        limit = self._size_limit
+        oversize = set() if limit is None else {
+            (m.topic(), m.partition()) for m, _ in self._queue
+            if len(m.value() or b"") > limit[0]}
         while self._queue:
             message, callback = self._queue.popleft()
             verdict = self._verdicts.popleft() if self._verdicts else self.default_verdict
-            limit = self._size_limit
-            if limit is not None and len(message.value() or b"") > limit[0]:
+            if limit is not None and (message.topic(), message.partition()) in oversize:
                 verdict = f"refuse:{limit[1]}"
+            if message.topic() in self.absent_topics:
+                verdict = f"refuse:{KafkaError.UNKNOWN_TOPIC_OR_PART}"
             if verdict == "withhold":
                 self._withheld.append((message, callback))
                 continue
@@ -811,6 +913,21 @@ class FakeProducer:
     def flush(self, timeout: float | None = None) -> int:
         self.poll(0)
         return len(self)
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMetadata:
+        """``topic`` (or every topic produced to), one partition each; an absent topic is
+        listed with the error ``UNKNOWN_TOPIC_OR_PART``."""
+        names = [topic] if topic is not None else sorted({m.topic() or "" for m in self.produced})
+        meta = ClusterMetadata()
+        for name in names:
+            found = TopicMetadata()
+            found.topic = name
+            if name in self.absent_topics:
+                found.error = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+            else:
+                found.partitions = {0: PartitionMetadata()}
+            meta.topics[name] = found
+        return meta
 
     def __len__(self) -> int:
         return len(self._queue) + len(self._withheld)

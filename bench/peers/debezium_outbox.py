@@ -68,10 +68,11 @@ from bench.common import (
 )
 from bench.peers.connect import CONNECT_HOME, LIBS, MAIN, POM, _check_task, _tail
 from bench.workload import Workload
-from phoenix_resources.adapters.codec import EventCodec, Framing
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
 from phoenix_resources.devstack._proc import free_port
 from phoenix_resources.devstack.postgres import PostgresCluster
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import Framing
 
 HERE = Path(__file__).resolve().parent
 PLUGINS = CONNECT_HOME / "cdc-plugins"  # its own plugin.path: the sink's worker never scans it

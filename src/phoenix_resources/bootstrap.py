@@ -15,17 +15,17 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from phoenix_resources.adapters import codec as codecs
-from phoenix_resources.adapters import kafka
-from phoenix_resources.adapters.codec import CommandCodec, EventCodec
+from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.adapters.group_membership import STATISTICS_INTERVAL_MS, GroupMembership
 from phoenix_resources.adapters.postgres import arrays
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
-from phoenix_resources.adapters.postgres.outbox import OutboxSession
+from phoenix_resources.adapters.postgres.outbox import PostgresOutboxReader
 from phoenix_resources.adapters.postgres.parking import ParkingLot
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
 from phoenix_resources.services.ports import BatchUnit, ReplayUnit
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.events import EventCodec
 
 
 def command_codec(settings: Settings) -> CommandCodec:
@@ -197,7 +197,7 @@ def parking_parts(settings: Settings) -> ParkingParts:
 class RelayParts:
     """What a relay process is made of: its own database session and producer."""
 
-    session: OutboxSession
+    reader: PostgresOutboxReader
     producer: Producer
 
 
@@ -205,9 +205,10 @@ def relay_parts(settings: Settings) -> RelayParts:
     # The leader issues a statement at least every poll interval; the session timeout must
     # leave room for that (and for a publish in between).
     session_timeout = max(settings.relay_session_timeout_s, 3 * settings.relay_poll_interval_s)
-    return RelayParts(session=OutboxSession(settings.database_url, settings.relay_lock_key,
-                                            session_timeout=session_timeout,
-                                            statement_timeout_ms=settings.db_statement_timeout_ms),
+    return RelayParts(reader=PostgresOutboxReader(
+                          settings.database_url, settings.relay_lock_key,
+                          session_timeout=session_timeout,
+                          statement_timeout_ms=settings.db_statement_timeout_ms),
                       producer=producer(settings, **{"linger.ms": 2,
                                                      # no Python call per delivered
                                                      # record (see publish_all)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -34,6 +34,11 @@ from phoenix_resources.kafka_options import ClientKind, KafkaValue
 
 LOCAL_POSTGRES_PORT = 55432
 """The local cluster's port: off PostgreSQL's 5432 so a system cluster never collides."""
+
+ConsoleLabel = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
+"""Who holds a console token, as the audit log names them (no spaces, no markup)."""
+TokenDigest = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+"""A SHA-256 hex digest."""
 
 ENV_FILE_VARIABLE = "PHOENIX_ENV_FILE"
 SECRETS_DIR_VARIABLE = "PHOENIX_SECRETS_DIR"
@@ -217,6 +222,29 @@ class Settings(BaseSettings):
     grpc_max_watch_streams: int = Field(default=64, ge=1)
     """Concurrent ``WatchResources`` streams per process (each holds a Kafka consumer);
     more: ``UNAVAILABLE`` ``RES-007``."""
+
+    # --- Web console ------------------------------------------------------------------------
+    console_host: str = "127.0.0.1"
+    """Listen address of ``phoenix-resources console``, the operators' web console
+    (docs/operations.md#web-console). It acts with the worker's database role
+    (``PHOENIX_DATABASE_URL``): keep it off public networks, behind TLS."""
+    console_port: int = Field(default=8010, ge=0, le=65535)
+    """Listen port of the console."""
+    console_processes: dict[str, str] = Field(
+        default_factory=lambda: {"run": "http://127.0.0.1:8000"})
+    """Name → base URL of each process the console's pipeline page shows: it reads
+    ``<url>/metrics`` and ``<url>/readyz`` (a worker's or relay's metrics port, an API's or a
+    ``run`` process's HTTP port), e.g.
+    ``{"worker-0": "http://worker-0:9464", "relay-0": "http://relay-0:9465"}``."""
+    console_viewer_token_hashes: dict[ConsoleLabel, TokenDigest] = Field(default_factory=dict)
+    """Label → SHA-256 hex digest of a bearer token that may view the console
+    (``echo -n "$TOKEN" | sha256sum``), e.g. ``{"oncall": "9f86d0…"}``. The label names who
+    acted in the audit log. With no token at all (viewer or operator) the console refuses to
+    start."""
+    console_operator_token_hashes: dict[ConsoleLabel, TokenDigest] = Field(
+        default_factory=dict)
+    """The same for tokens that may also act: replay and discard parked commands, retry and
+    discard parked outbox rows, replay dead letters (docs/security.md#the-web-console)."""
 
     # --- Observability ----------------------------------------------------------------------
     log_level: str = "INFO"

@@ -50,9 +50,12 @@ OTHER_VARIABLES: tuple[Variable, ...] = (
              "named like its variable (`PHOENIX_DATABASE_URL`); a Kubernetes Secret mounted as "
              "a volume is one. Set but not a directory: the process refuses to start.",
              "settings"),
-    Variable("PHOENIX_API_URL", "http://PHOENIX_HTTP_HOST:PHOENIX_HTTP_PORT",
-             "Base URL of the HTTP API for `get`, `list` and `send --wait`.", "CLI"),
-    Variable("PHOENIX_API_TOKEN", "unset", "Bearer token the CLI sends to the API.", "CLI"),
+    Variable("PHOENIX_API_URL", "http://PHOENIX_HTTP_HOST:PHOENIX_HTTP_PORT (client library: "
+             "unset)", "Base URL of the HTTP API for `get`, `list` and `send --wait`; the "
+             "client library's `wait_for_outcome` asks it when set (`ClientSettings`).",
+             "CLI, client library"),
+    Variable("PHOENIX_API_TOKEN", "unset", "Bearer token the CLI and the client library send "
+             "to the API.", "CLI, client library"),
     Variable("PHOENIX_STACK_DIR", ".local/ (in a checkout)", "Jars, data and logs of the "
              "local Kafka and PostgreSQL (installed package: `~/.local/share/"
              "phoenix-resources`).", "local stack"),
@@ -63,8 +66,8 @@ OTHER_VARIABLES: tuple[Variable, ...] = (
              "and `psql` are.", "local stack"),
     Variable("PHOENIX_KEEP_STACK", "unset", "Keep the throwaway test stack's files for "
              "inspection.", "local stack"),
-    Variable("PHOENIX_CHROMIUM", "/usr/bin/chromium", "The browser the docs-page test "
-             "drives.", "tests"),
+    Variable("PHOENIX_CHROMIUM", "/usr/bin/chromium", "The browser the docs-page and "
+             "console tests drive.", "tests"),
     Variable("PHOENIX_ARTIFACTS", "a temp dir", "Where tests write screenshots.", "tests"),
 )
 """Variables that are not settings fields; the deployment tests accept these too."""

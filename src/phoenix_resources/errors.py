@@ -26,7 +26,7 @@
     ├── UnexpectedAnswer            the HTTP API answered what the client cannot understand
     ├── ClientClosed                a publisher or subscriber used after close()
     ├── ApiProblem                  an HTTP answer with a stable RES-… code
-    │                               (entrypoints/http_problems.py)
+    │                               (entrypoints/http/problems.py)
     └── StackError                  the local Kafka/PostgreSQL stack could not start or stop
 
 Adapters translate driver errors into this tree with ``raise ... from e``. Only

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from phoenix_resources.entrypoints.http import build_server
-from tests.integration.test_http_api import api_settings, insert_resource, reader_url
+from tests.support.http_api import api_settings, insert_resource, reader_url, served_api
 from tests.support.net import free_port
 from tests.support.services import unavailable
 
@@ -52,21 +49,9 @@ def api_with_a_resource(pg_server: str, database_url: str) -> Iterator[tuple[str
     with psycopg.connect(database_url, autocommit=True) as conn:
         rid = insert_resource(conn, name="docs-page-db", config={"size": "m"})
         insert_resource(conn, name="another")
-    port = free_port()
-    server = build_server(api_settings(database_url, reader_url(pg_server, database_url),
-                                       http_port=port))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive(), "the API exited"
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", rid
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with served_api(api_settings(database_url, reader_url(pg_server, database_url),
+                                 http_port=free_port())) as url:
+        yield url, rid
 
 
 def test_docs_page_renders_offline_and_try_it_out_returns_the_resource(

@@ -14,8 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from phoenix_resources.config import Settings
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc as pb_grpc
-from tests.integration.test_http_api import reader_url
 from tests.support.grpc_server import refused
+from tests.support.http_api import reader_url
 from tests.support.net import free_port
 from tests.support.processes import Process
 

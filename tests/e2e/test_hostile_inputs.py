@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from phoenix_resources import bootstrap
-from phoenix_resources.adapters.codec.commands import command_to_record
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import AnyCommand
+from phoenix_resources.wire.commands import command_to_record
 from tests.support.kafka import header, read_all
 from tests.support.net import free_port
 from tests.support.pipeline import (

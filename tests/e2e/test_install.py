@@ -1,11 +1,13 @@
 """`pip install phoenix-resources` without extras, for real: the wheel built from this tree,
 installed into a fresh virtual environment (dependencies from the package index, or pip's
-cache), gives the client library and the client commands, and the server commands refuse
-with a message naming the extra. The local stack's Maven POM ships in the wheel.
+cache), gives the client library, the client commands and the AsyncAPI document, and the
+server commands refuse with a message naming the extra. The local stack's Maven POM ships in
+the wheel.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -104,6 +106,18 @@ def test_the_client_commands_run_and_the_server_commands_refuse(base_install: Ve
         assert result.returncode == 1, (command, result.stdout, result.stderr)
         assert "pip install 'phoenix-resources[server]'" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_the_asyncapi_document_needs_no_server_extra(base_install: Venv) -> None:
+    # The defaults' document is the committed one, byte for byte.
+    out = _check(base_install.run(base_install.cli, "asyncapi", "--defaults", cwd=Path("/")))
+    assert out == (ROOT / "schemas" / "asyncapi.yaml").read_text(encoding="utf-8")
+    doc = json.loads(_check(base_install.run(base_install.cli, "asyncapi", "--format", "json",
+                                             cwd=Path("/"))))
+    assert doc["asyncapi"] == "3.0.0"
+    assert doc["info"]["title"] == "phoenix-resources"
+    assert {c["address"] for c in doc["channels"].values()} >= {
+        "phoenix.resources.commands.v1", "phoenix.resources.events.v1"}
 
 
 def test_the_local_stack_fetches_its_jars_from_an_installed_package(

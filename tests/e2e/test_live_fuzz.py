@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from phoenix_resources import bootstrap
-from phoenix_resources.adapters.codec import command_headers
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import DecodeError
+from phoenix_resources.wire.headers import command_headers
 from tests.fuzz.test_codec_fuzz import (
     HEADER_NAMES,
     HEADER_VALUES,

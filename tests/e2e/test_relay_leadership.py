@@ -95,7 +95,7 @@ def test_a_stopped_leader_is_replaced_and_publishes_nothing_when_it_wakes(
 def test_the_relay_session_ends_itself_when_its_owner_stops_answering(
         settings: Settings) -> None:
     session = bootstrap.relay_parts(settings.model_copy(
-        update={"relay_session_timeout_s": 4.0, "db_statement_timeout_ms": 1234})).session
+        update={"relay_session_timeout_s": 4.0, "db_statement_timeout_ms": 1234})).reader
     try:
         conn = session.conn
         shown = {name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]

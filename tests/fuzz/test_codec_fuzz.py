@@ -15,22 +15,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phoenix_resources.adapters.codec import CommandCodec, Framing
-from phoenix_resources.adapters.codec.framing import (
+from phoenix_resources.errors import DecodeError
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.framing import (
     COMMAND_SCHEMA,
     EVENT_SCHEMA,
     SINGLE_OBJECT_MAGIC,
     AvroSchema,
+    Framing,
     load_schema,
     writer_schemas,
 )
-from phoenix_resources.adapters.codec.headers import (
+from phoenix_resources.wire.headers import (
     CONTENT_TYPE,
     TRACEPARENT,
     CommandHeaders,
     command_headers,
 )
-from phoenix_resources.errors import DecodeError
 from tests.fuzz.conftest import COUNT, PROFILE
 from tests.fuzz.oracle import assert_documented, assert_storable
 

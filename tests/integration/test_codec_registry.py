@@ -21,21 +21,22 @@ from typing import Any
 
 import pytest
 
-from phoenix_resources.adapters import codec as codecs
-from phoenix_resources.adapters.codec import CommandCodec, EventCodec
-from phoenix_resources.adapters.codec.framing import (
-    COMMAND_SCHEMA,
-    EVENT_SCHEMA,
-    REJECTION_SCHEMA,
-    load_schema,
-    writer_schemas,
-)
+from phoenix_resources.adapters import codecs
 from phoenix_resources.adapters.registry import Registry
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import CreateResource, UpdateResource
 from phoenix_resources.domain.events import ResourceDeleted, event_id_for
 from phoenix_resources.domain.model import Status
 from phoenix_resources.errors import ConfigurationError, DecodeError, RegistryUnavailable
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import (
+    COMMAND_SCHEMA,
+    EVENT_SCHEMA,
+    REJECTION_SCHEMA,
+    load_schema,
+    writer_schemas,
+)
 from tests.support.fake_registry import FakeRegistry, fake_registry
 from tests.support.services import unavailable
 
@@ -228,7 +229,7 @@ def test_a_schema_that_is_not_avro_is_dead_lettered(fake: FakeRegistry) -> None:
 def test_a_newer_compatible_writer_is_resolved_through_the_registry(fake: FakeRegistry
                                                                     ) -> None:
     """A v2 publisher (one more optional field) registers v2; a v1 worker reads it."""
-    from phoenix_resources.adapters.codec.framing import Framing
+    from phoenix_resources.wire.framing import Framing
 
     v2 = writer_schemas(FIXTURES)[0]
     registry = Registry.from_settings(_settings(fake.url), auto_register=True)

@@ -12,9 +12,8 @@ import grpc
 import pytest
 
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.grpc_positions import partition_for
+from phoenix_resources.entrypoints.grpc.positions import partition_for
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
-from tests.integration.test_http_api import reader_url
 from tests.support.grpc_server import RunningServer, grpc_settings, refused
 from tests.support.kafka import Topics, read_all
 from tests.support.pipeline import Pipeline, wait_until
@@ -23,17 +22,6 @@ pytestmark = pytest.mark.integration
 
 WAIT = 60.0
 """Deadline of calls that wait for the worker (generous: the machine is shared)."""
-
-
-@pytest.fixture
-def read_url(pg_server: str, database_url: str) -> str:
-    return reader_url(pg_server, database_url)
-
-
-@pytest.fixture
-def api(settings: Settings, read_url: str) -> Iterator[RunningServer]:
-    with RunningServer(grpc_settings(settings, read_url)) as running:
-        yield running
 
 
 def _create(api: RunningServer, name: str, **fields: object) -> pb.CommandReceipt:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from phoenix_resources.config import Settings
-from tests.integration.test_http_api import reader_url
 from tests.support.grpc_server import RunningServer, grpc_settings
+from tests.support.http_api import reader_url
 from tests.support.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration

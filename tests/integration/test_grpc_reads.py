@@ -5,52 +5,26 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-import psycopg
 import pytest
 from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.grpc_positions import encode_position
-from phoenix_resources.entrypoints.http import create_app
+from phoenix_resources.entrypoints.grpc.positions import encode_position
+from phoenix_resources.entrypoints.http.app import create_app
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
-from tests.integration.test_http_api import (
-    TestClient,
-    api_settings,
-    insert_command,
-    insert_resource,
-    reader_url,
-)
 from tests.support.grpc_server import RunningServer, grpc_settings, refused
+from tests.support.http_api import Conn, TestClient, api_settings, insert_command, insert_resource
 
 pytestmark = pytest.mark.integration
 
-Conn = psycopg.Connection[tuple[Any, ...]]
 TOKEN = "grpc-s3cret"
 SERVICE = "phoenix.resources.v1.ResourceService"
-
-
-@pytest.fixture
-def writer(database_url: str) -> Iterator[Conn]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture
-def read_url(pg_server: str, database_url: str) -> str:
-    return reader_url(pg_server, database_url)
-
-
-@pytest.fixture
-def api(settings: Settings, read_url: str) -> Iterator[RunningServer]:
-    with RunningServer(grpc_settings(settings, read_url)) as running:
-        yield running
 
 
 # --- GetResource ----------------------------------------------------------------------------
@@ -264,7 +238,7 @@ def test_health_and_reflection(api: RunningServer) -> None:
 
 def test_a_port_in_use_is_an_error_at_start(api: RunningServer, settings: Settings,
                                             read_url: str) -> None:
-    from phoenix_resources.entrypoints.grpc_server import GrpcServer
+    from phoenix_resources.entrypoints.grpc.server import GrpcServer
     from phoenix_resources.errors import ConfigurationError
 
     taken = grpc_settings(settings, read_url, grpc_port=api.server.port)

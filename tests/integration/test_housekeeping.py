@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from phoenix_resources import bootstrap
-from phoenix_resources.adapters.postgres.outbox import OutboxSession
+from phoenix_resources.adapters.postgres.outbox import PostgresOutboxReader
 from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.relay import build_relay
 from phoenix_resources.observability import Metrics
@@ -41,7 +41,7 @@ def test_prune_deletes_only_rows_older_than_the_window_in_chunks(database_url: s
     with psycopg.connect(database_url) as conn:
         conn.execute(INSERT, ("10 days", 2500))
         conn.execute(INSERT, ("1 hour", 30))
-    session = OutboxSession(database_url, lock_key=1)
+    session = PostgresOutboxReader(database_url, lock_key=1)
     try:
         pruned = session.prune_processed(older_than_s=7 * 24 * 3600, chunk=1000)
     finally:
@@ -59,10 +59,9 @@ def test_the_leading_relay_prunes_in_the_background(settings: Settings,
                                         "relay_lock_key": uuid.uuid4().int % 2**31})
     metrics = Metrics()
     relay = build_relay(short, metrics)
-    relay.session.try_lead()
-    relay.leading = True
-    relay._housekeep()
-    relay.session.close()
+    assert relay.rules.lead()
+    relay.rules.housekeep()
+    relay.rules.step_down()
     assert metrics.outbox_pruned._value.get() == 10
     assert scalar(database_url, "SELECT count(*) FROM processed_commands") == 5
 
@@ -77,7 +76,7 @@ def test_prune_keeps_parked_commands_and_commands_issued_later_than_the_window(
         conn.execute("UPDATE processed_commands SET issued_at = now() "
                      "WHERE outcome = 'applied' AND ctid IN (SELECT ctid FROM "
                      "processed_commands WHERE outcome = 'applied' LIMIT 1)")
-    session = OutboxSession(database_url, lock_key=1)
+    session = PostgresOutboxReader(database_url, lock_key=1)
     try:
         assert session.prune_processed(older_than_s=7 * 24 * 3600) == 3
     finally:
@@ -99,7 +98,7 @@ def test_a_replay_of_pruned_commands_is_refused_and_changes_nothing(
     before = resources(database_url)[rid]
 
     time.sleep(2.5)
-    session = OutboxSession(database_url, lock_key=1)
+    session = PostgresOutboxReader(database_url, lock_key=1)
     try:
         assert session.prune_processed(older_than_s=2.0) == 3
     finally:

@@ -8,8 +8,6 @@ Explicit cases with stored rows make sure the 200 bodies are validated too, not 
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,13 +20,14 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.http import build_server, create_app
-from tests.integration.test_http_api import (
+from phoenix_resources.entrypoints.http.app import create_app
+from tests.support.http_api import (
     TOKEN,
     api_settings,
     insert_command,
     insert_resource,
     reader_url,
+    served_api,
 )
 from tests.support.net import free_port
 
@@ -51,19 +50,9 @@ def live_api(pg_server: str, database_url: str) -> Iterator[str]:
         for i in range(5):
             insert_resource(conn, name=f"seed-{i}")
         insert_resource(conn, deleted=True)
-    port = free_port()
-    server = build_server(api_settings(database_url, reader_url(pg_server, database_url),
-                                       http_port=port))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "server exited"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_api(api_settings(database_url, reader_url(pg_server, database_url),
+                                 http_port=free_port())) as url:
+        yield url
 
 
 @schema.parametrize()

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from phoenix_resources.adapters.postgres.outbox import FETCH, OutboxSession
+from phoenix_resources.adapters.postgres.outbox import FETCH, PostgresOutboxReader
 from tests.support.plans import explain, nodes
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def test_fetch_returns_rows_in_seq_order_except_parked_ones_and_those_behind_the
         # b: seqs[1] and seqs[4] flow (b's parked row comes after them); seqs[7] parked.
         # c: nothing parked, both flow.
         park(conn, [seqs[2], seqs[7]])
-    session = OutboxSession(database_url, lock_key=1)
+    session = PostgresOutboxReader(database_url, lock_key=1)
     try:
         fetched = [r.seq for r in session.fetch(100)]
         assert fetched == [seqs[0], seqs[1], seqs[3], seqs[4], seqs[6]]

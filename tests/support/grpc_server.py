@@ -13,8 +13,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.grpc_edge import CODE_METADATA, DOMAIN
-from phoenix_resources.entrypoints.grpc_server import GrpcServer
+from phoenix_resources.entrypoints.grpc.edge import CODE_METADATA, DOMAIN
+from phoenix_resources.entrypoints.grpc.server import GrpcServer
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc as pb_grpc
 
 

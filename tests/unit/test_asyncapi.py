@@ -12,7 +12,6 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from phoenix_resources.adapters.codec.framing import load_schema
 from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.asyncapi import (
     default_settings,
@@ -21,6 +20,7 @@ from phoenix_resources.entrypoints.asyncapi import (
     render_yaml,
 )
 from phoenix_resources.entrypoints.cli import app
+from phoenix_resources.wire.framing import load_schema
 from tests.support import asyncapi_specs
 
 pytestmark = pytest.mark.unit

@@ -10,13 +10,6 @@ from datetime import UTC, datetime
 import fastavro
 import pytest
 
-from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
-from phoenix_resources.adapters.codec.framing import (
-    COMMAND_SCHEMA,
-    EVENT_SCHEMA,
-    SINGLE_OBJECT_MAGIC,
-    load_schema,
-)
 from phoenix_resources.domain.commands import CreateResource, DeleteResource, UpdateResource
 from phoenix_resources.domain.events import (
     CommandRejected,
@@ -28,6 +21,15 @@ from phoenix_resources.domain.events import (
 )
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.errors import DecodeError, MessageTooLarge
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import (
+    COMMAND_SCHEMA,
+    EVENT_SCHEMA,
+    SINGLE_OBJECT_MAGIC,
+    Framing,
+    load_schema,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -259,7 +261,7 @@ def test_text_of_255_characters_is_storable_and_256_is_not(field: str) -> None:
 
 
 def test_lone_surrogates_are_refused_when_a_caller_builds_the_record() -> None:
-    from phoenix_resources.adapters.codec.commands import command_from_record
+    from phoenix_resources.wire.commands import command_from_record
 
     with pytest.raises(DecodeError) as info:
         command_from_record(_doc(name="lone \ud800 surrogate"))
@@ -269,7 +271,7 @@ def test_lone_surrogates_are_refused_when_a_caller_builds_the_record() -> None:
 @pytest.mark.parametrize("value", [12345, 10**5000, "nope", "x" * 10_000, ["a"], {"a": 1}],
                          ids=["int", "5000-digit-int", "text", "long-text", "list", "dict"])
 def test_ids_that_are_not_uuids_are_invalid_whatever_their_type(value: object) -> None:
-    from phoenix_resources.adapters.codec.commands import command_from_record
+    from phoenix_resources.wire.commands import command_from_record
 
     with pytest.raises(DecodeError) as info:
         command_from_record(_doc(command_id=value))

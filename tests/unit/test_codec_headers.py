@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phoenix_resources.adapters.codec.headers import (
+from phoenix_resources.wire.headers import (
     CommandHeaders,
     command_headers,
     is_json,

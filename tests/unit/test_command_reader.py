@@ -12,10 +12,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from phoenix_resources.adapters.codec import CommandCodec, Framing
-from phoenix_resources.adapters.codec.command_reader import READS, read_command
-from phoenix_resources.adapters.codec.framing import COMMAND_SCHEMA, load_schema
 from phoenix_resources.errors import DecodeError
+from phoenix_resources.wire.command_reader import READS, read_command
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.framing import COMMAND_SCHEMA, Framing, load_schema
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,8 @@
 """A consumer out of its group for ``consumer_replace_after_s`` is replaced between batches.
 
 The group state comes from librdkafka's statistics documents (``adapters/group_membership``);
-here they are fed by hand, with the real :class:`Worker` on the fakes of ``tests/fakes.py``.
+here they are fed by hand, with the real :class:`Worker` (and its :class:`ConsumerSession`) on
+the fakes of ``tests/fakes.py``.
 ``tests/e2e/test_outages.py`` replaces a consumer through a real broker outage.
 """
 
@@ -14,12 +15,13 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import TopicPartition
 
-from phoenix_resources.adapters.codec import CommandCodec, Framing
 from phoenix_resources.adapters.group_membership import GroupMembership
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import CreateResource
 from phoenix_resources.entrypoints.worker import Worker
 from phoenix_resources.observability import Metrics
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.framing import Framing
 from tests.fakes import FakeClock, FakeConsumer, FakeProducer, FakeStore
 
 pytestmark = pytest.mark.unit
@@ -54,7 +56,8 @@ class Rig:
             consumer=self.consumers[0], producer=FakeProducer(), codec=CODEC,
             unit_factory=self.store.unit_factory(), metrics=Metrics(), clock=lambda: T0,
             monotonic=self.clock, membership=self.membership, new_consumer=self._replacement)
-        self.worker._subscribe()
+        self.session = self.worker.session
+        self.session.start()
 
     def _replacement(self) -> FakeConsumer:
         """What bootstrap's ``new_consumer`` does: a consumer of the same group, whose
@@ -97,7 +100,7 @@ def test_a_consumer_out_of_its_group_too_long_is_replaced_and_the_new_one_resume
     old, new = rig.consumers
     assert rig.replacements() == 1
     assert old.closed, "the replaced consumer is closed"
-    assert rig.worker.consumer is new
+    assert rig.session.consumer is new
     assert old.committed[(TOPIC, 0)] == 3, "it committed what it had stored as it closed"
     rebalances = rig.worker.metrics.rebalances
     assert rebalances.labels("revoked")._value.get() == 0, "its closing revoke is ignored"
@@ -149,15 +152,15 @@ def test_readiness_reports_the_group_and_fails_once_out_of_it_past_stuck_after_s
 def test_callbacks_of_the_replaced_consumer_no_longer_move_the_assignment() -> None:
     rig = Rig()
     rig.worker.run_once()
-    assert rig.worker.assignment == {(TOPIC, 0), (TOPIC, 1)}
+    assert rig.session.assignment == {(TOPIC, 0), (TOPIC, 1)}
     old = rig.consumers[0]
     rig.membership.observe(LOOKING)
     rig.clock.advance(LIMIT + 1)
     rig.worker.run_once()
-    assert rig.worker.assignment == {(TOPIC, 0), (TOPIC, 1)}, "the new consumer's"
-    rig.worker._on_revoke(old, [TopicPartition(TOPIC, 0)])  # type: ignore[arg-type]
-    rig.worker._on_lost(old, [TopicPartition(TOPIC, 1)])  # type: ignore[arg-type]
-    assert rig.worker.assignment == {(TOPIC, 0), (TOPIC, 1)}
+    assert rig.session.assignment == {(TOPIC, 0), (TOPIC, 1)}, "the new consumer's"
+    rig.session._on_revoke(old, [TopicPartition(TOPIC, 0)])  # type: ignore[arg-type]
+    rig.session._on_lost(old, [TopicPartition(TOPIC, 1)])  # type: ignore[arg-type]
+    assert rig.session.assignment == {(TOPIC, 0), (TOPIC, 1)}
 
 
 class TestGroupMembership:

@@ -11,12 +11,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import grpc
 import jsonschema
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from phoenix_resources.config import Settings
 from phoenix_resources.config_docs import OTHER_VARIABLES
+from phoenix_resources.entrypoints.grpc.server import SERVICE_NAME
 
 pytestmark = pytest.mark.unit
 
@@ -24,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 DOCKERFILE = (ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
 SETTINGS = {f"PHOENIX_{name.upper()}" for name in Settings.model_fields}
-PHOENIX_SERVICES = ("migrate", "worker", "relay", "api")
+PHOENIX_SERVICES = ("migrate", "worker", "relay", "api", "grpc")
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -73,9 +76,10 @@ def test_workers_scale_and_the_api_reads_through_the_reader_role() -> None:
     for name in ("worker", "relay"):
         assert "container_name" not in services[name], "--scale needs generated names"
         assert "ports" not in services[name], "--scale would collide on a host port"
-    api = _environment(services["api"])
-    assert "phoenix_api" in api["PHOENIX_READ_DATABASE_URL"]
-    assert "PHOENIX_DATABASE_URL" not in api, "the API gets the read-only role only"
+    for name in ("api", "grpc"):
+        env = _environment(services[name])
+        assert "phoenix_api" in env["PHOENIX_READ_DATABASE_URL"], name
+        assert "PHOENIX_DATABASE_URL" not in env, f"{name} gets the read-only role only"
     roles = (ROOT / "deploy" / "compose" / "postgres-roles.sql").read_text()
     assert "phoenix_api LOGIN" in roles
     assert "IN ROLE phoenix_reader" in roles
@@ -86,9 +90,68 @@ def test_every_service_has_a_healthcheck_and_waits_for_what_it_needs() -> None:
     for name, service in services.items():
         if name != "migrate":
             assert "healthcheck" in service, name
-    for name in ("worker", "relay", "api"):
+    for name in ("worker", "relay", "api", "grpc"):
         assert services[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"}
+
+
+def test_the_grpc_server_publishes_its_port_to_the_host_only() -> None:
+    grpc_service = COMPOSE["services"]["grpc"]
+    env = _environment(grpc_service)
+    assert grpc_service["command"] == ["grpc"]
+    assert env["PHOENIX_GRPC_HOST"] == "0.0.0.0", "reachable from outside the container"
+    port = env["PHOENIX_GRPC_PORT"]
+    assert grpc_service["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert _environment(COMPOSE["services"]["worker"])["PHOENIX_KAFKA_BOOTSTRAP_SERVERS"] == (
+        env["PHOENIX_KAFKA_BOOTSTRAP_SERVERS"]), "commands go to the workers' brokers"
+    assert grpc_service["depends_on"]["kafka"] == {"condition": "service_healthy"}
+
+
+class _Channel:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __enter__(self) -> _Channel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "exit_code"), [
+    (health_pb2.HealthCheckResponse.SERVING, 0),
+    (health_pb2.HealthCheckResponse.NOT_SERVING, 1),
+    (health_pb2.HealthCheckResponse.SERVICE_UNKNOWN, 1)])
+def test_the_grpc_healthcheck_asks_the_health_service_for_resource_service(
+        monkeypatch: pytest.MonkeyPatch, status: int, exit_code: int) -> None:
+    """The compose healthcheck's code, run with the service's environment against a stand-in
+    for the health service: healthy only when it answers SERVING for ResourceService on
+    PHOENIX_GRPC_PORT (the name the server reports; docs/interfaces.md)."""
+    grpc_service = COMPOSE["services"]["grpc"]
+    kind, executable, flag, code = grpc_service["healthcheck"]["test"]
+    assert (kind, executable, flag) == ("CMD", "python", "-c")
+    env = _environment(grpc_service)
+    monkeypatch.setenv("PHOENIX_GRPC_PORT", env["PHOENIX_GRPC_PORT"])
+    asked: list[tuple[str, str, float]] = []
+
+    class Stub:
+        def __init__(self, channel: _Channel) -> None:
+            self.channel = channel
+
+        def Check(self, request: health_pb2.HealthCheckRequest,
+                  timeout: float) -> health_pb2.HealthCheckResponse:
+            asked.append((self.channel.target, request.service, timeout))
+            return health_pb2.HealthCheckResponse(status=status)
+
+    monkeypatch.setattr(grpc, "insecure_channel", _Channel)
+    monkeypatch.setattr(health_pb2_grpc, "HealthStub", Stub)
+    with pytest.raises(SystemExit) as exited:
+        exec(compile(code, "healthcheck", "exec"), {})
+    assert exited.value.code == exit_code
+    [(target, service, timeout)] = asked
+    assert target == f"127.0.0.1:{env['PHOENIX_GRPC_PORT']}"
+    assert service == SERVICE_NAME
+    assert timeout < float(grpc_service["healthcheck"]["timeout"].removesuffix("s"))
 
 
 def test_the_monitoring_profile_provisions_prometheus_and_grafana() -> None:

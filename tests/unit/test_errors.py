@@ -14,7 +14,7 @@ import pytest
 import phoenix_resources
 from phoenix_resources import errors
 from phoenix_resources.domain.rules import ParkCode, RejectionCode
-from phoenix_resources.entrypoints import http_problems
+from phoenix_resources.entrypoints.http import problems as http_problems
 
 pytestmark = pytest.mark.unit
 

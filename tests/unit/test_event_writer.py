@@ -9,10 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phoenix_resources.adapters.codec import EventCodec, Framing
-from phoenix_resources.adapters.codec.event_writer import WRITTEN_FOR, event_body
-from phoenix_resources.adapters.codec.events import event_to_wire
-from phoenix_resources.adapters.codec.framing import EVENT_SCHEMA, load_schema
 from phoenix_resources.domain.events import (
     ResourceChanged,
     ResourceCreated,
@@ -21,6 +17,9 @@ from phoenix_resources.domain.events import (
 )
 from phoenix_resources.domain.ids import parse_uuid
 from phoenix_resources.domain.model import Resource, Status
+from phoenix_resources.wire.event_writer import WRITTEN_FOR, event_body
+from phoenix_resources.wire.events import EventCodec, event_to_wire
+from phoenix_resources.wire.framing import EVENT_SCHEMA, Framing, load_schema
 
 pytestmark = pytest.mark.unit
 

@@ -13,8 +13,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from phoenix_resources.domain.events import ResourceDeleted, ResourceUpdated
 from phoenix_resources.domain.model import Resource, Status
-from phoenix_resources.entrypoints import http_problems as p
-from phoenix_resources.entrypoints.grpc_convert import (
+from phoenix_resources.entrypoints.grpc.convert import (
     create_from,
     event_message,
     outcome_from_json,
@@ -22,14 +21,15 @@ from phoenix_resources.entrypoints.grpc_convert import (
     status_filter,
     update_from,
 )
-from phoenix_resources.entrypoints.grpc_edge import CODE_METADATA, DOMAIN, STATUS_OF, refusal
-from phoenix_resources.entrypoints.grpc_positions import (
+from phoenix_resources.entrypoints.grpc.edge import CODE_METADATA, DOMAIN, STATUS_OF, refusal
+from phoenix_resources.entrypoints.grpc.positions import (
     decode_position,
     encode_position,
     murmur2,
     partition_for,
 )
-from phoenix_resources.entrypoints.grpc_service import start_of
+from phoenix_resources.entrypoints.grpc.service import start_of
+from phoenix_resources.entrypoints.http import problems as p
 from phoenix_resources.errors import (
     BrokerUnavailable,
     CommandInvalid,
@@ -274,7 +274,7 @@ class _SlowQueries:
 def test_lookup_waves_group_waiting_lookups_and_answer_each() -> None:
     import asyncio
 
-    from phoenix_resources.entrypoints.grpc_service import LookupWaves
+    from phoenix_resources.entrypoints.grpc.service import LookupWaves
 
     queries = _SlowQueries()
     ids = [uuid.uuid4() for _ in range(20)]
@@ -301,7 +301,7 @@ def test_lookup_waves_group_waiting_lookups_and_answer_each() -> None:
 def test_a_cancelled_waiting_lookup_leaves_its_wave() -> None:
     import asyncio
 
-    from phoenix_resources.entrypoints.grpc_service import LookupWaves
+    from phoenix_resources.entrypoints.grpc.service import LookupWaves
 
     queries = _SlowQueries()
 

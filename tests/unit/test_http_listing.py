@@ -3,28 +3,22 @@ takes only the plain forms (everything else — errors included — is the route
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 import orjson
 import pytest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from phoenix_resources.adapters.postgres.queries import ListedResource, PageKey
-from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.http import create_app
-from phoenix_resources.entrypoints.http_fast import ApiState, FastLookup
-from phoenix_resources.entrypoints.http_listing import encode_cursor, plain_listing
+from phoenix_resources.entrypoints.http.listing import encode_cursor, plain_listing
 from phoenix_resources.errors import DatabaseUnavailable
+from tests.support.asgi import Wire, fast_and_framework, get
 
 pytestmark = pytest.mark.unit
 
 IDS = sorted(uuid.UUID(int=i * 7919 + 1) for i in range(1, 8))
 NAMES = {rid: f"db-{i}" for i, rid in enumerate(IDS)}
-
-Wire = tuple[int, list[tuple[bytes, bytes]], bytes]
-
 
 class FakeQueries:
     """Live resources in id order (or (name, id) with a prefix); a database that is away."""
@@ -58,39 +52,11 @@ async def _pass(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def _paths(*, down: bool = False) -> tuple[ASGIApp, ASGIApp]:
-    app = create_app(Settings(api_token_hashes=[]))
-    layer: Any = app.build_middleware_stack()
-    while not isinstance(layer, FastLookup):
-        layer = layer.app
-    state: ApiState = layer.state
-    state.queries = FakeQueries(down=down)  # type: ignore[assignment]
-    framework: ASGIApp = layer.app
-
-    async def below_starlette(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = app
-        await framework(scope, receive, send)
-
-    return FastLookup(_pass, state=state), below_starlette
+    return fast_and_framework(FakeQueries(down=down), _pass)
 
 
 def _get(target: ASGIApp, query: bytes) -> Wire:
-    scope: Scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": "/api/v1/resources", "raw_path": b"/api/v1/resources",
-        "root_path": "", "query_string": query, "headers": [(b"host", b"api")],
-        "client": ("127.0.0.1", 40000), "server": ("api", 80), "state": {}}
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    asyncio.run(target(scope, receive, send))  # type: ignore[arg-type]
-    start, *bodies = sent
-    return (start["status"], [(bytes(k), bytes(v)) for k, v in start["headers"]],
-            b"".join(m.get("body", b"") for m in bodies))
+    return get(target, "/api/v1/resources", query=query)
 
 
 PLAIN = [b"", b"limit=3", b"status=active", b"status=inactive", b"name_prefix=db-",

@@ -9,19 +9,15 @@ test) and everything below it (FastAPI's routing, the route, its exception handl
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from typing import Any
 
 import orjson
 import pytest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from phoenix_resources.adapters.postgres.queries import ResourceDoc
-from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints.http import create_app
-from phoenix_resources.entrypoints.http_fast import ApiState, FastLookup
 from phoenix_resources.errors import DatabaseUnavailable
+from tests.support.asgi import Wire, fast_and_framework, get
 
 pytestmark = pytest.mark.unit
 
@@ -32,9 +28,6 @@ LIVE_JSON = (f'{{"id":"{LIVE}","name":"db-1","config":{{"cpu":"2","note":"é"}},
              '"status":"active","version":3}')
 DOCS = {LIVE: ResourceDoc(LIVE_JSON, 3, None),
         DELETED: ResourceDoc(f'{{"id":"{DELETED}"}}', 7, "2026-11-24T22:14:02.100000Z")}
-
-Wire = tuple[int, list[tuple[bytes, bytes]], bytes]
-
 
 class FakeQueries:
     """Stands in for ReadQueries: stored docs, or a database that is away."""
@@ -54,43 +47,11 @@ async def _fall_through(scope: Scope, receive: Receive, send: Send) -> None:
 
 def _paths(*, down: bool) -> tuple[ASGIApp, ASGIApp]:
     """(the fast path alone, the framework below it) of the app create_app builds."""
-    app = create_app(Settings(api_token_hashes=[]))
-    layer: Any = app.build_middleware_stack()
-    while not isinstance(layer, FastLookup):
-        layer = layer.app
-    state: ApiState = layer.state
-    state.queries = FakeQueries(down=down)  # type: ignore[assignment]
-    framework: ASGIApp = layer.app
-
-    async def below_starlette(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = app  # what Starlette.__call__ adds before its middleware stack
-        await framework(scope, receive, send)
-
-    return FastLookup(_fall_through, state=state), below_starlette
+    return fast_and_framework(FakeQueries(down=down), _fall_through)
 
 
 def _get(target: ASGIApp, path: str, headers: list[tuple[bytes, bytes]]) -> Wire:
-    scope: Scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-        "query_string": b"", "headers": [(b"host", b"api"), *headers],
-        "client": ("127.0.0.1", 40000), "server": ("api", 80), "state": {}}
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    async def call() -> None:
-        await target(scope, receive, send)
-
-    asyncio.run(call())
-    start, *bodies = sent
-    assert start["type"] == "http.response.start"
-    return (start["status"], [(bytes(k), bytes(v)) for k, v in start["headers"]],
-            b"".join(m.get("body", b"") for m in bodies))
+    return get(target, path, headers=headers)
 
 
 def _inm(value: bytes) -> list[tuple[bytes, bytes]]:

@@ -17,12 +17,12 @@ import pytest
 
 from phoenix_resources.adapters.postgres.queries import ResourceLoader
 from phoenix_resources.config import Settings
-from phoenix_resources.entrypoints import http_problems as p
-from phoenix_resources.entrypoints.http import create_app
-from phoenix_resources.entrypoints.http_edge import TokenCheck, route_label
-from phoenix_resources.entrypoints.http_fast import _plain_lookup
-from phoenix_resources.entrypoints.http_listing import decode_cursor, encode_cursor
-from phoenix_resources.entrypoints.http_lookup import etag_matches
+from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.entrypoints.http.app import create_app
+from phoenix_resources.entrypoints.http.edge import TokenCheck, route_label
+from phoenix_resources.entrypoints.http.fast import _plain_lookup
+from phoenix_resources.entrypoints.http.listing import decode_cursor, encode_cursor
+from phoenix_resources.entrypoints.http.lookup import etag_matches
 from phoenix_resources.errors import DatabaseUnavailable
 
 pytestmark = pytest.mark.unit
@@ -215,7 +215,7 @@ def test_worker_factory_rebuilds_the_served_settings(monkeypatch: pytest.MonkeyP
     import gc
 
     from phoenix_resources.config import revealed
-    from phoenix_resources.entrypoints import http
+    from phoenix_resources.entrypoints.http import server as http
 
     served = Settings(http_port=18123, api_token_hashes=["ab" * 32],
                       schema_registry_basic_auth="user:s3cret")  # type: ignore[arg-type]

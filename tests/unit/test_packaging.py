@@ -24,15 +24,16 @@ LOCK = ROOT / "requirements" / "server.lock"
 
 SERVER_SIDE = ("adapters/postgres/", "bootstrap.py", "observability/", "services/",
                "entrypoints/worker.py", "entrypoints/relay.py", "entrypoints/runner.py",
+               "entrypoints/supervisor.py",
                "entrypoints/http", "entrypoints/cli/outbox.py", "entrypoints/grpc",
-               "entrypoints/asyncapi.py", "grpc_gen/", "soak/", "entrypoints/cli/soak.py")
+               "grpc_gen/", "soak/", "entrypoints/cli/soak.py", "entrypoints/console")
 """Modules that run only with the ``server`` extra (PostgreSQL, the API, the processes).
 Everything else is what ``pip install phoenix-resources`` (no extra) must be able to run:
 the client library, the CLI's client commands, the settings and the local stack."""
 
 SERVICE_COMMANDS = ("entrypoints/cli/ops.py", "entrypoints/cli/parked.py",
                     "entrypoints/cli/outbox.py", "entrypoints/cli/grpc.py",
-                    "entrypoints/cli/soak.py")
+                    "entrypoints/cli/soak.py", "entrypoints/cli/console.py")
 """CLI modules whose commands need the server side: each refuses without the extra."""
 
 
@@ -133,6 +134,24 @@ def test_cli_modules_that_reach_the_server_side_refuse_without_the_extra() -> No
     assert reaching == set(SERVICE_COMMANDS)
     for path in SERVICE_COMMANDS:
         assert "require_server(" in (PACKAGE / path).read_text(), path
+
+
+def _readme_base_list() -> list[str]:
+    """The requirements README's Installing section says the base install depends on."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Installing", 1)[1].split("\n## ", 1)[0]
+    sentence = re.search(r"The base install depends on (.+?)\(", section, re.S)
+    assert sentence, "README: 'The base install depends on `a`, `b` … (pyproject's …)'"
+    return re.findall(r"`([^`]+)`", sentence.group(1))
+
+
+def test_the_readme_lists_exactly_the_base_dependencies() -> None:
+    listed = _readme_base_list()
+    declared = {canonicalize_name(Requirement(r).name): Requirement(r).extras
+                for r in PYPROJECT["project"]["dependencies"]}
+    assert {canonicalize_name(Requirement(r).name): Requirement(r).extras
+            for r in listed} == declared
+    assert len(listed) == len(declared), "each once"
 
 
 def test_dev_installs_the_server_extra() -> None:

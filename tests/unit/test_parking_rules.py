@@ -10,7 +10,6 @@ from uuid import UUID
 
 import pytest
 
-from phoenix_resources.adapters.codec import CommandCodec, Framing
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import AnyCommand, CreateResource, UpdateResource
 from phoenix_resources.domain.model import Status
@@ -20,6 +19,8 @@ from phoenix_resources.observability import Metrics
 from phoenix_resources.services.isolate import Isolation
 from phoenix_resources.services.ports import Incoming, Outcome, StateChange
 from phoenix_resources.services.replay import discard, replay_resource
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.framing import Framing
 from tests.fakes import FakeBatchUnit, FakeConsumer, FakeProducer, FakeStore, header
 
 pytestmark = pytest.mark.unit

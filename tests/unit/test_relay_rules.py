@@ -1,6 +1,6 @@
-"""The relay's rules, driving the real :class:`Relay` with a fake outbox session and producer:
-rows leave the outbox only after every delivery is acknowledged, and only the leader
-publishes."""
+"""The relay's rules, driving the real use case (and the process around it) with a fake
+outbox reader and a fake producer behind the real publisher: rows leave the outbox only after
+every delivery is acknowledged, and only the leader publishes."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from phoenix_resources.adapters.publish import KafkaEventPublisher
 from phoenix_resources.config import Settings
-from phoenix_resources.domain.commands import CreateResource, UpdateResource
-from phoenix_resources.entrypoints.relay import Relay
+from phoenix_resources.domain.commands import AnyCommand, CreateResource, UpdateResource
+from phoenix_resources.entrypoints.relay import Relay, policy
 from phoenix_resources.errors import BrokerUnavailable
 from phoenix_resources.observability import Metrics
 from phoenix_resources.services.apply_batch import apply_batch
 from phoenix_resources.services.ports import Incoming
-from tests.fakes import FakeOutboxSession, FakeProducer, FakeStore, header
+from phoenix_resources.services.relay import OutboxRelay
+from tests.fakes import FakeOutboxReader, FakeProducer, FakeStore, header
 
 pytestmark = pytest.mark.unit
 
@@ -30,8 +32,9 @@ SETTINGS = Settings(relay_batch_size=100, relay_poll_interval_s=0.001, retry_ini
 def filled_store() -> FakeStore:
     """Three creates and one rejection, committed by the worker's use case."""
     store = FakeStore()
-    commands = [CreateResource(command_id=uuid.uuid4(), resource_id=uuid.uuid4(),
-                               issued_at=T0, name="r", config={}) for _ in range(3)]
+    commands: list[AnyCommand] = [
+        CreateResource(command_id=uuid.uuid4(), resource_id=uuid.uuid4(), issued_at=T0,
+                       name="r", config={}) for _ in range(3)]
     commands.append(UpdateResource(command_id=uuid.uuid4(), resource_id=uuid.uuid4(),
                                    issued_at=T0, name="x"))
     apply_batch(store.unit(events_topic=EVENTS, rejections_topic=REJECTIONS),
@@ -40,9 +43,18 @@ def filled_store() -> FakeStore:
     return store
 
 
-def relay(session: FakeOutboxSession, producer: FakeProducer) -> Relay:
-    return Relay(SETTINGS, session=session, producer=producer,  # type: ignore[arg-type]
-                 metrics=Metrics())
+def publisher(producer: FakeProducer) -> KafkaEventPublisher:
+    return KafkaEventPublisher(producer, SETTINGS.event_source)
+
+
+def rules(session: FakeOutboxReader, producer: FakeProducer) -> OutboxRelay:
+    """The use case alone."""
+    return OutboxRelay(session, publisher(producer), policy(SETTINGS))
+
+
+def relay(session: FakeOutboxReader, producer: FakeProducer) -> Relay:
+    """The use case inside the relay process's loop."""
+    return Relay(SETTINGS, reader=session, publisher=publisher(producer), metrics=Metrics())
 
 
 def ce_ids(producer: FakeProducer, which: str = "produced") -> list[str]:
@@ -54,10 +66,10 @@ def test_rows_are_deleted_only_after_every_delivery_is_acknowledged() -> None:
     rows = list(store.outbox)
     producer = FakeProducer()
     acked_at_delete: list[int] = []
-    session = FakeOutboxSession(store, on_call=lambda name: acked_at_delete.append(
+    session = FakeOutboxReader(store, on_call=lambda name: acked_at_delete.append(
         len(producer.acknowledged)) if name == "delete" else None)
     assert session.try_lead()
-    assert relay(session, producer).publish_once() == 4
+    assert rules(session, producer).publish_once() == 4
     assert acked_at_delete == [4]
     assert store.outbox == []
     assert ce_ids(producer, "acknowledged") == [str(r.id) for r in rows]
@@ -72,9 +84,9 @@ def test_an_unacknowledged_delivery_deletes_nothing_and_the_retry_repeats_the_id
     rows = list(store.outbox)
     producer = FakeProducer()
     getattr(producer, f"{verdict}_next")(1)
-    session = FakeOutboxSession(store)
+    session = FakeOutboxReader(store)
     assert session.try_lead()
-    r = relay(session, producer)
+    r = rules(session, producer)
     with pytest.raises(BrokerUnavailable):
         r.publish_once()
     assert store.outbox == rows
@@ -92,7 +104,7 @@ def test_the_running_relay_retries_a_failed_batch_until_every_row_is_delivered()
     ids = [str(r.id) for r in store.outbox]
     producer = FakeProducer()
     producer.fail_next(1)
-    session = FakeOutboxSession(store)
+    session = FakeOutboxReader(store)
     r = relay(session, producer)
     session.on_call = lambda name: r.stop() if name == "wait_for_commit" else None
     r.run()
@@ -105,10 +117,10 @@ def test_the_running_relay_retries_a_failed_batch_until_every_row_is_delivered()
 
 def test_a_standby_relay_publishes_nothing_until_the_leader_lets_go() -> None:
     store = filled_store()
-    leader = FakeOutboxSession(store)
+    leader = FakeOutboxReader(store)
     assert leader.try_lead()
     producer = FakeProducer()
-    standby = FakeOutboxSession(store)
+    standby = FakeOutboxReader(store)
     r = relay(standby, producer)
     standby.on_call = lambda name: r.stop() if standby.calls.count("try_lead") == 3 else None
     r.run()
@@ -128,10 +140,9 @@ def test_a_leader_whose_lock_is_gone_publishes_nothing_and_steps_down() -> None:
     store = filled_store()
     rows = list(store.outbox)
     producer = FakeProducer()
-    session = FakeOutboxSession(store)
-    r = relay(session, producer)
-    assert session.try_lead()
-    r.leading = True
+    session = FakeOutboxReader(store)
+    r = rules(session, producer)
+    assert r.lead()
     store.relay_lock = None  # the session ended under it (PostgreSQL freed the lock)
     assert r.publish_once() == 0
     assert producer.produced == []

@@ -13,20 +13,20 @@ from uuid import UUID
 import fastavro
 import pytest
 
-from phoenix_resources.adapters import codec as codecs
-from phoenix_resources.adapters.codec import CommandCodec, Framing
-from phoenix_resources.adapters.codec.commands import ISSUED_AT_MIN
-from phoenix_resources.adapters.codec.framing import (
-    COMMAND_SCHEMA,
-    AvroSchema,
-    load_schema,
-    schema_from_json,
-    writer_schemas,
-)
+from phoenix_resources.adapters import codecs
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import UpdateResource
 from phoenix_resources.domain.model import Status
 from phoenix_resources.errors import ConfigurationError, DecodeError
+from phoenix_resources.wire.commands import ISSUED_AT_MIN, CommandCodec
+from phoenix_resources.wire.framing import (
+    COMMAND_SCHEMA,
+    AvroSchema,
+    Framing,
+    load_schema,
+    schema_from_json,
+    writer_schemas,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -15,12 +15,13 @@ from types import TracebackType
 import pytest
 from confluent_kafka import KafkaError
 
-from phoenix_resources.adapters.codec import CommandCodec, Framing
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import CreateResource
 from phoenix_resources.entrypoints.worker import Worker
 from phoenix_resources.errors import DatabaseUnavailable, DecodeError
 from phoenix_resources.observability import Metrics
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.framing import Framing
 from tests.fakes import TP, FakeBatchUnit, FakeConsumer, FakeProducer, FakeStore, header
 
 pytestmark = pytest.mark.unit

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -115,6 +115,21 @@ def find(common: dict[str, Any], topic: str, partition: int, offset: int,
                        stall_timeout=stall_timeout):
         return letter if letter.offset == offset else None
     return None
+
+
+def select(common: dict[str, Any], topic: str, *, positions: Collection[Position] = (),
+           reason: str | None = None, stall_timeout: float = 15.0) -> Iterator[DeadLetter]:
+    """The dead letters to replay: those at ``positions`` (every one when empty) whose
+    ``dlq.reason`` is ``reason`` (any when ``None``), in offset order per partition. With
+    positions, only their partitions are read, from the lowest offset named."""
+    wanted = set(positions)
+    start = min(o for _, o in wanted) if wanted else None
+    partitions = sorted({p for p, _ in wanted}) if wanted else None
+    for letter in read(common, topic, partitions=partitions, start=start,
+                       stall_timeout=stall_timeout):
+        if ((not wanted or (letter.partition, letter.offset) in wanted)
+                and (reason is None or letter.reason == reason)):
+            yield letter
 
 
 def replay_record(letter: DeadLetter, commands_topic: str, now: datetime) -> OutgoingRecord:

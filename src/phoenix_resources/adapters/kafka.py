@@ -1,11 +1,12 @@
 """Kafka side effects: clients, topics, dead letters, and batch publishing with awaited
 delivery. Server processes get their clients through ``bootstrap``; the client library calls
-:func:`new_producer` / :func:`new_consumer` directly."""
+:func:`new_producer` / :func:`new_consumer` directly. Both pass their settings as a
+:class:`KafkaSettings` (``config.Settings`` or the client's ``ClientSettings``)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
@@ -19,13 +20,13 @@ from phoenix_resources.adapters.records import (
     header_pairs,
     text_headers,
 )
-from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerUnavailable, ConfigurationError
-from phoenix_resources.kafka_options import PINNED
+from phoenix_resources.kafka_options import PINNED, ClientKind, KafkaValue
 
-__all__ = ["JAVA_PARTITIONER", "Headers", "OutgoingRecord", "admin_config", "consumer_config",
-           "dead_letter", "ensure_topics", "header_pairs", "new_consumer", "new_producer",
-           "partition_key", "producer_config", "publish_all", "text_headers"]
+__all__ = ["JAVA_PARTITIONER", "Headers", "KafkaSettings", "OutgoingRecord", "WorkersGroup",
+           "admin_config", "consumer_config", "dead_letter", "ensure_topics", "header_pairs",
+           "new_consumer", "new_producer", "partition_key", "producer_config", "publish_all",
+           "text_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -48,32 +49,61 @@ CONSUMER_DEFAULTS: dict[str, Any] = {"enable.auto.commit": True, "auto.commit.in
 """What a consumer starts from; the option maps may change any of it."""
 
 
-def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+class KafkaSettings(Protocol):
+    """What every client is built from: ``bootstrap.servers`` and the option maps that apply
+    to one kind of client (``PHOENIX_KAFKA_*``; see ``config.Settings.kafka_config``)."""
+
+    def kafka_config(self, client: ClientKind) -> dict[str, KafkaValue]: ...
+
+
+@runtime_checkable
+class WorkersGroup(Protocol):
+    """Settings that name the workers' consumer group (the server's ``config.Settings``):
+    the default group of :func:`consumer_config`, with its static membership."""
+
+    @property
+    def consumer_group(self) -> str: ...
+    @property
+    def group_instance_id(self) -> str | None: ...
+
+
+def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     """:data:`PRODUCER_DEFAULTS` < the settings' producer options < the pinned guarantees
     (``kafka_options.PINNED``) < ``overrides`` (the caller's own, e.g. the relay's linger)."""
     return {**PRODUCER_DEFAULTS, "logger": LIBRDKAFKA_LOG, **settings.kafka_config("producer"),
             **PINNED["producer"], **overrides}
 
 
-def consumer_config(settings: Settings, group_id: str | None = None,
+def consumer_config(settings: KafkaSettings, group_id: str | None = None,
                     **overrides: Any) -> dict[str, Any]:
     """:data:`CONSUMER_DEFAULTS` < the settings' consumer options < the group (and, for the
-    workers' group, ``PHOENIX_GROUP_INSTANCE_ID``) and pinned guarantees < ``overrides``."""
-    group = group_id or settings.consumer_group
-    identity: dict[str, Any] = {"group.id": group}
-    if settings.group_instance_id and group == settings.consumer_group:
-        identity["group.instance.id"] = settings.group_instance_id
+    workers' group, ``PHOENIX_GROUP_INSTANCE_ID``) and pinned guarantees < ``overrides``.
+
+    Without ``group_id`` the consumer joins the workers' group, which only settings that
+    name it (:class:`WorkersGroup`) know; other settings must pass a group."""
     return {**CONSUMER_DEFAULTS, "logger": LIBRDKAFKA_LOG, **settings.kafka_config("consumer"),
-            **identity, **PINNED["consumer"], **overrides}
+            **_group_identity(settings, group_id), **PINNED["consumer"], **overrides}
 
 
-def admin_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+def _group_identity(settings: KafkaSettings, group_id: str | None) -> dict[str, Any]:
+    workers = settings if isinstance(settings, WorkersGroup) else None
+    group = group_id or (workers.consumer_group if workers is not None else None)
+    if group is None:
+        raise ConfigurationError("a consumer needs a group id: these settings name no "
+                                 "default group")
+    identity: dict[str, Any] = {"group.id": group}
+    if workers is not None and workers.group_instance_id and group == workers.consumer_group:
+        identity["group.instance.id"] = workers.group_instance_id
+    return identity
+
+
+def admin_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     """What every AdminClient of the service is built with: the settings' admin options
     (shared options minus consumer- and producer-only keys, then the admin map)."""
     return {"logger": LIBRDKAFKA_LOG, **settings.kafka_config("admin"), **overrides}
 
 
-def new_producer(settings: Settings, **overrides: Any) -> Producer:
+def new_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
     """An idempotent producer (acks=all, ordered retries), batching with a short linger.
 
     Keys are partitioned like the Java client does (``murmur2_random``: murmur2 of the key,
@@ -82,7 +112,7 @@ def new_producer(settings: Settings, **overrides: Any) -> Producer:
     return Producer(producer_config(settings, **overrides))
 
 
-def new_consumer(settings: Settings, group_id: str | None = None,
+def new_consumer(settings: KafkaSettings, group_id: str | None = None,
                  **overrides: Any) -> Consumer:
     """Manual offset storage (the owner stores an offset once it is done with the record),
     cooperative-sticky assignment, auto-commit of what was stored. The workers' group gets

@@ -1,25 +1,87 @@
 """Publishing a batch of records with every delivery awaited and judged, record by record.
 
 See :func:`publish_all`; what each error code means is decided in ``produce_errors``.
+:class:`KafkaEventPublisher` is the relay's
+:class:`~phoenix_resources.services.ports.EventPublisher`: outbox rows as CloudEvents
+records (``wire/cloudevents.py``), published with :func:`publish_all`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from phoenix_resources.adapters.produce_errors import Verdict, classify, describe
-from phoenix_resources.adapters.records import OutgoingRecord
+from phoenix_resources.adapters.records import Headers, OutgoingRecord
 from phoenix_resources.errors import BrokerFatal, BrokerUnavailable, RecordRefused
+from phoenix_resources.services.ports import Delivery, OutboxRow, RefusedRow
+from phoenix_resources.wire.cloudevents import CloudEventHeaders
 
 log = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
-def publish_all(producer: Producer, records: Sequence[OutgoingRecord],
+class Producing(Protocol):
+    """The part of ``confluent_kafka.Producer`` that publishing uses."""
+
+    def produce(self, topic: str, value: bytes | None = ..., key: bytes | None = ..., *,
+                on_delivery: DeliveryCallback | None = ...,
+                headers: Headers | None = ...) -> None: ...
+
+    def poll(self, timeout: float = ...) -> int: ...
+
+    def flush(self, timeout: float = ...) -> int: ...
+
+    def list_topics(self, topic: str | None = ..., timeout: float = ...) -> Any: ...
+
+
+class KafkaEventPublisher:
+    """Outbox rows as CloudEvents binary-mode records, keyed by resource id, published with
+    :func:`publish_all` (``keep_key_order``): the guarantees of
+    :class:`~phoenix_resources.services.ports.EventPublisher`.
+
+    A permanent refusal becomes a :class:`~phoenix_resources.services.ports.Delivery` naming
+    the delivered, refused and held rows; :class:`BrokerUnavailable` and :class:`BrokerFatal`
+    propagate. Use a producer with ``enable.idempotence``, so a retried call can only repeat
+    a partition's records, never reorder them.
+    """
+
+    def __init__(self, producer: Producing, source: str, *, timeout: float = 30.0,
+                 close_timeout: float = 10.0) -> None:
+        self._producer = producer
+        self._headers = CloudEventHeaders(source)
+        self._timeout = timeout
+        self._close_timeout = close_timeout
+
+    def record(self, row: OutboxRow, traceparent: str | None = None) -> OutgoingRecord:
+        """The record of one row; ``traceparent`` (the publishing span's) replaces the
+        row's own."""
+        key = row.aggregateid.encode()
+        return OutgoingRecord(row.topic, key, row.payload, self._headers.headers(
+            event_id=row.id, event_type=row.type, subject=key, time=row.occurred_at,
+            traceparent=traceparent or row.traceparent))
+
+    def publish(self, rows: Sequence[OutboxRow],
+                traceparents: Sequence[str | None] | None = None) -> Delivery:
+        parents = traceparents if traceparents is not None else [None] * len(rows)
+        records = [self.record(r, tp) for r, tp in zip(rows, parents, strict=True)]
+        try:
+            publish_all(self._producer, records, self._timeout, keep_key_order=True)
+        except RecordRefused as e:
+            return Delivery(delivered=[rows[i] for i in sorted(e.delivered)],
+                            refused=[RefusedRow(rows[i], e.refused[i]) for i in sorted(e.refused)],
+                            held=[rows[i] for i in sorted(e.held)])
+        return Delivery(rows)
+
+    def close(self) -> None:
+        self._producer.flush(self._close_timeout)
+
+
+def publish_all(producer: Producing, records: Sequence[OutgoingRecord],
                 timeout: float = 30.0, *, keep_key_order: bool = False) -> int:
     """Fire every record, flush once, then check every delivery report.
 
@@ -54,7 +116,7 @@ def publish_all(producer: Producer, records: Sequence[OutgoingRecord],
 
 
 class _Publish:
-    def __init__(self, producer: Producer, records: Sequence[OutgoingRecord], timeout: float,
+    def __init__(self, producer: Producing, records: Sequence[OutgoingRecord], timeout: float,
                  keep_key_order: bool) -> None:
         self.producer = producer
         self.records = records
@@ -148,7 +210,7 @@ class _Publish:
         return self._absent[topic]
 
 
-def _topic_absent(producer: Producer, topic: str) -> bool:
+def _topic_absent(producer: Producing, topic: str) -> bool:
     try:
         meta = producer.list_topics(topic, timeout=5)
     except KafkaException as e:
@@ -162,7 +224,7 @@ def _topic_absent(producer: Producer, topic: str) -> bool:
         KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_EXCEPTION)
 
 
-def _produce(producer: Producer, record: OutgoingRecord,
+def _produce(producer: Producing, record: OutgoingRecord,
              on_delivery: DeliveryCallback) -> KafkaError | None:
     """Enqueue ``record``; a refusal by ``produce()`` itself (too large, unknown topic …) is
     returned, not raised, so it is judged like a delivery report."""

@@ -21,7 +21,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, Protocol
 
 from confluent_kafka.schema_registry import (
     Schema,
@@ -32,12 +32,33 @@ from confluent_kafka.schema_registry import (
     topic_subject_name_strategy,
 )
 from confluent_kafka.serialization import MessageField, SerializationContext
+from pydantic import SecretStr
 
-from phoenix_resources.adapters.codec.framing import AvroSchema, clip, schema_from_json
-from phoenix_resources.config import Settings
 from phoenix_resources.errors import ConfigurationError, DecodeError, RegistryUnavailable
+from phoenix_resources.wire.framing import AvroSchema, clip, schema_from_json
 
 SubjectStrategy = Literal["topic", "record", "topic-record"]
+
+
+class RegistrySettings(Protocol):
+    """What the registry client is built from (``PHOENIX_SCHEMA_REGISTRY_*``): the server's
+    ``config.Settings`` and the client library's ``ClientSettings`` both have it."""
+
+    @property
+    def schema_registry_url(self) -> str | None: ...
+    @property
+    def schema_registry_timeout_s(self) -> float: ...
+    @property
+    def schema_registry_basic_auth(self) -> SecretStr | None: ...
+    @property
+    def schema_registry_ca_location(self) -> str | None: ...
+    @property
+    def schema_registry_certificate_location(self) -> str | None: ...
+    @property
+    def schema_registry_key_location(self) -> str | None: ...
+    @property
+    def schema_registry_key_password(self) -> SecretStr | None: ...
+
 
 _STRATEGIES = {"topic": topic_subject_name_strategy, "record": record_subject_name_strategy,
                "topic-record": topic_record_subject_name_strategy}
@@ -85,7 +106,7 @@ def subject_namer(strategy: SubjectStrategy, topics: Mapping[str, str]
     return subject
 
 
-def client_config(settings: Settings) -> dict[str, Any]:
+def client_config(settings: RegistrySettings) -> dict[str, Any]:
     """``SchemaRegistryClient`` configuration from the settings (URL, basic auth, TLS)."""
     if not settings.schema_registry_url:
         raise ConfigurationError("PHOENIX_SCHEMA_REGISTRY_URL is not set")
@@ -116,7 +137,7 @@ def _is_transient(e: SchemaRegistryError) -> bool:
 
 
 class Registry:
-    """The codec's :class:`~phoenix_resources.adapters.codec.framing.SchemaRegistry` over a
+    """The codec's :class:`~phoenix_resources.wire.framing.SchemaRegistry` over a
     ``SchemaRegistryClient``. Thread-safe; one per codec."""
 
     def __init__(self, client: SchemaRegistryClient, *, auto_register: bool,
@@ -129,7 +150,7 @@ class Registry:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, auto_register: bool) -> Registry:
+    def from_settings(cls, settings: RegistrySettings, *, auto_register: bool) -> Registry:
         """Builds the client (no request is made). A configuration the client refuses (bad
         auth form, unreadable certificate) is a :class:`ConfigurationError`."""
         try:

@@ -2,10 +2,9 @@
 
 Nobody using this package has to build keys, Avro payloads, framing or headers by hand::
 
-    from phoenix_resources.client import CommandPublisher, EventSubscriber
-    from phoenix_resources.config import Settings
+    from phoenix_resources.client import ClientSettings, CommandPublisher, EventSubscriber
 
-    settings = Settings()
+    settings = ClientSettings()   # PHOENIX_* variables, as the server reads them
     with CommandPublisher(settings) as publisher:
         sent = publisher.create(name="db-1", config={"size": "m"})
         outcome = publisher.wait_for_outcome(sent, timeout=30)   # Applied(version=1)
@@ -14,7 +13,8 @@ Nobody using this package has to build keys, Avro payloads, framing or headers b
         for delivery in events:
             handle(delivery.event)   # the offset is stored when the next one is requested
 
-See ``docs/client.md`` for the guarantees of each call.
+The classes also take the server's settings (``phoenix_resources.config.Settings``) and read
+the fields both share. See ``docs/client.md`` for the guarantees of each call.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from phoenix_resources.client.publisher import (
     Failure,
     Sent,
 )
+from phoenix_resources.client.settings import ClientSettings
 from phoenix_resources.client.subscriber import Delivery, EventSubscriber, OnError
 
 __all__ = [
     "BulkResult",
+    "ClientSettings",
     "CommandPublisher",
     "Delivery",
     "EventSubscriber",

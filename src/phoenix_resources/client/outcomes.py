@@ -18,9 +18,8 @@ from uuid import UUID
 import httpx
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from phoenix_resources.adapters import codec as codecs
-from phoenix_resources.adapters import kafka
-from phoenix_resources.config import Settings
+from phoenix_resources.adapters import codecs, kafka
+from phoenix_resources.client.settings import AnySettings, client_settings
 from phoenix_resources.errors import (
     BrokerUnavailable,
     DecodeError,
@@ -91,11 +90,13 @@ class OutcomeWatcher:
     from a point in time with a throw-away, never-committing consumer.
     """
 
-    def __init__(self, settings: Settings, *, api_url: str | None = None,
+    def __init__(self, settings: AnySettings, *, api_url: str | None = None,
                  api_token: str | None = None, http_client: httpx.Client | None = None) -> None:
-        self._settings = settings
+        """``api_url`` / ``api_token`` default to the settings' (unset in the server's)."""
+        self._settings = settings = client_settings(settings)
+        api_url = settings.api_url if api_url is None else api_url
         self._api_url = api_url.rstrip("/") if api_url else None
-        self._api_token = api_token
+        self._api_token = settings.api_token_value() if api_token is None else api_token
         self._http_client = http_client
         self._codec = codecs.event_codec(settings)
 

@@ -27,8 +27,7 @@ from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from phoenix_resources.adapters import codec as codecs
-from phoenix_resources.adapters import kafka
+from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.client.commands import (
     as_uuid,
     create_command,
@@ -38,7 +37,7 @@ from phoenix_resources.client.commands import (
     validate,
 )
 from phoenix_resources.client.outcomes import Outcome, OutcomeWatcher
-from phoenix_resources.config import Settings
+from phoenix_resources.client.settings import AnySettings, client_settings
 from phoenix_resources.domain.commands import (
     AnyCommand,
 )
@@ -106,16 +105,20 @@ DeliveryCallback = Callable[[Sent, "DeliveryFailed | None"], None]
 
 class CommandPublisher:
     """Publishes commands to ``settings.commands_topic``. Thread-safe; use as a context
-    manager or call :meth:`close` (which waits for records still in flight)."""
+    manager or call :meth:`close` (which waits for records still in flight).
 
-    def __init__(self, settings: Settings, *,
+    ``settings``: :class:`~phoenix_resources.client.settings.ClientSettings`, or the
+    server's settings (their shared fields are read)."""
+
+    def __init__(self, settings: AnySettings, *,
                  wire_format: Literal["avro", "json"] | None = None,
                  delivery_timeout_s: float = 30.0,
                  api_url: str | None = None, api_token: str | None = None,
                  producer_options: Mapping[str, Any] | None = None) -> None:
         """``delivery_timeout_s`` bounds each record's delivery (librdkafka retries within
-        it). ``api_url`` makes :meth:`wait_for_outcome` ask the HTTP API instead of Kafka."""
-        self._settings = settings
+        it). ``api_url`` (default: the settings' ``api_url``) makes :meth:`wait_for_outcome`
+        ask the HTTP API instead of Kafka."""
+        self._settings = settings = client_settings(settings)
         self._format = wire_format or settings.wire_format
         self._timeout = delivery_timeout_s
         self._codec = codecs.command_codec(settings)

@@ -26,11 +26,10 @@ from typing import Any, Literal, get_args
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from phoenix_resources.adapters import codec as codecs
-from phoenix_resources.adapters import kafka
+from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.adapters.dlq import dead_letter
 from phoenix_resources.adapters.records import producer_max_bytes
-from phoenix_resources.config import Settings
+from phoenix_resources.client.settings import AnySettings, client_settings
 from phoenix_resources.domain.events import ResourceChanged
 from phoenix_resources.errors import (
     BrokerUnavailable,
@@ -82,7 +81,8 @@ def parse_headers(headers: Sequence[tuple[str, str | bytes | None]] | None
 
 
 class EventSubscriber:
-    """Reads ``settings.events_topic`` in consumer group ``group_id``.
+    """Reads ``settings.events_topic`` in consumer group ``group_id`` (``settings``:
+    :class:`~phoenix_resources.client.settings.ClientSettings`, or the server's).
 
     ``from_beginning`` applies where the group has no committed offset yet (a new group):
     start at the oldest event instead of the newest. ``dedupe`` drops an event whose
@@ -103,7 +103,7 @@ class EventSubscriber:
       :class:`ConfigurationError` when the topic is refused for good).
     """
 
-    def __init__(self, settings: Settings, group_id: str | None = None, *,
+    def __init__(self, settings: AnySettings, group_id: str | None = None, *,
                  from_beginning: bool = False, dedupe: bool = False,
                  on_error: OnError = "raise", dead_letter_topic: str | None = None,
                  consumer_options: dict[str, Any] | None = None) -> None:
@@ -112,7 +112,7 @@ class EventSubscriber:
                                      f", not {on_error!r}")
         if on_error == "dead-letter" and not dead_letter_topic:
             raise ConfigurationError("on_error='dead-letter' needs a dead_letter_topic")
-        self._settings = settings
+        self._settings = settings = client_settings(settings)
         self.on_error: OnError = on_error
         self.dead_letter_topic = dead_letter_topic
         self._producer: Producer | None = None  # made on the first dead letter

@@ -24,15 +24,15 @@ from typing import Any
 
 import yaml
 
-from phoenix_resources.adapters.codec.framing import (
+from phoenix_resources.config import Settings
+from phoenix_resources.domain.events import EVENT_CLASSES, CommandRejected
+from phoenix_resources.wire.framing import (
     COMMAND_SCHEMA,
     EVENT_SCHEMA,
     REJECTION_SCHEMA,
     AvroSchema,
     load_schema,
 )
-from phoenix_resources.config import Settings
-from phoenix_resources.domain.events import EVENT_CLASSES, CommandRejected
 
 ASYNCAPI_VERSION = "3.0.0"
 CONTRACT_VERSION = "1.0.0"

@@ -4,101 +4,34 @@ SIGTERM / SIGINT ask every component to stop; the process exits within
 ``SHUTDOWN_GRACE_S``. The worker finishes (or abandons, uncommitted) its in-flight batch, so
 a stop never commits an offset past the database. If a component dies of an unexpected
 error, the others are stopped and the process exits non-zero (let the supervisor restart it).
+This module builds the components; :mod:`.supervisor` runs and stops them.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import signal
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from types import FrameType
 from typing import Literal
 
 from phoenix_resources import bootstrap
 from phoenix_resources.config import Settings, redact
-from phoenix_resources.entrypoints.relay import Relay, build_relay
-from phoenix_resources.entrypoints.worker import Worker, build_worker
-from phoenix_resources.observability import Metrics, configure_logging
-from phoenix_resources.observability.health import (
-    Health,
-    HealthServer,
-    database_check,
+from phoenix_resources.entrypoints.relay import build_relay
+from phoenix_resources.entrypoints.supervisor import (
+    Component,
+    Supervisor,
+    process_health,
+    serve_health,
 )
+from phoenix_resources.entrypoints.worker import build_worker
+from phoenix_resources.observability import Metrics, configure_logging
+from phoenix_resources.observability.health import Check, HealthServer
 from phoenix_resources.observability.tracing import Tracing
 
 log = logging.getLogger("phoenix_resources.runner")
 
-SHUTDOWN_GRACE_S = 20.0
-
-
-@dataclass
-class Component:
-    name: str
-    run: Callable[[], None]
-    stop: Callable[[], None]
-
-
-class Supervisor:
-    def __init__(self) -> None:
-        self.stopping = threading.Event()
-        self.failed: list[str] = []
-        self._components: list[Component] = []
-        self._threads: list[threading.Thread] = []
-
-    def add(self, component: Component) -> None:
-        self._components.append(component)
-
-    def _body(self, c: Component) -> None:
-        try:
-            c.run()
-        except BaseException:
-            log.exception("component died", extra={"component": c.name})
-            self.failed.append(c.name)
-        finally:
-            self.stopping.set()
-
-    def run(self) -> int:
-        for c in self._components:
-            t = threading.Thread(target=self._body, args=(c,), name=c.name, daemon=True)
-            self._threads.append(t)
-            t.start()
-        self._install_signals()
-        self.stopping.wait()
-        for c in self._components:
-            c.stop()
-        for t in self._threads:
-            t.join(SHUTDOWN_GRACE_S)
-        stuck = [t.name for t in self._threads if t.is_alive()]
-        if stuck:
-            log.error("components did not stop in time", extra={"components": stuck})
-        return 1 if self.failed or stuck else 0
-
-    def _install_signals(self) -> None:
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            log.info("stopping", extra={"signal": signal.Signals(signum).name})
-            self.stopping.set()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-
-
-def _serve_health(settings: Settings, component: Literal["worker", "relay"],
-                  metrics: Metrics, health: Health) -> HealthServer | None:
-    """/metrics, /healthz and /readyz of a worker or relay process, on its own port."""
-    port = settings.metrics_port_for(component)
-    if not port:
-        return None
-    return HealthServer(settings.http_host, port, metrics.exposition, health).start()
-
-
-def _health(settings: Settings, supervisor: Supervisor) -> Health:
-    """Live while no component died; ready while the database answers (and the
-    components' own checks, added by the caller, pass)."""
-    return Health(checks={"database": database_check(bootstrap.database_ping(settings))},
-                  alive=[lambda: not supervisor.failed])
+Part = Callable[[Settings, Metrics, Tracing], tuple[Component, Check]]
+"""Builds one component and its own readiness check."""
 
 
 def _start(settings: Settings, component: str) -> tuple[Metrics, Tracing]:
@@ -112,7 +45,7 @@ def _start(settings: Settings, component: str) -> tuple[Metrics, Tracing]:
 
 
 def _worker_component(settings: Settings, metrics: Metrics,
-                      tracing: Tracing) -> tuple[Component, Worker]:
+                      tracing: Tracing) -> tuple[Component, Check]:
     warning = bootstrap.replay_window_warning(settings)
     if warning:
         log.warning(warning)
@@ -125,13 +58,13 @@ def _worker_component(settings: Settings, metrics: Metrics,
         finally:
             pool.close()
 
-    return Component("worker", run, worker.stop), worker
+    return Component("worker", run, worker.stop), worker.readiness
 
 
 def _relay_component(settings: Settings, metrics: Metrics,
-                     tracing: Tracing) -> tuple[Component, Relay]:
+                     tracing: Tracing) -> tuple[Component, Check]:
     relay = build_relay(settings, metrics, tracing)
-    return Component("relay", relay.run, relay.stop), relay
+    return Component("relay", relay.run, relay.stop), relay.watch.readiness
 
 
 def _settle_garbage_collector(threshold: int) -> None:
@@ -157,49 +90,49 @@ def _run(supervisor: Supervisor, tracing: Tracing, settings: Settings,
         tracing.shutdown()
 
 
-def run_worker(settings: Settings) -> int:
-    metrics, tracing = _start(settings, "worker")
+def _run_alone(settings: Settings, component: Literal["worker", "relay"], part: Part,
+               check: str) -> int:
+    """One component as the whole process: its readiness (under ``check``) beside the
+    database's, both on its own health port."""
+    metrics, tracing = _start(settings, component)
     supervisor = Supervisor()
-    component, worker = _worker_component(settings, metrics, tracing)
-    supervisor.add(component)
-    health = _health(settings, supervisor)
-    health.checks["consumer"] = worker.readiness
-    metrics.set_readiness("worker", health.is_ready)
+    built, readiness = part(settings, metrics, tracing)
+    supervisor.add(built)
+    health = process_health(settings, supervisor)
+    health.checks[check] = readiness
+    metrics.set_readiness(component, health.is_ready)
     return _run(supervisor, tracing, settings,
-                _serve_health(settings, "worker", metrics, health))
+                serve_health(settings, component, metrics, health))
+
+
+def run_worker(settings: Settings) -> int:
+    return _run_alone(settings, "worker", _worker_component, check="consumer")
 
 
 def run_relay(settings: Settings) -> int:
-    metrics, tracing = _start(settings, "relay")
-    supervisor = Supervisor()
-    component, relay = _relay_component(settings, metrics, tracing)
-    supervisor.add(component)
-    health = _health(settings, supervisor)
-    health.checks["relay"] = relay.watch.readiness
-    metrics.set_readiness("relay", health.is_ready)
-    return _run(supervisor, tracing, settings,
-                _serve_health(settings, "relay", metrics, health))
+    return _run_alone(settings, "relay", _relay_component, check="relay")
 
 
 def run_all(settings: Settings) -> int:
     """Worker + relay + HTTP API + gRPC API in one process (the ``make run`` default)."""
-    from phoenix_resources.entrypoints.grpc_server import GrpcServer
-    from phoenix_resources.entrypoints.http import build_server
+    # Imported here: a worker or relay process never loads the API servers.
+    from phoenix_resources.entrypoints.grpc.server import GrpcServer
+    from phoenix_resources.entrypoints.http.server import build_server
 
     metrics, tracing = _start(settings, "all")
     supervisor = Supervisor()
-    worker_component, worker = _worker_component(settings, metrics, tracing)
+    worker_component, worker_ready = _worker_component(settings, metrics, tracing)
     supervisor.add(worker_component)
-    relay_component, relay = _relay_component(settings, metrics, tracing)
+    relay_component, relay_ready = _relay_component(settings, metrics, tracing)
     supervisor.add(relay_component)
-    health = _health(settings, supervisor)
-    health.checks["worker"] = worker.readiness
-    health.checks["relay"] = relay.watch.readiness
+    health = process_health(settings, supervisor)
+    health.checks["worker"] = worker_ready
+    health.checks["relay"] = relay_ready
     metrics.set_readiness("all", health.is_ready)
 
     async def readiness() -> dict[str, object]:
         # The API checks the database itself; the worker's and relay's own checks here.
-        return {"worker": worker.readiness(), "relay": relay.watch.readiness()}
+        return {"worker": worker_ready(), "relay": relay_ready()}
 
     server = build_server(settings, metrics=metrics, readiness=readiness, tracing=tracing)
 

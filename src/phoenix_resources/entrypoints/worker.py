@@ -1,20 +1,29 @@
 """The worker: Kafka commands → one PostgreSQL transaction per batch → offsets.
 
-Guarantees (each has a test against the real broker and database):
+The worker applies batches; its :class:`~.consumer_session.ConsumerSession` keeps the
+consumer (subscription, rebalances, pause and resume, offsets, replacement, close).
+
+Guarantees (each has a test against the real broker and database), and where each is kept:
 
 * offsets are stored only after the batch's database commit and after its dead letters are
   acknowledged by the broker — a crash anywhere before that means redelivery, and
-  redelivery is absorbed by the ``processed_commands`` primary key;
-* bytes that are not a command go to the DLQ with the reason; they never stop the worker;
+  redelivery is absorbed by the ``processed_commands`` primary key (:meth:`Worker.handle`
+  stores them once :meth:`Worker._advance` has committed and dead-lettered; the session
+  stores only for partitions still assigned);
+* bytes that are not a command go to the DLQ with the reason; they never stop the worker
+  (:meth:`Worker._decode`);
 * a transient fault (PostgreSQL or Kafka unavailable, a race with another writer) pauses
   the assigned partitions and retries the same batch with exponential backoff and jitter,
   polling meanwhile so the consumer keeps its group membership; good commands are never
-  dead-lettered because of an outage;
+  dead-lettered because of an outage (the retry loop of :meth:`Worker.handle`, pausing in
+  :meth:`Worker._on_fault`, waiting in ``ConsumerSession.wait``);
 * on revoke, the in-flight batch's messages of revoked partitions are abandoned (the next
   owner gets them from the last committed offset) and nothing past the last database
-  commit is committed;
+  commit is committed (the session calls :meth:`Worker._abandon` first, then commits only
+  offsets stored after a commit);
 * a consumer that stays out of its group for ``consumer_replace_after_s`` is closed and
-  replaced between two batches; the new one resumes at the last committed offsets.
+  replaced between two batches; the new one resumes at the last committed offsets
+  (:meth:`Worker.run_once`, ``ConsumerSession.replace_if_out_of_group``).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer
 from psycopg_pool import ConnectionPool
 from tenacity import (
     RetryCallState,
@@ -38,30 +47,24 @@ from tenacity import (
 )
 
 from phoenix_resources import bootstrap
-from phoenix_resources.adapters.codec import CommandCodec, command_headers
 from phoenix_resources.adapters.dlq import DeadLetters
 from phoenix_resources.adapters.group_membership import GroupMembership
 from phoenix_resources.adapters.kafka import partition_key
 from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
-from phoenix_resources.errors import BrokerFatal, DecodeError, TransientError
+from phoenix_resources.entrypoints.consumer_session import ConsumerSession
+from phoenix_resources.errors import DecodeError, TransientError
 from phoenix_resources.observability import Metrics, log_context
 from phoenix_resources.observability.tracing import Tracing
 from phoenix_resources.observability.worker_watch import BatchWatch, WorkerWatch
 from phoenix_resources.services.isolate import Isolation
 from phoenix_resources.services.ports import BatchUnit, Incoming
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.headers import command_headers
 
 log = logging.getLogger("phoenix_resources.worker")
 
 HeaderList = list[tuple[str, bytes | None]] | None
-
-POLL_SLICE_S = 0.2
-"""While waiting out a fault, poll at least this often (keeps rebalances and heartbeats
-served; far below max.poll.interval.ms)."""
-
-CLOSE_WAIT_S = 10.0
-"""How long a replaced consumer gets to leave its group before the new one subscribes; its
-close goes on in the background after that."""
 
 
 @dataclass
@@ -85,6 +88,8 @@ class _InFlight:
 
 
 class Worker:
+    """Applies the commands topic batch by batch; ``session`` keeps its consumer."""
+
     def __init__(self, settings: Settings, *, consumer: Consumer, producer: Producer,
                  codec: CommandCodec, unit_factory: Callable[[], BatchUnit],
                  metrics: Metrics, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -99,25 +104,21 @@ class Worker:
         replaces a consumer out of its group for ``consumer_replace_after_s``."""
         self.settings = settings
         self._prepare = prepare
-        self.consumer = consumer
         self.producer = producer
         self.codec = codec
         self.unit_factory = unit_factory
         self.metrics = metrics
         self.clock = clock
         self._dlq_max_bytes = producer_max_bytes(settings.kafka_options)
-        self.monotonic = monotonic
-        self.assignment: set[tuple[str, int]] = set()
-        self.paused = False
         self._in_flight: _InFlight | None = None
         self._stop = threading.Event()
         self.watch = WorkerWatch(metrics, consumer, tracing=tracing, monotonic=monotonic,
                                  stuck_after_s=settings.stuck_after_s, membership=membership)
-        self._membership = membership
-        self._new_consumer = new_consumer
-        self._replaced_at = -float("inf")
-        self._retired: Consumer | None = None
-        """The consumer being replaced (see :meth:`_replaced`)."""
+        self.session = ConsumerSession(
+            consumer, topic=settings.commands_topic, watch=self.watch, metrics=metrics,
+            on_gone=self._abandon, stopping=self._stop.is_set, monotonic=monotonic,
+            membership=membership, new_consumer=new_consumer,
+            replace_after_s=settings.consumer_replace_after_s)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -128,21 +129,26 @@ class Worker:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def paused(self) -> bool:
+        """Whether consumption is paused while a fault is waited out."""
+        return self.session.paused
+
     def run(self) -> None:
         """Consume until :meth:`stop`; then commit what was stored and leave the group."""
         if self._prepare is not None and not self._prepared():
-            self.consumer.close()
+            self.session.close()
             return
-        if self._membership is not None:
-            self._membership.joining()
-        self._subscribe()
+        self.session.start()
         log.info("worker started", extra={"topic": self.settings.commands_topic,
                                           "group": self.settings.consumer_group})
         try:
             while not self.stopping:
                 self.run_once()
         finally:
-            self._close()
+            self.session.close()
+            self.producer.flush(5)
+            log.info("worker stopped")
 
     def _prepared(self) -> bool:
         """Run ``prepare`` until it succeeds (True) or the worker is stopped (False)."""
@@ -150,9 +156,8 @@ class Worker:
         try:
             for attempt in Retrying(
                 retry=retry_if_exception_type(TransientError),
-                wait=wait_random_exponential(multiplier=self.settings.retry_initial_s,
-                                             max=self.settings.retry_max_s),
-                stop=lambda _: self.stopping, sleep=self._sleep, reraise=True,
+                wait=self._backoff(), stop=lambda _: self.stopping, sleep=self._sleep,
+                reraise=True,
                 before_sleep=lambda s: log.warning("not ready to consume yet; retrying", extra={
                     "error": str(s.outcome.exception() if s.outcome else "")[:300]}),
             ):
@@ -165,80 +170,34 @@ class Worker:
     def _sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
-    def _subscribe(self) -> None:
-        self.consumer.subscribe([self.settings.commands_topic], on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+    def _backoff(self) -> wait_random_exponential:
+        return wait_random_exponential(multiplier=self.settings.retry_initial_s,
+                                       max=self.settings.retry_max_s)
 
     def run_once(self) -> None:
-        if self._replacement_due():
-            self._replace_consumer()
-        messages = self.consumer.consume(self.settings.batch_size,
-                                         timeout=self.settings.batch_max_wait_ms / 1000)
-        good = [m for m in messages if not self._is_error(m)]
-        self.watch.polled()
-        if good:
-            self.handle(good)
-
-    # --- a consumer out of its group -----------------------------------------------------------
-
-    def _replacement_due(self) -> bool:
-        limit = self.settings.consumer_replace_after_s
-        if self._membership is None or self._new_consumer is None or not limit:
-            return False
-        return (self._membership.out_of_group_s() > limit
-                and self.monotonic() - self._replaced_at > limit)
-
-    def _replace_consumer(self) -> None:
-        """Close the consumer and subscribe a new one, between two batches (nothing in flight).
-
-        The old consumer commits what it stored as it closes, if it still can: every stored
-        offset follows a database commit. Whatever it could not commit is redelivered to the
-        new one and absorbed as duplicates. Its rebalance callbacks are ignored from now on."""
-        assert self._membership is not None
-        assert self._new_consumer is not None
-        log.warning("consumer out of its group for too long; replacing it", extra={
-            "seconds_out_of_group": round(self._membership.out_of_group_s(), 1),
-            "group_state": self._membership.state,
-            "limit_s": self.settings.consumer_replace_after_s})
-        self._replaced_at = self.monotonic()
-        self._retired = self.consumer
-        closing = threading.Thread(target=_close_quietly, args=(self._retired,), daemon=True,
-                                   name="replaced-consumer-close")
-        closing.start()
-        closing.join(CLOSE_WAIT_S)
-        held, self.assignment = self.assignment, set()
-        self.consumer = self._new_consumer()
-        if held:
-            self.watch.rebalanced("lost", held, self.assignment)
-        self.watch.use(self.consumer)
-        self.metrics.consumer_replacements.inc()
-        self._subscribe()
-
-    def _close(self) -> None:
-        try:
-            self.consumer.commit(asynchronous=False)
-        except Exception as e:
-            log.debug("final commit skipped", extra={"reason": str(e)})
-        self.consumer.close()
-        self.producer.flush(5)
-        log.info("worker stopped")
+        """One batch. A consumer out of its group is replaced here, between two batches:
+        nothing is in flight, every stored offset follows a database commit."""
+        self.session.replace_if_out_of_group()
+        messages = self.session.consume(self.settings.batch_size,
+                                        self.settings.batch_max_wait_ms / 1000)
+        if messages:
+            self.handle(messages)
 
     # --- one batch ---------------------------------------------------------------------------
 
     def handle(self, messages: Sequence[Message]) -> None:
+        """Apply ``messages``, retrying transient faults with the assignment paused; store
+        their offsets only once the batch committed and its dead letters were acknowledged.
+        Stopping mid-fault abandons the batch unstored (it will be redelivered)."""
         batch = _InFlight(list(messages), DeadLetters(self.settings.dlq_topic,
                                                       self._dlq_max_bytes),
                           self.watch.batch(messages))
         self._in_flight = batch
         try:
             for attempt in Retrying(
-                retry=retry_if_exception_type(TransientError),
-                wait=wait_random_exponential(multiplier=self.settings.retry_initial_s,
-                                             max=self.settings.retry_max_s),
-                stop=lambda _: self.stopping,
-                sleep=self._wait_out_fault,
-                before_sleep=self._on_fault,
-                reraise=True,
+                retry=retry_if_exception_type(TransientError), wait=self._backoff(),
+                stop=lambda _: self.stopping, sleep=self.session.wait,
+                before_sleep=self._on_fault, reraise=True,
             ):
                 with attempt:
                     self._advance(batch)
@@ -249,9 +208,15 @@ class Worker:
             return
         finally:
             self._in_flight = None
-        self._store_offsets(batch.messages)
-        self._resume()
+        self.session.store_offsets(batch.messages)
+        self.session.resume()
         batch.watch.finished(batch.dead)
+
+    def _abandon(self, partitions: set[int]) -> None:
+        """Partitions were revoked or lost: their records leave the in-flight batch (their
+        next owner gets them again from the last committed offset)."""
+        if self._in_flight is not None:
+            self._in_flight.drop_partitions(partitions)
 
     def _advance(self, batch: _InFlight) -> None:
         """One attempt: decode (once), apply what is left, then dead-letter; each step is
@@ -319,20 +284,6 @@ class Worker:
                     "count": report.parked, "splits": isolation.splits,
                     "command_ids": [str(c) for c in report.parked_ids[:10]]})
 
-    # --- offsets -----------------------------------------------------------------------------
-
-    def _store_offsets(self, messages: Sequence[Message]) -> None:
-        """Called only after the database commit (and DLQ acknowledgements)."""
-        highest: dict[tuple[str, int], int] = {}
-        for m in messages:
-            key = partition_key(m)
-            offset = m.offset() or 0
-            if key in self.assignment and offset >= highest.get(key, -1):
-                highest[key] = offset
-        if highest:
-            self.consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1)
-                                                 for (t, p), o in highest.items()])
-
     # --- faults ------------------------------------------------------------------------------
 
     def _on_fault(self, state: RetryCallState) -> None:
@@ -342,97 +293,12 @@ class Worker:
             "error": str(exc)[:300], "kind": type(exc).__name__,
             "attempt": state.attempt_number,
             "retry_in_s": round(state.next_action.sleep, 2) if state.next_action else None})
-        self._pause()
-
-    def _wait_out_fault(self, seconds: float) -> None:
-        """Sleep by polling: rebalance callbacks run, and membership is kept."""
-        deadline = self.monotonic() + seconds
-        while not self.stopping and self.monotonic() < deadline:
-            message = self.consumer.poll(min(POLL_SLICE_S, max(0.0, deadline - self.monotonic())))
-            if message is not None and not self._is_error(message):
-                # Paused partitions should yield nothing; if one slips through, rewind so it
-                # is fetched again after resume instead of being skipped.
-                topic, partition = partition_key(message)
-                self.consumer.seek(TopicPartition(topic, partition, message.offset() or 0))
-
-    def _pause(self) -> None:
-        if not self.paused and self.assignment:
-            self.consumer.pause([TopicPartition(t, p) for t, p in self.assignment])
-            self.paused = True
-            self.watch.paused()
-
-    def _resume(self) -> None:
-        if self.paused:
-            if self.assignment:
-                self.consumer.resume([TopicPartition(t, p) for t, p in self.assignment])
-            self.paused = False
-            self.watch.resumed()
-            log.info("resumed after fault")
-
-    def _is_error(self, message: Message) -> bool:
-        err = message.error()
-        if err is None:
-            return False
-        if err.fatal():
-            raise BrokerFatal(f"fatal consumer error: {err}")
-        level = logging.DEBUG if err.code() == KafkaError._PARTITION_EOF else logging.WARNING
-        log.log(level, "consumer error", extra={"error": str(err)})
-        return True
-
-    # --- rebalance callbacks (run inside consume/poll, on this thread) ------------------------
-
-    def _replaced(self, consumer: Consumer) -> bool:
-        """A consumer replaced earlier, or the one being replaced now (it may still be
-        closing in the background): its rebalances are no longer the worker's."""
-        return consumer is not self.consumer or consumer is self._retired
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._replaced(consumer):
-            return
-        added = {(tp.topic, tp.partition) for tp in partitions}
-        self.assignment |= added
-        self.watch.rebalanced("assigned", added, self.assignment)
-        if self.paused and partitions:
-            consumer.pause(partitions)
-        log.info("partitions assigned", extra={"partitions": sorted(p for _, p in added)})
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._replaced(consumer):
-            return
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        if self._in_flight is not None:
-            self._in_flight.drop_partitions({p for _, p in revoked})
-        try:
-            # Offsets stored so far all follow a database commit; commit them now so the
-            # next owner starts right after them.
-            consumer.commit(asynchronous=False)
-        except Exception as e:
-            log.debug("commit on revoke skipped", extra={"reason": str(e)})
-        self.assignment -= revoked
-        self.watch.rebalanced("revoked", revoked, self.assignment)
-        log.info("partitions revoked", extra={"partitions": sorted(p for _, p in revoked)})
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._replaced(consumer):
-            return
-        lost = {(tp.topic, tp.partition) for tp in partitions}
-        if self._in_flight is not None:
-            self._in_flight.drop_partitions({p for _, p in lost})
-        self.assignment -= lost
-        self.watch.rebalanced("lost", lost, self.assignment)
-        log.warning("partitions lost", extra={"partitions": sorted(p for _, p in lost)})
+        self.session.pause()
 
     def readiness(self) -> dict[str, Any]:
         """``ok`` (joined, in its group, not stuck), assigned partitions, paused, lag (see
         WorkerWatch)."""
         return self.watch.readiness()
-
-
-def _close_quietly(consumer: Consumer) -> None:
-    try:
-        consumer.close()
-    except Exception as e:  # a consumer out of its group may fail to leave it: that is fine
-        log.info("replaced consumer closed with an error", extra={"error": str(e)[:300]})
 
 
 def build_worker(settings: Settings, metrics: Metrics,

@@ -1,8 +1,9 @@
 """What the relay reports about itself: outbox metrics, readiness and publish spans.
 
 The relay calls :meth:`RelayWatch.fetched`, :meth:`RelayWatch.publishing` (a context manager
-that hands out each row's outgoing ``traceparent``), :meth:`RelayWatch.published`,
-:meth:`RelayWatch.backlog` and :meth:`RelayWatch.leading`.
+that hands out each row's outgoing ``traceparent``; :meth:`RelayWatch.refused` marks its spans
+failed), :meth:`RelayWatch.published`, :meth:`RelayWatch.backlog` and
+:meth:`RelayWatch.leading`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import Span, StatusCode
 
 from phoenix_resources.observability.metrics import Metrics
 from phoenix_resources.observability.tracing import Tracing, traceparent_of
@@ -32,7 +33,7 @@ class _Row(Protocol):
 
 
 class RelayWatch:
-    """The observability side of one :class:`~phoenix_resources.entrypoints.relay.Relay`."""
+    """The observability side of one relay (``entrypoints/relay.py``)."""
 
     def __init__(self, metrics: Metrics, *, tracing: Tracing | None = None,
                  topics: Sequence[str] = (), stuck_after_s: float = 120.0,
@@ -46,6 +47,7 @@ class RelayWatch:
         self._leading = False
         self._waiting = 0
         self._progress_at = monotonic()
+        self._spans: list[Span] = []
         metrics.init_topics(*topics)
 
     def leading(self, leading: bool) -> None:
@@ -75,18 +77,23 @@ class RelayWatch:
             return
         parents = [r.traceparent if s is None else traceparent_of(s)
                    for r, s in zip(rows, sends, strict=True)]
+        self._spans = [batch, *(s for s in sends if s is not None)]
         try:
             yield parents
         except BaseException as e:
-            for span in (batch, *sends):
-                if span is not None:
-                    span.set_status(StatusCode.ERROR, f"{type(e).__name__}: {e}"[:300])
+            self.refused(f"{type(e).__name__}: {e}")
             raise
         finally:
+            self._spans = []
             for span in sends:
                 if span is not None:
                     span.end()
             batch.end()
+
+    def refused(self, description: str) -> None:
+        """Mark the spans of the publish in progress failed (no-op outside one)."""
+        for span in self._spans:
+            span.set_status(StatusCode.ERROR, description[:300])
 
     def published(self, rows: Sequence[_Row]) -> None:
         """``rows`` were acknowledged by the broker (and deleted)."""

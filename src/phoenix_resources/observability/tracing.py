@@ -1,7 +1,7 @@
 """OpenTelemetry tracing of the command → event path.
 
 A command's trace context travels in its ``traceparent`` header (the client library writes it,
-``adapters/codec/headers.py`` validates it); the worker stores it with the outbox row; the
+``wire/headers.py`` validates it); the worker stores it with the outbox row; the
 relay sends the event with a ``traceparent`` of the *same trace*. Spans:
 
 * **worker** — one ``process`` span per batch (not per command: the hot path stays flat), with
@@ -11,7 +11,7 @@ relay sends the event with a ``traceparent`` of the *same trace*. Spans:
   each *sampled* row only, a producer span ``send <topic>`` that is a child of the command's
   context; its id goes into the event's ``traceparent``, so a subscriber continues the trace
   under it. Unsampled rows keep the command's ``traceparent`` as it was;
-* **API** — the ASGI instrumentation, one span per request (``http_tracing``).
+* **API** — the ASGI instrumentation, one span per request (``entrypoints.http.tracing``).
 
 Sampling is parent-based: a command sampled by its publisher (the ``sampled`` flag of its
 ``traceparent``) is traced everywhere, an unsampled one nowhere; a root span (a request with

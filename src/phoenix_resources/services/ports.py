@@ -138,3 +138,149 @@ class ReplayUnit(BatchUnit, Protocol):
     def note_attempt(self, command_id: UUID, error: str) -> None:
         """Record a failed replay attempt (count, time, error) on the parked command."""
         ...
+
+
+# --- the relay: outbox rows out to the broker ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A committed outbox row, as the relay reads it."""
+
+    seq: int
+    """Its place in commit-safe order: per resource, ``seq`` order is version order."""
+    id: str
+    """The event id as text (it is only ever written into a header)."""
+    aggregateid: str
+    """The resource id: the record's key."""
+    type: str
+    """The event's type name (``ResourceCreated`` …)."""
+    topic: str
+    payload: bytes
+    """The encoded event: the record's value."""
+    occurred_at: datetime
+    traceparent: str | None
+    """The W3C trace context of the command that caused it, if it had one."""
+
+
+class OutboxReader(Protocol):
+    """The relay's own database session: the leadership lock and the outbox.
+
+    Guarantees an implementation must keep (``tests/contract/test_outbox_reader.py``):
+
+    * **Leadership is exclusive.** At most one reader of a database holds the lead at a time.
+      :meth:`try_lead` takes it when free (and keeps it when already held); the lead is held
+      until :meth:`close` or until the session ends, whichever comes first — then any reader
+      may take it. :meth:`holds_lead` says, on the reader's own session, whether it holds the
+      lead now. A reader whose session ended while leading never goes on as if it led: every
+      call raises :class:`~phoenix_resources.errors.TransientError` until :meth:`close`.
+    * **Fetch order.** :meth:`fetch` returns up to ``limit`` committed rows in ascending
+      ``seq``, skipping every parked row and every later row of a parked row's resource (a
+      resource's rows never overtake each other); rows of other resources are not held back.
+    * :meth:`delete` removes rows by ``seq``; :meth:`settle` deletes the delivered rows and
+      parks the refused ones with their reason in one transaction: both or neither.
+      A parked row stays parked for every reader until an operator retries or discards it.
+    * :meth:`backlog` counts ``(rows waiting to be published, rows parked)`` now; rows held
+      behind a parked row count as waiting.
+    * :meth:`wait_for_commit` returns at the first commit of new outbox rows after the lead
+      was taken, or after ``timeout`` seconds.
+    * :meth:`prune_processed` deletes recorded command outcomes older than the window (by
+      both the time they were processed and the time they were issued), never a parked
+      command's, and returns how many it deleted.
+
+    Failures of the database are raised as
+    :class:`~phoenix_resources.errors.DatabaseUnavailable`.
+    """
+
+    def try_lead(self) -> bool:
+        """Take the lead if it is free; True when this reader holds it now."""
+        ...
+
+    def holds_lead(self) -> bool:
+        """Whether this reader holds the lead now (asked on its own session)."""
+        ...
+
+    def close(self) -> None:
+        """End the session, and with it the lead. The next call starts a new session."""
+        ...
+
+    def fetch(self, limit: int) -> list[OutboxRow]:
+        """Up to ``limit`` publishable rows in ``seq`` order (see the class docstring)."""
+        ...
+
+    def delete(self, seqs: Sequence[int]) -> None:
+        """Delete these rows (those already gone are ignored)."""
+        ...
+
+    def settle(self, delivered: Sequence[int], parked: Sequence[tuple[int, str]]) -> None:
+        """In one transaction: delete ``delivered``, park each ``(seq, reason)`` of
+        ``parked``."""
+        ...
+
+    def backlog(self) -> tuple[int, int]:
+        """``(waiting, parked)`` row counts now."""
+        ...
+
+    def wait_for_commit(self, timeout: float) -> None:
+        """Return on a worker's commit of outbox rows, or after ``timeout`` seconds."""
+        ...
+
+    def prune_processed(self, older_than_s: float) -> int:
+        """Delete command outcomes older than ``older_than_s``; return how many."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedRow:
+    """A row the broker refused for good: sending the same bytes again cannot succeed."""
+
+    row: OutboxRow
+    reason: str
+    """The broker's answer, ``CODE: text``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What became of the rows given to :meth:`EventPublisher.publish`, each in exactly one
+    of the three, in the order they were given."""
+
+    delivered: Sequence[OutboxRow]
+    """Acknowledged by the broker."""
+    refused: Sequence[RefusedRow] = ()
+    held: Sequence[OutboxRow] = ()
+    """Not sent: an earlier row of the call with the same topic and key was refused."""
+
+    @property
+    def complete(self) -> bool:
+        """Every row was delivered."""
+        return not self.refused and not self.held
+
+
+class EventPublisher(Protocol):
+    """Publishes outbox rows as events (CloudEvents binary mode: the payload is the data,
+    keyed by the row's resource id, to the row's topic).
+
+    Guarantees an implementation must keep:
+
+    * :meth:`publish` returns only once every row it sent has a final delivery report;
+    * within one call, the rows of one topic and key reach the broker in the given order,
+      and no row is sent after an earlier row with the same topic and key was refused (it
+      is *held*); rows sent before the refusal was known may have been delivered;
+    * a failure that waiting could cure (broker down, timeouts, no leader …) raises
+      :class:`~phoenix_resources.errors.TransientError` for the whole call, even when other
+      rows were refused: nothing is reported refused while part of the call could still
+      succeed. Calling again with the same rows can only repeat, never reorder, a
+      partition's records (the event ids stay the same);
+    * an unusable producer raises :class:`~phoenix_resources.errors.BrokerFatal`.
+    """
+
+    def publish(self, rows: Sequence[OutboxRow],
+                traceparents: Sequence[str | None] | None = None) -> Delivery:
+        """Send ``rows``; ``traceparents`` (one per row, when given) replace the rows' own
+        trace context (the publishing span's)."""
+        ...
+
+    def close(self) -> None:
+        """Wait a bounded time for anything still in flight; the publisher is not used
+        afterwards."""
+        ...

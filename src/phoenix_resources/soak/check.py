@@ -27,7 +27,7 @@ from uuid import UUID
 import psycopg
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from phoenix_resources.adapters import codec as codecs
+from phoenix_resources.adapters import codecs
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerUnavailable
 from phoenix_resources.soak.workload import Workload

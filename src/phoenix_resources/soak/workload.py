@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
-from phoenix_resources.adapters.codec import CommandCodec, Framing
 from phoenix_resources.domain.commands import (
     AnyCommand,
     CreateResource,
@@ -30,6 +29,8 @@ from phoenix_resources.domain.commands import (
 from phoenix_resources.domain.decide import Applied, decide
 from phoenix_resources.domain.events import rejection_id_for
 from phoenix_resources.domain.model import Resource, Status
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.framing import Framing
 
 POISON_KEY_PREFIX = "poison-"
 

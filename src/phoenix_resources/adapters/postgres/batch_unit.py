@@ -25,8 +25,6 @@ import orjson
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from phoenix_resources.adapters.codec import EventCodec
-from phoenix_resources.adapters.codec.commands import command_from_record, command_to_json
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
 from phoenix_resources.adapters.postgres.arrays import (
     ByteaArray,
@@ -52,6 +50,8 @@ from phoenix_resources.services.ports import (
     Snapshot,
     StateChange,
 )
+from phoenix_resources.wire.commands import command_from_record, command_to_json
+from phoenix_resources.wire.events import EventCodec
 
 AGGREGATE = "resource"
 

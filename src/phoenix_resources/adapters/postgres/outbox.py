@@ -1,5 +1,7 @@
 """The relay's view of PostgreSQL: the leadership lock, outbox reads in commit-safe order,
-deletes after delivery, parking of refused rows, and housekeeping.
+deletes after delivery, parking of refused rows, and housekeeping —
+:class:`PostgresOutboxReader`, the :class:`~phoenix_resources.services.ports.OutboxReader`
+(``tests/contract/test_outbox_reader.py`` checks it against the port's guarantees).
 
 One dedicated session holds ``pg_try_advisory_lock``; PostgreSQL releases it when the
 session ends (process death included), which is what lets a standby take over.
@@ -22,8 +24,7 @@ discards parked rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -31,6 +32,7 @@ import psycopg
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
 from phoenix_resources.adapters.postgres.errors import translated
 from phoenix_resources.errors import DatabaseUnavailable
+from phoenix_resources.services.ports import OutboxRow
 
 # A row is fetched when it is not parked and comes before every parked row of its
 # aggregate (``< ALL`` of none is true; seq is unique, so it never equals a parked row's).
@@ -63,8 +65,6 @@ SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
                AND objid::int8 = %(k)s::int8 & 4294967295)
 """
 
-PARKED_COUNT = "SELECT count(*) FROM outbox WHERE parked_reason IS NOT NULL"
-
 BACKLOG = """
 SELECT count(*) FILTER (WHERE parked_reason IS NULL),
        count(*) FILTER (WHERE parked_reason IS NOT NULL)
@@ -81,19 +81,6 @@ DELETE FROM processed_commands WHERE ctid = ANY(ARRAY(
 """
 # issued_at too: a command stamped by a clock running ahead stays deduped until the worker
 # would refuse it as too old (CMD-008). Parked commands keep their row until replayed.
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    seq: int
-    id: Any
-    """The event id (text as fetched: it is only ever written into a header)."""
-    aggregateid: str
-    type: str
-    topic: str
-    payload: bytes
-    occurred_at: datetime
-    traceparent: str | None
 
 
 def session_options(session_timeout: float, statement_timeout_ms: int) -> dict[str, Any]:
@@ -121,8 +108,12 @@ def session_options(session_timeout: float, statement_timeout_ms: int) -> dict[s
             "options": " ".join(f"-c {k}={v}" for k, v in server.items())}
 
 
-class OutboxSession:
-    """A relay's own connection (autocommit). Not thread-safe: one per relay."""
+class PostgresOutboxReader:
+    """A relay's own connection (autocommit). Not thread-safe: one per relay.
+
+    The lead is ``pg_try_advisory_lock(lock_key)`` on this connection; commits are heard
+    through ``LISTEN`` once leading. The connection opens on first use.
+    """
 
     def __init__(self, url: str, lock_key: int, connect_timeout: float = 5.0, *,
                  session_timeout: float = 10.0, statement_timeout_ms: int = 30_000) -> None:
@@ -179,26 +170,20 @@ class OutboxSession:
             rows = self.conn.execute(FETCH, (limit,), prepare=True).fetchall()
         return [OutboxRow(*r) for r in rows]
 
-    def delete(self, seqs: list[int]) -> None:
+    def delete(self, seqs: Sequence[int]) -> None:
         with translated():
-            self.conn.execute("DELETE FROM outbox WHERE seq = ANY(%s::int8[])", (seqs,),
+            self.conn.execute("DELETE FROM outbox WHERE seq = ANY(%s::int8[])", (list(seqs),),
                               prepare=True)
 
-    def settle(self, delivered: list[int], parked: list[tuple[int, str]]) -> None:
+    def settle(self, delivered: Sequence[int], parked: Sequence[tuple[int, str]]) -> None:
         """In one transaction: delete the delivered rows, park the refused ones with their
         reason. Either both happen or neither (a crash in between repeats the batch)."""
         with translated(), self.conn.transaction():
             if delivered:
                 self.conn.execute("DELETE FROM outbox WHERE seq = ANY(%s::int8[])",
-                                  (delivered,))
+                                  (list(delivered),))
             if parked:
                 self.conn.execute(PARK, ([s for s, _ in parked], [r for _, r in parked]))
-
-    def parked_count(self) -> int:
-        """Rows parked now (not counting the rows waiting behind them)."""
-        with translated():
-            row = self.conn.execute(PARKED_COUNT).fetchone()
-        return int(row[0]) if row else 0
 
     def backlog(self) -> tuple[int, int]:
         """(rows waiting to be published, rows parked) now; one scan of the outbox, which

@@ -6,8 +6,8 @@ Exit codes (stable; scripts may rely on them; defined once in :mod:`.common`):
 * 0 — ok: done (sent / applied / found / watched / started and stopped cleanly);
 * 1 — error (message on stderr): broker, database or API unreachable, a migration or a
   delivery failed, no outcome in time, a bulk file with at least one failed line, a service
-  command (``migrate``, ``worker``, ``relay``, ``api``, ``run``, ``parked``) without the
-  ``server`` extra installed;
+  command (``migrate``, ``worker``, ``relay``, ``api``, ``run``, ``parked``,
+  ``console``) without the ``server`` extra installed;
 * 2 — usage: bad flags or settings, or a command that fails local validation (nothing was
   sent);
 * 3 — not running / not ready (``stack status``);
@@ -22,6 +22,7 @@ One module per topic, each with ``register(app)``: :mod:`.ops` (migrate, worker,
 api, run), :mod:`.stack` (the local stack), :mod:`.send` (send, with :mod:`.bulk` for
 ``--file``), :mod:`.read` (watch, get, list), :mod:`.parked` (the parking lot of commands),
 :mod:`.outbox` (outbox rows the broker refused), :mod:`.dlq` (the dead-letter topic),
+:mod:`.console` (the operators' web console over those three),
 :mod:`.configuration` (config docs/show), :mod:`.grpc` (the gRPC server, the AsyncAPI
 document) and :mod:`.soak` (the fault kit);
 :mod:`.common` holds what they share. A new topic is a module with a ``register`` function
@@ -41,6 +42,7 @@ import typer
 
 from phoenix_resources.entrypoints.cli import (
     configuration,
+    console,
     dlq,
     grpc,
     ops,
@@ -63,7 +65,8 @@ app = typer.Typer(
 
 TOPICS: tuple[Callable[[typer.Typer], None], ...] = (
     ops.register, stack.register, send.register, read.register, parked.register,
-    outbox.register, dlq.register, configuration.register, grpc.register, soak.register,
+    outbox.register, dlq.register, console.register, configuration.register, grpc.register,
+    soak.register,
 )
 """Each topic's ``register(app)``; commands are listed in this order within the
 commands and the groups of ``--help``."""

@@ -45,7 +45,7 @@ class BulkSummary:
 def command_from_line(text: str) -> Any:
     """One JSON line → a command; missing ``command_id``/``issued_at`` (and a CREATE's
     ``resource_id``) are generated. Raises :class:`DecodeError` with the reason."""
-    from phoenix_resources.adapters.codec.commands import command_from_record
+    from phoenix_resources.wire.commands import command_from_record
 
     try:
         record = json.loads(text)

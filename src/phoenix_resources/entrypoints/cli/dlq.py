@@ -71,14 +71,11 @@ def position(text: str, default_partition: int) -> tuple[int, int]:
 
 
 def _letters(settings: Settings, topic: str | None, reason: str | None = None,
-             start: int | None = None, partitions: list[int] | None = None,
              ) -> Iterator[DeadLetter]:
-    from phoenix_resources.adapters.dlq_topic import read
+    from phoenix_resources.adapters.dlq_topic import select
 
-    for letter in read(settings.kafka_config("consumer"), topic or settings.dlq_topic,
-                       partitions=partitions, start=start):
-        if reason is None or letter.reason == reason:
-            yield letter
+    return select(settings.kafka_config("consumer"), topic or settings.dlq_topic,
+                  reason=reason)
 
 
 def letter_json(letter: DeadLetter) -> dict[str, Any]:
@@ -197,7 +194,7 @@ def replay(
     Example: phoenix-resources dlq replay --reason unknown-schema
     """
     from phoenix_resources.adapters import kafka
-    from phoenix_resources.adapters.dlq_topic import Replayer
+    from phoenix_resources.adapters.dlq_topic import Replayer, select
 
     if offsets and everything:
         raise fail("give offsets or --all, not both", EXIT_USAGE)
@@ -205,10 +202,8 @@ def replay(
         raise fail("choose dead letters: OFFSETS, --reason, or --all", EXIT_USAGE)
     settings = load_settings()
     wanted = {position(o, partition) for o in offsets or []}
-    start = min(o for _, o in wanted) if wanted else None
-    partitions = sorted({p for p, _ in wanted}) if wanted else None
-    chosen = (letter for letter in _letters(settings, topic, reason, start, partitions)
-              if not wanted or (letter.partition, letter.offset) in wanted)
+    chosen = select(settings.kafka_config("consumer"), topic or settings.dlq_topic,
+                    positions=wanted, reason=reason)
     replayer = Replayer(kafka.new_producer(settings), settings.commands_topic, force=force)
     try:
         with _ProgressLine(enabled=progress) as line:

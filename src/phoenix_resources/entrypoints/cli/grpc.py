@@ -35,7 +35,7 @@ def grpc_serve() -> None:
     Example: PHOENIX_GRPC_PORT=50052 phoenix-resources grpc
     """
     require_server("grpc")
-    from phoenix_resources.entrypoints.grpc_server import serve
+    from phoenix_resources.entrypoints.grpc.server import serve
 
     raise typer.Exit(serve(load_settings()))
 
@@ -55,7 +55,7 @@ def asyncapi(
 
     Example: phoenix-resources asyncapi --defaults --output schemas/asyncapi.yaml
     """
-    require_server("asyncapi")
+    # No require_server: the document needs only the contracts and the settings (base install).
     import orjson
 
     from phoenix_resources.entrypoints.asyncapi import default_settings, document, render_yaml

@@ -108,7 +108,7 @@ def api() -> None:
     Example: PHOENIX_HTTP_PORT=8080 phoenix-resources api
     """
     require_server("api")
-    from phoenix_resources.entrypoints.http import serve
+    from phoenix_resources.entrypoints.http.server import serve
 
     serve(load_settings())
 

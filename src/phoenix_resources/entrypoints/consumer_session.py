@@ -1,0 +1,291 @@
+"""The worker's Kafka consumer, from subscription to close.
+
+A :class:`ConsumerSession` owns the ``Consumer`` and everything that follows the group rather
+than the batch: the assignment, the paused state, the rebalance callbacks, polling while a
+fault is waited out, storing and committing offsets, and replacing a consumer that stays out
+of its group. The worker (``entrypoints/worker.py``) owns the batch and decides *when*: it
+stores offsets only after the database commit, pauses on a fault, replaces between batches.
+
+Guarantees this module enforces:
+
+* offsets are stored only for partitions still assigned — a record the worker finished after
+  losing its partition is left to the partition's next owner;
+* on revoke, the worker hears of it (``on_gone``) before anything else, so its in-flight batch
+  drops those records, then the offsets stored so far are committed (each follows a database
+  commit): the next owner starts right after them. On lost, the same minus the commit: the
+  partitions already belong to another member, and nothing of them is committed;
+* while paused, every partition assigned meanwhile is paused too; :meth:`ConsumerSession.wait`
+  polls (rebalances and heartbeats are served, the group membership is kept) and rewinds a
+  record that slips through the pause, so it is fetched again after :meth:`resume`;
+* a replaced consumer's callbacks are ignored from the moment it starts closing; what it held
+  is reported lost once; it commits what it stored as it closes, if it still can.
+
+Lives with the entry points rather than the adapters: it is the worker process's policy for a
+consumer (when to commit, what to pause, when to give up on one) and reports to the worker's
+observability (``WorkerWatch``, ``Metrics``), which adapters never import.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from phoenix_resources.adapters.group_membership import GroupMembership
+from phoenix_resources.adapters.kafka import partition_key
+from phoenix_resources.errors import BrokerFatal
+from phoenix_resources.observability import Metrics
+from phoenix_resources.observability.worker_watch import WorkerWatch
+
+log = logging.getLogger("phoenix_resources.worker")
+
+Key = tuple[str, int]
+"""A partition: (topic, partition)."""
+
+POLL_SLICE_S = 0.2
+"""While waiting out a fault, poll at least this often (keeps rebalances and heartbeats
+served; far below max.poll.interval.ms)."""
+
+CLOSE_WAIT_S = 10.0
+"""How long a replaced consumer gets to leave its group before the new one subscribes; its
+close goes on in the background after that."""
+
+
+class ConsumerSession:
+    """One subscription to the commands topic, kept alive across consumer replacements.
+
+    Not thread-safe: every method, and the rebalance callbacks (librdkafka runs them inside
+    ``consume``/``poll``/``close``), run on the worker's thread."""
+
+    def __init__(self, consumer: Consumer, *, topic: str, watch: WorkerWatch, metrics: Metrics,
+                 on_gone: Callable[[set[int]], None], stopping: Callable[[], bool],
+                 monotonic: Callable[[], float] = time.monotonic,
+                 membership: GroupMembership | None = None,
+                 new_consumer: Callable[[], Consumer] | None = None,
+                 replace_after_s: float = 0.0) -> None:
+        """``on_gone(partitions)`` runs first thing when partitions are revoked or lost.
+        ``stopping()`` ends :meth:`wait` early. With ``membership`` and ``new_consumer``, a
+        consumer out of its group for ``replace_after_s`` (``0``: never) can be replaced."""
+        self._consumer = consumer
+        self._topic = topic
+        self._watch = watch
+        self._metrics = metrics
+        self._on_gone = on_gone
+        self._stopping = stopping
+        self._monotonic = monotonic
+        self._membership = membership
+        self._new_consumer = new_consumer
+        self._replace_after_s = replace_after_s
+        self._assignment: set[Key] = set()
+        self._paused = False
+        self._subscribed = False
+        self._replaced_at = -float("inf")
+        self._retired: Consumer | None = None
+        """The consumer being replaced (see :meth:`_replaced`)."""
+
+    @property
+    def consumer(self) -> Consumer:
+        """The current consumer (a new one after each replacement)."""
+        return self._consumer
+
+    @property
+    def assignment(self) -> frozenset[Key]:
+        """The partitions held now."""
+        return frozenset(self._assignment)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the assignment is paused (see :meth:`pause`)."""
+        return self._paused
+
+    # --- subscription ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Subscribe for the first time: the wait for the group starts now (not when the
+        membership was built: start-up may have waited for the registry meanwhile)."""
+        if self._membership is not None:
+            self._membership.joining()
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe([self._topic], on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._subscribed = True
+
+    def close(self) -> None:
+        """Commit the offsets stored so far (if it ever subscribed) and leave the group."""
+        if self._subscribed:
+            try:
+                self._consumer.commit(asynchronous=False)
+            except Exception as e:
+                log.debug("final commit skipped", extra={"reason": str(e)})
+        self._consumer.close()
+
+    # --- consuming ---------------------------------------------------------------------------
+
+    def consume(self, limit: int, timeout_s: float) -> list[Message]:
+        """Up to ``limit`` records within ``timeout_s``; error events are logged and left out
+        (a fatal one raises :class:`BrokerFatal`)."""
+        messages = self._consumer.consume(limit, timeout=timeout_s)
+        good = [m for m in messages if not self._is_error(m)]
+        self._watch.polled()
+        return good
+
+    def store_offsets(self, messages: Sequence[Message]) -> None:
+        """Store, per partition still assigned, the offset after the last of ``messages``.
+        The caller stores only what it is done with (for the worker: after the database
+        commit and the dead letters' acknowledgement)."""
+        highest: dict[Key, int] = {}
+        for m in messages:
+            key = partition_key(m)
+            offset = m.offset() or 0
+            if key in self._assignment and offset >= highest.get(key, -1):
+                highest[key] = offset
+        if highest:
+            self._consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1)
+                                                  for (t, p), o in highest.items()])
+
+    # --- pausing while a fault is waited out ---------------------------------------------------
+
+    def pause(self) -> None:
+        """Stop fetching from the assignment, and from every partition assigned until
+        :meth:`resume`. Nothing to pause (no assignment) leaves the session unpaused."""
+        if not self._paused and self._assignment:
+            self._consumer.pause(self._partitions())
+            self._paused = True
+            self._watch.paused()
+
+    def resume(self) -> None:
+        """Fetch from the assignment again (no-op unless paused)."""
+        if self._paused:
+            if self._assignment:
+                self._consumer.resume(self._partitions())
+            self._paused = False
+            self._watch.resumed()
+            log.info("resumed after fault")
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` pass (less once ``stopping()``) by polling: rebalance callbacks run
+        and the membership is kept. Meant while paused: a record that slips through the pause
+        is rewound, never consumed."""
+        deadline = self._monotonic() + seconds
+        while not self._stopping() and self._monotonic() < deadline:
+            message = self._consumer.poll(
+                min(POLL_SLICE_S, max(0.0, deadline - self._monotonic())))
+            if message is not None and not self._is_error(message):
+                # Paused partitions should yield nothing; if one slips through (prefetched
+                # before the pause), rewind so it is fetched again after resume.
+                topic, partition = partition_key(message)
+                self._consumer.seek(TopicPartition(topic, partition, message.offset() or 0))
+
+    def _partitions(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t, p in self._assignment]
+
+    def _is_error(self, message: Message) -> bool:
+        err = message.error()
+        if err is None:
+            return False
+        if err.fatal():
+            raise BrokerFatal(f"fatal consumer error: {err}")
+        level = logging.DEBUG if err.code() == KafkaError._PARTITION_EOF else logging.WARNING
+        log.log(level, "consumer error", extra={"error": str(err)})
+        return True
+
+    # --- a consumer out of its group -----------------------------------------------------------
+
+    def replace_if_out_of_group(self) -> bool:
+        """Replace the consumer if it has been out of its group for ``replace_after_s`` and
+        was not replaced within that period; True if it was. Call it with nothing in flight.
+
+        The old consumer commits what it stored as it closes, if it still can. Whatever it
+        could not commit is redelivered to the new one (which resumes at the committed
+        offsets). Its rebalance callbacks are ignored from now on."""
+        if not self._replacement_due():
+            return False
+        self._replace()
+        return True
+
+    def _replacement_due(self) -> bool:
+        limit = self._replace_after_s
+        if self._membership is None or self._new_consumer is None or not limit:
+            return False
+        return (self._membership.out_of_group_s() > limit
+                and self._monotonic() - self._replaced_at > limit)
+
+    def _replace(self) -> None:
+        assert self._membership is not None
+        assert self._new_consumer is not None
+        log.warning("consumer out of its group for too long; replacing it", extra={
+            "seconds_out_of_group": round(self._membership.out_of_group_s(), 1),
+            "group_state": self._membership.state, "limit_s": self._replace_after_s})
+        self._replaced_at = self._monotonic()
+        self._retired = self._consumer
+        closing = threading.Thread(target=_close_quietly, args=(self._retired,), daemon=True,
+                                   name="replaced-consumer-close")
+        closing.start()
+        closing.join(CLOSE_WAIT_S)
+        held, self._assignment = self._assignment, set()
+        self._consumer = self._new_consumer()
+        if held:
+            self._watch.rebalanced("lost", held, self._assignment)
+        self._watch.use(self._consumer)
+        self._metrics.consumer_replacements.inc()
+        self._subscribe()
+
+    # --- rebalance callbacks (run inside consume/poll/close, on the worker's thread) ----------
+
+    def _replaced(self, consumer: Consumer) -> bool:
+        """A consumer replaced earlier, or the one being replaced now (it may still be
+        closing in the background): its rebalances are no longer this session's."""
+        return consumer is not self._consumer or consumer is self._retired
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._replaced(consumer):
+            return
+        added = {(tp.topic, tp.partition) for tp in partitions}
+        self._assignment |= added
+        self._watch.rebalanced("assigned", added, self._assignment)
+        if self._paused and partitions:
+            # Only assigned partitions can be paused, and inside on_assign they are assigned
+            # when the callback returns: assign them now, or the pause is lost and the
+            # partitions are fetched in the middle of a fault.
+            consumer.incremental_assign(partitions)
+            consumer.pause(partitions)
+        log.info("partitions assigned", extra={"partitions": sorted(p for _, p in added)})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._leave(consumer, partitions, "revoked")
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._leave(consumer, partitions, "lost")
+
+    def _leave(self, consumer: Consumer, partitions: list[TopicPartition],
+               how: Literal["revoked", "lost"]) -> None:
+        """Partitions leave the assignment. The one difference: revoked partitions are still
+        ours during the callback, so the offsets stored so far are committed (the next owner
+        starts right after them); lost ones are someone else's already — no commit."""
+        if self._replaced(consumer):
+            return
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._on_gone({p for _, p in gone})
+        if how == "revoked":
+            try:
+                consumer.commit(asynchronous=False)
+            except Exception as e:
+                log.debug("commit on revoke skipped", extra={"reason": str(e)})
+        self._assignment -= gone
+        self._watch.rebalanced(how, gone, self._assignment)
+        level = logging.INFO if how == "revoked" else logging.WARNING
+        log.log(level, "partitions revoked" if how == "revoked" else "partitions lost",
+                extra={"partitions": sorted(p for _, p in gone)})
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    try:
+        consumer.close()
+    except Exception as e:  # a consumer out of its group may fail to leave it: that is fine
+        log.info("replaced consumer closed with an error", extra={"error": str(e)[:300]})
