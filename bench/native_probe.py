@@ -38,7 +38,6 @@ from psycopg.adapt import AdaptersMap, Dumper, Transformer
 from psycopg.pq import Format
 
 from bench.hotpath import MemoryConnection, _messages
-from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
 from phoenix_resources.adapters.dlq import DeadLetters
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL, arrays, batch_unit
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
@@ -47,6 +46,9 @@ from phoenix_resources.entrypoints.worker import Worker, _InFlight
 from phoenix_resources.errors import DecodeError, MessageTooLarge
 from phoenix_resources.observability import Metrics
 from phoenix_resources.services.isolate import Isolation
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import Framing
 
 try:
     import phoenix_resources_native as native

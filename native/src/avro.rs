@@ -1,8 +1,8 @@
 //! Avro for the three schemas the worker reads and writes, byte for byte like the reference:
 //!
-//! * [`read_command`] mirrors `adapters/codec/command_reader.py` (the reader specialised for
+//! * [`read_command`] mirrors `wire/command_reader.py` (the reader specialised for
 //!   `resource_command.avsc`, fingerprint [`COMMAND_FINGERPRINT`]), error texts included;
-//! * [`put_long`] / [`put_text`] are the primitives of `adapters/codec/event_writer.py` and of
+//! * [`put_long`] / [`put_text`] are the primitives of `wire/event_writer.py` and of
 //!   what fastavro writes for `command_rejected.avsc` (see `outbox.rs`).
 
 use crate::pytext::utf8_problem;

@@ -882,7 +882,8 @@ impl Written {
             .collect()
     }
 
-    /// The CloudEvents headers the relay sends with each outbox row (``relay.to_record``),
+    /// The CloudEvents headers the relay sends with each outbox row
+    /// (``wire/cloudevents.py``, ``CloudEventHeaders.headers``),
     /// with ``ce_time`` in UTC (as the relay writes it when its session's TimeZone is UTC).
     fn cloudevents<'py>(
         &self,

@@ -1,4 +1,4 @@
-//! `CommandCodec.decode` (`adapters/codec/commands.py`) for the records the worker sees
+//! `CommandCodec.decode` (`wire/commands.py`) for the records the worker sees
 //! most: the framing checks, the size limit, and Avro bodies written with the command schema
 //! itself (single-object, or Confluent with an id known to name that schema), read by the
 //! port of the specialised reader and checked like `command_from_record`. Every other

@@ -1,10 +1,10 @@
 //! The bodies the transaction stores:
 //!
-//! * [`event_body`]: `adapters/codec/event_writer.event_body` (the Avro body of a
+//! * [`event_body`]: `wire/event_writer.event_body` (the Avro body of a
 //!   `ResourceChanged`, schema fingerprint [`crate::avro::EVENT_FINGERPRINT`]);
 //! * [`rejection_body`]: what fastavro writes for `EventCodec.encode_rejection`'s record
 //!   (`command_rejected.avsc`, fingerprint [`crate::avro::REJECTION_FINGERPRINT`]);
-//! * [`command_json`]: `adapters/codec/commands.command_to_json` (a parked command's payload).
+//! * [`command_json`]: `wire/commands.command_to_json` (a parked command's payload).
 
 use crate::avro::{put_long, put_text};
 use crate::domain::{Command, EventKind, Kind, Resource};

@@ -1,4 +1,4 @@
-//! The headers of a command record (`adapters/codec/headers.py`): `content-type` and
+//! The headers of a command record (`wire/headers.py`): `content-type` and
 //! `traceparent`, on bytes. Which header values to look at (names, the last one wins, values
 //! of any type) is decided where the Python objects are read (`batch.rs`).
 

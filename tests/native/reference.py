@@ -20,24 +20,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from phoenix_resources.adapters.codec import CommandCodec, EventCodec, Framing
-from phoenix_resources.adapters.codec.framing import (
-    COMMAND_SCHEMA,
-    EVENT_SCHEMA,
-    REJECTION_SCHEMA,
-    load_schema,
-    released_schemas,
-)
-from phoenix_resources.adapters.codec.headers import command_headers
 from phoenix_resources.adapters.postgres import arrays, batch_unit
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit, _row_to_resource
-from phoenix_resources.adapters.postgres.outbox import OutboxRow
 from phoenix_resources.domain.commands import AnyCommand
 from phoenix_resources.domain.decide import Applied, Rejected
-from phoenix_resources.entrypoints.relay import to_record
 from phoenix_resources.errors import DecodeError, MessageTooLarge
 from phoenix_resources.services.apply_batch import BatchReport, apply_batch, fold
 from phoenix_resources.services.ports import Incoming, Parked
+from phoenix_resources.wire.cloudevents import CloudEventHeaders
+from phoenix_resources.wire.commands import CommandCodec
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import (
+    COMMAND_SCHEMA,
+    EVENT_SCHEMA,
+    REJECTION_SCHEMA,
+    Framing,
+    load_schema,
+    released_schemas,
+)
+from phoenix_resources.wire.headers import command_headers
 from tests.fuzz.test_codec_fuzz import (
     CONTENT_TYPES,
     HEADER_NAMES,
@@ -289,10 +290,10 @@ def states_of(rows: Iterable[Row]) -> dict[UUID, Any]:
     return {row[0]: _row_to_resource(row) for row in rows}
 
 
-def cloudevents_reference(row: tuple[Any, ...], source: bytes) -> list[tuple[str, Any]]:
-    """The relay's headers for an outbox row as ``Written.outbox`` lists it (read back by
-    the relay's session in UTC)."""
-    rid, aggregateid, type_name, topic, payload, occurred_at, traceparent = row
-    read_back = OutboxRow(0, str(UUID(bytes=rid)), aggregateid, type_name, topic, payload,
-                          EPOCH + timedelta(microseconds=occurred_at), traceparent)
-    return list(to_record(read_back, source).headers)
+def cloudevents_reference(row: tuple[Any, ...], source: str) -> list[tuple[str, Any]]:
+    """The relay's headers for an outbox row as ``Written.outbox`` lists it (the row read
+    back by the relay's session in UTC)."""
+    rid, aggregateid, type_name, _, _, occurred_at, traceparent = row
+    return CloudEventHeaders(source).headers(
+        event_id=str(UUID(bytes=rid)), event_type=type_name, subject=aggregateid.encode(),
+        time=EPOCH + timedelta(microseconds=occurred_at), traceparent=traceparent)

@@ -197,9 +197,9 @@ def run(native: ModuleType, s: Scenario) -> None:
     expected = outcome_view([item for _, item in fresh], states_of(answer_rows), s.now,
                             parked=s.parked, failed=s.failed, oldest=s.oldest)
     assert written.outcomes() == [(i, *o) for (i, _), o in zip(fresh, expected, strict=True)]
-    source = b"//phoenix-resources/test"
-    assert written.cloudevents(source) == [cloudevents_reference(row, source)
-                                           for row in written.outbox()]
+    source = "//phoenix-resources/test"
+    assert written.cloudevents(source.encode()) == [cloudevents_reference(row, source)
+                                                    for row in written.outbox()]
 
 
 def _length(array: bytes) -> int:
