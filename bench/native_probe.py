@@ -46,6 +46,7 @@ from phoenix_resources.entrypoints.worker import Worker, _InFlight
 from phoenix_resources.errors import DecodeError, MessageTooLarge
 from phoenix_resources.observability import Metrics
 from phoenix_resources.services.isolate import Isolation
+from phoenix_resources.services.ports import OutboxFormat
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.events import EventCodec
 from phoenix_resources.wire.framing import Framing
@@ -212,7 +213,8 @@ class Paths:
         pool = _Pool(conn)
 
         def unit() -> PostgresBatchUnit:
-            return PostgresBatchUnit(pool, self.events, EVENTS, REJECTIONS)  # type: ignore[arg-type]
+            return PostgresBatchUnit(pool,  # type: ignore[arg-type]
+                                     OutboxFormat(self.events, EVENTS, REJECTIONS))
 
         commands = 0
         for chunk in self.batches:

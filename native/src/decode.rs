@@ -14,8 +14,12 @@ use pyo3::PyResult;
 use std::collections::HashSet;
 
 pub const TEXT_MAX: usize = 255;
-/// ``_MAX_MICROS``: 9999-12-31T23:59:59.999999 UTC in microseconds since 1970.
+/// ``MICROS_MAX``: 9999-12-31T23:59:59.999999 UTC in microseconds since 1970.
 pub const MAX_MICROS: i64 = 253_402_300_799_999_999;
+/// ``MICROS_MIN``: smaller positive integers are epoch milliseconds or seconds.
+pub const MIN_MICROS: i64 = 100_000_000_000_000;
+/// ``_SECONDS_BELOW``: below this an epoch integer reads as seconds, else milliseconds.
+const SECONDS_BELOW: i64 = 100_000_000_000;
 
 pub enum Decoded {
     Command(Command),
@@ -155,6 +159,34 @@ fn text(value: &Option<String>, field: &str, max: Option<usize>) -> Option<Decod
     None
 }
 
+/// ``issued_at_from`` of an epoch-microseconds integer (``wire/validation.py``).
+fn issued_at(value: i64) -> Option<Decoded> {
+    if (MIN_MICROS..=MAX_MICROS).contains(&value) {
+        return None;
+    }
+    if (0..MIN_MICROS).contains(&value) {
+        let (unit, factor) = if value < SECONDS_BELOW {
+            ("seconds", "1,000,000")
+        } else {
+            ("milliseconds", "1,000")
+        };
+        return Some(error(
+            "issued-at-unit",
+            format!(
+                "'issued_at' must be epoch microseconds (at least {MIN_MICROS}); {value} \
+                 reads as epoch {unit}: multiply by {factor}, or send ISO-8601 text"
+            ),
+        ));
+    }
+    Some(error(
+        "invalid-field",
+        format!(
+            "'issued_at' epoch micros out of range ({MIN_MICROS}..{MAX_MICROS}: years \
+             1973..9999; nanoseconds?)"
+        ),
+    ))
+}
+
 macro_rules! check {
     ($e:expr) => {
         if let Some(problem) = $e {
@@ -174,14 +206,8 @@ fn from_record(raw: RawCommand, slow: SlowUuid) -> PyResult<Decoded> {
         Ok(id) => id,
         Err(problem) => return Ok(problem),
     };
-    if !(0..=MAX_MICROS).contains(&raw.issued_at) {
-        return Ok(error(
-            "invalid-field",
-            format!(
-                "'issued_at' epoch micros out of range (0..{MAX_MICROS}: years 1970..9999; \
-                 nanoseconds?)"
-            ),
-        ));
+    if let Some(problem) = issued_at(raw.issued_at) {
+        return Ok(problem);
     }
     if raw.expected_version.is_some_and(|v| v < 0) {
         return Ok(error(

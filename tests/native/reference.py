@@ -26,7 +26,7 @@ from phoenix_resources.domain.commands import AnyCommand
 from phoenix_resources.domain.decide import Applied, Rejected
 from phoenix_resources.errors import DecodeError, MessageTooLarge
 from phoenix_resources.services.apply_batch import BatchReport, apply_batch, fold
-from phoenix_resources.services.ports import Incoming, Parked
+from phoenix_resources.services.ports import Incoming, OutboxFormat, Parked
 from phoenix_resources.wire.cloudevents import CloudEventHeaders
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.events import EventCodec
@@ -260,8 +260,8 @@ class Reference:
 def write_reference(incoming: Sequence[Incoming], conn: RecordingConnection, now: datetime, *,
                     oldest: datetime | None, failed: Mapping[UUID, str] | None,
                     events: EventCodec) -> Reference:
-    unit = PostgresBatchUnit(_Pool(conn), events, EVENTS_TOPIC,  # type: ignore[arg-type]
-                             REJECTIONS_TOPIC)
+    unit = PostgresBatchUnit(_Pool(conn),  # type: ignore[arg-type]
+                             OutboxFormat(events, EVENTS_TOPIC, REJECTIONS_TOPIC))
     report = apply_batch(unit, incoming, now, oldest=oldest, failed=failed)
     return Reference(conn.statements, report_view(report))
 

@@ -94,7 +94,7 @@ def test_a_batch_decodes_as_the_worker_decodes_it(native: ModuleType, batch: lis
 def _command(**fields: Any) -> dict[str, Any]:
     record = {"command_id": "6f1c1d6e-2b7a-4c55-9a64-3d1b8f0e5a21", "command_type": "CREATE",
               "resource_id": "0b8e7c4a-91d2-4f3e-8a0c-5c2d7e9f1b33", "expected_version": None,
-              "name": "n", "config": None, "status": None, "issued_at": 1,
+              "name": "n", "config": None, "status": None, "issued_at": 1_700_000_000_000_000,
               "correlation_id": None, "issued_by": None}
     return record | fields
 
@@ -109,7 +109,9 @@ EDGES = [
     _command(command_id="١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧٨٩٠١٢"),
     _command(command_id="ab'cd\"é\x00\u2028" * 8),
     _command(resource_id="it's"),
-    _command(issued_at=-1), _command(issued_at=253_402_300_799_999_999),
+    _command(issued_at=-1), _command(issued_at=0), _command(issued_at=10**11 - 1),
+    _command(issued_at=10**11), _command(issued_at=10**14 - 1), _command(issued_at=10**14),
+    _command(issued_at=253_402_300_799_999_999),
     _command(issued_at=253_402_300_799_999_999 + 1),
     _command(expected_version=-(2**63)), _command(expected_version=2**63 - 1),
     _command(correlation_id="é" * 255), _command(correlation_id="é" * 256),
