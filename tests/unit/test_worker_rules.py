@@ -23,6 +23,7 @@ from phoenix_resources.observability import Metrics
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.framing import Framing
 from tests.fakes import TP, FakeBatchUnit, FakeConsumer, FakeProducer, FakeStore, header
+from tests.support.encoded import hot_path
 
 pytestmark = pytest.mark.unit
 
@@ -81,7 +82,8 @@ class Rig:
         self.metrics = Metrics()
         self.worker = Worker(settings, consumer=self.consumer, producer=self.producer,
                              codec=CODEC, unit_factory=self._unit, metrics=self.metrics,
-                             clock=lambda: T0, monotonic=self.consumer.clock)
+                             clock=lambda: T0, monotonic=self.consumer.clock,
+                             native=hot_path(CODEC))
         self.consumer.on_idle = self.worker.stop
         self.consumer.on_call = self._on_consumer_call
 
