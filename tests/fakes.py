@@ -596,6 +596,16 @@ class FakeConsumer:
         for p in range(partitions):
             self.logs.setdefault((topic, p), [])
 
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMetadata:
+        """The topics' partitions, as the broker's metadata lists them."""
+        meta = ClusterMetadata()
+        for name in sorted({t for t, _ in self.logs} if topic is None else {topic}):
+            found = TopicMetadata()
+            found.topic = name
+            found.partitions = {p: PartitionMetadata() for t, p in self.logs if t == name}
+            meta.topics[name] = found
+        return meta
+
     def new_member(self) -> FakeConsumer:
         """Another consumer of this one's group (the next process, a replacement): it reads
         the same partition logs and shares the group's committed offsets."""

@@ -7,6 +7,7 @@ use crate::convert::{
 use crate::decode::{self, Decoded, Options};
 use crate::domain::{self, Command, Outcome};
 use crate::headers::{self, Headers};
+use crate::partitioner;
 use crate::pytext::isoformat_utc;
 use crate::statements::{self, Item, OutboxRow, OutboxSettings};
 use crate::uuid::{text, text_string, IdMap, IdSet, Uuid};
@@ -25,6 +26,8 @@ enum State {
 struct Record {
     partition: i64,
     offset: i64,
+    /// ``murmur2`` of the record's key (``None``: no key).
+    key_hash: Option<i32>,
     headers: Headers,
     state: State,
 }
@@ -143,9 +146,16 @@ fn record(
     Ok(Record {
         partition: partition.extract()?,
         offset,
+        key_hash: key.map(partitioner::murmur2),
         headers,
         state,
     })
+}
+
+/// The partition the record's key belongs in, when it is not the record's own.
+fn home(r: &Record, partitions: i64) -> Option<i64> {
+    let home = partitioner::partition_of(r.key_hash?, partitions);
+    (home != r.partition).then_some(home)
 }
 
 fn items<'py>(seq: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
@@ -319,6 +329,22 @@ impl Batch {
     }
 
     /// Indices of the records that are commands, in order.
+    /// The commands (record indices) whose record is not in its key's partition among
+    /// ``partitions`` (``wire/partitioner.partition_for``).
+    fn misplaced(&self, partitions: i64) -> PyResult<Vec<usize>> {
+        if partitions < 1 {
+            return Err(PyValueError::new_err("a topic has at least one partition"));
+        }
+        Ok(self
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r.state, State::Command(..)))
+            .filter(|(_, r)| home(r, partitions).is_some())
+            .map(|(i, _)| i)
+            .collect())
+    }
+
     fn commands(&self) -> Vec<usize> {
         self.records
             .iter()
@@ -562,7 +588,8 @@ impl Plan {
     /// Fold the claims against what the read round trip returned, and build the write's
     /// parameters (see the README).
     #[pyo3(signature = (known, parked, rows, now, *, oldest=None, failed=None, events_topic,
-                        rejections_topic, event_prefix=None, rejection_prefix=None))]
+                        rejections_topic, event_prefix=None, rejection_prefix=None,
+                        partitions=None))]
     #[allow(clippy::too_many_arguments)]
     fn fold(
         &self,
@@ -577,7 +604,11 @@ impl Plan {
         rejections_topic: String,
         event_prefix: Option<Vec<u8>>,
         rejection_prefix: Option<Vec<u8>>,
+        partitions: Option<i64>,
     ) -> PyResult<Written> {
+        if partitions.is_some_and(|n| n < 1) {
+            return Err(PyValueError::new_err("a topic has at least one partition"));
+        }
         let batch = self.batch.borrow(py);
         let inputs = Inputs::read(known, parked, rows, now, oldest, failed)?;
         let mut indices = Vec::new();
@@ -597,9 +628,12 @@ impl Plan {
                 known_claims.push((c.command_id, repeats));
                 duplicates += 1;
             } else {
+                let misplaced = partitions
+                    .and_then(|n| home(r, n).map(|h| domain::Misplaced(r.partition, h, n)));
                 fresh.push(domain::Fresh {
                     command: c,
                     key_matches: *matches,
+                    misplaced,
                 });
                 indices.push(i);
                 items.push(Item {

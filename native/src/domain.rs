@@ -143,6 +143,7 @@ pub mod code {
     pub const INVALID_TRANSITION: &str = "CMD-007";
     pub const TOO_OLD: &str = "CMD-008";
     pub const KEY_MISMATCH: &str = "CMD-009";
+    pub const PARTITION_MISMATCH: &str = "CMD-011";
     pub const APPLY_FAILED: &str = "PRK-001";
     pub const BEHIND_PARKED: &str = "PRK-002";
 }
@@ -220,8 +221,16 @@ fn check_transition(current: Status, new: Status) -> Rule {
     Ok(())
 }
 
-/// ``rules.check_admission``: the record's key, then the dedupe retention.
-fn check_admission(command: &Command, key_matches: bool, oldest: Option<&(i64, String)>) -> Rule {
+/// ``rules.Misplaced``: a record in ``.0`` whose key belongs in ``.1`` of ``.2`` partitions.
+pub struct Misplaced(pub i64, pub i64, pub i64);
+
+/// ``rules.check_admission``: the record's key, its partition, then the dedupe retention.
+fn check_admission(
+    command: &Command,
+    key_matches: bool,
+    misplaced: Option<&Misplaced>,
+    oldest: Option<&(i64, String)>,
+) -> Rule {
     let id = || text_string(&command.command_id);
     if !key_matches {
         return Err(Violation(
@@ -229,6 +238,18 @@ fn check_admission(command: &Command, key_matches: bool, oldest: Option<&(i64, S
             format!(
                 "command {}: the record's key must be its resource_id (canonical UUID text) \
                  so that all of a resource's commands share one partition",
+                id()
+            ),
+        ));
+    }
+    if let Some(Misplaced(partition, home, partitions)) = misplaced {
+        return Err(Violation(
+            code::PARTITION_MISMATCH,
+            format!(
+                "command {}: the record is in partition {partition}, but its key belongs in \
+                 partition {home} of {partitions} (the Java client's murmur2 partitioner, \
+                 which every publisher must use); its order with the resource's other \
+                 commands cannot be kept",
                 id()
             ),
         ));
@@ -448,6 +469,8 @@ pub enum Outcome {
 pub struct Fresh<'a> {
     pub command: &'a Command,
     pub key_matches: bool,
+    /// Not in its key's partition (checked only when the worker refuses that, CMD-011).
+    pub misplaced: Option<Misplaced>,
 }
 
 /// A resource's net change over the batch: the version it was loaded at (``None``: it did
@@ -519,10 +542,11 @@ pub fn fold(
             Some(&i) => Some(&arena[i]),
             None => states.get(&rid),
         };
-        let decision = match check_admission(command, item.key_matches, oldest) {
-            Err(v) => Decision::Rejected(v),
-            Ok(()) => decide(before, command, now, repr),
-        };
+        let decision =
+            match check_admission(command, item.key_matches, item.misplaced.as_ref(), oldest) {
+                Err(v) => Decision::Rejected(v),
+                Ok(()) => decide(before, command, now, repr),
+            };
         match decision {
             Decision::Rejected(Violation(code, message)) => {
                 outcomes.push((Outcome::Rejected { code, message }, None));

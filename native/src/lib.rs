@@ -9,6 +9,7 @@ mod decode;
 mod domain;
 mod encode;
 mod headers;
+mod partitioner;
 mod pgarray;
 mod pytext;
 mod statements;

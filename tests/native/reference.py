@@ -24,6 +24,7 @@ from phoenix_resources.adapters.postgres import arrays, batch_unit
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit, _row_to_resource
 from phoenix_resources.domain.commands import AnyCommand
 from phoenix_resources.domain.decide import Applied, Rejected
+from phoenix_resources.domain.rules import Misplaced
 from phoenix_resources.errors import DecodeError, MessageTooLarge
 from phoenix_resources.services.apply_batch import BatchReport, apply_batch, fold
 from phoenix_resources.services.ports import Incoming, OutboxFormat, Parked
@@ -39,6 +40,7 @@ from phoenix_resources.wire.framing import (
     released_schemas,
 )
 from phoenix_resources.wire.headers import command_headers
+from phoenix_resources.wire.partitioner import partition_for
 from tests.fuzz.test_codec_fuzz import (
     CONTENT_TYPES,
     HEADER_NAMES,
@@ -131,12 +133,18 @@ def decode_reference(codec: CommandCodec, r: Record) -> tuple[tuple[Any, ...], D
     return seen, ("command", command_view(command, r.key)), command
 
 
-def incoming_reference(codec: CommandCodec, r: Record) -> Incoming:
-    """``Worker._decode``'s ``Incoming`` for a record that decodes."""
+def incoming_reference(codec: CommandCodec, r: Record, partitions: int | None = None,
+                       ) -> Incoming:
+    """``Worker._decode``'s ``Incoming`` for a record that decodes (with ``partitions``, the
+    partition check refusing: ``PHOENIX_PARTITION_CHECK=refuse``)."""
     h = command_headers(r.headers)
     command = codec.decode(r.value, h.content_type)
+    misplaced = None
+    if partitions is not None and r.key is not None:
+        home = partition_for(r.key, partitions)
+        misplaced = None if home == r.partition else Misplaced(r.partition, home, partitions)
     return Incoming(command, r.partition, r.offset, h.traceparent,
-                    r.key == str(command.resource_id).encode())
+                    r.key == str(command.resource_id).encode(), misplaced)
 
 
 def dead_class(reason: str) -> str:

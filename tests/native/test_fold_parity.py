@@ -27,6 +27,7 @@ from phoenix_resources.domain.commands import (
     UpdateResource,
 )
 from phoenix_resources.domain.model import Status
+from phoenix_resources.wire.partitioner import partition_for
 from tests.native.reference import (
     EVENT_SCHEMA,
     EVENTS_TOPIC,
@@ -77,6 +78,8 @@ class Scenario:
     oldest: datetime | None
     select: list[int] | None
     registry: bool
+    partitions: int | None = None
+    """The commands topic's partition count when the partition check refuses (CMD-011)."""
 
 
 @st.composite
@@ -135,7 +138,10 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         key = str(command.resource_id).encode()
         if draw(st.integers(0, 19)) == 0:
             key = key.upper()
-        records.append(Record(value, key, headers, draw(st.integers(0, 5)), offset))
+        partition = draw(st.integers(0, 5))
+        if draw(st.booleans()):  # where the Java client's partitioner puts it, mostly
+            partition = partition_for(key, 6)
+        records.append(Record(value, key, headers, partition, offset))
         ids.append(command.command_id)
     known = set(draw(st.lists(st.sampled_from(ids), max_size=2)))
     failed: dict[UUID, str] | None = {
@@ -149,8 +155,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                                        unique=True).map(sorted))
     parked = set(draw(st.lists(st.sampled_from(pool), max_size=1))) if draw(
         st.integers(0, 3)) == 0 else set()
-    return Scenario(records, loaded, parked,
-                    known, failed, now, oldest, select, draw(st.booleans()))
+    return Scenario(records, loaded, parked, known, failed, now, oldest, select,
+                    draw(st.booleans()), draw(st.sampled_from([None, 6, 6, 1, 3])))
 
 
 def run(native: ModuleType, s: Scenario) -> None:
@@ -158,7 +164,10 @@ def run(native: ModuleType, s: Scenario) -> None:
     events = EventCodec(framing)
     batch, _ = decode_natively(native, CODEC, s.records)
     assert batch.dead_letters() == []
-    incoming = [incoming_reference(CODEC, r) for r in s.records]
+    incoming = [incoming_reference(CODEC, r, s.partitions) for r in s.records]
+    if s.partitions is not None:
+        assert batch.misplaced(s.partitions) == [i for i, item in enumerate(incoming)
+                                                 if item.misplaced is not None]
     chosen = incoming if s.select is None else [incoming[i] for i in s.select]
     conn = RecordingConnection(set(s.known), set(s.parked), dict(s.rows))
     ref = write_reference(chosen, conn, s.now, oldest=s.oldest, failed=s.failed, events=events)
@@ -176,7 +185,8 @@ def run(native: ModuleType, s: Scenario) -> None:
                         oldest=s.oldest, failed=s.failed, events_topic=EVENTS_TOPIC,
                         rejections_topic=REJECTIONS_TOPIC,
                         event_prefix=framing.prefix(load_schema(EVENT_SCHEMA)),
-                        rejection_prefix=framing.prefix(load_schema(REJECTION_SCHEMA)))
+                        rejection_prefix=framing.prefix(load_schema(REJECTION_SCHEMA)),
+                        partitions=s.partitions)
 
     write = [(name, scalars, params) for name, scalars, params in ref.statements[3:]
              if name != "notify"]
@@ -229,3 +239,25 @@ def test_blank_names_are_told_like_python(native: ModuleType, names: list[str]) 
                                  name=name, config={})
         records.append(Record(CODEC.encode(command)[0], str(rid).encode(), None, 0, offset))
     run(native, Scenario(records, {}, set(), set(), None, now, None, None, False))
+
+
+def test_records_outside_their_keys_partition_are_refused_like_python(native: ModuleType
+                                                                      ) -> None:
+    """CMD-011 on both paths: a record produced to another partition than its key's."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    records = []
+    for offset in range(6):
+        rid = uuid.uuid4()
+        command = CreateResource(command_id=uuid.uuid4(), resource_id=rid, issued_at=now,
+                                 name="n", config={})
+        key = str(rid).encode()
+        home = partition_for(key, 6)
+        records.append(Record(CODEC.encode(command)[0], key, None,
+                              home if offset % 2 else (home + 1) % 6, offset))
+    scenario = Scenario(records, {}, set(), set(), None, now, None, None, False, partitions=6)
+    run(native, scenario)
+    batch, _ = decode_natively(native, CODEC, records)
+    assert batch.misplaced(6) == [0, 2, 4]
+    written = batch.plan(None).fold([], [], [], now, events_topic=EVENTS_TOPIC,
+                                    rejections_topic=REJECTIONS_TOPIC, partitions=6)
+    assert written.report()["codes"] == {"CMD-011": 3}

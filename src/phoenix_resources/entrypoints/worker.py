@@ -55,6 +55,7 @@ from phoenix_resources.adapters.kafka import partition_key
 from phoenix_resources.adapters.native import NativeItem, NativePath
 from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
+from phoenix_resources.domain.rules import Misplaced
 from phoenix_resources.entrypoints.consumer_session import ConsumerSession
 from phoenix_resources.errors import DecodeError, TransientError
 from phoenix_resources.observability import Metrics, log_context
@@ -65,6 +66,7 @@ from phoenix_resources.services.isolate import Isolation
 from phoenix_resources.services.ports import BatchUnit, Incoming
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.headers import command_headers
+from phoenix_resources.wire.partitioner import partition_for
 
 log = logging.getLogger("phoenix_resources.worker")
 
@@ -250,12 +252,19 @@ class Worker:
     def _isolation(self, batch: _InFlight) -> Isolation[Any]:
         """Decode the batch, by the compiled path or the Python reference: the isolation's
         rules are the same for both, only what applies one part differs."""
+        partitions = self.session.partition_count()
         if self.native is None:
-            incoming = self._decode(batch)
+            incoming = self._decode(batch, partitions)
             batch.watch.decoded(incoming)
             return Isolation(incoming, oldest=self._oldest_accepted())
         batch.decoded_from = list(batch.messages)
         decoding = compiled.decode(self.native.module, batch.decoded_from, self.codec)
+        refuse = None
+        if partitions is not None:
+            if self.settings.partition_check == "refuse":
+                refuse = partitions
+            else:
+                self._warn_misplaced(len(decoding.batch.misplaced(partitions)))
         for name, count in decoding.invalid_headers.items():
             self.metrics.invalid_headers.labels(name).inc(count)
         for i, e in decoding.dead:
@@ -264,10 +273,28 @@ class Worker:
                             issued=decoding.issued_seconds)
         return Isolation(decoding.items, oldest=self._oldest_accepted(),
                          apply=partial(apply_encoded, source=decoding.batch,
-                                       prefixes=self.native.prefixes()))
+                                       prefixes=self.native.prefixes(), partitions=refuse))
 
-    def _decode(self, batch: _InFlight) -> list[Incoming]:
+    def _misplaced(self, key: bytes | None, partition: int,
+                   partitions: int | None) -> Misplaced | None:
+        """Where a record's key belongs when it is not where it is (CMD-011), as the Java
+        client's partitioner puts it; unknown partition count or no key: not checked."""
+        if partitions is None or key is None:
+            return None
+        home = partition_for(key, partitions)
+        return None if home == partition else Misplaced(partition, home, partitions)
+
+    def _warn_misplaced(self, count: int) -> None:
+        """``PHOENIX_PARTITION_CHECK=warn``: misplaced records are applied, and counted."""
+        if count:
+            self.metrics.partition_mismatches.inc(count)
+            log.warning("records in another partition than their key's, applied "
+                        "(PHOENIX_PARTITION_CHECK=warn)", extra={"count": count})
+
+    def _decode(self, batch: _InFlight, partitions: int | None = None) -> list[Incoming]:
         incoming: list[Incoming] = []
+        warned = 0
+        refuse = self.settings.partition_check == "refuse"
         invalid_headers = self.metrics.invalid_headers
         for m in batch.messages:
             _, partition = partition_key(m)
@@ -281,10 +308,15 @@ class Worker:
             except DecodeError as e:
                 self._dead_letter(batch, m, e.reason, e.detail, e)
                 continue
-            key_matches = m.key() == str(command.resource_id).encode()
+            key = m.key()
+            key_matches = key == str(command.resource_id).encode()
+            misplaced = self._misplaced(key, partition, partitions)
+            if misplaced is not None and not refuse:
+                warned, misplaced = warned + 1, None
             batch.by_command.setdefault(command.command_id, m)
             incoming.append(Incoming(command, partition, m.offset() or 0, headers.traceparent,
-                                     key_matches))
+                                     key_matches, misplaced))
+        self._warn_misplaced(warned)
         return incoming
 
     def _dead_letter(self, batch: _InFlight, m: Message, reason: str, detail: str,

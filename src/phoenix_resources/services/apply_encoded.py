@@ -29,10 +29,13 @@ from phoenix_resources.services.ports_encoded import (
 
 
 def apply_encoded(unit: BatchUnit, batch: Sequence[EncodedItem], now: datetime, *,
-                  source: EncodedBatch, prefixes: Prefixes, oldest: datetime | None = None,
+                  source: EncodedBatch, prefixes: Prefixes, partitions: int | None = None,
+                  oldest: datetime | None = None,
                   failed: Mapping[UUID, str] | None = None) -> BatchReport:
     """Claim, load, fold and write the commands ``batch`` names (items of ``source``, each
-    with its record ``index``) in one transaction of ``unit``, then commit."""
+    with its record ``index``) in one transaction of ``unit``, then commit. With
+    ``partitions`` (the commands topic's count), a record not in its key's partition is
+    refused (CMD-011)."""
     plan = source.plan([item.index for item in batch])
     with unit:
         if not isinstance(unit, EncodedUnit):
@@ -43,7 +46,8 @@ def apply_encoded(unit: BatchUnit, batch: Sequence[EncodedItem], now: datetime, 
         written = plan.fold(read.known, read.parked, read.rows, now, oldest=oldest,
                             failed=failed, events_topic=fmt.events_topic,
                             rejections_topic=fmt.rejections_topic,
-                            event_prefix=prefixes.event, rejection_prefix=prefixes.rejection)
+                            event_prefix=prefixes.event, rejection_prefix=prefixes.rejection,
+                            partitions=partitions)
         unit.write_encoded(written, now)
         unit.commit()
     return report_of(written.report())

@@ -88,13 +88,20 @@ class EncodedPlan(Protocol):
     def fold(self, known: list[UUID], parked: list[UUID], rows: list[tuple[Any, ...]],
              now: datetime, *, oldest: datetime | None, failed: Mapping[UUID, str] | None,
              events_topic: str, rejections_topic: str, event_prefix: bytes,
-             rejection_prefix: bytes) -> EncodedWrite: ...
+             rejection_prefix: bytes, partitions: int | None) -> EncodedWrite:
+        """With ``partitions``, a record not in its key's partition is refused (CMD-011)."""
+        ...
 
 
 class EncodedBatch(Protocol):
     """A batch decoded by the compiled hot path; ``plan`` takes record indices."""
 
     def plan(self, select: Sequence[int]) -> EncodedPlan: ...
+
+    def misplaced(self, partitions: int) -> list[int]:
+        """The commands (record indices) not in their key's partition among
+        ``partitions``."""
+        ...
 
 
 @runtime_checkable
