@@ -16,7 +16,9 @@ from confluent_kafka import Consumer, Producer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from phoenix_resources.adapters import codecs, kafka
+from phoenix_resources.adapters import native as compiled
 from phoenix_resources.adapters.group_membership import STATISTICS_INTERVAL_MS, GroupMembership
+from phoenix_resources.adapters.native import NativePath
 from phoenix_resources.adapters.postgres import arrays
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
 from phoenix_resources.adapters.postgres.outbox import PostgresOutboxReader
@@ -158,6 +160,8 @@ class WorkerParts:
     new_consumer: Callable[[], Consumer]
     """Another consumer like ``consumer``, for a worker that rebuilds its own; from then on
     only the newest one's statistics feed ``membership``."""
+    native: NativePath | None = None
+    """The compiled hot path, when ``PHOENIX_NATIVE`` chose it (else the Python code)."""
 
 
 def _units(settings: Settings, name: str,
@@ -182,9 +186,11 @@ def worker_parts(settings: Settings) -> WorkerParts:
                                       "stats_cb": membership.stats_callback()}
         return consumer(settings, **statistics)
 
-    return WorkerParts(consumer=watched_consumer(), producer=producer(settings),
-                       codec=command_codec(settings), events=events, pool=pool,
-                       unit_factory=unit, membership=membership, new_consumer=watched_consumer)
+    codec = command_codec(settings)
+    return WorkerParts(consumer=watched_consumer(), producer=producer(settings), codec=codec,
+                       events=events, pool=pool, unit_factory=unit, membership=membership,
+                       new_consumer=watched_consumer,
+                       native=compiled.load(settings.native, codec, events))
 
 
 @dataclass(frozen=True)
