@@ -315,13 +315,14 @@ def event_times(settings: Settings) -> dict[UUID, float]:
     return first
 
 
-def largest_gap(times: Sequence[float], after: float) -> tuple[float, float]:
-    """The longest stretch without an entry that ends after ``after``: (last entry before
-    it, first entry after it)."""
+def largest_gap(times: Sequence[float], fault: tuple[float, float]) -> tuple[float, float]:
+    """The longest stretch without an entry that began while the fault lasted and ended
+    after it began: (last entry before it, first entry after it). A later hiccup of the
+    stream, longer than a short outage, is not taken for it."""
     ordered = sorted(times)
-    best = (after, after)
+    best = (fault[0], fault[0])
     for before, nxt in itertools.pairwise(ordered):
-        if nxt > after and nxt - before > best[1] - best[0]:
+        if nxt > fault[0] and before <= fault[1] and nxt - before > best[1] - best[0]:
             best = (before, nxt)
     return best
 
@@ -376,8 +377,8 @@ def measure(kind: str, fault: tuple[float, float], *, recorded: Sequence[tuple[f
     """What the fault did to the stream (see :class:`Measured`); ``recorded`` are the
     sampled counts of outcomes, ``counts`` the checks' violations (``lost``,
     ``applied_twice``, ``parked``, ``dead_lettered``)."""
-    stalled_from, resumed_at = largest_gap(progress_times(recorded), fault[0])
-    _, events_resumed = largest_gap(list(events.values()), fault[0]) if events else (0, None)
+    stalled_from, resumed_at = largest_gap(progress_times(recorded), fault)
+    _, events_resumed = largest_gap(list(events.values()), fault) if events else (0, None)
     before = max((n for t, n in recorded if t < resumed_at), default=0)
     paused = sum(1 for t in published.values() if t < resumed_at) - before
     waited = [events[c] - t for c, t in published.items() if c in events]
