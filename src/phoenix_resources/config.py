@@ -118,8 +118,7 @@ class Settings(ServerLimits, WorkerPath):
     topic_replication_factor: int | None = Field(default=None, ge=1)
     """Replication of topics created at start. Unset: ``min(3, brokers registered then)``."""
     topic_min_insync_replicas: int | None = Field(default=None, ge=1)
-    """``min.insync.replicas`` of topics created at start. Unset: one less than their
-    replication (2 of 3), at least 1. Never the cluster's default, which may be 1."""
+    """``min.insync.replicas`` of topics created at start. Unset: replication - 1, at least 1."""
     wire_format: Literal["avro", "json"] = "avro"
     """Encoding the client library and CLI publish commands in (``avro`` or ``json``); the
     worker accepts both."""
