@@ -562,7 +562,8 @@ class FakeConsumer:
     client hands them out). :meth:`new_member` makes another consumer of the same group.
 
     Not modelled: the periodic auto-commit timer (stored offsets are committed only by
-    :meth:`commit`, revoke and close), partition EOF and error messages, record timestamps
+    :meth:`commit`, revoke and close), partition EOF and error events (but for
+    :meth:`emit_error`), record timestamps
     (none: the broker would stamp each with its create time), timeouts (a call that finds
     nothing returns at once, advancing :attr:`clock` by its timeout).
 
@@ -597,6 +598,7 @@ class FakeConsumer:
         self._callbacks: dict[str, Callable[[Any, list[TopicPartition]], None] | None] = {}
         self._lost = False
         self._slip = 0
+        self._errors: deque[int] = deque()
 
     # --- test controls ---------------------------------------------------------------------
 
@@ -639,6 +641,12 @@ class FakeConsumer:
     def schedule_lost(self, *tps: TP) -> None:
         self._events.append(("lost", list(tps)))
 
+    def emit_error(self, code: int) -> None:
+        """The next :meth:`consume` / :meth:`poll` returns an error event with ``code`` (as
+        librdkafka hands it out: ``fatal()`` is False even for ``_FATAL``), before any
+        record."""
+        self._errors.append(code)
+
     def slip_through_pause(self, count: int = 1) -> None:
         """Let the next ``count`` fetched messages come from paused partitions too (messages
         prefetched before a pause can still be returned)."""
@@ -667,6 +675,8 @@ class FakeConsumer:
         if self.on_call is not None:
             self.on_call("consume")
         self._serve_events()
+        if self._errors:
+            return [self._error_event()]
         messages = self._fetch(num_messages)
         if not messages:
             self.clock.advance(timeout)
@@ -679,6 +689,8 @@ class FakeConsumer:
         if self.on_call is not None:
             self.on_call("poll")
         self._serve_events()
+        if self._errors:
+            return self._error_event()
         messages = self._fetch(1)
         if not messages:
             self.clock.advance(timeout or 0.0)
@@ -760,6 +772,9 @@ class FakeConsumer:
     def _check_open(self) -> None:
         if self.closed:
             raise RuntimeError("Consumer closed")
+
+    def _error_event(self) -> Message:
+        return Message(error=KafkaError(self._errors.popleft()))
 
     def _serve_events(self) -> None:
         while self._events:

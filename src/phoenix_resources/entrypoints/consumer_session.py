@@ -20,7 +20,11 @@ Guarantees this module enforces:
   partition that leaves the assignment while paused is resumed as it leaves (librdkafka
   keeps the pause on the partition, and one assigned again later would never be fetched);
 * a replaced consumer's callbacks are ignored from the moment it starts closing; what it held
-  is reported lost once; it commits what it stored as it closes, if it still can.
+  is reported lost once; it commits what it stored as it closes, if it still can;
+* a consumer that failed for good (librdkafka's fatal error, e.g. a static member fenced
+  after its session expired in a broker outage) is replaced between two batches at once; a
+  second one within ``replace_after_s`` of the last replacement, or with no way to replace,
+  raises :class:`BrokerFatal` (the process exits and is restarted).
 
 Lives with the entry points rather than the adapters: it is the worker process's policy for a
 consumer (when to commit, what to pause, when to give up on one) and reports to the worker's
@@ -92,6 +96,8 @@ class ConsumerSession:
         self._paused = False
         self._subscribed = False
         self._replaced_at = -float("inf")
+        self._failed = False
+        """The consumer reported a fatal error: it is replaced at the next chance."""
         self._retired: Consumer | None = None
         """The consumer being replaced (see :meth:`_replaced`)."""
 
@@ -199,22 +205,37 @@ class ConsumerSession:
         err = message.error()
         if err is None:
             return False
-        if err.fatal():
-            raise BrokerFatal(f"fatal consumer error: {err}")
+        # An error event's fatal() is False even for _FATAL (the client builds it from the
+        # bare code): the code says it.
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            self._fail(err)
+            return True
         level = logging.DEBUG if err.code() == KafkaError._PARTITION_EOF else logging.WARNING
         log.log(level, "consumer error", extra={"error": str(err)})
         return True
 
     # --- a consumer out of its group -----------------------------------------------------------
 
+    def _fail(self, err: KafkaError) -> None:
+        """The consumer is unusable: have it replaced (:meth:`replace_if_out_of_group`), or
+        raise :class:`BrokerFatal` when it cannot be (no factory, replacement off) or a
+        replacement failed the same way within ``replace_after_s``."""
+        replaceable = self._new_consumer is not None and self._replace_after_s > 0
+        if not replaceable or self._monotonic() - self._replaced_at <= self._replace_after_s:
+            raise BrokerFatal(f"fatal consumer error: {err}")
+        if not self._failed:
+            log.error("the consumer failed for good; replacing it", extra={"error": str(err)})
+        self._failed = True
+
     def replace_if_out_of_group(self) -> bool:
-        """Replace the consumer if it has been out of its group for ``replace_after_s`` and
-        was not replaced within that period; True if it was. Call it with nothing in flight.
+        """Replace the consumer if it failed for good, or if it has been out of its group
+        for ``replace_after_s`` and was not replaced within that period; True if it was.
+        Call it with nothing in flight.
 
         The old consumer commits what it stored as it closes, if it still can. Whatever it
         could not commit is redelivered to the new one (which resumes at the committed
         offsets). Its rebalance callbacks are ignored from now on."""
-        if not self._replacement_due():
+        if not (self._failed or self._replacement_due()):
             return False
         self._replace()
         return True
@@ -227,11 +248,13 @@ class ConsumerSession:
                 and self._monotonic() - self._replaced_at > limit)
 
     def _replace(self) -> None:
-        assert self._membership is not None
         assert self._new_consumer is not None
-        log.warning("consumer out of its group for too long; replacing it", extra={
-            "seconds_out_of_group": round(self._membership.out_of_group_s(), 1),
-            "group_state": self._membership.state, "limit_s": self._replace_after_s})
+        if not self._failed:
+            assert self._membership is not None
+            log.warning("consumer out of its group for too long; replacing it", extra={
+                "seconds_out_of_group": round(self._membership.out_of_group_s(), 1),
+                "group_state": self._membership.state, "limit_s": self._replace_after_s})
+        self._failed = False
         self._replaced_at = self._monotonic()
         self._retired = self._consumer
         closing = threading.Thread(target=_close_quietly, args=(self._retired,), daemon=True,
