@@ -234,9 +234,6 @@ class Settings(ServerLimits):
     grpc_max_watch_streams: int = Field(default=64, ge=1)
     """Concurrent ``WatchResources`` streams per process (each holds a Kafka consumer);
     more: ``UNAVAILABLE`` ``RES-007``."""
-    grpc_lookup_cache_size: int = Field(default=10_000, ge=0)
-    """Encoded ``GetResource`` answers a server process keeps (~1 KiB each), each reused only
-    for the very same document read from the database on every call; ``0``: none."""
 
     # --- Web console ------------------------------------------------------------------------
     console_host: str = "127.0.0.1"

@@ -6,34 +6,36 @@ Guarantees:
   lookup that starts after a write committed sees it, as the HTTP API's lookup does; an
   unknown id is ``NOT_FOUND`` RES-002, a tombstone ``NOT_FOUND`` RES-004 with ``deleted_at``
   and ``version``.
-* **Lookups meet in waves** (:class:`LookupWaves`): at most ``waves`` queries run at once and
-  lookups arriving meanwhile start together, as one query (``ReadQueries``' loader).
+* **Lookups meet in waves** (:class:`LookupWaves`): one query runs at a time and lookups
+  arriving meanwhile start together when it ends, as one query (``ReadQueries``' loader). At
+  saturation that is 7-10 calls per query, against 3-4 with two queries at a time
+  (docs/performance.md); a query that outlives its callers' deadlines holds nobody up, as
+  the wave ends when its last caller leaves.
 * **The encoded message is kept per document** (:class:`EncodedResources`): the bytes of a
   ``Resource`` are kept with the JSON document PostgreSQL rendered for it, and a later read
   that renders the very same text gets the same bytes. The message is a function of that
   text alone (``convert.resource_from_json``), so this is exact whatever changed and
   however (a new version, a failover, a restore): any difference in the document is a miss.
-  At most ``size`` resources are kept, the least recently read leaves first; ``0`` keeps none.
+  At most ``grpc_lookup_cache_bytes`` are kept (``adapters.postgres.documents.KeptBytes``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from uuid import UUID
 
 from phoenix_resources.adapters.postgres.queries import ReadQueries, ResourceDoc
 from phoenix_resources.entrypoints.grpc.convert import resource_from_json
 from phoenix_resources.entrypoints.grpc.edge import within
 from phoenix_resources.entrypoints.http import problems as p
+from phoenix_resources.entrypoints.http.documents import KeptBytes
 
 
 class EncodedResources:
     """Encoded ``Resource`` messages by id, each with the document it was built from."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._kept: OrderedDict[UUID, tuple[str, bytes]] = OrderedDict()
+    def __init__(self, max_bytes: int) -> None:
+        self._kept: KeptBytes[UUID, tuple[str, bytes]] = KeptBytes(max_bytes)
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -42,14 +44,9 @@ class EncodedResources:
         """The ``Resource`` message of ``document`` (a ``RESOURCE_JSON`` text), encoded."""
         kept = self._kept.get(resource_id)
         if kept is not None and kept[0] == document:
-            self._kept.move_to_end(resource_id)
             return kept[1]
         encoded = resource_from_json(document).SerializeToString()
-        if self.size:
-            self._kept[resource_id] = (document, encoded)
-            self._kept.move_to_end(resource_id)
-            if len(self._kept) > self.size:
-                self._kept.popitem(last=False)
+        self._kept.put(resource_id, (document, encoded), len(document) + len(encoded))
         return encoded
 
 
@@ -119,9 +116,9 @@ class LookupWaves:
 class ResourceLookup:
     """``GetResource`` minus the edge: the encoded ``Resource``, or the ``ApiProblem``."""
 
-    def __init__(self, queries: ReadQueries, *, cache_size: int, waves: int = 1) -> None:
+    def __init__(self, queries: ReadQueries, *, cache_bytes: int, waves: int = 1) -> None:
         self.waves = LookupWaves(queries, waves)
-        self.messages = EncodedResources(cache_size)
+        self.messages = EncodedResources(cache_bytes)
 
     async def encoded(self, resource_id: UUID, budget: float) -> bytes:
         """Read ``resource_id`` within ``budget`` seconds (else ``TimeoutError``)."""

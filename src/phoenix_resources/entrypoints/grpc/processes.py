@@ -141,7 +141,9 @@ def _supervise(settings: Settings, count: int,
                 break
     failed = not stop.is_set()
     _stop_all(servers, SHUTDOWN_GRACE_S + STOP_MARGIN_S)
-    return 1 if failed or any(s.exitcode for s in servers) else 0
+    codes = [s.exitcode for s in servers]
+    log.info("gRPC server processes stopped", extra={"exit_codes": codes})
+    return 1 if failed or any(codes) else 0
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -56,6 +57,7 @@ from phoenix_resources.entrypoints.grpc.service import (
     ResourceService,
     add_to_server,
 )
+from phoenix_resources.entrypoints.http.documents import Documents
 from phoenix_resources.entrypoints.http.edge import TokenCheck
 from phoenix_resources.entrypoints.http.guard import FILES_RESERVE, ensure_open_files
 from phoenix_resources.entrypoints.supervisor import Component, Supervisor
@@ -143,7 +145,8 @@ class GrpcServer:
         s = self.settings
         pool = bootstrap.api_db_pool(s)
         await pool.open(wait=False)  # start (NOT_SERVING) while the database is away
-        queries = ReadQueries(pool, checkout_timeout=s.grpc_request_timeout_s / 2)
+        queries = ReadQueries(pool, checkout_timeout=s.grpc_request_timeout_s / 2,
+                              documents=Documents(s.list_cache_bytes))
         sender = CommandSender(CommandPublisher(s))
         sender.start()
         stopping = asyncio.Event()
@@ -293,4 +296,10 @@ def serve_one(settings: Settings) -> None:
     server = GrpcServer(settings, metrics=Metrics(component="grpc"), reuse_port=True)
     supervisor = Supervisor()
     supervisor.add(Component("grpc", server.run, server.stop))
-    sys.exit(supervisor.run())
+    code = supervisor.run()
+    # Stopped: a SIGTERM now (the parent's, after the process group's) must not turn the
+    # exit code into "killed" while the interpreter winds down (it restores default
+    # handlers on its way out, except for ignored signals).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)

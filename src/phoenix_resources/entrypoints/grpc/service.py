@@ -129,7 +129,7 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
         self.edge = edge
         self.stopping = stopping
         self.watch_streams = 0
-        self.lookup = ResourceLookup(queries, cache_size=settings.grpc_lookup_cache_size)
+        self.lookup = ResourceLookup(queries, cache_bytes=settings.grpc_lookup_cache_bytes)
 
     def _budget(self, context: Context, default: float | None = None) -> float:
         """The call's budget: its deadline, else ``default`` (the request timeout)."""
