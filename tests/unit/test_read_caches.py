@@ -1,10 +1,12 @@
 """What the read paths keep in memory: bounded by bytes, least recently used first out, and
 reused only for what the database names (the listing's documents by version, the gRPC
 lookup's encoded messages by the very document text); the gRPC handlers registered with
-the lookup's pass-through serializer; the port claim of several gRPC server processes."""
+the lookup's pass-through serializer; the port claim of several gRPC server processes;
+identical listings of one event-loop turn read once."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 import uuid
@@ -12,6 +14,7 @@ import uuid
 import orjson
 import pytest
 
+from phoenix_resources.adapters.postgres.queries import SharedReads
 from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.grpc.convert import resource_from_json
 from phoenix_resources.entrypoints.grpc.lookup import EncodedResources
@@ -19,7 +22,7 @@ from phoenix_resources.entrypoints.grpc.processes import claim_port
 from phoenix_resources.entrypoints.grpc.server import server_options
 from phoenix_resources.entrypoints.grpc.service import method_handlers
 from phoenix_resources.entrypoints.http.documents import ENTRY_OVERHEAD, Documents, KeptBytes
-from phoenix_resources.errors import ConfigurationError
+from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
 
 pytestmark = pytest.mark.unit
@@ -160,3 +163,52 @@ def test_a_port_another_program_listens_on_cannot_be_claimed() -> None:
             claim_port("127.0.0.1", other.getsockname()[1])
     finally:
         other.close()
+
+
+# --- identical reads of one turn --------------------------------------------------------------
+
+def test_identical_reads_of_one_turn_run_once_and_a_later_turn_reads_again() -> None:
+    runs: list[str] = []
+
+    async def read(key: str) -> str:
+        runs.append(key)
+        await asyncio.sleep(0)
+        return f"page {key} #{runs.count(key)}"
+
+    async def main() -> None:
+        shared: SharedReads[str] = SharedReads()
+        first = await asyncio.gather(*(shared.read(k, lambda k=k: read(k))
+                                       for k in ["a", "a", "b", "a"]))
+        assert first == ["page a #1", "page a #1", "page b #1", "page a #1"]
+        assert await shared.read("a", lambda: read("a")) == "page a #2"
+
+    asyncio.run(main())
+    assert runs == ["a", "b", "a"]
+
+
+def test_a_shared_read_fails_for_each_caller_and_survives_one_giving_up() -> None:
+    async def failing() -> str:
+        await asyncio.sleep(0)
+        raise DatabaseUnavailable("down")
+
+    async def main() -> None:
+        shared: SharedReads[str] = SharedReads()
+        results = await asyncio.gather(shared.read("k", failing), shared.read("k", failing),
+                                       return_exceptions=True)
+        assert all(isinstance(r, DatabaseUnavailable) for r in results)
+        opened = asyncio.Event()
+
+        async def slow() -> str:
+            await opened.wait()
+            return "page"
+
+        quitter = asyncio.ensure_future(shared.read("s", slow))
+        stayer = asyncio.ensure_future(shared.read("s", slow))
+        await asyncio.sleep(0)
+        quitter.cancel()
+        await asyncio.sleep(0)
+        opened.set()
+        assert await stayer == "page"
+        assert quitter.cancelled()
+
+    asyncio.run(main())

@@ -18,10 +18,10 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, LiteralString, Protocol
+from typing import Any, Generic, LiteralString, NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -29,6 +29,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from phoenix_resources.errors import DatabaseUnavailable
+
+T = TypeVar("T")
 
 _TS = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
 
@@ -86,8 +88,9 @@ PageKey = tuple[str, UUID] | UUID
 """Where a page ends: the id, or (name, id) when listing by name prefix."""
 
 
-@dataclass(frozen=True, slots=True)
-class ListedResource:
+class ListedResource(NamedTuple):
+    """One row of a page (a tuple: a page builds up to 501 of them per request)."""
+
     json: str
     key: PageKey
     size: int
@@ -160,6 +163,7 @@ class ReadQueries:
         self.checkout_timeout = checkout_timeout
         self.loader = ResourceLoader(pool, checkout_timeout)
         self.documents = documents
+        self._pages: SharedReads[Listed] = SharedReads()
 
     async def resource(self, resource_id: UUID) -> ResourceDoc | None:
         """The resource (live or tombstone), or None when the id was never stored."""
@@ -176,6 +180,9 @@ class ReadQueries:
                         after: PageKey | None, limit: int,
                         max_bytes: int | None = None) -> Listed:
         """One page of live resources, in ``id`` order, or ``(name, id)`` order with a prefix.
+
+        Identical pages asked for in one event-loop turn are read once, for all of them
+        (:class:`SharedReads`); the :class:`Listed` they get is the same object: read-only.
 
         Keyset pagination: the page starts strictly after ``after``, so rows are never
         repeated or skipped across pages, whatever is inserted or deleted meanwhile.
@@ -196,6 +203,12 @@ class ReadQueries:
         surrogate, which PostgreSQL (or the driver) refuses with an error that is no
         client's fault to see.
         """
+        return await self._pages.read((status, name_prefix, after, limit, max_bytes),
+                                      lambda: self._page(status, name_prefix, after, limit,
+                                                         max_bytes))
+
+    async def _page(self, status: str | None, name_prefix: str | None, after: PageKey | None,
+                    limit: int, max_bytes: int | None) -> Listed:
         where, params, order = _page_filter(status, name_prefix, after)
         by_name = name_prefix is not None
         if self.documents is not None and max_bytes is not None:
@@ -277,6 +290,37 @@ def page_within(listed: Listed, limit: int, max_bytes: int,
         kept.append(row)
         used += n
     return kept, listed.total > len(kept)
+
+
+class SharedReads(Generic[T]):
+    """Identical reads issued in one event-loop turn share one run: the first of a turn
+    starts it once the turn's callbacks have run (``call_soon``), so every caller that
+    joins asked before the read began, and sees what a read of its own would have seen. A
+    caller that gives up (cancelled) leaves the others their read; a failure reaches each."""
+
+    def __init__(self) -> None:
+        self._turn: dict[Hashable, asyncio.Task[T]] = {}
+        self._running: set[asyncio.Task[T]] = set()
+
+    async def read(self, key: Hashable, run: Callable[[], Awaitable[T]]) -> T:
+        task = self._turn.get(key)
+        if task is None:
+            loop = asyncio.get_running_loop()
+            if not self._turn:
+                loop.call_soon(self._turn.clear)  # before the task's first step: the turn ends
+            task = self._turn[key] = loop.create_task(_awaited(run))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        return await asyncio.shield(task)
+
+    def _finished(self, task: asyncio.Task[T]) -> None:
+        self._running.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, even when every caller gave up
+
+
+async def _awaited(run: Callable[[], Awaitable[T]]) -> T:
+    return await run()
 
 
 class ResourceLoader:
