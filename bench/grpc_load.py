@@ -19,8 +19,9 @@ processes on the read-only role, and measures ``GetResource`` beside
 3. the CPU time per call of the server's processes, of their PostgreSQL backends, and of the
    closed-loop client (``ghz`` or ``wrk``, which shares the cores with them);
 4. the **ceiling** (unless ``--no-ceiling``): the same ``ghz`` loops against
-   ``bench/grpc_noop.py``, a ``grpc.aio`` server answering a constant message — what Python
-   gRPC costs per call on this machine before it does any work.
+   ``bench/grpc_noop.py``, ``grpc.aio`` answering a constant message from as many processes
+   as each gRPC server has — what Python gRPC costs per call on this machine before it does
+   any work.
 
 Rounds rotate through every server, so load from other work hits all alike; the table shows
 medians over ``--repeat`` rounds with their range. Everything started is stopped at the end;
@@ -85,11 +86,13 @@ def grpc_process(writer: str, reader: str, port: int, bootstrap: str,
 
 
 @contextlib.contextmanager
-def noop_process(port: int) -> Iterator[int]:
-    """``bench/grpc_noop.py`` (the ceiling) on ``port``; yields its pid once it answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "bench.grpc_noop", str(port)], cwd=ROOT)
+def noop_process(port: int, processes: int = 1) -> Iterator[int]:
+    """``bench/grpc_noop.py`` (the ceiling) on ``port``, ``processes`` of them; yields the
+    first one's pid once all listen."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.grpc_noop", str(port),
+                             str(processes)], cwd=ROOT)
     try:
-        _wait_serving(port, proc, 1)
+        _wait_serving(port, proc, processes)
         yield proc.pid
     finally:
         proc.terminate()
@@ -300,9 +303,13 @@ def grpc_key(processes: int) -> str:
     return "grpc" if processes == 1 else f"grpc{processes}"
 
 
+def noop_key(processes: int) -> str:
+    return "noop" if processes == 1 else f"noop{processes}"
+
+
 def role(key: str) -> str:
     """The database role a server reads as: its own, so that its backends' CPU is its own."""
-    return http_load.API_ROLE if key in ("http", "noop") else f"{http_load.API_ROLE}_{key}"
+    return f"{http_load.API_ROLE}_{key}" if key.startswith("grpc") else http_load.API_ROLE
 
 
 def compare(server: str, bootstrap: str, *, duration: int, rate: int, repeat: int,
@@ -311,7 +318,7 @@ def compare(server: str, bootstrap: str, *, duration: int, rate: int, repeat: in
             ) -> dict[str, list[Round]]:
     """gRPC servers (one per ``processes`` value), the HTTP API (unless ``http=False``) and
     the ceiling (with ``ceiling`` and ghz) on one database; ``repeat`` rotating rounds.
-    Keys: grpc (one process), grpc<n> (n processes), http, noop."""
+    Keys: grpc (one process), grpc<n> (n processes), http, noop, noop<n>."""
     from tests.support.net import free_port
 
     writer, reader, ids = http_load.prepare_database(server, rows)
@@ -328,9 +335,9 @@ def compare(server: str, bootstrap: str, *, duration: int, rate: int, repeat: in
                 port = free_port()
                 servers["http"] = (port, stack.enter_context(
                     http_load.api_process(writer, reader, port, 1)))
-            if ceiling and ghz:
+            for n in processes if ceiling and ghz else ():
                 port = free_port()
-                servers["noop"] = (port, stack.enter_context(noop_process(port)))
+                servers[noop_key(n)] = (port, stack.enter_context(noop_process(port, n)))
             for key, (port, _) in servers.items():  # connections, prepared statements
                 if key == "http":
                     http_load.run_wrk(port, ids, 2)
@@ -366,10 +373,12 @@ def _med(rounds: list[Round], pick: Callable[[Round], float], digits: int) -> st
 def label(key: str) -> str:
     if key == "http":
         return "HTTP GET /api/v1/resources/{id} (1 API process)"
-    if key == "noop":
-        return "ceiling: grpc.aio answering a constant (bench/grpc_noop.py)"
-    n = int(key.removeprefix("grpc") or 1)
-    return f"gRPC GetResource ({n} server process{'es' if n > 1 else ''})"
+    kind = "noop" if key.startswith("noop") else "grpc"
+    n = int(key.removeprefix(kind) or 1)
+    processes = f"{n} process{'es' if n > 1 else ''}"
+    if kind == "noop":
+        return f"ceiling: grpc.aio answering a constant, {processes} (bench/grpc_noop.py)"
+    return f"gRPC GetResource ({processes})"
 
 
 def ratio(found: dict[str, list[Round]], key: str, base: str = "http") -> float:
@@ -397,10 +406,11 @@ def table(found: dict[str, list[Round]], rate: int) -> str:
             f"{_med(rounds, lambda r: r.loop.client_us, 0)} |")
     for key in found:
         if key.startswith("grpc") and "http" in found:
+            ceiling = "noop" + key.removeprefix("grpc")
             lines.append(f"\n{label(key)} / HTTP lookup, closed loop: "
                          f"**{ratio(found, key):.2f}x**"
-                         + (f"; / the ceiling: {ratio(found, key, 'noop'):.2f}x"
-                            if "noop" in found else ""))
+                         + (f"; / its ceiling ({ceiling}): {ratio(found, key, ceiling):.2f}x"
+                            if ceiling in found else ""))
     return "\n".join(lines)
 
 

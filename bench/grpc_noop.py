@@ -1,15 +1,19 @@
-"""The ceiling of ``grpc.aio`` itself on this machine: ``python -m bench.grpc_noop PORT``.
+"""The ceiling of ``grpc.aio`` itself on this machine: ``python -m bench.grpc_noop PORT
+[PROCESSES]``.
 
 A ``ResourceService`` whose ``GetResource`` answers one constant ``Resource`` (no database,
 no edge, no metrics), on uvloop, with reflection (so ``ghz`` needs no proto file) — what a
-Python gRPC server costs per call before it does any work. ``bench/grpc_load.py`` measures it
-with the same client, in the same rounds, as the real server.
+Python gRPC server costs per call before it does any work; with ``PROCESSES`` > 1, that many
+such servers on the port (``SO_REUSEPORT``, as ``PHOENIX_GRPC_PROCESSES`` does).
+``bench/grpc_load.py`` measures it with the same client, in the same rounds, as the real
+server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
 from typing import Any, cast
 
@@ -35,7 +39,7 @@ class Constant(pb_grpc.ResourceServiceServicer):
 
 
 async def serve(port: int) -> None:
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
     pb_grpc.add_ResourceServiceServicer_to_server(Constant(), server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, reflection.SERVICE_NAME), server,
@@ -48,5 +52,16 @@ async def serve(port: int) -> None:
     await server.stop(1)
 
 
+def main(port: int, processes: int) -> None:
+    others = [subprocess.Popen([sys.executable, "-m", "bench.grpc_noop", str(port)])
+              for _ in range(processes - 1)]
+    try:
+        uvloop.run(serve(port))
+    finally:
+        for other in others:
+            other.terminate()
+            other.wait(10)
+
+
 if __name__ == "__main__":
-    uvloop.run(serve(int(sys.argv[1])))
+    main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 1)
