@@ -158,6 +158,8 @@ class WorkerParts:
     new_consumer: Callable[[], Consumer]
     """Another consumer like ``consumer``, for a worker that rebuilds its own; from then on
     only the newest one's statistics feed ``membership``."""
+    dlq_topic_max_bytes: Callable[[], int | None]
+    """Reads the DLQ topic's ``max.message.bytes`` (an admin call; None: no such topic)."""
 
 
 def _units(settings: Settings, name: str,
@@ -184,7 +186,17 @@ def worker_parts(settings: Settings) -> WorkerParts:
 
     return WorkerParts(consumer=watched_consumer(), producer=producer(settings),
                        codec=command_codec(settings), events=events, pool=pool,
-                       unit_factory=unit, membership=membership, new_consumer=watched_consumer)
+                       unit_factory=unit, membership=membership, new_consumer=watched_consumer,
+                       dlq_topic_max_bytes=dlq_topic_max_bytes(settings))
+
+
+def dlq_topic_max_bytes(settings: Settings) -> Callable[[], int | None]:
+    """``read()``: the DLQ topic's ``max.message.bytes`` now (BrokerUnavailable when the
+    broker does not answer or will not describe it)."""
+    from phoenix_resources.adapters import topics
+
+    common = kafka.admin_config(settings)
+    return lambda: topics.max_message_bytes(common, settings.dlq_topic)
 
 
 @dataclass(frozen=True)
