@@ -259,6 +259,7 @@ def latency(target: Target, partitions: int, rate: int = 1000, seconds: float = 
                 received.setdefault(ev_codec.decode_event(m.value()).event_id, time.time())
 
     producer = Producer({"bootstrap.servers": target.bootstrap, "linger.ms": 5,
+                         "partitioner": "murmur2_random",  # the Java client's (CMD-011)
                          "enable.idempotence": True, "acks": "all", "log_level": "0"})
 
     command_of: dict[uuid.UUID, uuid.UUID] = {}

@@ -43,8 +43,10 @@ from phoenix_resources.services.ports import (
     ParkedCommand,
     Snapshot,
 )
+from phoenix_resources.services.ports_encoded import EncodedRead, EncodedWrite
 from phoenix_resources.wire.events import EventCodec
 from phoenix_resources.wire.framing import Framing
+from tests.support import encoded
 
 TP = tuple[str, int]
 """(topic, partition)"""
@@ -280,6 +282,25 @@ class FakeBatchUnit:
             raise ConcurrentModification(
                 f"expected {len(rows.created)} inserts and {len(rows.changed)} updates, "
                 f"got {inserted} and {updated}: another writer touched these resources")
+
+    # --- the compiled hot path (EncodedUnit): the same, from binary parameters ------------
+
+    def read_encoded(self, claim_ids: bytes, resource_ids: bytes) -> EncodedRead:
+        self._check_open()
+        self._check_writable_now()
+        ids = encoded.decode_array(claim_ids)
+        if len(set(ids)) != len(ids):
+            raise ValueError("a command_id appears twice in one claim")
+        rids = encoded.decode_array(resource_ids)
+        snapshot = self.load(set(rids))
+        return EncodedRead([i for i in ids if i in self.store.processed],
+                           [r for r in rids if r in snapshot.parked],
+                           [encoded.resource_row(snapshot.states[r]) for r in rids
+                            if r in snapshot.states])
+
+    def write_encoded(self, written: EncodedWrite, processed_at: datetime) -> None:
+        self._check_open()
+        self.write(encoded.rows_of(written, processed_at, self._row))
 
     # --- the parking lot's queue (ReplayUnit) ---------------------------------------------
 
@@ -576,6 +597,16 @@ class FakeConsumer:
         """A topic created after this consumer (its logs start empty)."""
         for p in range(partitions):
             self.logs.setdefault((topic, p), [])
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMetadata:
+        """The topics' partitions, as the broker's metadata lists them."""
+        meta = ClusterMetadata()
+        for name in sorted({t for t, _ in self.logs} if topic is None else {topic}):
+            found = TopicMetadata()
+            found.topic = name
+            found.partitions = {p: PartitionMetadata() for t, p in self.logs if t == name}
+            meta.topics[name] = found
+        return meta
 
     def new_member(self) -> FakeConsumer:
         """Another consumer of this one's group (the next process, a replacement): it reads

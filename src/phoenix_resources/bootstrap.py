@@ -16,7 +16,9 @@ from confluent_kafka import Consumer, Producer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from phoenix_resources.adapters import codecs, kafka
+from phoenix_resources.adapters import native as compiled
 from phoenix_resources.adapters.group_membership import STATISTICS_INTERVAL_MS, GroupMembership
+from phoenix_resources.adapters.native import NativePath
 from phoenix_resources.adapters.postgres import arrays
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
 from phoenix_resources.adapters.postgres.outbox import PostgresOutboxReader
@@ -160,6 +162,8 @@ class WorkerParts:
     only the newest one's statistics feed ``membership``."""
     dlq_topic_max_bytes: Callable[[], int | None]
     """Reads the DLQ topic's ``max.message.bytes`` (an admin call; None: no such topic)."""
+    native: NativePath | None = None
+    """The compiled hot path, when ``PHOENIX_NATIVE`` chose it (else the Python code)."""
 
 
 def _units(settings: Settings, name: str,
@@ -184,10 +188,12 @@ def worker_parts(settings: Settings) -> WorkerParts:
                                       "stats_cb": membership.stats_callback()}
         return consumer(settings, **statistics)
 
-    return WorkerParts(consumer=watched_consumer(), producer=producer(settings),
-                       codec=command_codec(settings), events=events, pool=pool,
-                       unit_factory=unit, membership=membership, new_consumer=watched_consumer,
-                       dlq_topic_max_bytes=dlq_topic_max_bytes(settings))
+    codec = command_codec(settings)
+    return WorkerParts(consumer=watched_consumer(), producer=producer(settings), codec=codec,
+                       events=events, pool=pool, unit_factory=unit, membership=membership,
+                       new_consumer=watched_consumer,
+                       dlq_topic_max_bytes=dlq_topic_max_bytes(settings),
+                       native=compiled.load(settings.native, codec, events))
 
 
 def dlq_topic_max_bytes(settings: Settings) -> Callable[[], int | None]:

@@ -30,6 +30,7 @@ from pydantic_settings import (
 
 from phoenix_resources import kafka_options
 from phoenix_resources.config_limits import ServerLimits
+from phoenix_resources.config_worker import WorkerPath
 from phoenix_resources.errors import ConfigurationError, InvalidSetting
 from phoenix_resources.kafka_options import ClientKind, KafkaValue
 
@@ -45,7 +46,7 @@ ENV_FILE_VARIABLE = "PHOENIX_ENV_FILE"
 SECRETS_DIR_VARIABLE = "PHOENIX_SECRETS_DIR"
 
 
-class Settings(ServerLimits):
+class Settings(ServerLimits, WorkerPath):
     """All settings of every process. Instances are immutable once built. The servers' limits
     (``config_limits.ServerLimits``) are fields of it too."""
 

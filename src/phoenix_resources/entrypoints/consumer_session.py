@@ -37,13 +37,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from phoenix_resources.adapters.group_membership import GroupMembership
 from phoenix_resources.adapters.kafka import partition_key
 from phoenix_resources.errors import BrokerFatal
 from phoenix_resources.observability import Metrics
 from phoenix_resources.observability.worker_watch import WorkerWatch
+
+PARTITIONS_REFRESH_S = 60.0
+"""How often the commands topic's partition count is read again between assignments."""
+METADATA_TIMEOUT_S = 5.0
 
 log = logging.getLogger("phoenix_resources.worker")
 
@@ -76,6 +80,8 @@ class ConsumerSession:
         consumer out of its group for ``replace_after_s`` (``0``: never) can be replaced."""
         self._consumer = consumer
         self._topic = topic
+        self._count: tuple[int, float] | None = None
+        """The topic's partition count from metadata, and when it was read."""
         self._watch = watch
         self._metrics = metrics
         self._on_gone = on_gone
@@ -300,9 +306,26 @@ class ConsumerSession:
         closing in the background): its rebalances are no longer this session's."""
         return consumer is not self._consumer or consumer is self._retired
 
+    def partition_count(self) -> int | None:
+        """The commands topic's partition count, read from the broker's metadata at each
+        assignment and every :data:`PARTITIONS_REFRESH_S` (a topic's count can be raised);
+        None while metadata cannot be had (the partition check waits for it)."""
+        now = self._monotonic()
+        if self._count is None or now - self._count[1] > PARTITIONS_REFRESH_S:
+            try:
+                topic = self._consumer.list_topics(self._topic, timeout=METADATA_TIMEOUT_S)
+                count = len(topic.topics[self._topic].partitions)
+            except (KafkaException, KeyError) as e:
+                log.warning("no partition count for the commands topic yet",
+                            extra={"error": str(e)[:300]})
+                return None if self._count is None else self._count[0]
+            self._count = (count, now) if count else None
+        return None if self._count is None else self._count[0]
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._replaced(consumer):
             return
+        self._count = None  # read again: the assignment follows the topic's metadata
         added = {(tp.topic, tp.partition) for tp in partitions}
         self._assignment |= added
         self._watch.rebalanced("assigned", added, self._assignment)

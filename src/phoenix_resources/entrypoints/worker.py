@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, cast
 from uuid import UUID
 
@@ -50,21 +51,26 @@ from tenacity import (
 )
 
 from phoenix_resources import bootstrap
+from phoenix_resources.adapters import native as compiled
 from phoenix_resources.adapters.dlq_delivery import DeadLetterLimit, DeadLetters
 from phoenix_resources.adapters.group_membership import GroupMembership
 from phoenix_resources.adapters.kafka import partition_key
+from phoenix_resources.adapters.native import NativeItem, NativePath
 from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
+from phoenix_resources.domain.rules import Misplaced
 from phoenix_resources.entrypoints.consumer_session import ConsumerSession
 from phoenix_resources.entrypoints.dead_letter_gate import DeadLetterGate
 from phoenix_resources.errors import DecodeError, TransientError
 from phoenix_resources.observability import Metrics, log_context
 from phoenix_resources.observability.tracing import Tracing
 from phoenix_resources.observability.worker_watch import BatchWatch, WorkerWatch
+from phoenix_resources.services.apply_encoded import apply_encoded
 from phoenix_resources.services.isolate import Isolation
 from phoenix_resources.services.ports import BatchUnit, Incoming
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.headers import command_headers
+from phoenix_resources.wire.partitioner import partition_for
 
 log = logging.getLogger("phoenix_resources.worker")
 
@@ -79,8 +85,10 @@ class _InFlight:
     messages: list[Message]
     dead: DeadLetters
     watch: BatchWatch
-    isolation: Isolation | None = None
+    isolation: Isolation[Any] | None = None
     by_command: dict[UUID, Message] = field(default_factory=dict)
+    decoded_from: list[Message] = field(default_factory=list)
+    """The messages as the compiled path decoded them (its items name them by index)."""
     counted: bool = False
 
     def drop_partitions(self, partitions: set[int]) -> None:
@@ -102,14 +110,18 @@ class Worker:
                  tracing: Tracing | None = None,
                  membership: GroupMembership | None = None,
                  new_consumer: Callable[[], Consumer] | None = None,
+                 native: NativePath | None = None,
                  dlq_topic_max_bytes: Callable[[], int | None] | None = None) -> None:
         """``prepare`` runs before the first consume (e.g. looking up the event schemas in
         the registry); transient failures of it are waited out, others stop the worker.
         ``membership`` follows the consumer's group state; with ``new_consumer`` the worker
-        replaces a consumer out of its group for ``consumer_replace_after_s``.
+        replaces a consumer out of its group for ``consumer_replace_after_s``. With
+        ``native`` (``PHOENIX_NATIVE``, chosen by bootstrap) the per-command work is compiled;
+        the rules are the same (``docs/decisions/0014-the-compiled-hot-path.md``).
         ``dlq_topic_max_bytes()`` reads the DLQ topic's ``max.message.bytes`` (without it,
         dead letters are sized for the producer's limit until the topic refuses one)."""
         self.settings = settings
+        self.native = native
         self._prepare = prepare
         self.producer = producer
         self.codec = codec
@@ -234,9 +246,7 @@ class Worker:
         """One attempt: decode (once), apply what is left, then dead-letter; each step is
         skipped when an earlier attempt finished it."""
         if batch.isolation is None:
-            incoming = self._decode(batch)
-            batch.watch.decoded(incoming)
-            batch.isolation = Isolation(incoming, oldest=self._oldest_accepted())
+            batch.isolation = self._isolation(batch)
         if not batch.isolation.done:
             with batch.watch.span_of("apply"):
                 batch.isolation.run(self.unit_factory, self.clock())
@@ -251,8 +261,52 @@ class Worker:
         """Commands issued before this are refused (CMD-008): their dedupe rows may be gone."""
         return self.clock() - timedelta(hours=self.settings.processed_retention_hours)
 
-    def _decode(self, batch: _InFlight) -> list[Incoming]:
+    def _isolation(self, batch: _InFlight) -> Isolation[Any]:
+        """Decode the batch, by the compiled path or the Python reference: the isolation's
+        rules are the same for both, only what applies one part differs."""
+        partitions = self.session.partition_count()
+        if self.native is None:
+            incoming = self._decode(batch, partitions)
+            batch.watch.decoded(incoming)
+            return Isolation(incoming, oldest=self._oldest_accepted())
+        batch.decoded_from = list(batch.messages)
+        decoding = compiled.decode(self.native.module, batch.decoded_from, self.codec)
+        refuse = None
+        if partitions is not None:
+            if self.settings.partition_check == "refuse":
+                refuse = partitions
+            else:
+                self._warn_misplaced(len(decoding.batch.misplaced(partitions)))
+        for name, count in decoding.invalid_headers.items():
+            self.metrics.invalid_headers.labels(name).inc(count)
+        for i, e in decoding.dead:
+            self._dead_letter(batch, batch.decoded_from[i], e.reason, e.detail, e)
+        batch.watch.decoded(cast(list[Incoming], decoding.items),
+                            issued=decoding.issued_seconds)
+        return Isolation(decoding.items, oldest=self._oldest_accepted(),
+                         apply=partial(apply_encoded, source=decoding.batch,
+                                       prefixes=self.native.prefixes(), partitions=refuse))
+
+    def _misplaced(self, key: bytes | None, partition: int,
+                   partitions: int | None) -> Misplaced | None:
+        """Where a record's key belongs when it is not where it is (CMD-011), as the Java
+        client's partitioner puts it; unknown partition count or no key: not checked."""
+        if partitions is None or key is None:
+            return None
+        home = partition_for(key, partitions)
+        return None if home == partition else Misplaced(partition, home, partitions)
+
+    def _warn_misplaced(self, count: int) -> None:
+        """``PHOENIX_PARTITION_CHECK=warn``: misplaced records are applied, and counted."""
+        if count:
+            self.metrics.partition_mismatches.inc(count)
+            log.warning("records in another partition than their key's, applied "
+                        "(PHOENIX_PARTITION_CHECK=warn)", extra={"count": count})
+
+    def _decode(self, batch: _InFlight, partitions: int | None = None) -> list[Incoming]:
         incoming: list[Incoming] = []
+        warned = 0
+        refuse = self.settings.partition_check == "refuse"
         invalid_headers = self.metrics.invalid_headers
         for m in batch.messages:
             _, partition = partition_key(m)
@@ -266,10 +320,15 @@ class Worker:
             except DecodeError as e:
                 self._dead_letter(batch, m, e.reason, e.detail, e)
                 continue
-            key_matches = m.key() == str(command.resource_id).encode()
+            key = m.key()
+            key_matches = key == str(command.resource_id).encode()
+            misplaced = self._misplaced(key, partition, partitions)
+            if misplaced is not None and not refuse:
+                warned, misplaced = warned + 1, None
             batch.by_command.setdefault(command.command_id, m)
             incoming.append(Incoming(command, partition, m.offset() or 0, headers.traceparent,
-                                     key_matches))
+                                     key_matches, misplaced))
+        self._warn_misplaced(warned)
         return incoming
 
     def _dead_letter(self, batch: _InFlight, m: Message, reason: str, detail: str,
@@ -279,12 +338,13 @@ class Worker:
                                             "topic": m.topic(), "partition": m.partition(),
                                             "offset": m.offset()})
 
-    def _count(self, batch: _InFlight, isolation: Isolation) -> None:
+    def _count(self, batch: _InFlight, isolation: Isolation[Any]) -> None:
         report = isolation.report
         for item, error in isolation.unparkable:
             # Even the parking lot refused it: the DLQ is the last place that keeps it.
-            self._dead_letter(batch, batch.by_command[item.command.command_id],
-                              "unparkable", error)
+            message = (batch.decoded_from[item.index] if isinstance(item, NativeItem)
+                       else batch.by_command[item.command.command_id])
+            self._dead_letter(batch, message, "unparkable", error)
         batch.watch.counted(report)
         if report.duplicates:
             log.info("duplicates absorbed", extra={
@@ -322,5 +382,5 @@ def build_worker(settings: Settings, metrics: Metrics,
                     codec=parts.codec, unit_factory=parts.unit_factory, metrics=metrics,
                     prepare=parts.events.prepare, tracing=tracing,
                     membership=parts.membership, new_consumer=parts.new_consumer,
-                    dlq_topic_max_bytes=parts.dlq_topic_max_bytes)
+                    native=parts.native, dlq_topic_max_bytes=parts.dlq_topic_max_bytes)
     return worker, parts.pool

@@ -228,6 +228,10 @@ class Metrics:
         self.invalid_headers = Counter("phoenix_invalid_headers",
                                        "Command record headers dropped as invalid (the "
                                        "command is still processed)", ["header"], registry=r)
+        self.partition_mismatches = Counter(
+            "phoenix_partition_mismatches", "Command records in another partition than their "
+            "key's, applied anyway (PHOENIX_PARTITION_CHECK=warn; refused otherwise, CMD-011)",
+            registry=r)
         self.batches = Counter("phoenix_batches", "Batches committed to PostgreSQL", registry=r)
         self.batch_size = Histogram("phoenix_batch_size", "Commands per batch", registry=r,
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000))

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
+from uuid import UUID
 
 from confluent_kafka import Consumer, Message, TopicPartition
 from opentelemetry import trace
@@ -217,6 +218,7 @@ class BatchWatch:
         self._started = time.perf_counter()
         self._start_ns = time.time_ns()
         self._incoming: Sequence[Incoming] = ()
+        self._issued_by: Callable[[Sequence[UUID]], list[float]] | None = None
         self.span: trace.Span | None = None
         # One topic per worker (its subscription): key the pass by partition alone.
         first: dict[int | None, Message] = {}
@@ -231,12 +233,16 @@ class BatchWatch:
         self._last = {(self._topic, p or 0): m for p, m in last.items()}
         watch.lag.taken({(self._topic, p or 0): _stamp(m) for p, m in first.items()})
 
-    def decoded(self, incoming: Sequence[Incoming]) -> None:
-        """The commands of the batch are known: open its span (when tracing) with links."""
+    def decoded(self, incoming: Sequence[Incoming], traceparents: Sequence[str | None] = (),
+                issued: Callable[[Sequence[UUID]], list[float]] | None = None) -> None:
+        """The commands of the batch are known: open its span (when tracing) with links.
+        The compiled path gives no ``incoming`` but the ``traceparents`` and a function
+        ``issued(excluded ids)`` that says when its commands were issued."""
         self._incoming = incoming
+        self._issued_by = issued
         if self._watch.tracing.enabled and self.span is None:
             self.span = self._watch.tracing.batch_span(
-                [i.traceparent for i in incoming], self._start_ns,
+                [i.traceparent for i in incoming] or list(traceparents), self._start_ns,
                 {"messaging.system": "kafka", "messaging.operation.type": "process",
                  "messaging.destination.name": self._topic,
                  "messaging.batch.message_count": self._size})
@@ -267,6 +273,8 @@ class BatchWatch:
 
     def _issued(self, report: _Report) -> list[float]:
         """When each fresh command was issued (epoch seconds); redeliveries left out."""
+        if self._issued_by is not None:
+            return self._issued_by(report.duplicate_ids)
         if not report.duplicate_ids:
             return [item.command.issued_at.timestamp() for item in self._incoming]
         duplicates = set(report.duplicate_ids)  # their first delivery was counted

@@ -89,7 +89,7 @@ def _decide(before: Resource | None, item: Incoming, now: datetime,
     command = item.command
     try:
         check_admission(command.command_id, command.issued_at, key_matches=item.key_matches,
-                        oldest=oldest)
+                        oldest=oldest, misplaced=item.misplaced)
     except RuleViolation as v:
         return Rejected(command, v.code, v.message)
     return decide(before, command, now)

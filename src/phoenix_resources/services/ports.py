@@ -17,7 +17,7 @@ from phoenix_resources.domain.commands import AnyCommand
 from phoenix_resources.domain.decide import Applied, Rejected
 from phoenix_resources.domain.events import CommandRejected, ResourceChanged
 from phoenix_resources.domain.model import Resource
-from phoenix_resources.domain.rules import ParkCode
+from phoenix_resources.domain.rules import Misplaced, ParkCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,9 @@ class Incoming:
     traceparent: str | None = None
     key_matches: bool = True
     """The record's key is the command's ``resource_id`` (else it is refused, CMD-009)."""
+    misplaced: Misplaced | None = None
+    """The record is not in its key's partition (refused, CMD-011; the worker leaves this
+    None when ``PHOENIX_PARTITION_CHECK=warn``)."""
 
 
 @dataclass(frozen=True, slots=True)
