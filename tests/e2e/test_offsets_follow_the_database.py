@@ -86,7 +86,7 @@ def test_dead_letters_are_acknowledged_before_offsets_are_stored(
     Publisher(eager).send(workload.records)
     worker = Process("worker", eager)
     try:
-        worker.wait_for_log("DeadLetterBlocked", timeout=90)
+        worker.wait_for_log("dlq_blocked", timeout=90)
         assert outcomes(database_url), "the batch's database work committed"
         committed = _no_commit_within(eager, 3)
     finally:

@@ -1,4 +1,4 @@
-"""The dead-letter record: what it carries, how it always fits, and how to read it back.
+"""The dead-letter record: what it carries, how it is made to fit, and how to read it back.
 
 A dead letter keeps the original key, value and headers and adds two sets of headers that say
 why and where from: this project's ``dlq.*`` ones and Kafka Connect's ``__connect.errors.*``

@@ -128,7 +128,7 @@ class DeadLetterGate:
             "dlq_topic": self.topic, "topic": key[0], "partition": key[1],
             "offsets": sorted(letter.offset for letter in letters)[:10],
             "refusal": letters[0].refusal, "limit_bytes": self.limit.bytes(),
-            "kind": "DeadLetterBlocked"})
+            "kind": "dlq_blocked"})
 
     # --- between batches -----------------------------------------------------------------------
 
@@ -169,7 +169,7 @@ class DeadLetterGate:
             log.error("dead letters still refused by the DLQ topic", extra={
                 "dlq_topic": self.topic, "partition": key[1], "dead_letters": len(letters),
                 "refusal": letters[0].refusal, "attempts": held.refusals,
-                "limit_bytes": self.limit.bytes(), "kind": "DeadLetterBlocked"})
+                "limit_bytes": self.limit.bytes(), "kind": "dlq_blocked"})
 
     def _release(self, key: Key) -> None:
         held = self._held.pop(key)
