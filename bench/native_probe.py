@@ -248,7 +248,7 @@ class Paths:
             known = conn.execute(batch_unit.KNOWN, (uuids(plan.claim_ids),))
             parked = conn.execute(batch_unit.PARKED_AMONG, (uuids(plan.resource_ids),))
             rows = conn.execute(batch_unit.LOAD, (uuids(plan.resource_ids),))
-        written = plan.fold([r[0] for r in known.fetchall()], [r[0] for r in parked.fetchall()],
+        written = plan.fold(known.fetchall(), [r[0] for r in parked.fetchall()],
                             rows.fetchall(), self.now, oldest=self.oldest,
                             events_topic=EVENTS, rejections_topic=REJECTIONS)
         params = written.params()

@@ -41,6 +41,7 @@ from phoenix_resources.services.ports import (
     OutboxFormat,
     OutboxRow,
     ParkedCommand,
+    Recorded,
     Snapshot,
 )
 from phoenix_resources.services.ports_encoded import EncodedRead, EncodedWrite
@@ -162,7 +163,7 @@ class FakeBatchUnit:
 
     Guarantees, as ``PostgresBatchUnit`` (checked by ``tests/contract``):
 
-    * :meth:`claim` returns the ids no committed unit recorded;
+    * :meth:`claim` returns the ids a committed unit recorded, with their resource and type;
     * :meth:`load` returns committed rows, tombstones included (plus this unit's own writes);
     * :meth:`write` stores the rows it is given, as they are: ``claimed`` outcome rows are
       inserted, ``recorded`` ones replace the outcome of a recorded command, ``repeated``
@@ -225,13 +226,17 @@ class FakeBatchUnit:
         if not self.store.writable:
             raise DatabaseReadOnly("cannot execute in a read-only transaction (fake)")
 
-    def claim(self, claims: Sequence[Claim]) -> set[UUID]:
+    def claim(self, claims: Sequence[Claim]) -> dict[UUID, Recorded]:
         self._check_open()
         self._check_writable_now()
         ids = [c.incoming.command.command_id for c in claims]
         if len(set(ids)) != len(ids):
             raise ValueError("a command_id appears twice in one claim; use split_repeats")
-        return {cid for cid in ids if cid not in self.store.processed}
+        return {cid: self._recorded(cid) for cid in ids if cid in self.store.processed}
+
+    def _recorded(self, command_id: UUID) -> Recorded:
+        row = self.store.processed[command_id]
+        return Recorded(row.resource_id, row.command_type)
 
     def load(self, resource_ids: set[UUID]) -> Snapshot:
         self._check_open()
@@ -293,7 +298,7 @@ class FakeBatchUnit:
             raise ValueError("a command_id appears twice in one claim")
         rids = encoded.decode_array(resource_ids)
         snapshot = self.load(set(rids))
-        return EncodedRead([i for i in ids if i in self.store.processed],
+        return EncodedRead([(i, *self._recorded(i)) for i in ids if i in self.store.processed],
                            [r for r in rids if r in snapshot.parked],
                            [encoded.resource_row(snapshot.states[r]) for r in rids
                             if r in snapshot.states])

@@ -2,10 +2,10 @@
 //! [`Written`] hands the transaction. See `native/README.md` for the protocol.
 
 use crate::convert::{
-    command_of, header_bytes, helpers, micros, resource_of, unpack_pair, uuid_of,
+    command_of, header_bytes, helpers, micros, recorded_of, resource_of, unpack_pair, uuid_of,
 };
 use crate::decode::{self, Decoded, Options};
-use crate::domain::{self, Command, Outcome};
+use crate::domain::{self, Command, Kind, Outcome};
 use crate::headers::{self, Headers};
 use crate::partitioner;
 use crate::pytext::isoformat_utc;
@@ -456,8 +456,12 @@ impl Batch {
             Some(s) => s,
             None => batch.commands(),
         };
+        let command = |i: usize| match &batch.records[i].state {
+            State::Command(c, _) => c,
+            _ => unreachable!(),
+        };
         let mut first: IdMap<usize> = IdMap::default();
-        let mut claims: Vec<(usize, i64)> = Vec::new();
+        let mut claims: Vec<Claim> = Vec::new();
         for i in select {
             let State::Command(c, _) = &batch.get(i)?.state else {
                 return Err(PyValueError::new_err(format!(
@@ -465,22 +469,30 @@ impl Batch {
                 )));
             };
             match first.get(&c.command_id) {
-                Some(&at) => claims[at].1 += 1,
+                Some(&at) => {
+                    let claim = &mut claims[at];
+                    let head = command(claim.index);
+                    if head.resource_id == c.resource_id && head.kind == c.kind {
+                        claim.repeats += 1;
+                    } else {
+                        claim.reused.push(i);
+                    }
+                }
                 None => {
                     first.insert(c.command_id, claims.len());
-                    claims.push((i, 0));
+                    claims.push(Claim {
+                        index: i,
+                        repeats: 0,
+                        reused: Vec::new(),
+                    });
                 }
             }
         }
-        let command = |i: usize| match &batch.records[i].state {
-            State::Command(c, _) => c,
-            _ => unreachable!(),
-        };
-        let claim_ids = statements::known_param(claims.iter().map(|&(i, _)| command(i).command_id));
+        let claim_ids = statements::known_param(claims.iter().map(|c| command(c.index).command_id));
         let resource_ids = statements::load_param(
             claims
                 .iter()
-                .map(|&(i, _)| command(i).resource_id)
+                .map(|c| command(c.index).resource_id)
                 .collect(),
         );
         Ok(Plan {
@@ -492,18 +504,27 @@ impl Batch {
     }
 }
 
+/// ``Claim``: the first delivery of a command id (a record index), how often the same
+/// command (resource and type) repeats, and the deliveries reusing the id (in order).
+struct Claim {
+    index: usize,
+    repeats: i64,
+    reused: Vec<usize>,
+}
+
 /// The claim of a batch: the ``KNOWN`` and ``LOAD`` parameters, then :meth:`fold`.
 #[pyclass(module = "phoenix_resources_native", frozen)]
 pub struct Plan {
     batch: Py<Batch>,
-    claims: Vec<(usize, i64)>,
+    claims: Vec<Claim>,
     claim_ids: Vec<u8>,
     resource_ids: Vec<u8>,
 }
 
 /// What the read round trip returned, and the batch's clock, in Rust values.
 struct Inputs {
-    known: IdSet,
+    /// Whose each recorded id is: its resource and command type.
+    known: IdMap<(Uuid, Kind)>,
     parked: IdSet,
     states: IdMap<domain::Resource>,
     failed: IdMap<String>,
@@ -541,8 +562,13 @@ impl Inputs {
                 o.call_method0(intern!(py, "isoformat"))?.extract()?,
             )),
         };
+        let mut recorded = IdMap::default();
+        for row in known.try_iter()? {
+            let (id, owner) = recorded_of(&row?)?;
+            recorded.insert(id, owner);
+        }
         Ok(Inputs {
-            known: set_of(Some(known))?,
+            known: recorded,
             parked: set_of(Some(parked))?,
             states,
             failed: failures,
@@ -580,9 +606,12 @@ impl Plan {
         PyBytes::new(py, &self.resource_ids)
     }
 
-    /// ``[(record index, repeats)]`` of the claims, in claim order.
-    fn claims(&self) -> Vec<(usize, i64)> {
-        self.claims.clone()
+    /// ``[(record index, repeats, [reused record indices])]`` of the claims, in claim order.
+    fn claims(&self) -> Vec<(usize, i64, Vec<usize>)> {
+        self.claims
+            .iter()
+            .map(|c| (c.index, c.repeats, c.reused.clone()))
+            .collect()
     }
 
     /// Fold the claims against what the read round trip returned, and build the write's
@@ -614,35 +643,36 @@ impl Plan {
         let mut indices = Vec::new();
         let mut items = Vec::new();
         let mut fresh = Vec::new();
-        let mut known_claims = Vec::new();
-        let mut duplicates = 0i64;
-        for &(i, repeats) in &self.claims {
+        let mut sorted = Sorted::default();
+        for claim in &self.claims {
+            let (i, repeats) = (claim.index, claim.repeats);
             let r = &batch.records[i];
-            let State::Command(c, matches) = &r.state else {
-                return Err(PyValueError::new_err(format!(
-                    "record {i} is no longer a command"
-                )));
-            };
-            duplicates += repeats;
-            if inputs.known.contains(&c.command_id) {
-                known_claims.push((c.command_id, repeats));
-                duplicates += 1;
-            } else {
-                let misplaced = partitions
-                    .and_then(|n| home(r, n).map(|h| domain::Misplaced(r.partition, h, n)));
-                fresh.push(domain::Fresh {
-                    command: c,
-                    key_matches: *matches,
-                    misplaced,
-                });
-                indices.push(i);
-                items.push(Item {
-                    command: c,
-                    partition: r.partition,
-                    offset: r.offset,
-                    traceparent: r.headers.traceparent.as_deref(),
-                    repeats,
-                });
+            let (c, matches) = command_at(&batch, i)?;
+            let recorded = inputs.known.get(&c.command_id).copied();
+            match recorded {
+                None => {
+                    sorted.duplicates += repeats;
+                    let misplaced = partitions
+                        .and_then(|n| home(r, n).map(|h| domain::Misplaced(r.partition, h, n)));
+                    fresh.push(domain::Fresh {
+                        command: c,
+                        key_matches: matches,
+                        misplaced,
+                    });
+                    indices.push(i);
+                    items.push(Item {
+                        command: c,
+                        partition: r.partition,
+                        offset: r.offset,
+                        traceparent: r.headers.traceparent.as_deref(),
+                        repeats,
+                    });
+                }
+                Some(owner) => sorted.delivered(&batch, i, owner, repeats + 1)?,
+            }
+            let owner = recorded.unwrap_or((c.resource_id, c.kind));
+            for &j in &claim.reused {
+                sorted.delivered(&batch, j, owner, 1)?;
             }
         }
         let mut repr = |s: &str| -> String {
@@ -667,11 +697,22 @@ impl Plan {
             event_prefix: event_prefix.as_deref().unwrap_or(&EVENT_HEADER),
             rejection_prefix: rejection_prefix.as_deref().unwrap_or(&REJECTION_HEADER),
         };
-        let written = statements::write(&items, &known_claims, &folded, inputs.now, &settings)
-            .map_err(PyOverflowError::new_err)?;
+        let written = statements::write(
+            &items,
+            &sorted.bumps,
+            &sorted.refused,
+            &folded,
+            inputs.now,
+            &settings,
+        )
+        .map_err(PyOverflowError::new_err)?;
         let (outcomes, mut report) = views(&indices, &items, folded.outcomes);
-        report.duplicates = duplicates;
-        report.duplicate_ids = known_claims.iter().map(|(id, _)| text_string(id)).collect();
+        report.duplicates = sorted.duplicates;
+        report.duplicate_ids = sorted.bumps.iter().map(|(id, _)| text_string(id)).collect();
+        for _ in &sorted.refused {
+            report.rejected += 1;
+            report.count(domain::code::COMMAND_ID_REUSED);
+        }
         Ok(Written {
             outcomes,
             statements: written.statements,
@@ -682,6 +723,63 @@ impl Plan {
             events_topic,
             rejections_topic,
         })
+    }
+}
+
+/// The command of record ``i`` of a plan, and whether its key was its resource id.
+fn command_at(batch: &Batch, i: usize) -> PyResult<(&Command, bool)> {
+    match &batch.records[i].state {
+        State::Command(c, matches) => Ok((c, *matches)),
+        _ => Err(PyValueError::new_err(format!(
+            "record {i} is no longer a command"
+        ))),
+    }
+}
+
+/// ``apply_batch.sort_claims``: the deliveries of recorded ids, and of ids reused in the
+/// batch — each is its id's command (a duplicate) or refused (CMD-012).
+#[derive(Default)]
+struct Sorted<'a> {
+    /// Deliveries to add to recorded commands' counters, in first-duplicate order.
+    bumps: Vec<(Uuid, i64)>,
+    /// Where each id is in ``bumps``.
+    bumped: IdMap<usize>,
+    refused: Vec<statements::Refusal<'a>>,
+    duplicates: i64,
+}
+
+impl<'a> Sorted<'a> {
+    /// ``deliveries`` of record ``i``'s command, whose id names ``owner``'s command.
+    fn delivered(
+        &mut self,
+        batch: &'a Batch,
+        i: usize,
+        owner: (Uuid, Kind),
+        deliveries: i64,
+    ) -> PyResult<()> {
+        let (c, _) = command_at(batch, i)?;
+        match domain::check_same_command(c, owner) {
+            Ok(()) => {
+                self.duplicates += deliveries;
+                match self.bumped.get(&c.command_id) {
+                    Some(&at) => self.bumps[at].1 += deliveries,
+                    None => {
+                        self.bumped.insert(c.command_id, self.bumps.len());
+                        self.bumps.push((c.command_id, deliveries));
+                    }
+                }
+            }
+            Err(domain::Violation(_, message)) => {
+                for _ in 0..deliveries {
+                    self.refused.push(statements::Refusal {
+                        command: c,
+                        traceparent: batch.records[i].headers.traceparent.as_deref(),
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -157,6 +157,19 @@ pub fn resource_of(row: &Bound<'_, PyAny>) -> PyResult<Resource> {
     })
 }
 
+/// A row of the `KNOWN` query: `command_id, resource_id, command_type` (whose a recorded id
+/// is).
+pub fn recorded_of(row: &Bound<'_, PyAny>) -> PyResult<(Uuid, (Uuid, Kind))> {
+    let kind = row.get_item(2)?;
+    let kind = kind.cast::<PyString>()?.to_str()?;
+    let kind = Kind::from_name(kind)
+        .ok_or_else(|| PyValueError::new_err(format!("not a command type: {kind}")))?;
+    Ok((
+        uuid_of(&row.get_item(0)?)?,
+        (uuid_of(&row.get_item(1)?)?, kind),
+    ))
+}
+
 /// A command object of `domain/commands.py` (what the Python codec returns).
 pub fn command_of(c: &Bound<'_, PyAny>) -> PyResult<Command> {
     let py = c.py();

@@ -144,6 +144,7 @@ pub mod code {
     pub const TOO_OLD: &str = "CMD-008";
     pub const KEY_MISMATCH: &str = "CMD-009";
     pub const PARTITION_MISMATCH: &str = "CMD-011";
+    pub const COMMAND_ID_REUSED: &str = "CMD-012";
     pub const APPLY_FAILED: &str = "PRK-001";
     pub const BEHIND_PARKED: &str = "PRK-002";
 }
@@ -268,6 +269,28 @@ fn check_admission(
         }
     }
     Ok(())
+}
+
+/// ``rules.check_same_command``: a delivery of ``command``'s id is the command ``owner``
+/// names (its resource and type: as recorded, or as first delivered in the batch), or
+/// another command reusing the id (CMD-012).
+pub fn check_same_command(command: &Command, owner: (Uuid, Kind)) -> Rule {
+    let (resource, kind) = owner;
+    if command.resource_id == resource && command.kind == kind {
+        return Ok(());
+    }
+    Err(Violation(
+        code::COMMAND_ID_REUSED,
+        format!(
+            "command {} already names the {} of resource {}; this {} of resource {} is refused \
+             and not recorded (every command needs an id of its own)",
+            text_string(&command.command_id),
+            kind.name(),
+            text_string(&resource),
+            command.kind.name(),
+            text_string(&command.resource_id)
+        ),
+    ))
 }
 
 fn check_target(state: Option<&Resource>, command: &Command) -> Rule {

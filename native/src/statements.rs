@@ -3,11 +3,12 @@
 //! statement takes them: the claims with their outcomes, the duplicate counters, the new and
 //! updated resources, the parked commands and the outbox rows.
 
+use crate::domain::code::COMMAND_ID_REUSED;
 use crate::domain::{Command, Folded, Outcome};
 use crate::encode::{command_json, event_body, rejection_body, EventView};
 use crate::pgarray::{Array, Elem};
 use crate::pytext::orjson_config;
-use crate::uuid::{derived, text, Uuid, EVENT_NAMESPACE, REJECTION_NAMESPACE};
+use crate::uuid::{derived, reuse_rejection_id, text, Uuid, EVENT_NAMESPACE, REJECTION_NAMESPACE};
 
 /// A claimed command as the write needs it.
 #[derive(Clone, Copy)]
@@ -18,6 +19,13 @@ pub struct Item<'a> {
     pub traceparent: Option<&'a str>,
     /// Further deliveries of the same command id in the batch (``Claim.repeats``).
     pub repeats: i64,
+}
+
+/// A delivery refused for reusing another command's id (CMD-012): announced, not recorded.
+pub struct Refusal<'a> {
+    pub command: &'a Command,
+    pub traceparent: Option<&'a str>,
+    pub message: String,
 }
 
 /// Where the outbox rows go, and the framing in front of their Avro bodies.
@@ -229,27 +237,91 @@ fn park(items: &[Item], folded: &Folded) -> Result<Option<Parking>, String> {
     )))
 }
 
+/// The ``insert_outbox`` columns, one row at a time.
+struct OutboxColumns<'s> {
+    cols: [Array; 7],
+    rows: Vec<OutboxRow>,
+    settings: &'s OutboxSettings<'s>,
+}
+
+impl OutboxColumns<'_> {
+    /// A rejection's payload (framing and Avro body), appended to the payload column.
+    fn rejection(
+        &mut self,
+        id: &Uuid,
+        c: &Command,
+        code: &str,
+        message: &str,
+        now: i64,
+    ) -> (usize, usize) {
+        let prefix = self.settings.rejection_prefix;
+        self.cols[4].bytea_with(|buf| {
+            buf.extend_from_slice(prefix);
+            rejection_body(buf, id, c, code, message, now);
+        })
+    }
+
+    /// The row's other columns, once its payload is in place.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        id: Uuid,
+        c: &Command,
+        type_name: &'static str,
+        rejection: bool,
+        occurred_at: i64,
+        payload: (usize, usize),
+        traceparent: Option<&str>,
+    ) {
+        let cols = &mut self.cols;
+        cols[0].uuid(&id);
+        cols[1].raw(&text(&c.resource_id));
+        cols[2].text(type_name);
+        cols[3].text(if rejection {
+            self.settings.rejections_topic
+        } else {
+            self.settings.events_topic
+        });
+        cols[5].timestamptz(occurred_at);
+        cols[6].opt_text(traceparent);
+        self.rows.push(OutboxRow {
+            id,
+            aggregate: c.resource_id,
+            type_name,
+            rejection,
+            payload,
+            occurred_at,
+            traceparent: traceparent.map(str::to_owned),
+        });
+    }
+}
+
+/// The outbox rows: the decisions' events and refusals in decision order, then the refusals
+/// of reused ids (``stored_rows``).
 fn outbox(
     items: &[Item],
     folded: &Folded,
+    refused: &[Refusal],
     now: i64,
     settings: &OutboxSettings,
 ) -> (Vec<Vec<u8>>, Vec<OutboxRow>) {
-    let n = items.len();
-    let mut cols = [
-        Array::with_capacity(Elem::Uuid, n * 20),
-        Array::with_capacity(Elem::Text, n * 40),
-        Array::with_capacity(Elem::Text, n * 20),
-        Array::new(Elem::Text),
-        Array::with_capacity(Elem::Bytea, n * 200),
-        Array::with_capacity(Elem::Timestamptz, n * 12),
-        Array::new(Elem::Text),
-    ];
-    let mut rows = Vec::new();
-    let mut id_text_buf;
+    let n = items.len() + refused.len();
+    let mut out = OutboxColumns {
+        cols: [
+            Array::with_capacity(Elem::Uuid, n * 20),
+            Array::with_capacity(Elem::Text, n * 40),
+            Array::with_capacity(Elem::Text, n * 20),
+            Array::new(Elem::Text),
+            Array::with_capacity(Elem::Bytea, n * 200),
+            Array::with_capacity(Elem::Timestamptz, n * 12),
+            Array::new(Elem::Text),
+        ],
+        rows: Vec::new(),
+        settings,
+    };
     for (item, (outcome, state)) in items.iter().zip(&folded.outcomes) {
         let c = item.command;
-        let (id, type_name, rejection, occurred_at, payload) = match outcome {
+        match outcome {
             Outcome::Applied {
                 change: Some((kind, changed)),
                 ..
@@ -263,51 +335,47 @@ fn outbox(
                     state,
                     changed,
                 };
-                let payload = cols[4].bytea_with(|buf| {
+                let payload = out.cols[4].bytea_with(|buf| {
                     buf.extend_from_slice(settings.event_prefix);
                     event_body(buf, &view);
                 });
-                (id, kind.type_name(), false, state.updated_at, payload)
+                let at = state.updated_at;
+                out.push(
+                    id,
+                    c,
+                    kind.type_name(),
+                    false,
+                    at,
+                    payload,
+                    item.traceparent,
+                );
             }
             Outcome::Rejected { code, message } => {
                 let id = derived(&REJECTION_NAMESPACE, &c.command_id);
-                let payload = cols[4].bytea_with(|buf| {
-                    buf.extend_from_slice(settings.rejection_prefix);
-                    rejection_body(buf, &id, c, code, message, now);
-                });
-                (id, "CommandRejected", true, now, payload)
+                let payload = out.rejection(&id, c, code, message, now);
+                out.push(id, c, REJECTED, true, now, payload, item.traceparent);
             }
-            _ => continue,
-        };
-        cols[0].uuid(&id);
-        id_text_buf = text(&c.resource_id);
-        cols[1].raw(&id_text_buf);
-        cols[2].text(type_name);
-        cols[3].text(if rejection {
-            settings.rejections_topic
-        } else {
-            settings.events_topic
-        });
-        cols[5].timestamptz(occurred_at);
-        cols[6].opt_text(item.traceparent);
-        rows.push(OutboxRow {
-            id,
-            aggregate: c.resource_id,
-            type_name,
-            rejection,
-            payload,
-            occurred_at,
-            traceparent: item.traceparent.map(str::to_owned),
-        });
+            _ => {}
+        }
     }
-    (cols.into_iter().map(Array::finish).collect(), rows)
+    for r in refused {
+        let c = r.command;
+        let id = reuse_rejection_id(&c.command_id, &c.resource_id, c.kind.name());
+        let payload = out.rejection(&id, c, COMMAND_ID_REUSED, &r.message, now);
+        out.push(id, c, REJECTED, true, now, payload, r.traceparent);
+    }
+    (out.cols.into_iter().map(Array::finish).collect(), out.rows)
 }
 
+const REJECTED: &str = "CommandRejected";
+
 /// ``PostgresBatchUnit.write(outcomes, changes, now)`` for a unit whose claim found
-/// ``items`` fresh and ``known`` (with their repeats in the batch) already recorded.
+/// ``items`` fresh, ``known`` already recorded (with the deliveries to add to their
+/// counters) and ``refused`` deliveries reusing ids.
 pub fn write(
     items: &[Item],
     known: &[(Uuid, i64)],
+    refused: &[Refusal],
     folded: &Folded,
     now: i64,
     settings: &OutboxSettings,
@@ -323,9 +391,9 @@ pub fn write(
         sorted.sort_by_key(|k| k.0);
         let mut ids = Array::new(Elem::Uuid);
         let mut counts = Array::new(Elem::Int4);
-        for (id, repeats) in sorted {
+        for (id, deliveries) in sorted {
             ids.uuid(id);
-            counts.int4(int4(repeats + 1, "duplicate_deliveries")?);
+            counts.int4(int4(*deliveries, "duplicate_deliveries")?);
         }
         statements.push((BUMP_DUPLICATES, vec![ids.finish(), counts.finish()]));
     }
@@ -347,7 +415,7 @@ pub fn write(
         statements.push((PARK, cols));
         statements.push((PARK_RESOURCES, vec![resources]));
     }
-    let (cols, rows) = outbox(items, folded, now, settings);
+    let (cols, rows) = outbox(items, folded, refused, now, settings);
     let mut outbox_statement = None;
     if !rows.is_empty() {
         outbox_statement = Some(statements.len());

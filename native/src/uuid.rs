@@ -110,6 +110,18 @@ pub fn derived(namespace: &Uuid, id: &Uuid) -> Uuid {
     uuid5(namespace, &text(id))
 }
 
+/// `uuid5(rejection namespace, f"{command_id}/{resource_id}/{command_type}")`: the id of the
+/// refusal of a command reusing ``id`` (`domain/events.py`, `reuse_rejection_id_for`).
+pub fn reuse_rejection_id(id: &Uuid, resource: &Uuid, command_type: &str) -> Uuid {
+    let mut name = Vec::with_capacity(74 + command_type.len());
+    name.extend_from_slice(&text(id));
+    name.push(b'/');
+    name.extend_from_slice(&text(resource));
+    name.push(b'/');
+    name.extend_from_slice(command_type.as_bytes());
+    uuid5(&REJECTION_NAMESPACE, &name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,24 +62,42 @@ def dead_peer_kwargs(timeout_s: float) -> dict[str, Any]:
             "keepalives_count": 3, "tcp_user_timeout": int(timeout_s * 1000)}
 
 
+def reconnect_window(settings: Settings) -> float:
+    """How long a pool keeps retrying one lost connection before it gives up on it, so that
+    the next checkout starts a new attempt at once: the longest backoff of the processes'
+    own retries (``retry_max_s``).
+
+    psycopg_pool waits 1, 2, 4, 8 … s between attempts for up to ``reconnect_timeout`` (5
+    minutes by default), and a checkout cannot start another attempt while every slot is in
+    that backoff: a primary read-only for 20 s held the workers 12 s more, and a longer
+    outage could hold them up to its own length again. Bounded, a pool that lost its
+    connections (a failover, an outage) connects within about ``retry_max_s`` of the
+    database's return."""
+    return settings.retry_max_s
+
+
 def db_pool(settings: Settings, url: str | None = None, *, min_size: int | None = None,
             max_size: int | None = None, name: str = "phoenix") -> ConnectionPool:
     """A sync pool; not opened (``open=False``): the caller opens it when its process starts.
     Its connections dump the batch unit's typed arrays (``adapters/postgres/arrays``), plan
     every statement for its parameters (``plan_cache_mode=force_custom_plan``) and price
-    index probes for SSDs (``random_page_cost=1.1``)."""
+    index probes for SSDs (``random_page_cost=1.1``); a lost connection is retried for
+    :func:`reconnect_window`."""
     return ConnectionPool(url or settings.database_url,
                           min_size=settings.db_pool_min if min_size is None else min_size,
                           max_size=settings.db_pool_max if max_size is None else max_size,
                           kwargs=_pg_kwargs(settings, batches=True), open=False, name=name,
-                          configure=arrays.register)
+                          configure=arrays.register,
+                          reconnect_timeout=reconnect_window(settings))
 
 
 def api_db_pool(settings: Settings) -> AsyncConnectionPool:
-    """The HTTP API's async pool on the read-only URL; opened by the app's lifespan."""
+    """The HTTP API's async pool on the read-only URL; opened by the app's lifespan. A lost
+    connection is retried for :func:`reconnect_window`."""
     return AsyncConnectionPool(settings.api_database_url(), min_size=settings.db_pool_min,
                                max_size=settings.db_pool_max, kwargs=_pg_kwargs(settings),
-                               open=False, name="phoenix-api")
+                               open=False, name="phoenix-api",
+                               reconnect_timeout=reconnect_window(settings))
 
 
 def producer(settings: Settings, **overrides: Any) -> Producer:

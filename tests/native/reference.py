@@ -26,7 +26,12 @@ from phoenix_resources.domain.commands import AnyCommand
 from phoenix_resources.domain.decide import Applied, Rejected
 from phoenix_resources.domain.rules import Misplaced
 from phoenix_resources.errors import DecodeError, MessageTooLarge
-from phoenix_resources.services.apply_batch import BatchReport, apply_batch, fold
+from phoenix_resources.services.apply_batch import (
+    BatchReport,
+    apply_batch,
+    fold,
+    split_repeats,
+)
 from phoenix_resources.services.ports import Incoming, OutboxFormat, Parked
 from phoenix_resources.wire.cloudevents import CloudEventHeaders
 from phoenix_resources.wire.commands import CommandCodec
@@ -71,6 +76,7 @@ __all__ = [
     "fold",
     "json_documents",
     "load_schema",
+    "split_repeats",
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -204,10 +210,11 @@ class _Cursor:
 
 @dataclass
 class RecordingConnection:
-    """Answers the read round trip from ``known``, ``parked`` and ``rows``; records the
-    write's statements as ``(name, scalars, [binary array parameters])``."""
+    """Answers the read round trip from ``known`` (each recorded id's resource and type),
+    ``parked`` and ``rows``; records the write's statements as ``(name, scalars, [binary
+    array parameters])``."""
 
-    known: set[UUID]
+    known: dict[UUID, tuple[UUID, str]]
     parked: set[UUID]
     rows: dict[UUID, Row]
     statements: list[tuple[str, list[Any], list[bytes]]] = field(default_factory=list)
@@ -230,7 +237,7 @@ class RecordingConnection:
         self.statements.append((name, scalars if name != "notify" else [], typed))
         ids = list(params[0]) if params and isinstance(params[0], arrays.UuidArray) else []
         if name == "known":
-            return _Cursor([(i,) for i in ids if i in self.known], 0)
+            return _Cursor([(i, *self.known[i]) for i in ids if i in self.known], 0)
         if name == "parked_among":
             return _Cursor([(i,) for i in ids if i in self.parked], 0)
         if name == "load":

@@ -3,14 +3,15 @@ the read round trip's parameters, every write statement with byte-identical bina
 parameters (claims with outcomes, duplicate counters, new and updated resources, parked
 commands with their JSON payload, outbox rows with their Avro events and rejections), the
 outcomes with codes and messages, and the batch report. Scenarios mix resources that are
-absent, live or deleted, parked resources, known and repeated commands, failures to park,
-stale and mismatched-key commands, every rule's refusal and unchanged updates."""
+absent, live or deleted, parked resources, known and repeated commands, ids reused for another
+resource or type (recorded, or taken earlier in the batch), failures to park, stale and
+mismatched-key commands, every rule's refusal and unchanged updates."""
 
 from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from types import ModuleType
 from typing import Any
@@ -26,6 +27,7 @@ from phoenix_resources.domain.commands import (
     DeleteResource,
     UpdateResource,
 )
+from phoenix_resources.domain.events import reuse_rejection_id_for
 from phoenix_resources.domain.model import Status
 from phoenix_resources.wire.partitioner import partition_for
 from tests.native.reference import (
@@ -45,6 +47,7 @@ from tests.native.reference import (
     incoming_reference,
     load_schema,
     outcome_view,
+    split_repeats,
     states_of,
     write_reference,
 )
@@ -72,7 +75,9 @@ class Scenario:
     records: list[Record]
     rows: dict[UUID, Row]
     parked: set[UUID]
-    known: set[UUID]
+    known: dict[UUID, tuple[UUID, str]]
+    """Recorded ids, with the resource and type each was recorded for (its own, or another
+    command's: this batch reuses the id)."""
     failed: dict[UUID, str] | None
     now: datetime
     oldest: datetime | None
@@ -96,11 +101,12 @@ def rows(draw: st.DrawFn, rid: UUID, now: datetime) -> Row | None:
 
 
 @st.composite
-def commands(draw: st.DrawFn, pool: list[UUID], now: datetime) -> AnyCommand:
+def commands(draw: st.DrawFn, pool: list[UUID], now: datetime,
+             command_id: UUID | None = None) -> AnyCommand:
     kind = draw(st.sampled_from([CreateResource, CreateResource, UpdateResource,
                                  UpdateResource, UpdateResource, DeleteResource]))
     common: dict[str, Any] = {
-        "command_id": uuid.uuid4(), "resource_id": draw(st.sampled_from(pool)),
+        "command_id": command_id or uuid.uuid4(), "resource_id": draw(st.sampled_from(pool)),
         "issued_at": (now - timedelta(seconds=draw(st.integers(0, 4000)))).astimezone(UTC),
         "expected_version": draw(st.none() | st.none() | st.none() | st.integers(0, 4)),
         "correlation_id": draw(st.none() | TEXTS), "issued_by": draw(st.none() | TEXTS)}
@@ -123,13 +129,18 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     loaded = {rid: row for rid in pool if (row := draw(rows(rid, now))) is not None}
     records: list[Record] = []
     ids: list[UUID] = []
+    commands_of: list[AnyCommand] = []
     for offset in range(draw(st.integers(1, 10))):
         if records and draw(st.integers(0, 5)) == 0:  # a repeat delivery of an earlier one
             at = draw(st.integers(0, len(records) - 1))
             records.append(records[at])
             ids.append(ids[at])
+            commands_of.append(commands_of[at])
             continue
-        command = draw(commands(pool, now))
+        # Now and then another command with an earlier one's id: the same resource and type
+        # (the same command, as far as the id goes) or not (a reuse, CMD-012).
+        reused = records and draw(st.integers(0, 4)) == 0
+        command = draw(commands(pool, now, draw(st.sampled_from(ids)) if reused else None))
         json = draw(st.integers(0, 4)) == 0
         value, content_type = CODEC.encode(command, "json" if json else "avro")
         headers: list[tuple[str, Any]] = [("content-type", content_type.encode())]
@@ -143,7 +154,13 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             partition = partition_for(key, 6)
         records.append(Record(value, key, headers, partition, offset))
         ids.append(command.command_id)
-    known = set(draw(st.lists(st.sampled_from(ids), max_size=2)))
+        commands_of.append(command)
+    known = {}
+    for i in draw(st.lists(st.integers(0, len(ids) - 1), max_size=3)):
+        mine = (commands_of[i].resource_id, commands_of[i].type.value)
+        known[ids[i]] = draw(st.sampled_from([
+            mine, mine, (uuid.uuid4(), mine[1]), (mine[0], "DELETE"), (mine[0], "CREATE"),
+            (draw(st.sampled_from(pool)), "UPDATE")]))
     failed: dict[UUID, str] | None = {
         i: f"psycopg.errors.Boom: {i} \u2028'x'"
         for i in draw(st.lists(st.sampled_from(ids), max_size=1))}
@@ -169,18 +186,21 @@ def run(native: ModuleType, s: Scenario) -> None:
         assert batch.misplaced(s.partitions) == [i for i, item in enumerate(incoming)
                                                  if item.misplaced is not None]
     chosen = incoming if s.select is None else [incoming[i] for i in s.select]
-    conn = RecordingConnection(set(s.known), set(s.parked), dict(s.rows))
+    conn = RecordingConnection(dict(s.known), set(s.parked), dict(s.rows))
     ref = write_reference(chosen, conn, s.now, oldest=s.oldest, failed=s.failed, events=events)
 
     plan = batch.plan(s.select)
+    at = {id(item): i for i, item in enumerate(incoming)}
+    assert plan.claims() == [(at[id(c.incoming)], c.repeats, [at[id(r)] for r in c.reused])
+                             for c in split_repeats(chosen)]
     (known_q, _, known_p), (parked_q, _, parked_p), (load_q, _, load_p) = ref.statements[:3]
     assert (known_q, parked_q, load_q) == ("known", "parked_among", "load")
     assert known_p == [plan.claim_ids]
     assert parked_p == load_p == [plan.resource_ids]
-    claimed = [incoming[i].command.command_id for i, _ in plan.claims()]
-    requested = {incoming[i].command.resource_id for i, _ in plan.claims()}
+    claimed = [incoming[i].command.command_id for i, _, _ in plan.claims()]
+    requested = {incoming[i].command.resource_id for i, _, _ in plan.claims()}
     answer_rows = [s.rows[r] for r in sorted(requested, key=lambda u: u.int) if r in s.rows]
-    written = plan.fold([c for c in claimed if c in s.known],
+    written = plan.fold([(c, *s.known[c]) for c in claimed if c in s.known],
                         [r for r in requested if r in s.parked], answer_rows, s.now,
                         oldest=s.oldest, failed=s.failed, events_topic=EVENTS_TOPIC,
                         rejections_topic=REJECTIONS_TOPIC,
@@ -202,7 +222,7 @@ def run(native: ModuleType, s: Scenario) -> None:
         _length(params[name][0]) if name in params else 0
         for name in ("insert_outcomes", "insert_new", "update_existing"))
 
-    fresh = [(i, incoming[i]) for i, _ in plan.claims()
+    fresh = [(i, incoming[i]) for i, _, _ in plan.claims()
              if incoming[i].command.command_id not in s.known]
     expected = outcome_view([item for _, item in fresh], states_of(answer_rows), s.now,
                             parked=s.parked, failed=s.failed, oldest=s.oldest)
@@ -238,7 +258,7 @@ def test_blank_names_are_told_like_python(native: ModuleType, names: list[str]) 
         command = CreateResource(command_id=uuid.uuid4(), resource_id=rid, issued_at=now,
                                  name=name, config={})
         records.append(Record(CODEC.encode(command)[0], str(rid).encode(), None, 0, offset))
-    run(native, Scenario(records, {}, set(), set(), None, now, None, None, False))
+    run(native, Scenario(records, {}, set(), {}, None, now, None, None, False))
 
 
 def test_records_outside_their_keys_partition_are_refused_like_python(native: ModuleType
@@ -254,10 +274,48 @@ def test_records_outside_their_keys_partition_are_refused_like_python(native: Mo
         home = partition_for(key, 6)
         records.append(Record(CODEC.encode(command)[0], key, None,
                               home if offset % 2 else (home + 1) % 6, offset))
-    scenario = Scenario(records, {}, set(), set(), None, now, None, None, False, partitions=6)
+    scenario = Scenario(records, {}, set(), {}, None, now, None, None, False, partitions=6)
     run(native, scenario)
     batch, _ = decode_natively(native, CODEC, records)
     assert batch.misplaced(6) == [0, 2, 4]
     written = batch.plan(None).fold([], [], [], now, events_topic=EVENTS_TOPIC,
                                     rejections_topic=REJECTIONS_TOPIC, partitions=6)
     assert written.report()["codes"] == {"CMD-011": 3}
+
+
+def test_reused_ids_within_and_across_batches_are_refused_like_python(native: ModuleType
+                                                                      ) -> None:
+    """CMD-012 on both paths: an id recorded for another resource or type, or taken earlier
+    in the batch, is refused and announced (not recorded); true repeats stay duplicates."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    recorded = CreateResource(command_id=uuid.uuid4(), resource_id=a, issued_at=now, name="n",
+                              config={})
+    taken = CreateResource(command_id=uuid.uuid4(), resource_id=b, issued_at=now, name="t",
+                           config={})
+    commands: list[AnyCommand] = [
+        replace(recorded, resource_id=c),  # a recorded id, for another resource
+        recorded,  # the recorded command again: a duplicate
+        taken,
+        UpdateResource(command_id=taken.command_id, resource_id=b, issued_at=now, name="u"),
+        replace(taken, resource_id=c, name="elsewhere"),  # taken earlier in this batch
+        replace(taken, name="renamed"),  # the same command (id, resource, type): a repeat
+        DeleteResource(command_id=recorded.command_id, resource_id=a, issued_at=now),
+    ]
+    records = [Record(CODEC.encode(cmd, "json" if i % 2 else "avro")[0],
+                      str(cmd.resource_id).encode(), None, 0, i)
+               for i, cmd in enumerate(commands)]
+    known = {recorded.command_id: (a, "CREATE")}
+    run(native, Scenario(records, {}, set(), known, None, now, None, None, False))
+    batch, _ = decode_natively(native, CODEC, records)
+    written = batch.plan(None).fold([(recorded.command_id, a, "CREATE")], [], [], now,
+                                    events_topic=EVENTS_TOPIC,
+                                    rejections_topic=REJECTIONS_TOPIC)
+    report = written.report()
+    assert (report["applied"], report["rejected"], report["duplicates"]) == (1, 4, 2)
+    assert report["codes"] == {"CMD-012": 4}
+    assert report["duplicate_ids"] == [str(recorded.command_id)]
+    refused = [commands[i] for i in (0, 6, 3, 4)]  # claim order, then batch order
+    assert [(UUID(bytes=row[0]), row[1], row[3]) for row in written.outbox()[1:]] == [
+        (reuse_rejection_id_for(cmd.command_id, cmd.resource_id, cmd.type.value),
+         str(cmd.resource_id), REJECTIONS_TOPIC) for cmd in refused]

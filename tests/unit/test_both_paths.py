@@ -17,7 +17,8 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["tests/unit/test_worker_rules.py", "tests/unit/test_parking_rules.py",
-           "tests/unit/test_apply_batch.py", "tests/unit/test_consumer_replacement.py"]
+           "tests/unit/test_apply_batch.py", "tests/unit/test_consumer_replacement.py",
+           "tests/unit/test_reused_ids.py"]
 
 
 def _other_path() -> str:

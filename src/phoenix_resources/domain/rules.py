@@ -41,6 +41,10 @@ class RejectionCode(StrEnum):
     """The record sits in another partition than the Java client's partitioner puts its key
     in: a publisher with another partitioner, or a record produced to a chosen partition. Its
     order with the resource's other commands could not be kept."""
+    COMMAND_ID_REUSED = "CMD-012"
+    """The ``command_id`` already names a command for another resource or of another type
+    (recorded, or earlier in the batch). An id names one command: this one is refused and
+    announced, never recorded; the id's outcome stays the first command's."""
 
 
 class ParkCode(StrEnum):
@@ -114,6 +118,20 @@ def check_admission(command_id: object, issued_at: datetime, *, key_matches: boo
                             f"command {command_id} was issued at {issued_at.isoformat()}, "
                             f"before the dedupe retention window (from {oldest.isoformat()}); "
                             "it is refused so that a replay can never apply it twice")
+
+
+def check_same_command(command_id: object, resource_id: object, command_type: str, *,
+                       owner: tuple[object, str]) -> None:
+    """A ``command_id`` is one command: a delivery of it for another resource or of another
+    type than ``owner`` (the recorded command's, or the batch's first delivery's
+    ``(resource_id, command_type)``) is another command reusing the id."""
+    owner_resource, owner_type = owner
+    if resource_id != owner_resource or command_type != owner_type:
+        raise RuleViolation(RejectionCode.COMMAND_ID_REUSED,
+                            f"command {command_id} already names the {owner_type} of resource "
+                            f"{owner_resource}; this {command_type} of resource {resource_id} "
+                            "is refused and not recorded (every command needs an id of its "
+                            "own)")
 
 
 def check_transition(current: Status, new: Status) -> None:

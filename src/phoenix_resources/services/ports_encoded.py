@@ -69,8 +69,9 @@ class EncodedWrite(Protocol):
 class EncodedRead(NamedTuple):
     """The claim's read round trip, for the compiled fold."""
 
-    known: list[UUID]
-    """The claimed ids already recorded."""
+    known: list[tuple[Any, ...]]
+    """The claimed ids already recorded, with whose each is: ``(command_id, resource_id,
+    command_type)`` rows, as the ``KNOWN`` query returns them."""
     parked: list[UUID]
     rows: list[tuple[Any, ...]]
     """The ``resources`` rows, as the ``LOAD`` query returns them."""
@@ -85,11 +86,14 @@ class EncodedPlan(Protocol):
     @property
     def resource_ids(self) -> bytes: ...
 
-    def fold(self, known: list[UUID], parked: list[UUID], rows: list[tuple[Any, ...]],
-             now: datetime, *, oldest: datetime | None, failed: Mapping[UUID, str] | None,
-             events_topic: str, rejections_topic: str, event_prefix: bytes,
-             rejection_prefix: bytes, partitions: int | None) -> EncodedWrite:
-        """With ``partitions``, a record not in its key's partition is refused (CMD-011)."""
+    def fold(self, known: list[tuple[Any, ...]], parked: list[UUID],
+             rows: list[tuple[Any, ...]], now: datetime, *, oldest: datetime | None,
+             failed: Mapping[UUID, str] | None, events_topic: str, rejections_topic: str,
+             event_prefix: bytes, rejection_prefix: bytes,
+             partitions: int | None) -> EncodedWrite:
+        """With ``partitions``, a record not in its key's partition is refused (CMD-011). A
+        command reusing an id (``known``, or earlier in the plan) for another resource or
+        type is refused (CMD-012) and announced, not recorded."""
         ...
 
 

@@ -17,8 +17,11 @@ from phoenix_resources.adapters.postgres.arrays import (
 AGGREGATE = "resource"
 
 KNOWN = """
-SELECT command_id FROM processed_commands WHERE command_id = ANY(%b::uuid[])
+SELECT command_id, resource_id, command_type FROM processed_commands
+WHERE command_id = ANY(%b::uuid[])
 """
+# Whose each recorded id is, to tell a repeat of its command from a reuse of the id (CMD-012):
+# the same primary key probes, reading the heap only for the ids found.
 
 INSERT_OUTCOMES = """
 INSERT INTO processed_commands

@@ -76,6 +76,7 @@ from phoenix_resources.services.ports import (
     OutcomeRow,
     ParkedCommand,
     ParkingEntry,
+    Recorded,
     Snapshot,
     StateChange,
 )
@@ -185,7 +186,7 @@ class PostgresBatchUnit:
         assert self._conn is not None, "use the unit as a context manager"
         return self._conn
 
-    def claim(self, claims: Sequence[Claim]) -> set[UUID]:
+    def claim(self, claims: Sequence[Claim]) -> dict[UUID, Recorded]:
         # The load of every claimed resource travels in the same round trip (FOR UPDATE:
         # a concurrent writer of these resources waits for us, or we for it).
         resource_ids = {c.incoming.command.resource_id for c in claims}
@@ -194,9 +195,9 @@ class PostgresBatchUnit:
                                                              for c in claims),))
             loading = self._send_load(resource_ids)
         with translated():
-            known = {row[0] for row in known_cur.fetchall()}
+            known = {cid: Recorded(rid, kind) for cid, rid, kind in known_cur.fetchall()}
             self._loaded = (resource_ids, self._snapshot(*loading))
-        return {cid for c in claims if (cid := c.incoming.command.command_id) not in known}
+        return known
 
     def load(self, resource_ids: set[UUID]) -> Snapshot:
         if self._loaded is not None and resource_ids <= self._loaded[0]:
@@ -256,7 +257,7 @@ class PostgresBatchUnit:
             parked = self.conn.execute(PARKED_AMONG, ids)
             rows = self.conn.execute(LOAD, ids)
         with translated():
-            return EncodedRead([r[0] for r in known.fetchall()],
+            return EncodedRead(known.fetchall(),
                                [r[0] for r in parked.fetchall()], rows.fetchall())
 
     def write_encoded(self, written: EncodedWrite, processed_at: datetime) -> None:

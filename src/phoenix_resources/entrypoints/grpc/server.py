@@ -47,6 +47,7 @@ from phoenix_resources import bootstrap
 from phoenix_resources.adapters.postgres.queries import ReadQueries
 from phoenix_resources.client import CommandPublisher
 from phoenix_resources.config import Settings
+from phoenix_resources.entrypoints.grpc.activity import ActiveStreams, ServingProbe
 from phoenix_resources.entrypoints.grpc.edge import Edge
 from phoenix_resources.entrypoints.grpc.service import CommandSender, ResourceService
 from phoenix_resources.entrypoints.http.edge import TokenCheck
@@ -143,6 +144,7 @@ class GrpcServer:
                                             self.metrics.registry),
                                   stopping=stopping)
         server = grpc.aio.server(options=server_options(s),
+                                 interceptors=[ActiveStreams(self.metrics.registry)],
                                  maximum_concurrent_rpcs=s.grpc_max_concurrent_rpcs)
         pb_grpc.add_ResourceServiceServicer_to_server(service, server)
         health = HealthServicer()
@@ -259,13 +261,14 @@ async def _keep_health(queries: ReadQueries, health: HealthServicer) -> None:
 def serve(settings: Settings) -> int:
     """Blocking: the ``phoenix-resources grpc`` command. Returns the exit code."""
     configure_logging(settings.log_level, settings.log_format)
-    metrics = Metrics()
+    metrics = Metrics(component="grpc")
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(settings.metrics_port, addr=settings.grpc_host,
                           registry=metrics.registry)
     server = GrpcServer(settings, metrics=metrics)
+    metrics.set_readiness("grpc", ServingProbe(settings.grpc_host, lambda: server.port))
     supervisor = Supervisor()
     supervisor.add(Component("grpc", server.run, server.stop))
     return supervisor.run()
