@@ -71,8 +71,7 @@ OUTCOME_CODES: dict[str, tuple[str, ...]] = {
     "dead_lettered": (*DLQ_REASONS, OTHER),
 }
 TRANSIENT_KINDS = ("DatabaseUnavailable", "DatabaseReadOnly", "DatabaseRefused",
-                   "BrokerUnavailable", "RegistryUnavailable", "DeadLetterBlocked",
-                   "ConcurrentModification")
+                   "BrokerUnavailable", "RegistryUnavailable", "ConcurrentModification")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
 HTTP_ROUTES = ("/api/v1/resources/{id}", "/api/v1/commands/{command_id}", "/api/v1/resources",
                "/healthz", "/readyz", "/metrics")
@@ -268,6 +267,10 @@ class Metrics:
         self.paused_seconds = Counter("phoenix_consumer_paused_seconds",
                                       "Time spent with consumption paused by a fault",
                                       registry=r)
+        self.dlq_blocked = Gauge("phoenix_dlq_blocked",
+                                 "Dead letters of a commands-topic partition that the DLQ "
+                                 "topic refuses; the partition waits for them (0: none)",
+                                 ["partition"], registry=r, multiprocess_mode=gauge_mode)
         self.assigned_partitions = Gauge("phoenix_assigned_partitions",
                                          "Partitions assigned to this worker", registry=r,
                                          multiprocess_mode=gauge_mode)
