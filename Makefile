@@ -7,11 +7,11 @@ CLI := $(VENV)/bin/phoenix-resources
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: deps system-deps venv jars asyncapi-specs proto asyncapi run stack-up stack-down \
+.PHONY: deps system-deps venv native jars asyncapi-specs proto asyncapi run stack-up stack-down \
         stack-status migrate test test-unit lint fmt fuzz docs lock soak audit bench \
         bench-quick bench-peers bench-profile bench-tracing clean
 
-deps: system-deps venv jars asyncapi-specs ## everything a fresh machine lacks
+deps: system-deps venv jars asyncapi-specs native ## everything a fresh machine lacks
 
 system-deps:
 	@deploy/local/system-deps.sh
@@ -22,6 +22,17 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
+
+NATIVE_STAMP := $(VENV)/.native
+native: venv ## the compiled hot path (optional): built and installed when cargo is present
+	@if command -v cargo >/dev/null; then $(MAKE) --no-print-directory $(NATIVE_STAMP); \
+	else echo "cargo not found: the compiled hot path is not built (the worker runs the Python code)"; fi
+
+$(NATIVE_STAMP): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml \
+                 native/phoenix_resources_native.pyi $(wildcard native/src/*.rs)
+	@echo "building the compiled hot path (native/, cargo + maturin; ~1 minute)"
+	@$(PY) -m pip install -q ./native
+	@touch $(NATIVE_STAMP)
 
 jars: venv
 	@$(PY) -m phoenix_resources.devstack fetch

@@ -29,7 +29,7 @@ from psycopg._queries import PostgresQuery
 from psycopg.adapt import AdaptersMap, Transformer
 
 from bench.workload import generate
-from phoenix_resources.adapters.dlq import DeadLetters
+from phoenix_resources.adapters.dlq_delivery import DeadLetters
 from phoenix_resources.adapters.postgres import arrays, batch_unit
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
 from phoenix_resources.config import Settings
@@ -71,7 +71,8 @@ class MemoryConnection:
         for cls in arrays.ARRAY_TYPES:  # what bootstrap's pools configure
             self.adapters.register_dumper(cls, arrays._ArrayDumper)
         self.tx = Transformer(self)
-        self.claimed: set[UUID] = set()
+        self.claimed: dict[UUID, tuple[UUID, str]] = {}
+        """Each recorded id's resource and type."""
         self.rows: dict[UUID, tuple[Any, ...]] = {}
 
     def pipeline(self) -> _Pipeline:
@@ -86,10 +87,12 @@ class MemoryConnection:
     def execute(self, query: str, params: Sequence[Any] | None = None, **_: Any) -> _Cursor:
         PostgresQuery(self.tx).convert(query, params)  # the dumping work psycopg does
         if query is batch_unit.KNOWN:
-            known = [(cid,) for cid in params[0] if cid in self.claimed]  # type: ignore[index]
+            known = [(cid, *self.claimed[cid])
+                     for cid in params[0] if cid in self.claimed]  # type: ignore[index]
             return _Cursor(known, len(known))
         if query is batch_unit.INSERT_OUTCOMES:
-            self.claimed.update(params[1])  # type: ignore[index]
+            self.claimed.update(zip(params[1], zip(params[2], params[3],  # type: ignore[index]
+                                                   strict=True), strict=True))
             return _Cursor([], len(params[1]))  # type: ignore[index]
         if query is batch_unit.LOAD:
             found = [self.rows[i] for i in params[0] if i in self.rows]  # type: ignore[index]

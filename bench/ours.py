@@ -264,6 +264,7 @@ def latency(target: Target, partitions: int, rate: int = 1000, seconds: float = 
 
     producer = Producer({"bootstrap.servers": target.bootstrap,
                          "linger.ms": publisher_linger_ms,
+                         "partitioner": "murmur2_random",  # the Java client's (CMD-011)
                          "enable.idempotence": True, "acks": "all", "log_level": "0"})
 
     command_of: dict[uuid.UUID, uuid.UUID] = {}

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.metadata as md
+import importlib.util
 import math
 import os
 import shutil
@@ -124,28 +125,47 @@ def run_ceilings(target: Target, wl: Workload, topic: str, reps: int, res: Resul
         progress(f"ceiling binary COPY rep {i + 1}: {rate:,.0f} commands/s ({rows:,} rows)")
 
 
+NATIVE_BUILT = importlib.util.find_spec("phoenix_resources_native") is not None
+PATHS = {"": {"PHOENIX_NATIVE": "on"}, "_pure": {"PHOENIX_NATIVE": "off"}}
+"""The worker's two per-command paths, measured side by side in every round: the compiled
+one (suffix ``""``: what ``make deps`` installs when cargo is there) and the Python one."""
+
+
 def run_ours(target: Target, wl: Workload, topic: str, partitions: int, *, reps: int,
-             res: Results) -> None:
+             res: Results, round_no: int = 0) -> None:
+    """Each repetition runs the worker on both paths, in an order that alternates by round
+    (a burst of load from elsewhere hits both alike); without the extension, pure only."""
+    paths = [s for s in PATHS if NATIVE_BUILT or s]
+    if not NATIVE_BUILT:
+        res.notes["native"] = "phoenix_resources_native is not built (make deps with cargo)"
     for _ in range(reps):
-        progress(f"phoenix-resources: worker + relay on {wl.n:,} messages")
-        r = ours.throughput(target, wl, topic, partitions)
-        res.s("ours").add(r.sustained_rate)
-        res.s("ours_wall").add(r.wall_rate)
-        if r.worker:
-            res.s("worker_rss").add(r.worker.peak_rss_bytes / 2**20)
-            res.s("worker_cpu").add(r.worker.cpu_s / wl.n * 10_000)
-        if r.relay:
-            res.s("relay_rss").add(r.relay.peak_rss_bytes / 2**20)
-            res.s("relay_cpu").add(r.relay.cpu_s / wl.n * 10_000)
-        if r.postgres_cpu_s:
-            res.s("pg_cpu").add(r.postgres_cpu_s / wl.n * 10_000)
-        if r.broker_cpu_s:
-            res.s("kafka_cpu").add(r.broker_cpu_s / wl.n * 10_000)
-        res.extra.setdefault("ours_checks", []).append(
-            "passed" if r.ok else "FAILED: " + "; ".join(r.problems))
-        res.extra["event_repeats"] = res.extra.get("event_repeats", 0) + r.event_repeats
-        progress(f"  -> {r.sustained_rate:,.0f} commands/s sustained, {r.wall_rate:,.0f}/s "
-                 f"wall; effectively-once check: {'passed' if r.ok else r.problems}")
+        for suffix in paths if round_no % 2 == 0 else paths[::-1]:
+            run_one(target, wl, topic, partitions, res=res, suffix=suffix)
+
+
+def run_one(target: Target, wl: Workload, topic: str, partitions: int, *, res: Results,
+            suffix: str) -> None:
+    path = "pure Python" if suffix else "compiled hot path"
+    progress(f"phoenix-resources ({path}): worker + relay on {wl.n:,} messages")
+    r = ours.throughput(target, wl, topic, partitions, extra_env=PATHS[suffix])
+    res.s("ours" + suffix).add(r.sustained_rate)
+    res.s("ours_wall" + suffix).add(r.wall_rate)
+    if r.worker:
+        res.s("worker_rss" + suffix).add(r.worker.peak_rss_bytes / 2**20)
+        res.s("worker_cpu" + suffix).add(r.worker.cpu_s / wl.n * 10_000)
+    if r.relay:
+        res.s("relay_rss" + suffix).add(r.relay.peak_rss_bytes / 2**20)
+        res.s("relay_cpu" + suffix).add(r.relay.cpu_s / wl.n * 10_000)
+    if r.postgres_cpu_s:
+        res.s("pg_cpu" + suffix).add(r.postgres_cpu_s / wl.n * 10_000)
+    if r.broker_cpu_s:
+        res.s("kafka_cpu" + suffix).add(r.broker_cpu_s / wl.n * 10_000)
+    res.extra.setdefault("ours_checks" + suffix, []).append(
+        "passed" if r.ok else "FAILED: " + "; ".join(r.problems))
+    res.extra["event_repeats"] = res.extra.get("event_repeats", 0) + r.event_repeats
+    progress(f"  -> {r.sustained_rate:,.0f} commands/s sustained, {r.wall_rate:,.0f}/s "
+             f"wall; worker CPU {res.s('worker_cpu' + suffix).values[-1]:.2f} s per 10k; "
+             f"effectively-once check: {'passed' if r.ok else r.problems}")
 
 
 def run_scaleout(target: Target, wl: Workload, topic: str, partitions: int, *,
@@ -312,7 +332,6 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
         return res.s(key).fmt(digits, unit)
 
     lat = res.extra.get("latency")
-    checks = res.extra.get("ours_checks", [])
     lines = [f"# Benchmark results: {mode} mode, {started:%Y-%m-%d %H:%M} UTC", ""]
     lines += ["## Machine and versions", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in {**mach, **vers}.items()]
@@ -336,13 +355,17 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
         lines.append(f"| {name} | {figure} | {note} |")
 
     if cfg["ours"]:
-        row("**phoenix-resources** end to end, sustained", fig("ours", 0, " cmd/s"),
-            "messages / (first batch committed → last event appended); worker + relay")
-        row("phoenix-resources, wall incl. start-up", fig("ours_wall", 0, " cmd/s"),
-            "spawn of both processes → last event seen")
-        row("effectively-once check", ", ".join(checks) or "not run",
-            "DB equals the `decide` reference; every expected event id published; "
-            f"{res.extra.get('event_repeats', 0)} repeated events")
+        for suffix, path in (("", "compiled hot path"), ("_pure", "pure Python")):
+            row(f"**phoenix-resources** end to end, sustained ({path})",
+                fig("ours" + suffix, 0, " cmd/s"), "messages / (first batch committed → "
+                "last event appended); worker + relay; both paths in every round")
+            row(f"phoenix-resources, wall incl. start-up ({path})",
+                fig("ours_wall" + suffix, 0, " cmd/s"), "spawn of both processes → last "
+                "event seen")
+            row(f"effectively-once check ({path})",
+                ", ".join(res.extra.get("ours_checks" + suffix, [])) or "not run",
+                "DB equals the `decide` reference; every expected event id published")
+        row("repeated events (both paths)", str(res.extra.get("event_repeats", 0)), "")
     if cfg.get("scaleout"):
         row("phoenix-resources, **2 worker processes** (scale-out), sustained",
             fig("ours2", 0, " cmd/s"), "same round as one worker; effectively-once check: "
@@ -407,15 +430,17 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
             f"p50 {g.rate.p50_ms:.1f} ms, p99 {g.rate.p99_ms:.1f}, max {g.rate.max_ms:.1f}",
             f"achieved {g.rate.achieved_rps:,.0f} calls/s, {g.rate.errors} errors")
     if cfg["ours"]:
-        row("worker peak RSS (VmHWM)", fig("worker_rss", 0, " MiB"), "")
-        row("relay peak RSS (VmHWM)", fig("relay_rss", 0, " MiB"), "")
-        row("worker CPU per 10k commands", fig("worker_cpu", 2, " s"),
-            "user+system, includes start-up")
-        row("relay CPU per 10k commands", fig("relay_cpu", 2, " s"), "")
-        row("PostgreSQL CPU per 10k commands", fig("pg_cpu", 2, " s"),
-            "the whole cluster (every backend, WAL writer, checkpointer) during the run")
-        row("Kafka broker CPU per 10k commands", fig("kafka_cpu", 2, " s"),
-            "includes the benchmark's own readers of the topics")
+        for suffix, path in (("", "compiled"), ("_pure", "pure")):
+            row(f"worker peak RSS (VmHWM), {path}", fig("worker_rss" + suffix, 0, " MiB"), "")
+            row(f"relay peak RSS (VmHWM), {path}", fig("relay_rss" + suffix, 0, " MiB"), "")
+            row(f"worker CPU per 10k commands, {path}", fig("worker_cpu" + suffix, 2, " s"),
+                "user+system, includes start-up")
+            row(f"relay CPU per 10k commands, {path}", fig("relay_cpu" + suffix, 2, " s"), "")
+            row(f"PostgreSQL CPU per 10k commands, {path}", fig("pg_cpu" + suffix, 2, " s"),
+                "the whole cluster (every backend, WAL writer, checkpointer) during the run")
+            row(f"Kafka broker CPU per 10k commands, {path}",
+                fig("kafka_cpu" + suffix, 2, " s"),
+                "includes the benchmark's own readers of the topics")
     for label, r in res.extra.get("knobs", []):
         row(f"knob: {label}", f"{r.sustained_rate:,.0f} cmd/s (1 run)",
             "effectively-once check " + ("passed" if r.ok else "FAILED"))
@@ -437,11 +462,18 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
         lines.append(f"| ours / naive | {ratio(o, res.med('naive'))} | ≥ 30x |")
         lines.append(f"| ours / naive with async offset commits | "
                      f"{ratio(o, res.med('naive_async'))} | (≥ 30x) |")
+    if cfg["ours"]:
+        lines.append(f"| worker CPU per 10k, compiled / pure (same rounds) | "
+                     f"{ratio(res.med('worker_cpu'), res.med('worker_cpu_pure'))} | — |")
+        lines.append(f"| sustained cmd/s, compiled / pure | "
+                     f"{ratio(o, res.med('ours_pure'))} | — |")
     if cfg["peers"]:
-        lines.append(f"| ours (cmd/s) / Debezium JDBC sink, reduction buffer on | "
-                     f"{ratio(o, res.med('dbz'))} | ≥ 1.0x |")
-        lines.append(f"| ours / Debezium JDBC sink, reduction buffer off | "
-                     f"{ratio(o, res.med('dbz_noreduce'))} | ≥ 2x |")
+        for suffix, path in (("", "compiled"), ("_pure", "pure")):
+            mine = res.med("ours" + suffix)
+            lines.append(f"| ours ({path}, cmd/s) / Debezium JDBC sink, reduction buffer on | "
+                         f"{ratio(mine, res.med('dbz'))} | ≥ 1.0x |")
+            lines.append(f"| ours ({path}) / Debezium JDBC sink, reduction buffer off | "
+                         f"{ratio(mine, res.med('dbz_noreduce'))} | ≥ 2x |")
     if cfg.get("scaleout"):
         lines.append(f"| 2 workers / 1 worker | {ratio(res.med('ours2'), o)} | reported |")
     if cfg["ceilings"]:
@@ -482,7 +514,8 @@ def one_round(target: Target, wl: Workload, topic: str, cfg: dict[str, Any], p: 
               res: Results, first: bool, obx: Any = None) -> None:
     """ours, naive, Debezium once each; the one-off variants only in the first round."""
     if cfg["ours"] and "ours" not in res.failures:
-        attempt(res, "ours", lambda: run_ours(target, wl, topic, p, reps=1, res=res))
+        attempt(res, "ours", lambda: run_ours(target, wl, topic, p, reps=1, res=res,
+                                              round_no=len(res.s("ours_pure").values)))
     if cfg.get("scaleout") and "ours2" not in res.failures:
         attempt(res, "ours2", lambda: run_scaleout(target, wl, topic, p, res=res))
     if cfg["naive"] and "naive" not in res.failures:

@@ -73,6 +73,7 @@ def _traceparent(rng: random.Random, ratio: float) -> bytes:
 def _preload(target: Target, wl: Workload, topic: str, ratio: float, seed: int) -> None:
     rng = random.Random(seed)
     p = Producer({"bootstrap.servers": target.bootstrap, "linger.ms": 20,
+                  "partitioner": "murmur2_random",  # the Java client's, as CMD-011 asks
                   "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000,
                   "queue.buffering.max.kbytes": 2_000_000, "compression.type": "lz4",
                   "enable.idempotence": True, "acks": "all", "log_level": "0"})

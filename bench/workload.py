@@ -215,7 +215,9 @@ def generate(n: int, seed: int = 42, *, dup_rate: float = 0.05,  # noqa: PLR0915
 def produce(bootstrap: str, topic: str, messages: list[Message],
             headers: Mapping[str, bytes] | None = None) -> float:
     """Fire every message, flush once; returns the seconds it took."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
+    # The Java client's partitioner, as every publisher of commands must use (CMD-011).
+    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
+                  "linger.ms": 20, "batch.size": 1_000_000,
                   "queue.buffering.max.messages": 2_000_000,
                   "queue.buffering.max.kbytes": 2_000_000, "compression.type": "lz4",
                   "enable.idempotence": True, "acks": "all", "log_level": "0"})

@@ -31,6 +31,8 @@ from uuid import UUID
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin._metadata import ClusterMetadata, PartitionMetadata, TopicMetadata
 
+from phoenix_resources.adapters.dlq import RECORD_BATCH_OVERHEAD
+from phoenix_resources.adapters.records import header_pairs, wire_size
 from phoenix_resources.domain.model import Resource
 from phoenix_resources.errors import ConcurrentModification, DatabaseReadOnly, DatabaseUnavailable
 from phoenix_resources.services.ports import (
@@ -39,10 +41,13 @@ from phoenix_resources.services.ports import (
     OutboxFormat,
     OutboxRow,
     ParkedCommand,
+    Recorded,
     Snapshot,
 )
+from phoenix_resources.services.ports_encoded import EncodedRead, EncodedWrite
 from phoenix_resources.wire.events import EventCodec
 from phoenix_resources.wire.framing import Framing
+from tests.support import encoded
 
 TP = tuple[str, int]
 """(topic, partition)"""
@@ -158,7 +163,7 @@ class FakeBatchUnit:
 
     Guarantees, as ``PostgresBatchUnit`` (checked by ``tests/contract``):
 
-    * :meth:`claim` returns the ids no committed unit recorded;
+    * :meth:`claim` returns the ids a committed unit recorded, with their resource and type;
     * :meth:`load` returns committed rows, tombstones included (plus this unit's own writes);
     * :meth:`write` stores the rows it is given, as they are: ``claimed`` outcome rows are
       inserted, ``recorded`` ones replace the outcome of a recorded command, ``repeated``
@@ -221,13 +226,17 @@ class FakeBatchUnit:
         if not self.store.writable:
             raise DatabaseReadOnly("cannot execute in a read-only transaction (fake)")
 
-    def claim(self, claims: Sequence[Claim]) -> set[UUID]:
+    def claim(self, claims: Sequence[Claim]) -> dict[UUID, Recorded]:
         self._check_open()
         self._check_writable_now()
         ids = [c.incoming.command.command_id for c in claims]
         if len(set(ids)) != len(ids):
             raise ValueError("a command_id appears twice in one claim; use split_repeats")
-        return {cid for cid in ids if cid not in self.store.processed}
+        return {cid: self._recorded(cid) for cid in ids if cid in self.store.processed}
+
+    def _recorded(self, command_id: UUID) -> Recorded:
+        row = self.store.processed[command_id]
+        return Recorded(row.resource_id, row.command_type)
 
     def load(self, resource_ids: set[UUID]) -> Snapshot:
         self._check_open()
@@ -278,6 +287,25 @@ class FakeBatchUnit:
             raise ConcurrentModification(
                 f"expected {len(rows.created)} inserts and {len(rows.changed)} updates, "
                 f"got {inserted} and {updated}: another writer touched these resources")
+
+    # --- the compiled hot path (EncodedUnit): the same, from binary parameters ------------
+
+    def read_encoded(self, claim_ids: bytes, resource_ids: bytes) -> EncodedRead:
+        self._check_open()
+        self._check_writable_now()
+        ids = encoded.decode_array(claim_ids)
+        if len(set(ids)) != len(ids):
+            raise ValueError("a command_id appears twice in one claim")
+        rids = encoded.decode_array(resource_ids)
+        snapshot = self.load(set(rids))
+        return EncodedRead([(i, *self._recorded(i)) for i in ids if i in self.store.processed],
+                           [r for r in rids if r in snapshot.parked],
+                           [encoded.resource_row(snapshot.states[r]) for r in rids
+                            if r in snapshot.states])
+
+    def write_encoded(self, written: EncodedWrite, processed_at: datetime) -> None:
+        self._check_open()
+        self.write(encoded.rows_of(written, processed_at, self._row))
 
     # --- the parking lot's queue (ReplayUnit) ---------------------------------------------
 
@@ -575,6 +603,16 @@ class FakeConsumer:
         for p in range(partitions):
             self.logs.setdefault((topic, p), [])
 
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMetadata:
+        """The topics' partitions, as the broker's metadata lists them."""
+        meta = ClusterMetadata()
+        for name in sorted({t for t, _ in self.logs} if topic is None else {topic}):
+            found = TopicMetadata()
+            found.topic = name
+            found.partitions = {p: PartitionMetadata() for t, p in self.logs if t == name}
+            meta.topics[name] = found
+        return meta
+
     def new_member(self) -> FakeConsumer:
         """Another consumer of this one's group (the next process, a replacement): it reads
         the same partition logs and shares the group's committed offsets."""
@@ -810,6 +848,13 @@ class FakeProducer:
     ``UNKNOWN_TOPIC_OR_PART``, and :meth:`list_topics` shows such a topic with that error (as
     a broker that does not create topics on demand answers).
 
+    ``topic_limits`` is each topic's ``max.message.bytes``, as a broker applies it: the
+    records one :meth:`poll` or :meth:`flush` serves to one partition form a batch, and a
+    batch larger than the limit — its 61-byte header plus each record's
+    :func:`~phoenix_resources.adapters.records.wire_size` (key, value and headers; an upper
+    bound of the real size) — is refused whole with ``MSG_SIZE_TOO_LARGE``. A test may change
+    a limit between calls, as an operator alters a topic.
+
     Not modelled: partitioning by key (records go to ``partition`` or 0), a full local queue
     (``BufferError``), timeouts (nothing waits).
 
@@ -827,6 +872,7 @@ class FakeProducer:
         self._withheld: list[tuple[Message, Callable[..., None] | None]] = []
         self._offsets: dict[TP, int] = {}
         self._size_limit: tuple[int, int] | None = None
+        self.topic_limits: dict[str, int] = {}
 
     def fail_next(self, count: int = 1) -> None:
         self._verdicts.extend(["fail"] * count)
@@ -864,11 +910,12 @@ class FakeProducer:
         oversize = set() if limit is None else {
             (m.topic(), m.partition()) for m, _ in self._queue
             if len(m.value() or b"") > limit[0]}
+        oversize |= self._batches_over_topic_limits()
         while self._queue:
             message, callback = self._queue.popleft()
             verdict = self._verdicts.popleft() if self._verdicts else self.default_verdict
-            if limit is not None and (message.topic(), message.partition()) in oversize:
-                verdict = f"refuse:{limit[1]}"
+            if (message.topic(), message.partition()) in oversize:
+                verdict = f"refuse:{limit[1] if limit else KafkaError.MSG_SIZE_TOO_LARGE}"
             if message.topic() in self.absent_topics:
                 verdict = f"refuse:{KafkaError.UNKNOWN_TOPIC_OR_PART}"
             if verdict == "withhold":
@@ -895,6 +942,15 @@ class FakeProducer:
                 callback(error, message)
             served += 1
         return served
+
+    def _batches_over_topic_limits(self) -> set[tuple[str | None, int | None]]:
+        sizes: dict[tuple[str | None, int | None], int] = {}
+        for m, _ in self._queue:
+            if m.topic() in self.topic_limits:
+                tp = (m.topic(), m.partition())
+                sizes[tp] = sizes.get(tp, RECORD_BATCH_OVERHEAD) + wire_size(
+                    m.key(), m.value(), header_pairs(m))
+        return {tp for tp, size in sizes.items() if size > self.topic_limits[tp[0] or ""]}
 
     def flush(self, timeout: float | None = None) -> int:
         self.poll(0)

@@ -16,7 +16,9 @@ from confluent_kafka import Consumer, Producer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from phoenix_resources.adapters import codecs, kafka
+from phoenix_resources.adapters import native as compiled
 from phoenix_resources.adapters.group_membership import STATISTICS_INTERVAL_MS, GroupMembership
+from phoenix_resources.adapters.native import NativePath
 from phoenix_resources.adapters.postgres import arrays
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
 from phoenix_resources.adapters.postgres.outbox import PostgresOutboxReader
@@ -60,24 +62,42 @@ def dead_peer_kwargs(timeout_s: float) -> dict[str, Any]:
             "keepalives_count": 3, "tcp_user_timeout": int(timeout_s * 1000)}
 
 
+def reconnect_window(settings: Settings) -> float:
+    """How long a pool keeps retrying one lost connection before it gives up on it, so that
+    the next checkout starts a new attempt at once: the longest backoff of the processes'
+    own retries (``retry_max_s``).
+
+    psycopg_pool waits 1, 2, 4, 8 … s between attempts for up to ``reconnect_timeout`` (5
+    minutes by default), and a checkout cannot start another attempt while every slot is in
+    that backoff: a primary read-only for 20 s held the workers 12 s more, and a longer
+    outage could hold them up to its own length again. Bounded, a pool that lost its
+    connections (a failover, an outage) connects within about ``retry_max_s`` of the
+    database's return."""
+    return settings.retry_max_s
+
+
 def db_pool(settings: Settings, url: str | None = None, *, min_size: int | None = None,
             max_size: int | None = None, name: str = "phoenix") -> ConnectionPool:
     """A sync pool; not opened (``open=False``): the caller opens it when its process starts.
     Its connections dump the batch unit's typed arrays (``adapters/postgres/arrays``), plan
     every statement for its parameters (``plan_cache_mode=force_custom_plan``) and price
-    index probes for SSDs (``random_page_cost=1.1``)."""
+    index probes for SSDs (``random_page_cost=1.1``); a lost connection is retried for
+    :func:`reconnect_window`."""
     return ConnectionPool(url or settings.database_url,
                           min_size=settings.db_pool_min if min_size is None else min_size,
                           max_size=settings.db_pool_max if max_size is None else max_size,
                           kwargs=_pg_kwargs(settings, batches=True), open=False, name=name,
-                          configure=arrays.register)
+                          configure=arrays.register,
+                          reconnect_timeout=reconnect_window(settings))
 
 
 def api_db_pool(settings: Settings) -> AsyncConnectionPool:
-    """The HTTP API's async pool on the read-only URL; opened by the app's lifespan."""
+    """The HTTP API's async pool on the read-only URL; opened by the app's lifespan. A lost
+    connection is retried for :func:`reconnect_window`."""
     return AsyncConnectionPool(settings.api_database_url(), min_size=settings.db_pool_min,
                                max_size=settings.db_pool_max, kwargs=_pg_kwargs(settings),
-                               open=False, name="phoenix-api")
+                               open=False, name="phoenix-api",
+                               reconnect_timeout=reconnect_window(settings))
 
 
 def producer(settings: Settings, **overrides: Any) -> Producer:
@@ -158,6 +178,10 @@ class WorkerParts:
     new_consumer: Callable[[], Consumer]
     """Another consumer like ``consumer``, for a worker that rebuilds its own; from then on
     only the newest one's statistics feed ``membership``."""
+    dlq_topic_max_bytes: Callable[[], int | None]
+    """Reads the DLQ topic's ``max.message.bytes`` (an admin call; None: no such topic)."""
+    native: NativePath | None = None
+    """The compiled hot path, when ``PHOENIX_NATIVE`` chose it (else the Python code)."""
 
 
 def _units(settings: Settings, name: str,
@@ -182,9 +206,21 @@ def worker_parts(settings: Settings) -> WorkerParts:
                                       "stats_cb": membership.stats_callback()}
         return consumer(settings, **statistics)
 
-    return WorkerParts(consumer=watched_consumer(), producer=producer(settings),
-                       codec=command_codec(settings), events=events, pool=pool,
-                       unit_factory=unit, membership=membership, new_consumer=watched_consumer)
+    codec = command_codec(settings)
+    return WorkerParts(consumer=watched_consumer(), producer=producer(settings), codec=codec,
+                       events=events, pool=pool, unit_factory=unit, membership=membership,
+                       new_consumer=watched_consumer,
+                       dlq_topic_max_bytes=dlq_topic_max_bytes(settings),
+                       native=compiled.load(settings.native, codec, events))
+
+
+def dlq_topic_max_bytes(settings: Settings) -> Callable[[], int | None]:
+    """``read()``: the DLQ topic's ``max.message.bytes`` now (BrokerUnavailable when the
+    broker does not answer or will not describe it)."""
+    from phoenix_resources.adapters import topics
+
+    common = kafka.admin_config(settings)
+    return lambda: topics.max_message_bytes(common, settings.dlq_topic)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from pydantic_settings import (
 
 from phoenix_resources import kafka_options
 from phoenix_resources.config_limits import ServerLimits
+from phoenix_resources.config_worker import WorkerPath
 from phoenix_resources.errors import ConfigurationError, InvalidSetting
 from phoenix_resources.kafka_options import ClientKind, KafkaValue
 
@@ -45,7 +46,7 @@ ENV_FILE_VARIABLE = "PHOENIX_ENV_FILE"
 SECRETS_DIR_VARIABLE = "PHOENIX_SECRETS_DIR"
 
 
-class Settings(ServerLimits):
+class Settings(ServerLimits, WorkerPath):
     """All settings of every process. Instances are immutable once built. The servers' limits
     (``config_limits.ServerLimits``) are fields of it too."""
 
@@ -68,7 +69,9 @@ class Settings(ServerLimits):
     db_pool_max: int = Field(default=8, ge=1)
     """Most connections of the HTTP API's pool."""
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
-    """``statement_timeout`` of every session."""
+    """``statement_timeout`` of every session. It does not bound a commit that waits for a
+    synchronous standby (PostgreSQL stops the timer before the commit waits;
+    ``docs/operations.md``, PostgreSQL failover)."""
     db_dead_peer_timeout_s: float = Field(default=10.0, ge=1.0)
     """How long a pooled connection (worker, API) waits on a server that stopped answering
     before it is declared dead: TCP keepalives after a third of it idle, and
@@ -162,7 +165,9 @@ class Settings(ServerLimits):
     Retries never end while the fault lasts; the partitions stay paused and the group
     membership is kept."""
     retry_max_s: float = Field(default=10.0, gt=0)
-    """Longest backoff for transient faults."""
+    """Longest backoff for transient faults. Also how long a pool (worker, API) retries a
+    lost connection before the next checkout starts a new attempt at once: after an outage
+    or a failover, the processes connect within about this long of the database's return."""
     consumer_replace_after_s: float = Field(default=120.0, ge=0)
     """A worker whose consumer has not been a settled member of its group for this long
     (joined, holding its assignment: librdkafka's group state ``up/steady``) closes that

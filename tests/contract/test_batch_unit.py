@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from uuid import UUID
@@ -29,13 +29,19 @@ from phoenix_resources.domain.commands import (
     DeleteResource,
     UpdateResource,
 )
-from phoenix_resources.domain.events import event_id_for, rejection_id_for
+from phoenix_resources.domain.events import (
+    event_id_for,
+    rejection_id_for,
+    reuse_rejection_id_for,
+)
 from phoenix_resources.domain.model import Resource, Status
 from phoenix_resources.domain.rules import RejectionCode
 from phoenix_resources.errors import ConcurrentModification, DatabaseReadOnly, DatabaseUnavailable
 from phoenix_resources.services import ports
-from phoenix_resources.services.apply_batch import fold, stored_rows
+from phoenix_resources.services.apply_batch import apply_batch, fold, stored_rows
 from phoenix_resources.services.ports import BatchRows, Claim, Incoming, OutboxFormat, ReplayUnit
+from phoenix_resources.wire.events import EventCodec
+from phoenix_resources.wire.framing import Framing
 from tests.fakes import FakeStore
 
 T = TypeVar("T")
@@ -134,12 +140,12 @@ class BatchUnitContract(abc.ABC):
     def apply(self, commands: Sequence[AnyCommand], now: datetime = T0) -> set[UUID]:
         """Claim, load, fold, write and commit, as ``apply_batch`` does; return the new ids."""
         with self.unit() as unit:
-            new = unit.claim(claims(commands))
-            fresh = [c for c in commands if c.command_id in new]
+            known = unit.claim(claims(commands))
+            fresh = [c for c in commands if c.command_id not in known]
             states = unit.load({c.resource_id for c in fresh}).states
             unit.write(self.decided(states, fresh, now))
             unit.commit()
-        return new
+        return {c.command_id for c in fresh}
 
     def decided(self, states: dict[UUID, Resource], commands: Sequence[AnyCommand],
                 now: datetime = T0, repeats: int = 0) -> BatchRows:
@@ -151,20 +157,23 @@ class BatchUnitContract(abc.ABC):
 
     def fail_after_write(self, cmd: AnyCommand) -> None:
         with self.unit() as unit:
-            assert unit.claim(claims([cmd])) == {cmd.command_id}
+            assert unit.claim(claims([cmd])) == {}
             unit.write(self.decided({}, [cmd]))
             raise RuntimeError("the batch failed")
 
     # --- claims ----------------------------------------------------------------------------
 
-    def test_claim_returns_only_ids_no_committed_unit_recorded(self) -> None:
+    def test_claim_finds_the_ids_committed_units_recorded_and_whose_they_are(self) -> None:
         a, b, c = (create(uuid.uuid4()) for _ in range(3))
         with self.unit() as first:
-            assert first.claim(claims([a, b])) == {a.command_id, b.command_id}
+            assert first.claim(claims([a, b])) == {}
             first.write(self.decided({}, [a, b]))
             first.commit()
         with self.unit() as second:
-            assert second.claim(claims([b, c])) == {c.command_id}
+            # Whose: another command with b's id (for another resource) finds b's.
+            reuse = replace(update(uuid.uuid4()), command_id=b.command_id)
+            assert second.claim(claims([reuse, c])) == {
+                b.command_id: ports.Recorded(b.resource_id, "CREATE")}
             second.write(self.decided({}, [c]))
             second.commit()
         assert set(self.outcomes()) == {a.command_id, b.command_id, c.command_id}
@@ -172,7 +181,7 @@ class BatchUnitContract(abc.ABC):
     def test_a_claim_that_is_never_written_records_nothing(self) -> None:
         a = create(uuid.uuid4())
         with self.unit() as unit:
-            assert unit.claim(claims([a])) == {a.command_id}
+            assert unit.claim(claims([a])) == {}
             unit.commit()
         assert self.outcomes() == {}
 
@@ -184,7 +193,8 @@ class BatchUnitContract(abc.ABC):
             first.commit()
         assert self.outcomes()[a.command_id].duplicate_deliveries == 2
         with self.unit() as second:
-            assert second.claim(claims([a], repeats=1)) == set()
+            assert second.claim(claims([a], repeats=1)) == {
+                a.command_id: ports.Recorded(a.resource_id, "CREATE")}
             second.write(BatchRows(T0, repeated={a.command_id: 2}))
             second.commit()
         assert self.outcomes()[a.command_id].duplicate_deliveries == 4
@@ -194,7 +204,7 @@ class BatchUnitContract(abc.ABC):
         rid = uuid.uuid4()
         a = create(rid)
         with self.unit() as slow:
-            assert slow.claim(claims([a])) == {a.command_id}
+            assert slow.claim(claims([a])) == {}
             assert self.apply([a]) == {a.command_id}  # a faster unit commits it first
 
             def finish() -> None:  # PostgreSQL refuses at the write, the fake at commit
@@ -210,7 +220,7 @@ class BatchUnitContract(abc.ABC):
         rid = uuid.uuid4()
         cmd = create(rid)
         with self.unit() as unit:
-            assert unit.claim(claims([cmd])) == {cmd.command_id}
+            assert unit.claim(claims([cmd])) == {}
             unit.write(self.decided({}, [cmd]))
             # no commit
         with pytest.raises(RuntimeError):
@@ -362,6 +372,43 @@ class BatchUnitContract(abc.ABC):
         assert self.outbox_rows() == list(rows.outbox)
         assert [e.type for e in rows.outbox] == [
             "ResourceCreated", "ResourceUpdated", "CommandRejected", "ResourceDeleted"]
+
+    # --- an id names one command ----------------------------------------------------------
+
+    def test_a_reused_id_is_refused_and_announced_and_its_first_outcome_stays(self) -> None:
+        """Through ``apply_batch``: another command with a recorded id (another resource, or
+        another type), or with an id taken earlier in the batch, is refused (CMD-012) and
+        announced under an id of its own; nothing records it, and the id's row stays the
+        first command's (only a true repeat counts on it)."""
+        rid, other = uuid.uuid4(), uuid.uuid4()
+        first = create(rid, "first")
+        assert self.apply([first]) == {first.command_id}
+        (before, at), = self.outcome_rows().values()
+        elsewhere = replace(create(other, "elsewhere"), command_id=first.command_id)
+        retyped = replace(update(rid, name="renamed"), command_id=first.command_id)
+        fresh = create(uuid.uuid4(), "fresh")
+        taken = replace(delete(rid), command_id=fresh.command_id)
+        later = T0 + timedelta(seconds=1)
+        report = apply_batch(self.unit(), incoming([elsewhere, first, retyped, fresh, taken]),
+                             later)
+        assert (report.applied, report.rejected, report.duplicates) == (1, 3, 1)
+        assert report.codes == {RejectionCode.COMMAND_ID_REUSED.value: 3}
+        rows = self.outcome_rows()
+        assert rows[first.command_id] == (before._replace(duplicate_deliveries=1), at)
+        assert rows[fresh.command_id][0].resource_id == fresh.resource_id
+        assert set(rows) == {first.command_id, fresh.command_id}
+        assert set(self.resources()) == {rid, fresh.resource_id}
+        assert self.resources()[rid].name == "first"
+        announced = [r for r in self.outbox_rows() if r.topic == REJECTIONS]
+        refused = [elsewhere, retyped, taken]
+        assert [r.event_id for r in announced] == [
+            reuse_rejection_id_for(c.command_id, c.resource_id, c.type.value) for c in refused]
+        assert [r.aggregate_id for r in announced] == [str(c.resource_id) for c in refused]
+        codec = EventCodec(Framing())
+        decoded = [codec.decode_rejection(r.payload) for r in announced]
+        assert [(d.command_id, d.command_type, d.code) for d in decoded] == [
+            (c.command_id, c.type, "CMD-012") for c in refused]
+        assert f"already names the CREATE of resource {rid}" in decoded[0].message
 
     # --- the parking lot ---------------------------------------------------------------------
 

@@ -69,12 +69,22 @@ def indexes(top: dict[str, Any]) -> set[str]:
 
 def test_the_claim_probes_the_dedupe_key_of_a_40k_row_table(
         worker_session: psycopg.Connection[Any]) -> None:
+    """Also when it reads whose each recorded id is (resource and type, CMD-012): probes of
+    the key (an index scan, or a bitmap of the key's matches for many ids), visiting the
+    table only for the ids it finds."""
     worker_session.execute(FILL_PROCESSED)
     worker_session.execute("ANALYZE processed_commands")
-    ids = [uuid.uuid4() for _ in range(1000)]
+    recorded = [r[0] for r in worker_session.execute(
+        "SELECT command_id FROM processed_commands ORDER BY random() LIMIT 100").fetchall()]
+    ids = [uuid.uuid4() for _ in range(900)] + recorded
     top = explain(worker_session, KNOWN, [UuidArray(ids)])
     assert "processed_commands" not in scanned_whole(top), top
     assert "processed_commands_pkey" in indexes(top), top
+    assert {n["Node Type"] for n in nodes(top)} <= {
+        "Index Scan", "Bitmap Index Scan", "Bitmap Heap Scan"}, top
+    found = worker_session.execute(KNOWN, [UuidArray(ids)]).fetchall()
+    assert {row[0] for row in found} == set(recorded)
+    assert {row[2] for row in found} == {"UPDATE"}
 
 
 def test_the_update_of_a_batch_probes_the_resources_key_of_a_20k_row_table(

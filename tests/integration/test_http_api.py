@@ -229,7 +229,8 @@ def test_pages_are_bounded_by_bytes_and_a_walk_skips_nothing(
 
 
 def _forged_cursor(name: str) -> str:
-    raw = orjson.dumps([name, str(uuid.uuid4())])
+    # A fixed id: parameters must be the same in every xdist worker.
+    raw = orjson.dumps([name, "6fd12515-aaef-463f-af52-cf4e9c4d604a"])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -393,6 +394,24 @@ def test_readyz_is_503_when_database_is_unreachable(database_url: str) -> None:
         assert body["checks"] == {"database": {"ok": False}}
         assert c.get("/readyz").headers["retry-after"] == "1"
         assert_problem(c.get(f"/api/v1/resources/{uuid.uuid4()}"), 503, "RES-007")
+
+
+def test_an_api_process_exports_the_readyz_verdict_at_each_scrape(
+        database_url: str, read_url: str) -> None:
+    """``phoenix_ready{component="api"}`` says what /readyz says, when the scrape asks."""
+    app = create_app(api_settings(database_url, read_url))  # its own metrics: an api process
+    with TestClient(app) as c:
+        assert 'phoenix_ready{component="api"} 1.0' in c.get("/metrics").text
+        assert 'phoenix_build_info{component="api"' in c.get("/metrics").text
+    dead = f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=1"
+    app = create_app(api_settings(database_url, dead, db_pool_min=0))
+    with TestClient(app) as c:
+        assert 'phoenix_ready{component="api"} 0.0' in c.get("/metrics").text
+
+
+def test_inside_run_the_api_leaves_readiness_to_the_process(client: TestClient) -> None:
+    """``run`` exports its own verdict (component ``all``), which covers the API's."""
+    assert "phoenix_ready{" not in client.get("/metrics").text
 
 
 def _ready_with(database_url: str, read_url: str,

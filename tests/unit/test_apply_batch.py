@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
 
 from phoenix_resources.domain.commands import AnyCommand, CreateResource, UpdateResource
-from phoenix_resources.domain.decide import Applied, Rejected
+from phoenix_resources.domain.decide import Applied, Rejected, rejection_event
 from phoenix_resources.domain.events import (
     CommandRejected,
     ResourceChanged,
@@ -61,6 +62,39 @@ def test_split_repeats_keeps_the_first_delivery_and_counts_the_rest() -> None:
     claims = split_repeats(items)
     assert [cl.incoming for cl in claims] == [items[0], items[1], items[3]]
     assert [cl.repeats for cl in claims] == [2, 0, 0]
+
+
+def test_split_repeats_keeps_deliveries_reusing_an_id_apart_in_order() -> None:
+    """A repeat is the same command: the same id, resource and type (other fields may
+    differ); a delivery of the id for another resource or of another type reuses it."""
+    rid = uuid.uuid4()
+    first = create(rid, "a")
+    elsewhere = replace(create(uuid.uuid4()), command_id=first.command_id)
+    retyped = replace(update(rid), command_id=first.command_id)
+    renamed = replace(first, name="b")
+    items = batch(first, elsewhere, renamed, retyped, elsewhere)
+    (claim,) = split_repeats(items)
+    assert (claim.incoming, claim.repeats) == (items[0], 1)
+    assert claim.reused == (items[1], items[3], items[4])
+
+
+def test_a_refusal_for_a_reused_id_has_an_id_of_its_own() -> None:
+    """``uuid5(rejection namespace, "<command_id>/<resource_id>/<TYPE>")``: never the id's
+    own refusal's, the same for every delivery of the same reuse, another for another."""
+    first = create(uuid.uuid4())
+    reuse = replace(create(uuid.uuid4()), command_id=first.command_id)
+    code = RejectionCode.COMMAND_ID_REUSED
+    refusal = rejection_event(Rejected(reuse, code, "m"), T0)
+    assert refusal.rejection_id == uuid.uuid5(
+        UUID("0b8e7c4a-91d2-4f3e-8a0c-5c2d7e9f1b33"),
+        f"{first.command_id}/{reuse.resource_id}/CREATE")
+    assert refusal.rejection_id != rejection_id_for(first.command_id)
+    assert refusal.rejection_id == rejection_event(Rejected(reuse, code, "n"), T0).rejection_id
+    retyped = replace(update(reuse.resource_id), command_id=first.command_id)
+    assert refusal.rejection_id != rejection_event(Rejected(retyped, code, "m"),
+                                                   T0).rejection_id
+    assert rejection_event(Rejected(reuse, RejectionCode.NOT_FOUND, "m"),
+                           T0).rejection_id == rejection_id_for(first.command_id)
 
 
 # --- fold ----------------------------------------------------------------------------------

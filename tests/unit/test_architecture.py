@@ -56,15 +56,18 @@ def test_adapters_take_port_types_from_the_ports_module_only() -> None:
     """Adapters implement ports; they never reach into a use case's module."""
     offenders = {p.name: n for p in _modules("adapters") for n in _imports(p)
                  if n.startswith("phoenix_resources.services")
-                 and n != "phoenix_resources.services.ports"}
+                 and n not in ("phoenix_resources.services.ports",
+                               "phoenix_resources.services.ports_encoded")}
     assert offenders == {}
 
 
 def test_postgres_adapters_do_not_import_each_other() -> None:
     """The worker's batch unit, the relay's outbox session and the API's queries share only
-    the package itself (its constants), the error translation and the typed arrays."""
+    the package itself (its constants), the error translation, the typed arrays and the
+    worker's statements (shared with the compiled hot path)."""
     shared = {"phoenix_resources.adapters.postgres", "phoenix_resources.adapters.postgres.errors",
-              "phoenix_resources.adapters.postgres.arrays"}
+              "phoenix_resources.adapters.postgres.arrays",
+              "phoenix_resources.adapters.postgres.batch_sql"}
     offenders = {p.name: n for p in sorted((PACKAGE / "adapters" / "postgres").glob("*.py"))
                  for n in _imports(p)
                  if n.startswith("phoenix_resources.adapters.postgres") and n not in shared}

@@ -26,6 +26,7 @@ from phoenix_resources.entrypoints.console.glance import Watcher, process_state
 from phoenix_resources.entrypoints.console.operations import LetterPage
 from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
 from phoenix_resources.observability import Metrics
+from phoenix_resources.observability.health import Health
 from phoenix_resources.services.replay import ReplayReport
 
 pytestmark = pytest.mark.unit
@@ -331,3 +332,24 @@ def test_process_state_reads_a_real_exposition() -> None:
     assert (state.outbox_waiting, state.outbox_parked) == (4, 1)
     gone = process_state("g", "http://g", None, None, "ConnectError: refused")
     assert (gone.reachable, gone.ready, gone.error) == (False, None, "ConnectError: refused")
+
+
+def test_the_console_reports_its_readiness_and_metrics_without_a_token(
+        ops: FakeOperations) -> None:
+    """Like every process: /readyz (the database it acts on) and /metrics, open as
+    /healthz; phoenix_ready{component="console"} mirrors /readyz."""
+    settings = Settings(console_operator_token_hashes={"alice": digest("act")})
+    database = {"ok": True}
+    health = Health(checks={"database": lambda: dict(database)})
+    client = TestClient(create_app(settings, ops, health=health), base_url="http://console",
+                        follow_redirects=False)
+    ready = client.get("/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "checks": {
+        "database": {"ok": True}}})
+    text = client.get("/metrics").text
+    assert 'phoenix_ready{component="console"} 1.0' in text
+    assert 'phoenix_build_info{component="console"' in text
+    assert "process_cpu_seconds_total" in text
+    database["ok"] = False
+    assert client.get("/readyz").status_code == 503
+    assert 'phoenix_ready{component="console"} 0.0' in client.get("/metrics").text

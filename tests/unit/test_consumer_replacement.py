@@ -23,6 +23,7 @@ from phoenix_resources.observability import Metrics
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.framing import Framing
 from tests.fakes import FakeClock, FakeConsumer, FakeProducer, FakeStore
+from tests.support.encoded import hot_path
 
 pytestmark = pytest.mark.unit
 
@@ -55,6 +56,7 @@ class Rig:
                      consumer_replace_after_s=limit, stuck_after_s=90, log_format="console"),
             consumer=self.consumers[0], producer=FakeProducer(), codec=CODEC,
             unit_factory=self.store.unit_factory(), metrics=Metrics(), clock=lambda: T0,
+            native=hot_path(CODEC),
             monotonic=self.clock, membership=self.membership, new_consumer=self._replacement)
         self.session = self.worker.session
         self.session.start()

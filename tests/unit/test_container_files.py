@@ -188,6 +188,36 @@ def test_the_image_installs_its_dependencies_from_the_lock() -> None:
     assert "pip check" in runs
 
 
+def _stages() -> dict[str, list[tuple[str, str]]]:
+    """Each named stage's instructions (``FROM … AS name``)."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for op, arg in _instructions():
+        if op == "FROM":
+            current = stages.setdefault(arg.split()[-1] if " AS " in arg.upper() else "", [])
+        current.append((op, arg))
+    return stages
+
+
+def test_the_image_carries_the_compiled_hot_path_but_no_rust_toolchain() -> None:
+    """The extension is built in a stage of its own (cargo and maturin there only) and its
+    wheel installed into the image's environment; the final stage copies only that
+    environment."""
+    stages = _stages()
+    native = stages["native"]
+    assert native[0][1].startswith("${RUST_IMAGE}")
+    assert any(op == "COPY" and arg.split()[0] == "native" for op, arg in native)
+    assert any(op == "RUN" and "maturin build --release --locked" in arg for op, arg in native)
+    build = " ".join(arg for op, arg in stages["build"] if op in ("COPY", "RUN"))
+    assert "--from=native /wheels" in build
+    assert "pip install --no-deps /tmp/wheels/phoenix_resources_native-" in build
+    final = _final_stage()
+    assert final[0][1].startswith("${PYTHON_IMAGE}")
+    assert [arg.split()[0] for op, arg in final if op == "COPY" and "--from" in arg] == [
+        "--from=build"]
+    assert not any("cargo" in arg or "rust" in arg.lower() for _, arg in final)
+
+
 def _ignored(path: str, patterns: list[str]) -> bool:
     ignored = False
     for line in patterns:
@@ -211,3 +241,5 @@ def test_every_file_the_image_copies_is_in_the_build_context() -> None:
         assert not _ignored(source, patterns), f"{source} is excluded by .dockerignore"
     assert _ignored(".local/kafka", patterns)
     assert _ignored(".venv/bin/python", patterns)
+    assert _ignored("native/target/release/x", patterns)
+    assert not _ignored("native/src/lib.rs", patterns)

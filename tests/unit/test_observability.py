@@ -47,9 +47,9 @@ def test_lag_counts_from_the_batch_in_hand_and_returns_to_zero() -> None:
     lag = ConsumerLag(wall)
     lag.assign([(T, 0), (T, 1)])
     lag.update({(T, 0): 10, (T, 1): 4}, {})
-    assert lag.snapshot() == [], "no position known yet: no guess"
+    assert lag.snapshot() == [(T, 0, 0, 0.0), (T, 1, 0, 0.0)], "no position known yet: 0"
     lag.update({}, {(T, 1): 4})  # partition 1: nothing to consume
-    assert lag.snapshot() == [(T, 1, 0, 0.0)]
+    assert lag.snapshot() == [(T, 0, 0, 0.0), (T, 1, 0, 0.0)]
     lag.taken({(T, 0): (0, 990.0)})  # records 0.. of partition 0 in hand, the first 10 s old
     assert lag.snapshot() == [(T, 0, 10, 10.0), (T, 1, 0, 0.0)]
     wall.now = 1030.0  # a fault: the batch stays in hand and its age keeps growing
@@ -302,3 +302,27 @@ def test_a_worker_paused_by_a_fault_past_the_stuck_threshold_is_not_ready() -> N
     state = watch.readiness()
     assert (state["ok"], state["paused"]) == (True, False)
     assert "paused_by" not in state
+
+
+def test_lag_series_exist_at_zero_from_assignment_and_leave_on_revoke_or_loss() -> None:
+    """An idle worker's partitions are on the scrape (0 records, 0 s) before it has a
+    position in any of them; revoked and lost ones leave it."""
+    consumer = FakeConsumer({T: 6})
+    metrics = Metrics(component="worker")
+    watch = WorkerWatch(metrics, consumer)  # type: ignore[arg-type]
+    all_six = {(T, p) for p in range(6)}
+    watch.rebalanced("assigned", all_six, all_six)
+    watch.polled()
+
+    def series(name: str) -> dict[int, float]:
+        return {int(s.labels["partition"]): s.value for f in metrics.registry.collect()
+                for s in f.samples if s.name == name}
+
+    assert series("phoenix_consumer_lag_messages") == dict.fromkeys(range(6), 0)
+    assert series("phoenix_consumer_lag_seconds") == dict.fromkeys(range(6), 0.0)
+    watch.rebalanced("revoked", {(T, 4), (T, 5)}, all_six - {(T, 4), (T, 5)})
+    watch.rebalanced("lost", {(T, 3)}, {(T, 0), (T, 1), (T, 2)})
+    assert set(series("phoenix_consumer_lag_messages")) == {0, 1, 2}
+    assert set(series("phoenix_consumer_lag_seconds")) == {0, 1, 2}
+    watch.rebalanced("assigned", {(T, 5)}, {(T, 0), (T, 1), (T, 2), (T, 5)})
+    assert series("phoenix_consumer_lag_messages") == dict.fromkeys((0, 1, 2, 5), 0)

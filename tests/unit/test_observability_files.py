@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
+from phoenix_resources.entrypoints.grpc.activity import ActiveStreams
+from phoenix_resources.entrypoints.grpc.edge import Edge
+from phoenix_resources.entrypoints.http.edge import TokenCheck
 from phoenix_resources.observability import Metrics
 from phoenix_resources.observability.metrics import family_names
 from tests.support.prometheus import require_tool
@@ -37,7 +40,12 @@ def _alerts() -> dict[str, dict[str, Any]]:
 
 
 def _exported() -> set[str]:
-    return set(family_names(Metrics(component="all")))
+    """Every metric a process can export: ``run``'s registry, with the gRPC server's edge
+    and interceptor on it as ``run`` has them."""
+    metrics = Metrics(component="all")
+    Edge(TokenCheck(()), metrics.registry)
+    ActiveStreams(metrics.registry)
+    return set(family_names(metrics))
 
 
 def _promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -122,7 +130,10 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
                    "phoenix_event_publish_latency_seconds_bucket",
                    "phoenix_outbox_backlog_rows", "phoenix_relay_active",
                    "phoenix_http_requests_total", "phoenix_http_request_seconds_bucket",
-                   "process_cpu_seconds_total", "process_resident_memory_bytes"):
+                   "phoenix_grpc_calls_total", "phoenix_grpc_call_seconds_bucket",
+                   "phoenix_grpc_active_streams", "phoenix_ready",
+                   "process_cpu_seconds_total", "process_resident_memory_bytes",
+                   "python_gc_collections_total"):
         assert metric in text, metric
 
 

@@ -27,6 +27,7 @@ from phoenix_resources.services.replay import discard, replay_resource
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.framing import Framing
 from tests.fakes import FakeBatchUnit, FakeConsumer, FakeProducer, FakeStore, header
+from tests.support.encoded import hot_path
 
 pytestmark = pytest.mark.unit
 
@@ -205,7 +206,7 @@ def test_the_worker_parks_stores_offsets_past_everything_and_dead_letters_the_un
                              log_format="console"),
                     consumer=consumer, producer=producer, codec=codec,
                     unit_factory=factory(store, refuse_parking=True), metrics=metrics,
-                    clock=lambda: T0, monotonic=consumer.clock)
+                    clock=lambda: T0, monotonic=consumer.clock, native=hot_path(codec))
     consumer.on_idle = worker.stop
     worker.run()
     assert consumer.committed[("commands", 0)] == 3

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Literal
 
 import pytest
 from confluent_kafka import KafkaError
@@ -22,7 +23,9 @@ from phoenix_resources.errors import DatabaseUnavailable, DecodeError
 from phoenix_resources.observability import Metrics
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.framing import Framing
+from phoenix_resources.wire.partitioner import partition_for
 from tests.fakes import TP, FakeBatchUnit, FakeConsumer, FakeProducer, FakeStore, header
+from tests.support.encoded import hot_path
 
 pytestmark = pytest.mark.unit
 
@@ -62,9 +65,11 @@ class Rig:
     partitions: int = 2
     batch_size: int = 100
     auto_commit: bool = True
+    partition_check: Literal["refuse", "warn"] = "refuse"
     assigned: Iterable[TP] | None = None
     down: Callable[[int], bool] = lambda n: False
     before_attempt: Callable[[int], None] = lambda n: None
+    dlq_topic_max_bytes: Callable[[], int | None] | None = None
     store: FakeStore = field(default_factory=FakeStore)
     producer: FakeProducer = field(default_factory=FakeProducer)
     attempts: int = 0
@@ -77,11 +82,13 @@ class Rig:
                                      initial_assignment=self.assigned)
         settings = Settings(commands_topic=TOPIC, dlq_topic=DLQ, batch_size=self.batch_size,
                             batch_max_wait_ms=0, retry_initial_s=0.05, retry_max_s=0.2,
-                            log_format="console")
+                            log_format="console", partition_check=self.partition_check)
         self.metrics = Metrics()
         self.worker = Worker(settings, consumer=self.consumer, producer=self.producer,
                              codec=CODEC, unit_factory=self._unit, metrics=self.metrics,
-                             clock=lambda: T0, monotonic=self.consumer.clock)
+                             clock=lambda: T0, monotonic=self.consumer.clock,
+                             native=hot_path(CODEC),
+                             dlq_topic_max_bytes=self.dlq_topic_max_bytes)
         self.consumer.on_idle = self.worker.stop
         self.consumer.on_call = self._on_consumer_call
 
@@ -118,6 +125,41 @@ class Rig:
         value = self.metrics.registry.get_sample_value(
             "phoenix_transient_errors_total", {"component": "worker", "kind": kind})
         return value or 0.0
+
+
+def placed(rig: Rig, *, misplaced: bool) -> CreateResource:
+    """A create in its key's partition (as the Java client's partitioner puts it), or in the
+    next one."""
+    cmd = CreateResource(command_id=uuid.uuid4(), resource_id=uuid.uuid4(), issued_at=T0,
+                         name="r", config={})
+    key = str(cmd.resource_id).encode()
+    home = partition_for(key, rig.partitions)
+    value, content_type = CODEC.encode(cmd)
+    rig.consumer.append(TOPIC, (home + misplaced) % rig.partitions, value, key=key,
+                        headers=[("content-type", content_type.encode())])
+    return cmd
+
+
+def test_a_record_outside_its_keys_partition_is_refused_and_announced() -> None:
+    rig = Rig(partitions=4)
+    wrong, right = placed(rig, misplaced=True), placed(rig, misplaced=False)
+    rig.run()
+    refused = rig.store.processed[wrong.command_id]
+    assert (refused.outcome, refused.error_code) == ("rejected", "CMD-011")
+    assert f"belongs in partition {partition_for(str(wrong.resource_id).encode(), 4)} of 4" \
+        in (refused.error_message or "")
+    assert rig.store.processed[right.command_id].outcome == "applied"
+    assert wrong.resource_id not in rig.store.resources
+    announced = [r for r in rig.store.outbox if r.topic == "rejections"]
+    assert [r.aggregateid for r in announced] == [str(wrong.resource_id)]
+
+
+def test_with_the_check_warning_a_misplaced_record_is_applied_and_counted() -> None:
+    rig = Rig(partitions=4, partition_check="warn")
+    wrong = placed(rig, misplaced=True)
+    rig.run()
+    assert rig.store.processed[wrong.command_id].outcome == "applied"
+    assert rig.metrics.registry.get_sample_value("phoenix_partition_mismatches_total") == 1
 
 
 def named(calls: list[dict[TP, int]], tp: TP) -> list[int]:
@@ -321,14 +363,4 @@ def test_a_dead_letter_too_large_for_the_dlq_topic_is_shrunk_and_sent() -> None:
     assert len(dead) == 1
     assert header(dead[0], "dlq.truncated") == b"true"
     assert header(dead[0], "dlq.original.value.size") == b"100008"
-    assert rig.consumer.committed[P0] == 2
-
-
-def test_a_dlq_topic_that_refuses_for_good_is_waited_out_and_nothing_is_stored() -> None:
-    rig = poison_rig()
-    rig.producer.refuse_next(KafkaError.TOPIC_AUTHORIZATION_FAILED, count=3)
-    rig.run()
-    dead = [m for m in rig.producer.acknowledged if m.topic() == DLQ]
-    assert len(dead) == 1  # delivered once the refusals stopped (the operator fixed the ACL)
-    assert rig.transient_errors("DeadLetterBlocked") == 3
     assert rig.consumer.committed[P0] == 2

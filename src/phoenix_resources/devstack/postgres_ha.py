@@ -349,9 +349,16 @@ class PostgresHA:
 
     def _rewind_or_clone(self, node: PostgresCluster, source: PostgresCluster,
                          rewind: bool = True) -> str:
-        """Make the stopped ``node`` a standby of ``source``: ``pg_rewind``, else a clone."""
+        """Make the stopped ``node`` a standby of ``source``: ``pg_rewind``, else a clone.
+
+        A just-promoted source is checkpointed first: until its end-of-recovery checkpoint
+        is done (promotion only requests it) its control file still names the old timeline,
+        and ``pg_rewind`` would find both nodes on one timeline, rewind nothing, and leave
+        a crashed primary whose WAL runs past the fork unable to follow (what Patroni does
+        before a rewind too)."""
         wait_reaped(node)
         if rewind:
+            self._query(source, "CHECKPOINT")
             result = node._pg("pg_rewind", "-D", str(node.data_dir), *self._no_sync(),
                               f"--source-server=host=127.0.0.1 port={source.port} "
                               "user=postgres dbname=postgres", check=False)

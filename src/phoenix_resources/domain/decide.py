@@ -23,6 +23,7 @@ from phoenix_resources.domain.events import (
     ResourceUpdated,
     event_id_for,
     rejection_id_for,
+    reuse_rejection_id_for,
 )
 from phoenix_resources.domain.model import Resource
 from phoenix_resources.domain.rules import (
@@ -55,9 +56,13 @@ Decision = Applied | Rejected
 
 def rejection_event(rejected: Rejected, at: datetime) -> CommandRejected:
     """The announcement of a refusal, made at ``at``: its id is derived from the command's,
-    so it is the same however often the command is redelivered or refused again."""
+    so it is the same however often the command is redelivered or refused again. A command
+    reusing another's id (CMD-012) is told apart by its resource and type as well."""
     command = rejected.command
-    return CommandRejected(rejection_id=rejection_id_for(command.command_id),
+    rid = (reuse_rejection_id_for(command.command_id, command.resource_id, command.type.value)
+           if rejected.code is RejectionCode.COMMAND_ID_REUSED
+           else rejection_id_for(command.command_id))
+    return CommandRejected(rejection_id=rid,
                            command_id=command.command_id, command_type=command.type,
                            resource_id=command.resource_id, code=rejected.code.value,
                            message=rejected.message, rejected_at=at,

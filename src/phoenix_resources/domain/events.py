@@ -30,6 +30,15 @@ def rejection_id_for(command_id: UUID) -> UUID:
     return name_based_uuid(_REJECTION_NAMESPACE, str(command_id))
 
 
+def reuse_rejection_id_for(command_id: UUID, resource_id: UUID, command_type: str) -> UUID:
+    """The id of the refusal of a command that reuses ``command_id`` (CMD-012):
+    ``uuid5(rejection namespace, "<command_id>/<resource_id>/<COMMAND_TYPE>")``. The name
+    holds what differs from the command the id names, so it never equals that command's
+    refusal id (``rejection_id_for``: the bare id) nor another reuse's, and stays the same
+    however often this one is delivered."""
+    return name_based_uuid(_REJECTION_NAMESPACE, f"{command_id}/{resource_id}/{command_type}")
+
+
 class EventType(StrEnum):
     CREATED = "CREATED"
     UPDATED = "UPDATED"

@@ -17,6 +17,10 @@ Guarantees this module enforces:
 * while paused, every partition assigned meanwhile is paused too; :meth:`ConsumerSession.wait`
   polls (rebalances and heartbeats are served, the group membership is kept) and rewinds a
   record that slips through the pause, so it is fetched again after :meth:`resume`;
+* a *held* partition (:meth:`ConsumerSession.hold`: its dead letters wait for the DLQ) stays
+  paused — through a fault's pause and resume — until :meth:`ConsumerSession.release`, while
+  the others are consumed; a record of it that slips through is rewound, never handed out;
+  it stops being held when it leaves the assignment;
 * a replaced consumer's callbacks are ignored from the moment it starts closing; what it held
   is reported lost once; it commits what it stored as it closes, if it still can.
 
@@ -33,13 +37,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from phoenix_resources.adapters.group_membership import GroupMembership
 from phoenix_resources.adapters.kafka import partition_key
 from phoenix_resources.errors import BrokerFatal
 from phoenix_resources.observability import Metrics
 from phoenix_resources.observability.worker_watch import WorkerWatch
+
+PARTITIONS_REFRESH_S = 60.0
+"""How often the commands topic's partition count is read again between assignments."""
+METADATA_TIMEOUT_S = 5.0
 
 log = logging.getLogger("phoenix_resources.worker")
 
@@ -72,6 +80,8 @@ class ConsumerSession:
         consumer out of its group for ``replace_after_s`` (``0``: never) can be replaced."""
         self._consumer = consumer
         self._topic = topic
+        self._count: tuple[int, float] | None = None
+        """The topic's partition count from metadata, and when it was read."""
         self._watch = watch
         self._metrics = metrics
         self._on_gone = on_gone
@@ -81,6 +91,7 @@ class ConsumerSession:
         self._new_consumer = new_consumer
         self._replace_after_s = replace_after_s
         self._assignment: set[Key] = set()
+        self._held: set[Key] = set()
         self._paused = False
         self._subscribed = False
         self._replaced_at = -float("inf")
@@ -101,6 +112,11 @@ class ConsumerSession:
     def paused(self) -> bool:
         """Whether the assignment is paused (see :meth:`pause`)."""
         return self._paused
+
+    @property
+    def held(self) -> frozenset[Key]:
+        """The partitions held (see :meth:`hold`)."""
+        return frozenset(self._held)
 
     # --- subscription ------------------------------------------------------------------------
 
@@ -132,8 +148,25 @@ class ConsumerSession:
         (a fatal one raises :class:`BrokerFatal`)."""
         messages = self._consumer.consume(limit, timeout=timeout_s)
         good = [m for m in messages if not self._is_error(m)]
+        if self._held:
+            good = self._without_held(good)
         self._watch.polled()
         return good
+
+    def _without_held(self, messages: list[Message]) -> list[Message]:
+        """Leave out records of held partitions (prefetched before the hold), each partition
+        rewound to the first one left out, so nothing of it is skipped."""
+        kept: list[Message] = []
+        rewind: dict[Key, int] = {}
+        for m in messages:
+            key = partition_key(m)
+            if key in self._held:
+                rewind.setdefault(key, m.offset() or 0)
+            else:
+                kept.append(m)
+        for (topic, partition), offset in rewind.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+        return kept
 
     def store_offsets(self, messages: Sequence[Message]) -> None:
         """Store, per partition still assigned, the offset after the last of ``messages``.
@@ -143,11 +176,16 @@ class ConsumerSession:
         for m in messages:
             key = partition_key(m)
             offset = m.offset() or 0
-            if key in self._assignment and offset >= highest.get(key, -1):
+            if offset >= highest.get(key, -1):
                 highest[key] = offset
-        if highest:
-            self._consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1)
-                                                  for (t, p), o in highest.items()])
+        self.store_positions({key: offset + 1 for key, offset in highest.items()})
+
+    def store_positions(self, positions: dict[Key, int]) -> None:
+        """Store each partition's next offset to consume, for partitions still assigned."""
+        mine = [TopicPartition(t, p, o) for (t, p), o in positions.items()
+                if (t, p) in self._assignment]
+        if mine:
+            self._consumer.store_offsets(offsets=mine)
 
     # --- pausing while a fault is waited out ---------------------------------------------------
 
@@ -162,13 +200,32 @@ class ConsumerSession:
             self._watch.paused(reason)
 
     def resume(self) -> None:
-        """Fetch from the assignment again (no-op unless paused)."""
+        """Fetch from the assignment again, held partitions excepted (no-op unless paused)."""
         if self._paused:
-            if self._assignment:
-                self._consumer.resume(self._partitions())
+            free = self._assignment - self._held
+            if free:
+                self._consumer.resume(_partitions(free))
             self._paused = False
             self._watch.resumed()
             log.info("resumed after fault")
+
+    # --- holding partitions whose dead letters wait -------------------------------------------
+
+    def hold(self, partitions: set[Key]) -> None:
+        """Stop fetching from ``partitions`` (those assigned) until :meth:`release`, whatever
+        a fault's pause and resume do meanwhile."""
+        added = (partitions & self._assignment) - self._held
+        if added:
+            self._consumer.pause(_partitions(added))
+            self._held |= added
+
+    def release(self, partitions: set[Key]) -> None:
+        """Fetch from ``partitions`` again (unless the whole assignment is paused: then they
+        resume with it)."""
+        freed = partitions & self._held
+        self._held -= freed
+        if freed and not self._paused:
+            self._consumer.resume(_partitions(freed & self._assignment))
 
     def wait(self, seconds: float) -> None:
         """Let ``seconds`` pass (less once ``stopping()``) by polling: rebalance callbacks run
@@ -185,7 +242,7 @@ class ConsumerSession:
                 self._consumer.seek(TopicPartition(topic, partition, message.offset() or 0))
 
     def _partitions(self) -> list[TopicPartition]:
-        return [TopicPartition(t, p) for t, p in self._assignment]
+        return _partitions(self._assignment)
 
     def _is_error(self, message: Message) -> bool:
         err = message.error()
@@ -231,8 +288,12 @@ class ConsumerSession:
         closing.start()
         closing.join(CLOSE_WAIT_S)
         held, self._assignment = self._assignment, set()
+        self._held = set()
         self._consumer = self._new_consumer()
         if held:
+            # The new consumer starts from the committed offsets: whatever waited on the
+            # old one's partitions (dead letters) is redone from there.
+            self._on_gone({p for _, p in held})
             self._watch.rebalanced("lost", held, self._assignment)
         self._watch.use(self._consumer)
         self._metrics.consumer_replacements.inc()
@@ -245,9 +306,26 @@ class ConsumerSession:
         closing in the background): its rebalances are no longer this session's."""
         return consumer is not self._consumer or consumer is self._retired
 
+    def partition_count(self) -> int | None:
+        """The commands topic's partition count, read from the broker's metadata at each
+        assignment and every :data:`PARTITIONS_REFRESH_S` (a topic's count can be raised);
+        None while metadata cannot be had (the partition check waits for it)."""
+        now = self._monotonic()
+        if self._count is None or now - self._count[1] > PARTITIONS_REFRESH_S:
+            try:
+                topic = self._consumer.list_topics(self._topic, timeout=METADATA_TIMEOUT_S)
+                count = len(topic.topics[self._topic].partitions)
+            except (KafkaException, KeyError) as e:
+                log.warning("no partition count for the commands topic yet",
+                            extra={"error": str(e)[:300]})
+                return None if self._count is None else self._count[0]
+            self._count = (count, now) if count else None
+        return None if self._count is None else self._count[0]
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._replaced(consumer):
             return
+        self._count = None  # read again: the assignment follows the topic's metadata
         added = {(tp.topic, tp.partition) for tp in partitions}
         self._assignment |= added
         self._watch.rebalanced("assigned", added, self._assignment)
@@ -280,10 +358,15 @@ class ConsumerSession:
             except Exception as e:
                 log.debug("commit on revoke skipped", extra={"reason": str(e)})
         self._assignment -= gone
+        self._held -= gone
         self._watch.rebalanced(how, gone, self._assignment)
         level = logging.INFO if how == "revoked" else logging.WARNING
         log.log(level, "partitions revoked" if how == "revoked" else "partitions lost",
                 extra={"partitions": sorted(p for _, p in gone)})
+
+
+def _partitions(keys: set[Key]) -> list[TopicPartition]:
+    return [TopicPartition(t, p) for t, p in sorted(keys)]
 
 
 def _close_quietly(consumer: Consumer) -> None:

@@ -11,7 +11,10 @@ Guarantees (each has a test against the real broker and database), and where eac
   stores them once :meth:`Worker._advance` has committed and dead-lettered; the session
   stores only for partitions still assigned);
 * bytes that are not a command go to the DLQ with the reason; they never stop the worker
-  (:meth:`Worker._decode`);
+  (:meth:`Worker._decode`). Dead letters are sized to the DLQ topic as configured; one the
+  topic still refuses holds its own partition only, offsets stored up to it, until it is
+  delivered (``dead_letter_gate.DeadLetterGate``: :meth:`Worker.handle` stores what the gate
+  allows, :meth:`Worker.run_once` lets it retry);
 * a transient fault (PostgreSQL or Kafka unavailable, a race with another writer) pauses
   the assigned partitions and retries the same batch with exponential backoff and jitter,
   polling meanwhile so the consumer keeps its group membership; good commands are never
@@ -34,6 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, cast
 from uuid import UUID
 
@@ -47,20 +51,26 @@ from tenacity import (
 )
 
 from phoenix_resources import bootstrap
-from phoenix_resources.adapters.dlq import DeadLetters
+from phoenix_resources.adapters import native as compiled
+from phoenix_resources.adapters.dlq_delivery import DeadLetterLimit, DeadLetters
 from phoenix_resources.adapters.group_membership import GroupMembership
 from phoenix_resources.adapters.kafka import partition_key
+from phoenix_resources.adapters.native import NativeItem, NativePath
 from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
+from phoenix_resources.domain.rules import Misplaced
 from phoenix_resources.entrypoints.consumer_session import ConsumerSession
+from phoenix_resources.entrypoints.dead_letter_gate import DeadLetterGate
 from phoenix_resources.errors import DecodeError, TransientError
 from phoenix_resources.observability import Metrics, log_context
 from phoenix_resources.observability.tracing import Tracing
 from phoenix_resources.observability.worker_watch import BatchWatch, WorkerWatch
+from phoenix_resources.services.apply_encoded import apply_encoded
 from phoenix_resources.services.isolate import Isolation
 from phoenix_resources.services.ports import BatchUnit, Incoming
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.headers import command_headers
+from phoenix_resources.wire.partitioner import partition_for
 
 log = logging.getLogger("phoenix_resources.worker")
 
@@ -75,8 +85,10 @@ class _InFlight:
     messages: list[Message]
     dead: DeadLetters
     watch: BatchWatch
-    isolation: Isolation | None = None
+    isolation: Isolation[Any] | None = None
     by_command: dict[UUID, Message] = field(default_factory=dict)
+    decoded_from: list[Message] = field(default_factory=list)
+    """The messages as the compiled path decoded them (its items name them by index)."""
     counted: bool = False
 
     def drop_partitions(self, partitions: set[int]) -> None:
@@ -97,19 +109,25 @@ class Worker:
                  prepare: Callable[[], None] | None = None,
                  tracing: Tracing | None = None,
                  membership: GroupMembership | None = None,
-                 new_consumer: Callable[[], Consumer] | None = None) -> None:
+                 new_consumer: Callable[[], Consumer] | None = None,
+                 native: NativePath | None = None,
+                 dlq_topic_max_bytes: Callable[[], int | None] | None = None) -> None:
         """``prepare`` runs before the first consume (e.g. looking up the event schemas in
         the registry); transient failures of it are waited out, others stop the worker.
         ``membership`` follows the consumer's group state; with ``new_consumer`` the worker
-        replaces a consumer out of its group for ``consumer_replace_after_s``."""
+        replaces a consumer out of its group for ``consumer_replace_after_s``. With
+        ``native`` (``PHOENIX_NATIVE``, chosen by bootstrap) the per-command work is compiled;
+        the rules are the same (``docs/decisions/0014-the-compiled-hot-path.md``).
+        ``dlq_topic_max_bytes()`` reads the DLQ topic's ``max.message.bytes`` (without it,
+        dead letters are sized for the producer's limit until the topic refuses one)."""
         self.settings = settings
+        self.native = native
         self._prepare = prepare
         self.producer = producer
         self.codec = codec
         self.unit_factory = unit_factory
         self.metrics = metrics
         self.clock = clock
-        self._dlq_max_bytes = producer_max_bytes(settings.kafka_options)
         self._in_flight: _InFlight | None = None
         self._stop = threading.Event()
         self.watch = WorkerWatch(metrics, consumer, tracing=tracing, monotonic=monotonic,
@@ -119,6 +137,12 @@ class Worker:
             on_gone=self._abandon, stopping=self._stop.is_set, monotonic=monotonic,
             membership=membership, new_consumer=new_consumer,
             replace_after_s=settings.consumer_replace_after_s)
+        limit = DeadLetterLimit(producer_max_bytes(settings.kafka_config("producer")),
+                                dlq_topic_max_bytes, monotonic=monotonic)
+        self.gate = DeadLetterGate(
+            settings.dlq_topic, limit, session=self.session, watch=self.watch, metrics=metrics,
+            retry_initial_s=settings.retry_initial_s, retry_max_s=settings.retry_max_s,
+            monotonic=monotonic)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -178,6 +202,7 @@ class Worker:
         """One batch. A consumer out of its group is replaced here, between two batches:
         nothing is in flight, every stored offset follows a database commit."""
         self.session.replace_if_out_of_group()
+        self.gate.retry(self.producer)
         messages = self.session.consume(self.settings.batch_size,
                                         self.settings.batch_max_wait_ms / 1000)
         if messages:
@@ -189,9 +214,7 @@ class Worker:
         """Apply ``messages``, retrying transient faults with the assignment paused; store
         their offsets only once the batch committed and its dead letters were acknowledged.
         Stopping mid-fault abandons the batch unstored (it will be redelivered)."""
-        batch = _InFlight(list(messages), DeadLetters(self.settings.dlq_topic,
-                                                      self._dlq_max_bytes),
-                          self.watch.batch(messages))
+        batch = _InFlight(list(messages), self.gate.letters(), self.watch.batch(messages))
         self._in_flight = batch
         try:
             for attempt in Retrying(
@@ -208,7 +231,7 @@ class Worker:
             return
         finally:
             self._in_flight = None
-        self.session.store_offsets(batch.messages)
+        self.session.store_offsets(self.gate.settle(batch.messages, batch.dead))
         self.session.resume()
         batch.watch.finished(batch.dead)
 
@@ -217,14 +240,13 @@ class Worker:
         next owner gets them again from the last committed offset)."""
         if self._in_flight is not None:
             self._in_flight.drop_partitions(partitions)
+        self.gate.drop_partitions(partitions)
 
     def _advance(self, batch: _InFlight) -> None:
         """One attempt: decode (once), apply what is left, then dead-letter; each step is
         skipped when an earlier attempt finished it."""
         if batch.isolation is None:
-            incoming = self._decode(batch)
-            batch.watch.decoded(incoming)
-            batch.isolation = Isolation(incoming, oldest=self._oldest_accepted())
+            batch.isolation = self._isolation(batch)
         if not batch.isolation.done:
             with batch.watch.span_of("apply"):
                 batch.isolation.run(self.unit_factory, self.clock())
@@ -239,8 +261,52 @@ class Worker:
         """Commands issued before this are refused (CMD-008): their dedupe rows may be gone."""
         return self.clock() - timedelta(hours=self.settings.processed_retention_hours)
 
-    def _decode(self, batch: _InFlight) -> list[Incoming]:
+    def _isolation(self, batch: _InFlight) -> Isolation[Any]:
+        """Decode the batch, by the compiled path or the Python reference: the isolation's
+        rules are the same for both, only what applies one part differs."""
+        partitions = self.session.partition_count()
+        if self.native is None:
+            incoming = self._decode(batch, partitions)
+            batch.watch.decoded(incoming)
+            return Isolation(incoming, oldest=self._oldest_accepted())
+        batch.decoded_from = list(batch.messages)
+        decoding = compiled.decode(self.native.module, batch.decoded_from, self.codec)
+        refuse = None
+        if partitions is not None:
+            if self.settings.partition_check == "refuse":
+                refuse = partitions
+            else:
+                self._warn_misplaced(len(decoding.batch.misplaced(partitions)))
+        for name, count in decoding.invalid_headers.items():
+            self.metrics.invalid_headers.labels(name).inc(count)
+        for i, e in decoding.dead:
+            self._dead_letter(batch, batch.decoded_from[i], e.reason, e.detail, e)
+        batch.watch.decoded(cast(list[Incoming], decoding.items),
+                            issued=decoding.issued_seconds)
+        return Isolation(decoding.items, oldest=self._oldest_accepted(),
+                         apply=partial(apply_encoded, source=decoding.batch,
+                                       prefixes=self.native.prefixes(), partitions=refuse))
+
+    def _misplaced(self, key: bytes | None, partition: int,
+                   partitions: int | None) -> Misplaced | None:
+        """Where a record's key belongs when it is not where it is (CMD-011), as the Java
+        client's partitioner puts it; unknown partition count or no key: not checked."""
+        if partitions is None or key is None:
+            return None
+        home = partition_for(key, partitions)
+        return None if home == partition else Misplaced(partition, home, partitions)
+
+    def _warn_misplaced(self, count: int) -> None:
+        """``PHOENIX_PARTITION_CHECK=warn``: misplaced records are applied, and counted."""
+        if count:
+            self.metrics.partition_mismatches.inc(count)
+            log.warning("records in another partition than their key's, applied "
+                        "(PHOENIX_PARTITION_CHECK=warn)", extra={"count": count})
+
+    def _decode(self, batch: _InFlight, partitions: int | None = None) -> list[Incoming]:
         incoming: list[Incoming] = []
+        warned = 0
+        refuse = self.settings.partition_check == "refuse"
         invalid_headers = self.metrics.invalid_headers
         for m in batch.messages:
             _, partition = partition_key(m)
@@ -254,10 +320,15 @@ class Worker:
             except DecodeError as e:
                 self._dead_letter(batch, m, e.reason, e.detail, e)
                 continue
-            key_matches = m.key() == str(command.resource_id).encode()
+            key = m.key()
+            key_matches = key == str(command.resource_id).encode()
+            misplaced = self._misplaced(key, partition, partitions)
+            if misplaced is not None and not refuse:
+                warned, misplaced = warned + 1, None
             batch.by_command.setdefault(command.command_id, m)
             incoming.append(Incoming(command, partition, m.offset() or 0, headers.traceparent,
-                                     key_matches))
+                                     key_matches, misplaced))
+        self._warn_misplaced(warned)
         return incoming
 
     def _dead_letter(self, batch: _InFlight, m: Message, reason: str, detail: str,
@@ -267,12 +338,13 @@ class Worker:
                                             "topic": m.topic(), "partition": m.partition(),
                                             "offset": m.offset()})
 
-    def _count(self, batch: _InFlight, isolation: Isolation) -> None:
+    def _count(self, batch: _InFlight, isolation: Isolation[Any]) -> None:
         report = isolation.report
         for item, error in isolation.unparkable:
             # Even the parking lot refused it: the DLQ is the last place that keeps it.
-            self._dead_letter(batch, batch.by_command[item.command.command_id],
-                              "unparkable", error)
+            message = (batch.decoded_from[item.index] if isinstance(item, NativeItem)
+                       else batch.by_command[item.command.command_id])
+            self._dead_letter(batch, message, "unparkable", error)
         batch.watch.counted(report)
         if report.duplicates:
             log.info("duplicates absorbed", extra={
@@ -309,5 +381,6 @@ def build_worker(settings: Settings, metrics: Metrics,
     worker = Worker(settings, consumer=parts.consumer, producer=parts.producer,
                     codec=parts.codec, unit_factory=parts.unit_factory, metrics=metrics,
                     prepare=parts.events.prepare, tracing=tracing,
-                    membership=parts.membership, new_consumer=parts.new_consumer)
+                    membership=parts.membership, new_consumer=parts.new_consumer,
+                    native=parts.native, dlq_topic_max_bytes=parts.dlq_topic_max_bytes)
     return worker, parts.pool

@@ -12,6 +12,13 @@ thread. Per assigned partition:
   older, so this errs high by at most the gap between two records);
 * both are **0** once every record up to the high watermark is finished (an idle worker).
 
+Every assigned partition has both figures from its assignment until its revocation (or loss),
+so a dashboard or an ``absent()`` alert sees an idle worker's partitions. Until the worker
+knows where a partition stands — it has taken none of its records since the assignment, and
+librdkafka gives no position before it hands out a record — both are 0: an idle partition
+stays there, and one with records waiting shows them as soon as its first record is taken
+(the next consume, unless the worker is paused by a fault since before the assignment).
+
 A paused partition is not fetched, so its high watermark (and the message count) is as of the
 pause; the seconds keep counting.
 """
@@ -102,24 +109,26 @@ class ConsumerLag:
                 part.in_hand = None
 
     def total(self) -> int:
-        """Records waiting over every assigned partition whose lag is known."""
+        """Records waiting over every assigned partition (those whose position is not known
+        yet count 0)."""
         return sum(messages for _, _, messages, _ in self.snapshot())
 
     def snapshot(self) -> list[tuple[str, int, int, float]]:
-        """``(topic, partition, messages, seconds)`` of each partition whose lag is known."""
+        """``(topic, partition, messages, seconds)`` of every assigned partition; what is not
+        known yet counts 0 (see the module's docstring)."""
         now = self._wall()
-        out = []
         with self._lock:
-            for (topic, partition), p in sorted(self._parts.items()):
-                head = p.in_hand[0] if p.in_hand is not None else p.done
-                if p.high is None or head is None:
-                    continue
-                messages = max(0, p.high - head)
-                ts: float | None = None
-                if p.in_hand is not None:
-                    ts = p.in_hand[1]
-                elif messages:
-                    ts = p.last_ts
-                seconds = max(0.0, now - ts) if ts is not None else 0.0
-                out.append((topic, partition, messages, seconds))
-        return out
+            return [(topic, partition, *_lag(p, now))
+                    for (topic, partition), p in sorted(self._parts.items())]
+
+
+def _lag(p: _Partition, now: float) -> tuple[int, float]:
+    """(messages, seconds) of one partition."""
+    head = p.in_hand[0] if p.in_hand is not None else p.done
+    messages = max(0, p.high - head) if p.high is not None and head is not None else 0
+    ts: float | None = None
+    if p.in_hand is not None:
+        ts = p.in_hand[1]
+    elif messages:
+        ts = p.last_ts
+    return messages, max(0.0, now - ts) if ts is not None else 0.0

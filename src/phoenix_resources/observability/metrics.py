@@ -12,9 +12,12 @@ Guarantees:
   ``other``, an unknown HTTP path as the route ``other``;
 * the process (CPU, memory, file descriptors) and Python (GC, version) collectors are on the
   registry, and ``phoenix_build_info`` names the version and the process kind;
-* under several API processes (``PHOENIX_HTTP_WORKERS`` > 1) counters and histograms are
-  kept in ``PROMETHEUS_MULTIPROC_DIR`` and every process's scrape answers the sum of all of
-  them (:meth:`Metrics.exposition`).
+* ``phoenix_ready{component}`` is the verdict of the readiness each process registers for its
+  own kind (:meth:`Metrics.set_readiness`), evaluated at each scrape;
+* under several API processes (``PHOENIX_HTTP_WORKERS`` > 1) every value is kept in
+  ``PROMETHEUS_MULTIPROC_DIR`` and any process's scrape answers for all of them
+  (:mod:`.multiprocess`: counters and histograms summed, the process figures one series per
+  worker).
 """
 
 from __future__ import annotations
@@ -22,13 +25,9 @@ from __future__ import annotations
 import bisect
 import importlib.metadata
 import math
-import os
 import platform
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from typing import Literal
 
 from prometheus_client import (
@@ -46,7 +45,12 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from phoenix_resources.domain.rules import ParkCode, RejectionCode
+from phoenix_resources.observability import multiprocess
 from phoenix_resources.observability.lag import ConsumerLag
+
+MULTIPROC_ENV = multiprocess.MULTIPROC_ENV
+multiprocess_dir = multiprocess.multiprocess_dir
+"""Also importable from here, where they used to live (:mod:`.multiprocess`)."""
 
 OTHER = "other"
 NO_CODE = "none"
@@ -67,8 +71,7 @@ OUTCOME_CODES: dict[str, tuple[str, ...]] = {
     "dead_lettered": (*DLQ_REASONS, OTHER),
 }
 TRANSIENT_KINDS = ("DatabaseUnavailable", "DatabaseReadOnly", "DatabaseRefused",
-                   "BrokerUnavailable", "RegistryUnavailable", "DeadLetterBlocked",
-                   "ConcurrentModification")
+                   "BrokerUnavailable", "RegistryUnavailable", "ConcurrentModification")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
 HTTP_ROUTES = ("/api/v1/resources/{id}", "/api/v1/commands/{command_id}", "/api/v1/resources",
                "/healthz", "/readyz", "/metrics")
@@ -177,7 +180,7 @@ class _LagCollector(Collector):
                                   labels=labels))
 
 
-class _ReadyCollector(Collector):
+class ReadyCollector(Collector):
     """``phoenix_ready{component}``: the same verdict as ``/readyz``, evaluated per scrape."""
 
     def __init__(self) -> None:
@@ -205,20 +208,29 @@ class _ReadyCollector(Collector):
 class Metrics:
     """Every metric of the service, on one registry per process.
 
-    ``component`` names the process kind in ``phoenix_build_info`` (worker, relay, api, all).
+    ``component`` names the process kind in ``phoenix_build_info`` (worker, relay, api, grpc,
+    console, all for ``run``). In multiprocess mode (:mod:`.multiprocess`) this process's
+    process and Python figures are copied into the shared directory at each of its scrapes,
+    and every few seconds once :meth:`mirror_in_background` is called.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None, *,
                  component: str = "all") -> None:
         self.registry = registry or CollectorRegistry()
+        self.component = component
         self.multiprocess = values.ValueClass is not values.MutexValue
         r = self.registry
-        gauge_mode: Literal["max"] = "max"  # only used in multiprocess mode (the API's processes)
+        # Gauges state what a process sees now: in multiprocess mode (the API's processes)
+        # the live processes' highest value; a dead process's value leaves with it.
+        gauge_mode: Literal["livemax"] = "livemax"
         self.build_info = Gauge("phoenix_build_info", "Always 1: the version and process kind",
                                 ["version", "component", "python"], registry=r,
                                 multiprocess_mode=gauge_mode)
         self.build_info.labels(version(), component, platform.python_version()).set(1)
-        if not self.multiprocess:
+        self._mirror: multiprocess.ProcessMirror | None = None
+        if self.multiprocess:
+            self._mirror = multiprocess.ProcessMirror()
+        else:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
             GCCollector(registry=r)
@@ -229,6 +241,10 @@ class Metrics:
         self.invalid_headers = Counter("phoenix_invalid_headers",
                                        "Command record headers dropped as invalid (the "
                                        "command is still processed)", ["header"], registry=r)
+        self.partition_mismatches = Counter(
+            "phoenix_partition_mismatches", "Command records in another partition than their "
+            "key's, applied anyway (PHOENIX_PARTITION_CHECK=warn; refused otherwise, CMD-011)",
+            registry=r)
         self.batches = Counter("phoenix_batches", "Batches committed to PostgreSQL", registry=r)
         self.batch_size = Histogram("phoenix_batch_size", "Commands per batch", registry=r,
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000))
@@ -240,7 +256,8 @@ class Metrics:
             "phoenix_command_latency_seconds",
             "Command issued_at (publisher's clock) to its batch's commit", LATENCY_BUCKETS, r)
         self.consumer_lag = ConsumerLag()
-        r.register(_LagCollector(self.consumer_lag))
+        lag = _LagCollector(self.consumer_lag)
+        r.register(lag)
         self.transient_errors = Counter("phoenix_transient_errors",
                                         "Transient faults waited out (each one a retry)",
                                         ["component", "kind"], registry=r)
@@ -250,6 +267,10 @@ class Metrics:
         self.paused_seconds = Counter("phoenix_consumer_paused_seconds",
                                       "Time spent with consumption paused by a fault",
                                       registry=r)
+        self.dlq_blocked = Gauge("phoenix_dlq_blocked",
+                                 "Dead letters of a commands-topic partition that the DLQ "
+                                 "topic refuses; the partition waits for them (0: none)",
+                                 ["partition"], registry=r, multiprocess_mode=gauge_mode)
         self.assigned_partitions = Gauge("phoenix_assigned_partitions",
                                          "Partitions assigned to this worker", registry=r,
                                          multiprocess_mode=gauge_mode)
@@ -291,8 +312,11 @@ class Metrics:
         self.http_seconds = Histogram("phoenix_http_request_seconds", "HTTP latency",
                                       ["route"], registry=r,
                                       buckets=(.001, .0025, .005, .01, .025, .05, .1, .2, .5, 1))
-        self._ready = _ReadyCollector()
+        self._ready = ReadyCollector()
         r.register(self._ready)
+        self._own: list[Collector] = [self.command_latency, lag, self.publish_latency,
+                                      self._ready]
+        """What the multiprocess files do not hold: answered by the scraped process."""
         self._initialise_labels(component)
 
     def _initialise_labels(self, component: str) -> None:
@@ -332,40 +356,20 @@ class Metrics:
         """Export ``phoenix_ready{component}`` from ``ready()``, evaluated at each scrape."""
         self._ready.checks[component] = ready
 
+    def mirror_in_background(self) -> None:
+        """In multiprocess mode, copy this process's figures into the shared directory every
+        few seconds from now on (a worker that other workers answer scrapes for); else
+        nothing."""
+        if self._mirror is not None:
+            self._mirror.start()
+
     def exposition(self) -> bytes:
-        """The text a scrape answers: this registry, or in multiprocess mode every API
-        process's counters and histograms summed."""
-        if not self.multiprocess:
+        """The text a scrape answers: this registry, or in multiprocess mode every process's
+        values (:func:`.multiprocess.exposition`) with this process's own collectors."""
+        if self._mirror is None:
             return generate_latest(self.registry)
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-"""prometheus-client's own variable: set, it keeps metric values in files of that directory
-(read when a process first imports prometheus_client)."""
-
-
-@contextmanager
-def multiprocess_dir() -> Iterator[str]:
-    """For processes started inside the block (the API's uvicorn workers): a fresh directory
-    for prometheus-client's multiprocess mode, removed afterwards. A directory already set in
-    ``PROMETHEUS_MULTIPROC_DIR`` (e.g. a Kubernetes emptyDir) is emptied and kept."""
-    given = os.environ.get(MULTIPROC_ENV)
-    path = given or tempfile.mkdtemp(prefix="phoenix-metrics-")
-    for name in os.listdir(path):
-        if name.endswith(".db"):
-            os.unlink(os.path.join(path, name))
-    os.environ[MULTIPROC_ENV] = path
-    try:
-        yield path
-    finally:
-        if not given:
-            os.environ.pop(MULTIPROC_ENV, None)
-            shutil.rmtree(path, ignore_errors=True)
+        self._mirror.sample()
+        return multiprocess.exposition(self._own)
 
 
 def family_names(metrics: Metrics) -> Iterator[str]:

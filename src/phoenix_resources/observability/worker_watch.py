@@ -8,7 +8,9 @@ hot path keeps its shape:
 * :meth:`WorkerWatch.batch` when a batch is taken → a :class:`BatchWatch`, whose
   :meth:`~BatchWatch.decoded`, :meth:`~BatchWatch.span`, :meth:`~BatchWatch.counted` and
   :meth:`~BatchWatch.finished` / :meth:`~BatchWatch.abandoned` follow the batch;
-* :meth:`WorkerWatch.rebalanced`, :meth:`WorkerWatch.paused`, :meth:`WorkerWatch.resumed`.
+* :meth:`WorkerWatch.rebalanced`, :meth:`WorkerWatch.paused`, :meth:`WorkerWatch.resumed`;
+* :meth:`WorkerWatch.dlq_blocked` / :meth:`WorkerWatch.dlq_released` while a partition waits
+  for dead letters the DLQ topic refuses.
 
 Per batch it costs one pass over the records (first and last record per partition) and one
 over the decoded commands (their end-to-end latency, observed in bulk).
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
+from uuid import UUID
 
 from confluent_kafka import Consumer, Message, TopicPartition
 from opentelemetry import trace
@@ -80,6 +83,8 @@ class WorkerWatch:
         self._joined = False
         self._paused_at: float | None = None
         self._paused_reason: str | None = None
+        self._blocked: dict[int, tuple[int, str, float]] = {}
+        """Partitions waiting for refused dead letters: (how many, the refusal, since)."""
         self._progress_at = monotonic()
         self._next_refresh = 0.0
 
@@ -149,6 +154,19 @@ class WorkerWatch:
     def progressed(self) -> None:
         self._progress_at = self._monotonic()
 
+    def dlq_blocked(self, partition: int, letters: int, refusal: str) -> None:
+        """``letters`` dead letters of ``partition`` are refused by the DLQ topic (for
+        ``refusal``); the partition waits for them. Readiness is off until every partition
+        is released."""
+        since = self._blocked.get(partition, (0, "", self._monotonic()))[2]
+        self._blocked[partition] = (letters, refusal, since)
+        self.metrics.dlq_blocked.labels(str(partition)).set(letters)
+
+    def dlq_released(self, partition: int) -> None:
+        """``partition`` waits for no dead letter any more (delivered, or it left)."""
+        if self._blocked.pop(partition, None) is not None:
+            self.metrics.dlq_blocked.labels(str(partition)).set(0)
+
     # --- readiness -------------------------------------------------------------------------
 
     def readiness(self) -> dict[str, Any]:
@@ -157,7 +175,8 @@ class WorkerWatch:
         consumption paused by a fault for longer than that (a batch in flight is not counted
         as waiting, so a pause alone must be enough) — and, with a membership, not out of the
         group for longer than ``stuck_after_s`` either (its state is reported as
-        ``group_state``)."""
+        ``group_state``). Not ready at once while a partition waits for dead letters the DLQ
+        topic refuses (``reason``: ``dlq_blocked``, details under ``dlq_blocked``)."""
         waiting = self.lag.total()
         now = self._monotonic()
         if waiting == 0 and self._paused_at is None:
@@ -174,6 +193,8 @@ class WorkerWatch:
         if self._paused_at is not None:
             report["seconds_paused"] = round(paused_for, 1)
             report["paused_by"] = self._paused_reason
+        if self._blocked:
+            report.update(ok=False, reason="dlq_blocked", dlq_blocked=self._blocked_report(now))
         if self._membership is not None:
             out = self._membership.out_of_group_s()
             report["group_state"] = self._membership.state
@@ -181,6 +202,12 @@ class WorkerWatch:
             if out > self._stuck_after_s:
                 report["ok"] = False
         return report
+
+    def _blocked_report(self, now: float) -> dict[str, Any]:
+        first = min(self._blocked.values(), key=lambda b: b[2])
+        return {"partitions": sorted(self._blocked),
+                "dead_letters": sum(n for n, _, _ in self._blocked.values()),
+                "refusal": first[1], "seconds": round(now - first[2], 1)}
 
 
 class BatchWatch:
@@ -191,6 +218,7 @@ class BatchWatch:
         self._started = time.perf_counter()
         self._start_ns = time.time_ns()
         self._incoming: Sequence[Incoming] = ()
+        self._issued_by: Callable[[Sequence[UUID]], list[float]] | None = None
         self.span: trace.Span | None = None
         # One topic per worker (its subscription): key the pass by partition alone.
         first: dict[int | None, Message] = {}
@@ -205,12 +233,16 @@ class BatchWatch:
         self._last = {(self._topic, p or 0): m for p, m in last.items()}
         watch.lag.taken({(self._topic, p or 0): _stamp(m) for p, m in first.items()})
 
-    def decoded(self, incoming: Sequence[Incoming]) -> None:
-        """The commands of the batch are known: open its span (when tracing) with links."""
+    def decoded(self, incoming: Sequence[Incoming], traceparents: Sequence[str | None] = (),
+                issued: Callable[[Sequence[UUID]], list[float]] | None = None) -> None:
+        """The commands of the batch are known: open its span (when tracing) with links.
+        The compiled path gives no ``incoming`` but the ``traceparents`` and a function
+        ``issued(excluded ids)`` that says when its commands were issued."""
         self._incoming = incoming
+        self._issued_by = issued
         if self._watch.tracing.enabled and self.span is None:
             self.span = self._watch.tracing.batch_span(
-                [i.traceparent for i in incoming], self._start_ns,
+                [i.traceparent for i in incoming] or list(traceparents), self._start_ns,
                 {"messaging.system": "kafka", "messaging.operation.type": "process",
                  "messaging.destination.name": self._topic,
                  "messaging.batch.message_count": self._size})
@@ -241,6 +273,8 @@ class BatchWatch:
 
     def _issued(self, report: _Report) -> list[float]:
         """When each fresh command was issued (epoch seconds); redeliveries left out."""
+        if self._issued_by is not None:
+            return self._issued_by(report.duplicate_ids)
         if not report.duplicate_ids:
             return [item.command.issued_at.timestamp() for item in self._incoming]
         duplicates = set(report.duplicate_ids)  # their first delivery was counted

@@ -2,8 +2,11 @@
 
 Ordering inside the transaction, and why:
 
-1. **claim**: find which ``command_id`` s are not recorded yet (the rest are duplicates: only
-   their ``duplicate_deliveries`` counter moves);
+1. **claim**: find which ``command_id`` s are recorded already, and for which resource and
+   type: a repeat delivery of a recorded command is a duplicate (only its
+   ``duplicate_deliveries`` counter moves); a delivery that reuses a recorded id — or one
+   taken earlier in the batch — for another resource or type is refused (CMD-012: announced,
+   never recorded, the id's row stays its first command's);
 2. **load** the current state of the batch's resources, locked (``FOR UPDATE``) — a writer
    of the same resources in another transaction waits for us, or we for it, and then we see
    its committed effects;
@@ -25,6 +28,7 @@ from datetime import datetime
 from itertools import repeat
 from uuid import UUID
 
+from phoenix_resources.domain.commands import AnyCommand
 from phoenix_resources.domain.decide import (
     Applied,
     Decision,
@@ -33,7 +37,12 @@ from phoenix_resources.domain.decide import (
     rejection_event,
 )
 from phoenix_resources.domain.model import Resource
-from phoenix_resources.domain.rules import ParkCode, RuleViolation, check_admission
+from phoenix_resources.domain.rules import (
+    ParkCode,
+    RuleViolation,
+    check_admission,
+    check_same_command,
+)
 from phoenix_resources.services.ports import (
     BatchRows,
     BatchUnit,
@@ -45,6 +54,7 @@ from phoenix_resources.services.ports import (
     OutcomeRow,
     Parked,
     ParkingEntry,
+    Recorded,
     StateChange,
 )
 
@@ -72,16 +82,82 @@ class BatchReport:
 
 
 def split_repeats(batch: Sequence[Incoming]) -> list[Claim]:
-    """First delivery of each command_id wins; later ones in the batch are repeats."""
+    """First delivery of each command_id wins; later ones of the same command (the same
+    resource and type) are its repeats, and the others are kept apart (``Claim.reused``)."""
     first: dict[UUID, Incoming] = {}
     repeats: dict[UUID, int] = {}
+    reused: dict[UUID, list[Incoming]] = {}
     for item in batch:
         cid = item.command.command_id
-        if cid in first:
+        head = first.get(cid)
+        if head is None:
+            first[cid] = item
+        elif _same_command(head.command, item.command):
             repeats[cid] = repeats.get(cid, 0) + 1
         else:
-            first[cid] = item
-    return [Claim(item, repeats.get(cid, 0)) for cid, item in first.items()]
+            reused.setdefault(cid, []).append(item)
+    return [Claim(item, repeats.get(cid, 0), tuple(reused.get(cid, ())))
+            for cid, item in first.items()]
+
+
+def _same_command(a: AnyCommand, b: AnyCommand) -> bool:
+    return a.resource_id == b.resource_id and a.type is b.type
+
+
+def _reuse(item: Incoming, owner: Recorded) -> Rejected | None:
+    """The refusal of ``item`` when its id belongs to ``owner``'s command (CMD-012)."""
+    command = item.command
+    try:
+        check_same_command(command.command_id, command.resource_id, command.type.value,
+                           owner=owner)
+    except RuleViolation as v:
+        return Rejected(command, v.code, v.message)
+    return None
+
+
+@dataclass
+class Sorted:
+    """The claims of a unit once it knows which ids are recorded, and whose."""
+
+    fresh: list[Claim] = field(default_factory=list)
+    repeated: dict[UUID, int] = field(default_factory=dict)
+    """Deliveries to add to the counters of recorded commands."""
+    refused: list[tuple[Incoming, Rejected]] = field(default_factory=list)
+    """Deliveries that reuse an id taken by another command (CMD-012)."""
+
+
+def sort_claims(claims: Sequence[Claim], recorded: Mapping[UUID, Recorded],
+                report: BatchReport) -> Sorted:
+    """An id names the command it was recorded for, else its first delivery's: every
+    delivery of that command is the command (new, a repeat or a duplicate), every other
+    delivery of the id is refused (CMD-012) — announced, never recorded. Duplicates are
+    counted in ``report``; refusals follow in claim order (each claim's own deliveries,
+    then its ``reused`` ones in batch order)."""
+    out = Sorted()
+    for c in claims:
+        command = c.incoming.command
+        cid = command.command_id
+        known = recorded.get(cid)
+        if known is None:
+            out.fresh.append(c)
+            report.duplicates += c.repeats
+        elif (refusal := _reuse(c.incoming, known)) is None:
+            out.repeated[cid] = c.repeats + 1
+            report.duplicates += c.repeats + 1
+            report.duplicate_ids.append(cid)
+        else:
+            out.refused += [(c.incoming, refusal)] * (c.repeats + 1)
+        owner = known if known is not None else Recorded(command.resource_id,
+                                                         command.type.value)
+        for item in c.reused:
+            if (refusal := _reuse(item, owner)) is not None:
+                out.refused.append((item, refusal))
+                continue
+            if cid not in out.repeated:  # the recorded command, after a reuse of its id
+                report.duplicate_ids.append(cid)
+            out.repeated[cid] = out.repeated.get(cid, 0) + 1
+            report.duplicates += 1
+    return out
 
 
 def _decide(before: Resource | None, item: Incoming, now: datetime,
@@ -89,7 +165,7 @@ def _decide(before: Resource | None, item: Incoming, now: datetime,
     command = item.command
     try:
         check_admission(command.command_id, command.issued_at, key_matches=item.key_matches,
-                        oldest=oldest)
+                        oldest=oldest, misplaced=item.misplaced)
     except RuleViolation as v:
         return Rejected(command, v.code, v.message)
     return decide(before, command, now)
@@ -133,7 +209,8 @@ def fold(states: Mapping[UUID, Resource], fresh: Sequence[Incoming], now: dateti
 def stored_rows(decided: Sequence[tuple[Incoming, Outcome]],
                 changes: Mapping[UUID, StateChange], now: datetime, outbox: OutboxFormat, *,
                 claimed: Sequence[Claim] | None = None,
-                repeated: Mapping[UUID, int] | None = None) -> BatchRows:
+                repeated: Mapping[UUID, int] | None = None,
+                refused: Sequence[tuple[Incoming, Rejected]] = ()) -> BatchRows:
     """Every row a transaction stores for ``decided`` (in decision order) and ``changes``.
 
     With ``claimed`` (the claims of the decided commands, in the same order) each outcome is
@@ -141,7 +218,9 @@ def stored_rows(decided: Sequence[tuple[Incoming, Outcome]],
     the commands were recorded before (parked) and their outcome is replaced. An applied
     change's event, and every refusal's announcement (made at ``now``), become outbox rows
     in decision order — so per resource in version order; a parked command joins the lot.
-    ``repeated`` counts further deliveries of commands recorded before.
+    ``repeated`` counts further deliveries of commands recorded before. ``refused`` (reused
+    ids, CMD-012) are announced after the decisions, and have no outcome row: their id's
+    row is another command's.
     """
     encoder = outbox.encoder
     rows: list[OutcomeRow] = []
@@ -163,17 +242,14 @@ def stored_rows(decided: Sequence[tuple[Incoming, Outcome]],
                     item.traceparent))
         elif isinstance(o, Rejected):
             outcome, code, message = "rejected", o.code.value, o.message
-            rejection = rejection_event(o, now)
-            entries.append(OutboxEntry(
-                rejection.rejection_id, str(command.resource_id), rejection.type_name,
-                outbox.rejections_topic, encoder.encode_rejection(rejection), now,
-                item.traceparent))
+            entries.append(_announced(item, o, now, outbox))
         else:
             outcome, code, message = "parked", o.code.value, o.error
             parked.append(ParkingEntry(item, o.code.value, o.error))
         rows.append(OutcomeRow(command.command_id, command.resource_id, command.type.value,
                                outcome, code, message, version, n, command.correlation_id,
                                item.partition, item.offset, command.issued_at))
+    entries += [_announced(item, o, now, outbox) for item, o in refused]
     return BatchRows(
         processed_at=now,
         claimed=rows if claimed is not None else (),
@@ -184,6 +260,14 @@ def stored_rows(decided: Sequence[tuple[Incoming, Outcome]],
         parked=parked, outbox=entries)
 
 
+def _announced(item: Incoming, rejected: Rejected, now: datetime,
+               outbox: OutboxFormat) -> OutboxEntry:
+    rejection = rejection_event(rejected, now)
+    return OutboxEntry(rejection.rejection_id, str(item.command.resource_id),
+                       rejection.type_name, outbox.rejections_topic,
+                       outbox.encoder.encode_rejection(rejection), now, item.traceparent)
+
+
 def apply_batch(unit: BatchUnit, batch: Sequence[Incoming], now: datetime, *,
                 oldest: datetime | None = None, failed: Mapping[UUID, str] | None = None,
                 ) -> BatchReport:
@@ -191,19 +275,10 @@ def apply_batch(unit: BatchUnit, batch: Sequence[Incoming], now: datetime, *,
 
     ``failed`` names commands to park instead of applying (see :func:`fold`)."""
     claims = split_repeats(batch)
-    report = BatchReport(duplicates=sum(c.repeats for c in claims))
+    report = BatchReport()
     with unit:
-        new_ids = unit.claim(claims)
-        fresh: list[Claim] = []
-        repeated: dict[UUID, int] = {}
-        for c in claims:
-            cid = c.incoming.command.command_id
-            if cid in new_ids:
-                fresh.append(c)
-            else:
-                report.duplicates += 1
-                report.duplicate_ids.append(cid)
-                repeated[cid] = c.repeats + 1
+        claimed = sort_claims(claims, unit.claim(claims), report)
+        fresh = claimed.fresh
         outcomes: list[tuple[Incoming, Outcome]] = []
         changes: dict[UUID, StateChange] = {}
         if fresh:
@@ -213,9 +288,9 @@ def apply_batch(unit: BatchUnit, batch: Sequence[Incoming], now: datetime, *,
         # Always written, even with nothing fresh: the write counts the repeat deliveries of
         # known commands.
         unit.write(stored_rows(outcomes, changes, now, unit.outbox_format, claimed=fresh,
-                               repeated=repeated))
+                               repeated=claimed.repeated, refused=claimed.refused))
         unit.commit()
-    _count(report, outcomes)
+    _count(report, [*outcomes, *claimed.refused])
     return report
 
 

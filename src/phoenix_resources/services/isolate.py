@@ -41,13 +41,16 @@ Guarantees:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+from uuid import UUID
 
 from phoenix_resources.errors import DatabaseRefused, TransientError
 from phoenix_resources.services.apply_batch import BatchReport, apply_batch
-from phoenix_resources.services.ports import BatchUnit, Incoming
+from phoenix_resources.services.ports import BatchUnit
+from phoenix_resources.services.ports_encoded import BatchItem
 
 ERROR_TEXT_MAX = 2000
 
@@ -68,31 +71,47 @@ a common cause without trying the rest of the batch (the halving would cost two
 transactions per command)."""
 
 
+Item = TypeVar("Item", bound=BatchItem)
+
+
+class Apply(Protocol):
+    """How one part of the batch is applied in one transaction:
+    :func:`~phoenix_resources.services.apply_batch.apply_batch` (the reference), or the
+    compiled hot path's :func:`~phoenix_resources.services.apply_encoded.apply_encoded`."""
+
+    def __call__(self, unit: BatchUnit, batch: Sequence[BatchItem], now: datetime, *,
+                 oldest: datetime | None = ...,
+                 failed: Mapping[UUID, str] | None = ...) -> BatchReport: ...
+
+
 @dataclass
-class _Held:
+class _Held(Generic[Item]):
     """A command that failed alone, waiting for proof, and its resource's later commands."""
 
-    first: Incoming
+    first: Item
     error: str
-    behind: list[Incoming] = field(default_factory=list)
+    behind: list[Item] = field(default_factory=list)
 
     @property
-    def commands(self) -> list[Incoming]:
+    def commands(self) -> list[Item]:
         return [self.first, *self.behind]
 
 
-class Isolation:
+class Isolation(Generic[Item]):
     """The work of applying one batch; :meth:`run` may be called again after a transient
-    fault and continues where it stopped."""
+    fault and continues where it stopped. ``apply`` applies one part of the batch in one
+    transaction (:class:`Apply`; the rules here are the same whichever it is)."""
 
-    def __init__(self, batch: Sequence[Incoming], *, oldest: datetime | None = None) -> None:
-        self._pending: deque[list[Incoming]] = deque([list(batch)] if batch else [])
-        self._held: list[_Held] = []
+    def __init__(self, batch: Sequence[Item], *, oldest: datetime | None = None,
+                 apply: Apply | None = None) -> None:
+        self._apply: Apply = apply or apply_batch  # type: ignore[assignment]
+        self._pending: deque[list[Item]] = deque([list(batch)] if batch else [])
+        self._held: list[_Held[Item]] = []
         self._proved = False
         """Some part of this batch committed: the database accepts the work."""
         self._oldest = oldest
         self.report = BatchReport()
-        self.unparkable: list[tuple[Incoming, str]] = []
+        self.unparkable: list[tuple[Item, str]] = []
         self.splits = 0
         """How many times a failing batch was halved (0 when nothing failed)."""
 
@@ -113,7 +132,7 @@ class Isolation:
             while self._pending:
                 chunk = self._pending[0]
                 try:
-                    self.report.add(apply_batch(new_unit(), chunk, now, oldest=self._oldest))
+                    self.report.add(self._apply(new_unit(), chunk, now, oldest=self._oldest))
                 except TransientError:
                     raise
                 except Exception as error:
@@ -126,7 +145,7 @@ class Isolation:
             self._settle(new_unit, now)
         return self.report
 
-    def _isolate(self, chunk: list[Incoming], error: Exception) -> None:
+    def _isolate(self, chunk: list[Item], error: Exception) -> None:
         self._pending.popleft()
         if len(chunk) > 1:
             middle = len(chunk) // 2
@@ -135,11 +154,11 @@ class Isolation:
             return
         self._hold(chunk[0], describe(error))
 
-    def _hold(self, item: Incoming, error: str) -> None:
+    def _hold(self, item: Item, error: str) -> None:
         """Set ``item`` aside with its resource's later commands (order per resource)."""
         rid = item.command.resource_id
         held = _Held(item, error)
-        rest: deque[list[Incoming]] = deque()
+        rest: deque[list[Item]] = deque()
         for chunk in self._pending:
             held.behind += [i for i in chunk if i.command.resource_id == rid]
             others = [i for i in chunk if i.command.resource_id != rid]
@@ -166,7 +185,7 @@ class Isolation:
             held = self._held[0]
             failed = {held.first.command.command_id: held.error}
             try:
-                self.report.add(apply_batch(new_unit(), held.commands, now,
+                self.report.add(self._apply(new_unit(), held.commands, now,
                                             oldest=self._oldest, failed=failed))
             except TransientError:
                 raise

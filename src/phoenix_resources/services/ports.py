@@ -17,7 +17,7 @@ from phoenix_resources.domain.commands import AnyCommand
 from phoenix_resources.domain.decide import Applied, Rejected
 from phoenix_resources.domain.events import CommandRejected, ResourceChanged
 from phoenix_resources.domain.model import Resource
-from phoenix_resources.domain.rules import ParkCode
+from phoenix_resources.domain.rules import Misplaced, ParkCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +30,25 @@ class Incoming:
     traceparent: str | None = None
     key_matches: bool = True
     """The record's key is the command's ``resource_id`` (else it is refused, CMD-009)."""
+    misplaced: Misplaced | None = None
+    """The record is not in its key's partition (refused, CMD-011; the worker leaves this
+    None when ``PHOENIX_PARTITION_CHECK=warn``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
     incoming: Incoming
     repeats: int
-    """Further deliveries of the same command_id inside this batch."""
+    """Further deliveries of the same command (id, resource, type) inside this batch."""
+    reused: tuple[Incoming, ...] = ()
+    """Deliveries of the id for another resource or type (CMD-012), in batch order."""
+
+
+class Recorded(NamedTuple):
+    """Whose a recorded ``command_id`` is: the resource and type it was recorded for."""
+
+    resource_id: UUID
+    command_type: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +104,9 @@ class OutcomeRow(NamedTuple):
     """A command's ``processed_commands`` row: its one recorded outcome.
 
     The two rows made per command (this and :class:`OutboxEntry`) are named tuples, not
-    frozen dataclasses: as immutable and as typed, built for a quarter of the cost (a frozen
-    dataclass sets each field through ``object.__setattr__``: 12 fields cost ~19k
-    instructions, a named tuple ~4k, the worker's whole path ~375k per command), and the
-    adapter turns a batch of them into its column arrays in one ``zip``."""
+    frozen dataclasses: as immutable and typed, built for a quarter of the cost (12 fields
+    set through ``object.__setattr__``: ~19k instructions, a named tuple's ~4k, of the
+    worker's ~375k per command), and turned into column arrays in one ``zip``."""
 
     command_id: UUID
     resource_id: UUID
@@ -166,8 +177,8 @@ class BatchUnit(Protocol):
 
     Guarantees an implementation must keep (``tests/contract/test_batch_unit.py``):
 
-    * :meth:`claim` returns only ids never claimed before, in any committed unit, and a
-      rolled-back unit's claims are forgotten;
+    * :meth:`claim` finds every id some committed unit claimed, with the resource and type
+      it was claimed for, and no other (a rolled-back unit's claims are forgotten);
     * :meth:`load` returns committed rows (tombstones included) and the resources with parked
       commands; a concurrent replay of a resource's parked commands either finishes before
       (the resource is no longer parked) or waits for this unit (and then replays what this
@@ -177,17 +188,16 @@ class BatchUnit(Protocol):
       recorded already, a created row exists, or a changed row is not at the version it was
       loaded at (another writer got there first);
     * state, outcomes, outbox rows and parked commands become visible together, at
-      :meth:`commit`.
-    """
+      :meth:`commit`."""
 
     def __enter__(self) -> BatchUnit: ...
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None: ...
 
-    def claim(self, claims: Sequence[Claim]) -> set[UUID]:
-        """The claims' command ids no committed unit recorded (:meth:`write` records them
-        with their outcome, as ``claimed`` rows)."""
+    def claim(self, claims: Sequence[Claim]) -> dict[UUID, Recorded]:
+        """The claims' command ids a committed unit recorded, with whose each is; the others
+        are new (:meth:`write` records them with their outcome, as ``claimed`` rows)."""
         ...
 
     def load(self, resource_ids: set[UUID]) -> Snapshot:
@@ -229,8 +239,7 @@ class ReplayUnit(BatchUnit, Protocol):
     """The batch unit's transaction, plus the parking lot's queue of one resource.
 
     :meth:`lock_queue` locks the resource's queue against concurrent parking until commit:
-    a worker that would park a command behind it waits, and then sees what the replay left.
-    """
+    a worker that would park a command behind it waits, and then sees what the replay left."""
 
     def __enter__(self) -> ReplayUnit: ...
 
@@ -296,8 +305,7 @@ class OutboxReader(Protocol):
       command's, and returns how many it deleted.
 
     Failures of the database are raised as
-    :class:`~phoenix_resources.errors.DatabaseUnavailable`.
-    """
+    :class:`~phoenix_resources.errors.DatabaseUnavailable`."""
 
     def try_lead(self) -> bool:
         """Take the lead if it is free; True when this reader holds it now."""
@@ -378,8 +386,7 @@ class EventPublisher(Protocol):
       rows were refused: nothing is reported refused while part of the call could still
       succeed. Calling again with the same rows can only repeat, never reorder, a
       partition's records (the event ids stay the same);
-    * an unusable producer raises :class:`~phoenix_resources.errors.BrokerFatal`.
-    """
+    * an unusable producer raises :class:`~phoenix_resources.errors.BrokerFatal`."""
 
     def publish(self, rows: Sequence[OutboxRow],
                 traceparents: Sequence[str | None] | None = None) -> Delivery:

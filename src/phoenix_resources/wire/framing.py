@@ -165,6 +165,10 @@ class Framing:
         for schema in schemas:
             self._known.setdefault(schema.fingerprint, schema)
 
+    def known_fingerprints(self) -> set[bytes]:
+        """The fingerprints of every schema :meth:`remember` was given."""
+        return set(self._known)
+
     def prepare(self, schemas: Iterable[AvroSchema]) -> None:
         """Resolve the registry ids of ``schemas`` now (at start) rather than at the first
         encode, so that a missing subject stops the process with a clear message."""

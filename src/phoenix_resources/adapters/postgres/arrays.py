@@ -133,10 +133,38 @@ class _ArrayDumper(Dumper):
         return encode(obj)
 
 
+class Encoded(bytes):
+    """An array parameter already in PostgreSQL's binary form (the compiled hot path makes
+    them); one subclass per element type, :data:`ENCODED`."""
+
+    array_oid = 0
+
+
+def _encoded(kind: type[_TypedArray]) -> type[Encoded]:
+    return type(f"Encoded{kind.__name__}", (Encoded,), {"array_oid": kind.array_oid})
+
+
+ENCODED: dict[type[_TypedArray], type[Encoded]] = {kind: _encoded(kind) for kind in ARRAY_TYPES}
+
+
+class _EncodedDumper(Dumper):
+    format = Format.BINARY
+
+    def __init__(self, cls: type, context: AdaptContext | None = None) -> None:
+        super().__init__(cls, context)
+        self.oid = cls.array_oid  # type: ignore[attr-defined]
+
+    def dump(self, obj: Any) -> bytes:
+        return obj  # type: ignore[no-any-return]
+
+
 def register(conn: Connection[Any]) -> None:
-    """Teach ``conn`` the typed arrays (a pool's ``configure`` callback)."""
+    """Teach ``conn`` the typed arrays, and the encoded ones (a pool's ``configure``
+    callback)."""
     for cls in ARRAY_TYPES:
         conn.adapters.register_dumper(cls, _ArrayDumper)
+    for encoded in ENCODED.values():
+        conn.adapters.register_dumper(encoded, _EncodedDumper)
 
 
 def columns(rows: Iterable[tuple[Any, ...]], kinds: tuple[type[_TypedArray], ...],

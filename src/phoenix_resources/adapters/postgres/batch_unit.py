@@ -34,14 +34,35 @@ from psycopg_pool import ConnectionPool
 
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL
 from phoenix_resources.adapters.postgres.arrays import (
-    ByteaArray,
+    ENCODED,
     Int4Array,
-    Int8Array,
-    JsonbArray,
-    TextArray,
-    TimestamptzArray,
     UuidArray,
     columns,
+)
+from phoenix_resources.adapters.postgres.batch_sql import (
+    AGGREGATE,
+    BUMP_DUPLICATES,
+    CHECK_WRITABLE,
+    INSERT_NEW,
+    INSERT_OUTBOX,
+    INSERT_OUTCOMES,
+    KNOWN,
+    LOAD,
+    LOCK_QUEUE,
+    NEW_COLUMNS,
+    NOTE_ATTEMPT,
+    OUTBOX_COLUMNS,
+    OUTCOME_COLUMNS,
+    PARK,
+    PARK_COLUMNS,
+    PARK_RESOURCES,
+    PARKED_AMONG,
+    QUEUE,
+    RECORD_COLUMNS,
+    RECORD_OUTCOMES,
+    UNPARK,
+    UPDATE_COLUMNS,
+    UPDATE_EXISTING,
 )
 from phoenix_resources.adapters.postgres.errors import poisons_connection, translated
 from phoenix_resources.domain.model import Resource, Status
@@ -55,121 +76,12 @@ from phoenix_resources.services.ports import (
     OutcomeRow,
     ParkedCommand,
     ParkingEntry,
+    Recorded,
     Snapshot,
     StateChange,
 )
+from phoenix_resources.services.ports_encoded import EncodedRead, EncodedWrite
 from phoenix_resources.wire.commands import command_from_record, command_to_json
-
-AGGREGATE = "resource"
-
-KNOWN = """
-SELECT command_id FROM processed_commands WHERE command_id = ANY(%b::uuid[])
-"""
-
-INSERT_OUTCOMES = """
-INSERT INTO processed_commands
-    (command_id, resource_id, command_type, outcome, error_code, error_message,
-     resulting_version, duplicate_deliveries, correlation_id, source_partition, source_offset,
-     issued_at, processed_at)
-SELECT *, %b FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[],
-                         %b::text[], %b::int8[], %b::int4[], %b::text[], %b::int4[],
-                         %b::int8[], %b::timestamptz[])
-ON CONFLICT (command_id) DO NOTHING
-"""
-# DO NOTHING + the row count: a claimer that got there first is seen, never overwritten.
-
-BUMP_DUPLICATES = """
-UPDATE processed_commands AS p SET duplicate_deliveries = p.duplicate_deliveries + u.n
-FROM unnest(%b::uuid[], %b::int4[]) AS u(command_id, n) WHERE p.command_id = u.command_id
-"""
-
-LOAD = """
-SELECT id, name, config, status, version, created_at, updated_at, last_command_id, deleted_at
-FROM resources WHERE id = ANY(%b::uuid[]) ORDER BY id FOR UPDATE
-"""
-
-PARKED_AMONG = """
-SELECT resource_id FROM parked_resources WHERE resource_id = ANY(%b::uuid[])
-ORDER BY resource_id FOR KEY SHARE
-"""
-# KEY SHARE: conflicts with a replay's FOR UPDATE of the same row, so parking behind a
-# resource's queue and emptying that queue never interleave.
-
-PARK = """
-INSERT INTO parked_commands (command_id, resource_id, command_type, payload, traceparent,
-                             source_partition, source_offset, reason, error)
-SELECT * FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::bytea[], %b::text[], %b::int4[],
-                     %b::int8[], %b::text[], %b::text[])
-"""
-
-PARK_RESOURCES = """
-INSERT INTO parked_resources (resource_id) SELECT DISTINCT unnest(%b::uuid[])
-ON CONFLICT (resource_id) DO NOTHING
-"""
-
-INSERT_NEW = """
-INSERT INTO resources
-    (id, name, config, status, version, created_at, updated_at, last_command_id, deleted_at)
-SELECT * FROM unnest(%b::uuid[], %b::text[], %b::jsonb[], %b::text[], %b::int8[],
-                     %b::timestamptz[], %b::timestamptz[], %b::uuid[], %b::timestamptz[])
-ON CONFLICT (id) DO NOTHING
-"""
-
-UPDATE_EXISTING = """
-UPDATE resources AS r SET name = u.name, config = u.config, status = u.status,
-    version = u.version, updated_at = u.updated_at, last_command_id = u.last_command_id,
-    deleted_at = u.deleted_at
-FROM unnest(%b::uuid[], %b::text[], %b::jsonb[], %b::text[], %b::int8[], %b::timestamptz[],
-            %b::uuid[], %b::timestamptz[], %b::int8[])
-    AS u(id, name, config, status, version, updated_at, last_command_id, deleted_at, prior)
-WHERE r.id = u.id AND r.version = u.prior
-"""
-
-RECORD_OUTCOMES = """
-UPDATE processed_commands AS p SET outcome = u.outcome, error_code = u.code,
-    error_message = u.message, resulting_version = u.version, processed_at = %b
-FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::int8[])
-    AS u(command_id, outcome, code, message, version)
-WHERE p.command_id = u.command_id
-"""
-
-INSERT_OUTBOX = """
-INSERT INTO outbox (id, aggregatetype, aggregateid, type, topic, payload, occurred_at,
-                    traceparent)
-SELECT id, %b, aggregateid, type, topic, payload, occurred_at, traceparent
-FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::bytea[], %b::timestamptz[],
-            %b::text[]) AS u(id, aggregateid, type, topic, payload, occurred_at, traceparent)
-"""
-
-
-CHECK_WRITABLE = """
-SELECT pg_is_in_recovery(), current_setting('transaction_read_only'),
-       bool_and(has_table_privilege(t, p)) FROM (VALUES ('resources', 'SELECT,INSERT,UPDATE'),
-    ('processed_commands', 'SELECT,INSERT,UPDATE'), ('outbox', 'INSERT'),
-    ('parked_commands', 'SELECT,INSERT'), ('parked_resources', 'SELECT,INSERT,UPDATE')) AS v(t, p)
-"""
-
-LOCK_QUEUE = """
-SELECT 1 FROM parked_resources WHERE resource_id = %s FOR UPDATE
-"""
-
-QUEUE = """
-SELECT seq, payload, traceparent, source_partition, source_offset, reason, error, attempts
-FROM parked_commands WHERE resource_id = %s ORDER BY seq
-"""
-
-UNPARK = """
-WITH gone AS (DELETE FROM parked_commands WHERE command_id = ANY(%s::uuid[]))
-DELETE FROM parked_resources r WHERE r.resource_id = %s AND NOT EXISTS (
-    SELECT 1 FROM parked_commands c WHERE c.resource_id = r.resource_id
-      AND c.command_id <> ALL(%s::uuid[]))
-"""
-# One statement: the CTE's delete is not visible to the outer NOT EXISTS, hence the <> ALL.
-
-NOTE_ATTEMPT = """
-UPDATE parked_commands SET attempts = attempts + 1, last_error = %s, last_attempt_at = now()
-WHERE command_id = %s
-"""
 
 
 def _as_int(value: UUID) -> int:
@@ -195,19 +107,29 @@ def _row_to_resource(row: tuple[Any, ...]) -> Resource:
                     last_command_id=row[7], deleted_at=row[8])
 
 
-# The element type of each statement's arrays, in parameter order (adapters/postgres/arrays);
-# an OutcomeRow and an OutboxEntry hold their columns in this order.
-OUTCOME_COLUMNS = (UuidArray, UuidArray, TextArray, TextArray, TextArray, TextArray,
-                   Int8Array, Int4Array, TextArray, Int4Array, Int8Array, TimestamptzArray)
-RECORD_COLUMNS = (UuidArray, TextArray, TextArray, TextArray, Int8Array)
-PARK_COLUMNS = (UuidArray, UuidArray, TextArray, ByteaArray, TextArray, Int4Array, Int8Array,
-                TextArray, TextArray)
-NEW_COLUMNS = (UuidArray, TextArray, JsonbArray, TextArray, Int8Array, TimestamptzArray,
-               TimestamptzArray, UuidArray, TimestamptzArray)
-UPDATE_COLUMNS = (UuidArray, TextArray, JsonbArray, TextArray, Int8Array, TimestamptzArray,
-                  UuidArray, TimestamptzArray, Int8Array)
-OUTBOX_COLUMNS = (UuidArray, TextArray, TextArray, TextArray, ByteaArray, TimestamptzArray,
-                  TextArray)
+_ENCODED_UUIDS = ENCODED[UuidArray]
+_ENCODED_STATEMENTS: dict[str, tuple[str, tuple[type[Any], ...]]] = {
+    "insert_outcomes": (INSERT_OUTCOMES, OUTCOME_COLUMNS),
+    "bump_duplicates": (BUMP_DUPLICATES, (UuidArray, Int4Array)),
+    "insert_new": (INSERT_NEW, NEW_COLUMNS),
+    "update_existing": (UPDATE_EXISTING, UPDATE_COLUMNS),
+    "park": (PARK, PARK_COLUMNS),
+    "park_resources": (PARK_RESOURCES, (UuidArray,)),
+    "insert_outbox": (INSERT_OUTBOX, OUTBOX_COLUMNS),
+}
+"""The compiled fold's statement names (``Written.statements()``), their SQL and the
+element type of each array parameter."""
+_COUNTED = ("insert_outcomes", "insert_new", "update_existing")
+
+
+def _encoded_params(name: str, arrays: list[bytes], processed_at: datetime) -> list[Any]:
+    kinds = _ENCODED_STATEMENTS[name][1]
+    values: list[Any] = [ENCODED[k](a) for k, a in zip(kinds, arrays, strict=True)]
+    if name == "insert_outcomes":
+        return [processed_at, *values]
+    if name == "insert_outbox":
+        return [AGGREGATE, *values]
+    return values
 
 
 class PostgresBatchUnit:
@@ -264,7 +186,7 @@ class PostgresBatchUnit:
         assert self._conn is not None, "use the unit as a context manager"
         return self._conn
 
-    def claim(self, claims: Sequence[Claim]) -> set[UUID]:
+    def claim(self, claims: Sequence[Claim]) -> dict[UUID, Recorded]:
         # The load of every claimed resource travels in the same round trip (FOR UPDATE:
         # a concurrent writer of these resources waits for us, or we for it).
         resource_ids = {c.incoming.command.resource_id for c in claims}
@@ -273,9 +195,9 @@ class PostgresBatchUnit:
                                                              for c in claims),))
             loading = self._send_load(resource_ids)
         with translated():
-            known = {row[0] for row in known_cur.fetchall()}
+            known = {cid: Recorded(rid, kind) for cid, rid, kind in known_cur.fetchall()}
             self._loaded = (resource_ids, self._snapshot(*loading))
-        return {cid for c in claims if (cid := c.incoming.command.command_id) not in known}
+        return known
 
     def load(self, resource_ids: set[UUID]) -> Snapshot:
         if self._loaded is not None and resource_ids <= self._loaded[0]:
@@ -308,8 +230,12 @@ class PostgresBatchUnit:
                 self._insert_outbox(rows.outbox)
                 self.conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
         # Row counts are known only once the pipeline has synced.
-        got = tuple(c.rowcount if c else 0 for c in (claiming, inserting, updating))
-        want = (len(rows.claimed), len(rows.created), len(rows.changed))
+        self._check_counts(
+            tuple(c.rowcount if c else 0 for c in (claiming, inserting, updating)),
+            (len(rows.claimed), len(rows.created), len(rows.changed)))
+
+    @staticmethod
+    def _check_counts(got: tuple[int, ...], want: tuple[int, ...]) -> None:
         if got != want:
             raise ConcurrentModification(
                 f"expected {want[0]} claims, {want[1]} inserts and {want[2]} updates, got "
@@ -320,6 +246,33 @@ class PostgresBatchUnit:
         with translated():
             self.conn.commit()
         self._done = True
+
+    # --- the compiled hot path: the same round trips, parameters already encoded -----------
+
+    def read_encoded(self, claim_ids: bytes, resource_ids: bytes) -> EncodedRead:
+        """:meth:`claim` and :meth:`load` in one round trip, for the compiled fold."""
+        ids = (_ENCODED_UUIDS(resource_ids),)
+        with translated(), self.conn.pipeline():
+            known = self.conn.execute(KNOWN, (_ENCODED_UUIDS(claim_ids),))
+            parked = self.conn.execute(PARKED_AMONG, ids)
+            rows = self.conn.execute(LOAD, ids)
+        with translated():
+            return EncodedRead(known.fetchall(),
+                               [r[0] for r in parked.fetchall()], rows.fetchall())
+
+    def write_encoded(self, written: EncodedWrite, processed_at: datetime) -> None:
+        """:meth:`write` of the statements the compiled fold made, with the same row-count
+        check."""
+        params = written.params()
+        with translated(), self.conn.pipeline():
+            cursors = {name: self.conn.execute(_ENCODED_STATEMENTS[name][0],
+                                               _encoded_params(name, params[name], processed_at))
+                       for name in written.statements()}
+            if written.notify:
+                self.conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+        counts = {name: c.rowcount for name, c in cursors.items()}
+        self._check_counts(tuple(counts.get(n, 0) for n in _COUNTED),
+                           written.expected_rowcounts)
 
     # --- the parking lot's queue (replay and discard) ------------------------------------
 

@@ -19,8 +19,9 @@ Guarantees:
   publisher, health and reflection; the limits — connections, concurrent calls, watch
   streams — hold per process).
 * **Metrics**: the parent serves ``PHOENIX_METRICS_PORT`` with every server process's
-  counters and histograms summed (prometheus-client's multiprocess mode, as the HTTP API
-  with several workers).
+  counters and histograms summed and each one's process and Python figures (prometheus-client's
+  multiprocess mode, as the HTTP API with several workers), and ``phoenix_ready`` from the
+  health service on the shared port.
 * **Stopping**: SIGTERM or SIGINT stops every server gracefully (each as one process does)
   and the command exits 0 once all have. A server process that ends on its own — at start
   (e.g. the database settings are wrong) or later — stops the others, and the command exits
@@ -45,7 +46,7 @@ from types import FrameType
 from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.supervisor import SHUTDOWN_GRACE_S
 from phoenix_resources.errors import ConfigurationError
-from phoenix_resources.observability.metrics import multiprocess_dir
+from phoenix_resources.observability.metrics import ReadyCollector, multiprocess_dir
 
 log = logging.getLogger("phoenix_resources.grpc")
 
@@ -103,18 +104,26 @@ def serve_processes(settings: Settings, serve_one: Callable[[Settings], None]) -
     try:
         with multiprocess_dir() as folder:
             if settings.metrics_port:
-                _serve_metrics(settings, folder)
+                _serve_metrics(settings, folder, claim.port)
             one = settings.model_copy(update={"grpc_port": claim.port, "grpc_processes": 1})
             return _supervise(one, settings.grpc_processes, serve_one)
     finally:
         claim.release()
 
 
-def _serve_metrics(settings: Settings, folder: str) -> None:
+def _serve_metrics(settings: Settings, folder: str, port: int) -> None:
+    """The servers' counters, histograms and process figures (each server copies its own
+    into ``folder``), and ``phoenix_ready{component="grpc"}``: what the health service
+    answers on the shared port — whichever server takes the probe's connection."""
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    from phoenix_resources.entrypoints.grpc.activity import ServingProbe
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+    ready = ReadyCollector()
+    ready.checks["grpc"] = ServingProbe(settings.grpc_host, lambda: port)
+    registry.register(ready)
     start_http_server(settings.metrics_port or 0, addr=settings.grpc_host, registry=registry)
 
 

@@ -51,6 +51,7 @@ from phoenix_resources import bootstrap
 from phoenix_resources.adapters.postgres.queries import ReadQueries
 from phoenix_resources.client import CommandPublisher
 from phoenix_resources.config import Settings
+from phoenix_resources.entrypoints.grpc.activity import ActiveStreams, ServingProbe
 from phoenix_resources.entrypoints.grpc.edge import Edge
 from phoenix_resources.entrypoints.grpc.service import (
     CommandSender,
@@ -156,6 +157,7 @@ class GrpcServer:
                                             self.metrics.registry),
                                   stopping=stopping)
         server = grpc.aio.server(options=server_options(s, reuse_port=self.reuse_port),
+                                 interceptors=[ActiveStreams(self.metrics.registry)],
                                  maximum_concurrent_rpcs=s.grpc_max_concurrent_rpcs)
         add_to_server(service, server)
         health = HealthServicer()
@@ -277,13 +279,14 @@ def serve(settings: Settings) -> int:
         from phoenix_resources.entrypoints.grpc.processes import serve_processes
 
         return serve_processes(settings, serve_one)
-    metrics = Metrics()
+    metrics = Metrics(component="grpc")
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(settings.metrics_port, addr=settings.grpc_host,
                           registry=metrics.registry)
     server = GrpcServer(settings, metrics=metrics)
+    metrics.set_readiness("grpc", ServingProbe(settings.grpc_host, lambda: server.port))
     supervisor = Supervisor()
     supervisor.add(Component("grpc", server.run, server.stop))
     return supervisor.run()
@@ -293,7 +296,9 @@ def serve_one(settings: Settings) -> None:
     """The body of one of several server processes (``processes.py``, spawned): a server
     sharing the port its parent holds; metrics go to the parent's multiprocess directory."""
     configure_logging(settings.log_level, settings.log_format)
-    server = GrpcServer(settings, metrics=Metrics(component="grpc"), reuse_port=True)
+    metrics = Metrics(component="grpc")
+    metrics.mirror_in_background()  # the parent answers scrapes for every server
+    server = GrpcServer(settings, metrics=metrics, reuse_port=True)
     supervisor = Supervisor()
     supervisor.add(Component("grpc", server.run, server.stop))
     code = supervisor.run()

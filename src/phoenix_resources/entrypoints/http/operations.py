@@ -4,7 +4,10 @@ Guarantees: ``/healthz`` never touches the database (a restart does not bring it
 ``/readyz`` is 200 only while the read database answers within
 :data:`READY_DB_TIMEOUT_S` and every check the caller adds passes (in ``run``: the worker's
 and the relay's), else 503 ``RES-007`` with ``Retry-After`` and the failing checks named —
-never the database's host or role. They are open like ``/openapi.json`` (no token).
+never the database's host or role. In an ``api`` process (metrics of component ``api``),
+``/metrics`` evaluates the same verdict at each scrape as ``phoenix_ready{component="api"}``
+(``run`` exports its own verdict, which covers the API's). They are open like
+``/openapi.json`` (no token).
 """
 
 from __future__ import annotations
@@ -43,25 +46,56 @@ def add_ops_routes(app: FastAPI, state: ApiState, metrics: Metrics,
              summary="The database answers (and, in `run`, the worker has partitions)",
              responses=problem_doc(p.UNAVAILABLE))
     async def readyz(request: Request) -> Response:
-        checks: dict[str, object] = {}
-        try:
-            latency = await state.queries.ping(READY_DB_TIMEOUT_S)
-        except DatabaseUnavailable as e:
-            # Named, never described: the driver's text carries the host and the role.
-            log.warning("readiness: database unavailable", extra={"error": str(e)[:300]})
-            raise p.ApiProblem(p.UNAVAILABLE, p.DATABASE_UNAVAILABLE,
-                               headers={"retry-after": "1"},
-                               checks={"database": {"ok": False}}) from e
-        checks["database"] = {"ok": True, "latency_ms": round(latency * 1000, 2)}
-        if readiness is not None:
-            checks.update(await _extra_checks(readiness))
+        checks = await _ready_checks(state, readiness)
         return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type=JSON)
+
+    verdict = _Verdict()
+    if metrics.component == "api":
+        metrics.set_readiness("api", verdict)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
              response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def prometheus() -> Response:
+        if metrics.component == "api":
+            verdict.ready = await _passes(state, readiness)
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Verdict:
+    """``phoenix_ready`` of an API process: the verdict of ``/readyz``'s checks, taken when
+    ``/metrics`` is scraped (they are asynchronous; the collector that exports it is not)."""
+
+    def __init__(self) -> None:
+        self.ready = False
+
+    def __call__(self) -> bool:
+        return self.ready
+
+
+async def _ready_checks(state: ApiState, readiness: Readiness | None) -> dict[str, object]:
+    """``/readyz``'s checks when they pass; else :class:`~.problems.ApiProblem` 503."""
+    checks: dict[str, object] = {}
+    try:
+        latency = await state.queries.ping(READY_DB_TIMEOUT_S)
+    except DatabaseUnavailable as e:
+        # Named, never described: the driver's text carries the host and the role.
+        log.warning("readiness: database unavailable", extra={"error": str(e)[:300]})
+        raise p.ApiProblem(p.UNAVAILABLE, p.DATABASE_UNAVAILABLE,
+                           headers={"retry-after": "1"},
+                           checks={"database": {"ok": False}}) from e
+    checks["database"] = {"ok": True, "latency_ms": round(latency * 1000, 2)}
+    if readiness is not None:
+        checks.update(await _extra_checks(readiness))
+    return checks
+
+
+async def _passes(state: ApiState, readiness: Readiness | None) -> bool:
+    try:
+        await _ready_checks(state, readiness)
+    except p.ApiProblem:
+        return False
+    return True
 
 
 def add_asyncapi_route(app: FastAPI, settings: Settings) -> None:

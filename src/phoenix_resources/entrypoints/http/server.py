@@ -32,7 +32,7 @@ from phoenix_resources.entrypoints.http.guard import (
 )
 from phoenix_resources.entrypoints.http.operations import Readiness
 from phoenix_resources.observability import Metrics, configure_logging
-from phoenix_resources.observability.metrics import multiprocess_dir
+from phoenix_resources.observability.multiprocess import forget, multiprocess_dir
 from phoenix_resources.observability.tracing import Tracing
 
 SETTINGS_FILE_ENV = "PHOENIX_API_SETTINGS_FILE"
@@ -74,7 +74,9 @@ def create_app_from_env() -> FastAPI:
     else:
         settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
+    metrics = Metrics(component="api")
+    metrics.mirror_in_background()  # the other workers answer scrapes for this one too
+    app = create_app(settings, metrics=metrics)
     _freeze_heap()
     return app
 
@@ -87,10 +89,34 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
+class Workers(Multiprocess):
+    """uvicorn's supervisor of the worker processes, which also tells prometheus-client's
+    multiprocess mode when a worker is gone — exited, killed, replaced after a failed health
+    check, retired by SIGHUP or SIGTTOU — so that its gauges leave the scrape
+    (:func:`~phoenix_resources.observability.multiprocess.forget`)."""
+
+    def keep_subprocess_alive(self) -> None:
+        before = self._pids()
+        super().keep_subprocess_alive()
+        self._forget_gone(before)
+
+    def handle_signals(self) -> None:
+        before = self._pids()
+        super().handle_signals()
+        self._forget_gone(before)
+
+    def _pids(self) -> set[int]:
+        return {p.pid for p in self.processes if p.pid is not None}
+
+    def _forget_gone(self, before: set[int]) -> None:
+        for pid in before - self._pids():
+            forget(pid)
+
+
 def serve(settings: Settings) -> None:
     """Blocking: the ``phoenix-resources api`` command. ``http_workers`` > 1 starts worker
-    processes; their metrics are then kept in a shared directory and every scrape answers
-    the sum over all of them (``observability.metrics.multiprocess_dir``)."""
+    processes; their metrics are then kept in a shared directory and any worker's scrape
+    answers for all of them (``observability/multiprocess.py``)."""
     configure_logging(settings.log_level, settings.log_format)
     if settings.http_workers == 1:
         server = build_server(settings)
@@ -112,7 +138,7 @@ def serve(settings: Settings) -> None:
             # uvicorn.run cannot take); it pickles, limits included, to every worker.
             config = server_config(f"{__name__}:create_app_from_env", settings,
                                    factory=True, workers=settings.http_workers)
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            Workers(config, sockets=[config.bind_socket()]).run()
     finally:
         os.environ.pop(SETTINGS_FILE_ENV, None)
         shutil.rmtree(folder, ignore_errors=True)
