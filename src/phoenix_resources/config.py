@@ -228,6 +228,9 @@ class Settings(ServerLimits, WorkerPath):
     (docs/interfaces.md)."""
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     """Listen port of the gRPC server, bound exclusively; ``0`` picks a free port."""
+    grpc_processes: int = Field(default=1, ge=1)
+    """Server processes of ``phoenix-resources grpc`` sharing its port (Linux): connections
+    are spread over them, each with its own pool and limits. ``run`` serves from one."""
     grpc_request_timeout_s: float = Field(default=5.0, gt=0)
     """Budget of a call that sent no deadline (a client deadline wins); past it:
     ``DEADLINE_EXCEEDED`` ``RES-003``. Calls in flight get this plus 1 s at shutdown."""

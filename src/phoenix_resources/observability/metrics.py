@@ -180,7 +180,7 @@ class _LagCollector(Collector):
                                   labels=labels))
 
 
-class _ReadyCollector(Collector):
+class ReadyCollector(Collector):
     """``phoenix_ready{component}``: the same verdict as ``/readyz``, evaluated per scrape."""
 
     def __init__(self) -> None:
@@ -312,7 +312,7 @@ class Metrics:
         self.http_seconds = Histogram("phoenix_http_request_seconds", "HTTP latency",
                                       ["route"], registry=r,
                                       buckets=(.001, .0025, .005, .01, .025, .05, .1, .2, .5, 1))
-        self._ready = _ReadyCollector()
+        self._ready = ReadyCollector()
         r.register(self._ready)
         self._own: list[Collector] = [self.command_latency, lag, self.publish_latency,
                                       self._ready]
