@@ -180,7 +180,7 @@ def blocked_rig(limit: int = TOO_SMALL) -> tuple[Rig, Topic, list, list]:  # typ
 
 
 def test_a_dead_letter_the_topic_cannot_take_holds_its_own_partition_only() -> None:
-    rig, _, p0, p1 = blocked_rig()
+    rig, topic, p0, p1 = blocked_rig()
     later: list = []  # type: ignore[type-arg]
 
     def each_idle(n: int) -> None:
@@ -197,7 +197,8 @@ def test_a_dead_letter_the_topic_cannot_take_holds_its_own_partition_only() -> N
     assert rig.consumer.committed[P0] == 1  # up to the poison, never past it
     assert max(o for c in rig.consumer.store_calls for tp, o in c.items() if tp == P0) == 1
     assert dead_letters(rig) == []
-    assert len(refused(rig)) > 1  # retried meanwhile
+    assert len(refused(rig)) == 1  # not sent again against the limit that refused it,
+    assert len(topic.reads) > 2  # but that limit is read again at each retry
     state = stopped.readiness
     assert (state["ok"], state["reason"]) == (False, "dlq_blocked")
     assert state["dlq_blocked"]["partitions"] == [0]
@@ -205,6 +206,20 @@ def test_a_dead_letter_the_topic_cannot_take_holds_its_own_partition_only() -> N
     assert stopped.blocked == 1
     assert stopped.paused == {P0}
     assert rig.transient_errors("BrokerUnavailable") == 0  # not waited out as an outage
+
+
+def test_a_limit_raised_as_it_is_read_takes_the_dead_letter_built_for_the_new_limit() -> None:
+    rig, topic, _, _ = blocked_rig()
+
+    def each_idle(n: int) -> None:
+        if n == 3:
+            topic.set(16 * 1024)  # the broker takes 16 KiB from now on,
+            topic.stale = [TOO_SMALL]  # describing the topic answers the old limit once more
+
+    run_until(rig, lambda: bool(dead_letters(rig)), each_idle=each_idle, limit=30)
+    [dead] = dead_letters(rig)
+    assert batch_size(dead) > 8 * 1024  # built for 16 KiB, not cut to the old limit
+    assert not topic.stale
 
 
 def test_once_the_limit_is_raised_the_dead_letter_goes_and_the_partition_resumes() -> None:

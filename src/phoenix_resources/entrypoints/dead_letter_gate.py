@@ -13,8 +13,10 @@ is missing or not writable — comes here. Guarantees:
   partition are in PostgreSQL already: redelivered after a restart or a rebalance, they are
   absorbed as duplicates, and the poison is dead-lettered again.
 * **Retried until delivered.** The refused dead letters are sent again with exponential
-  backoff and full jitter (``retry_initial_s`` .. ``retry_max_s``), re-read the topic's limit
-  first when they were refused for their size (an operator may have raised it). Once a
+  backoff and full jitter (``retry_initial_s`` .. ``retry_max_s``). When they were refused
+  for their size, the topic's limit is read first (an operator may have raised it) and they
+  are sent again only once it reads differently, rebuilt for it — so a raised limit takes
+  them whole rather than cut to the old one. Once a
   partition's dead letters are all delivered, its offsets are stored to the end of the batch
   that held it, and it is consumed again.
 * **Seen.** While a partition is held the worker is not ready (``reason: dlq_blocked``),
@@ -140,8 +142,16 @@ class DeadLetterGate:
         letters = self.letters()
         for held in self._held.values():
             letters.take(held.letters)
-        if any(too_large(letter.refusal) for h in self._held.values() for letter in h.letters):
+        refusals = [letter.refusal for h in self._held.values() for letter in h.letters]
+        if any(too_large(r) for r in refusals):
+            known = self.limit.topic_max
             self.limit.refresh()  # an operator may have raised the topic's limit
+            if all(too_large(r) for r in refusals) and known is not None \
+                    and self.limit.topic_max == known:
+                # The limit that refused them stands: a send could only be refused again, or
+                # be taken cut to that limit by a topic raised between the read and the send.
+                self._schedule(again=True)
+                return
         try:
             still = letters.send(producer)
         except BrokerUnavailable as e:
