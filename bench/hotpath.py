@@ -29,7 +29,7 @@ from psycopg._queries import PostgresQuery
 from psycopg.adapt import AdaptersMap, Transformer
 
 from bench.workload import generate
-from phoenix_resources.adapters.dlq import DeadLetters
+from phoenix_resources.adapters.dlq_delivery import DeadLetters
 from phoenix_resources.adapters.postgres import arrays, batch_unit
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
 from phoenix_resources.config import Settings

@@ -98,6 +98,19 @@ def prepare_database(server: str, rows: int) -> tuple[str, str, list[str]]:
     return writer, reader, [str(i) for i in ids]
 
 
+def reader_as(writer: str, reader: str, role: str) -> str:
+    """``reader`` for a login role of its own (in ``phoenix_reader``), so that the CPU of
+    its PostgreSQL backends can be told apart from another server's (:func:`cpu_seconds`)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    with psycopg.connect(writer, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            with contextlib.suppress(psycopg.errors.DuplicateObject):
+                conn.execute(f"CREATE ROLE {role} LOGIN IN ROLE phoenix_reader")
+    parts = urlsplit(reader)
+    return urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rsplit('@', 1)[-1]}"))
+
+
 def drop_database(server: str, writer: str) -> None:
     name = writer.rsplit("/", 1)[-1]
     with psycopg.connect(server, autocommit=True) as conn:
@@ -122,8 +135,8 @@ def _ppid_and_cmd(pid: int) -> tuple[int, str]:
     return ppid, cmd
 
 
-def cpu_seconds(api_pid: int) -> tuple[float, float]:
-    """CPU time so far of (the API process tree, PostgreSQL backends of the API role)."""
+def cpu_seconds(api_pid: int, role: str = API_ROLE) -> tuple[float, float]:
+    """CPU time so far of (the API process tree, PostgreSQL backends of ``role``)."""
     procs = {int(d.name): _ppid_and_cmd(int(d.name)) for d in Path("/proc").iterdir()
              if d.name.isdigit()}
     tree = {api_pid}
@@ -133,7 +146,7 @@ def cpu_seconds(api_pid: int) -> tuple[float, float]:
     hz = os.sysconf("SC_CLK_TCK")
     api = sum(_cpu_ticks(p) for p in tree) / hz
     pg = sum(_cpu_ticks(p) for p, (_, cmd) in procs.items()
-             if cmd.startswith(f"postgres: {API_ROLE} ")) / hz
+             if cmd.startswith(f"postgres: {role} ")) / hz
     return api, pg
 
 

@@ -38,7 +38,7 @@ from psycopg.adapt import AdaptersMap, Dumper, Transformer
 from psycopg.pq import Format
 
 from bench.hotpath import MemoryConnection, _messages
-from phoenix_resources.adapters.dlq import DeadLetters
+from phoenix_resources.adapters.dlq_delivery import DeadLetters
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL, arrays, batch_unit
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
 from phoenix_resources.config import Settings

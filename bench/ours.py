@@ -235,11 +235,15 @@ class LatencyResult:
 
 
 def latency(target: Target, partitions: int, rate: int = 1000, seconds: float = 20.0,  # noqa: PLR0915
-            batch_wait_ms: int | None = None) -> LatencyResult:
-    """Creates at ``rate``/s for ``seconds``; produce call → event received by a subscriber."""
+            batch_wait_ms: int | None = None, *, publisher_linger_ms: float = 5,
+            extra_env: dict[str, str] | None = None) -> LatencyResult:
+    """Creates at ``rate``/s for ``seconds``; produce call → event received by a subscriber.
+    ``publisher_linger_ms``: the publisher's ``linger.ms`` (5: the client library's);
+    ``extra_env``: more settings of the worker and the relay."""
     topic = f"bench.{target.next_name('lat').replace('_', '.')}.commands"
     target.create_topics([topic], partitions)
-    pipe = Pipeline(target, topic, partitions, batch_wait_ms=batch_wait_ms)
+    pipe = Pipeline(target, topic, partitions, batch_wait_ms=batch_wait_ms,
+                    extra_env=dict(extra_env or {}))
     codec = CommandCodec(Framing())
     sent: dict[uuid.UUID, float] = {}
     received: dict[uuid.UUID, float] = {}
@@ -258,7 +262,8 @@ def latency(target: Target, partitions: int, rate: int = 1000, seconds: float = 
             if m is not None and m.error() is None:
                 received.setdefault(ev_codec.decode_event(m.value()).event_id, time.time())
 
-    producer = Producer({"bootstrap.servers": target.bootstrap, "linger.ms": 5,
+    producer = Producer({"bootstrap.servers": target.bootstrap,
+                         "linger.ms": publisher_linger_ms,
                          "partitioner": "murmur2_random",  # the Java client's (CMD-011)
                          "enable.idempotence": True, "acks": "all", "log_level": "0"})
 

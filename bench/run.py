@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ceilings, naive, ours
+from bench import ceilings, grpc_load, naive, ours
 from bench import tracing as tracing_bench
 from bench.common import (
     ROOT,
@@ -300,16 +300,18 @@ def run_http(target: Target, seconds: int, res: Results) -> None:
 
 
 def run_grpc(target: Target, seconds: int, res: Results) -> None:
-    """gRPC GetResource beside the HTTP figures above (bench/grpc_load.py, one round)."""
-    from bench import grpc_load
-
-    progress(f"gRPC: GetResource closed loop {seconds}s, then 1,000 calls/s")
-    (found,) = grpc_load.compare(target.admin_url, target.bootstrap, duration=seconds,
-                                 rate=1000, repeat=1, ghz=shutil.which("ghz"),
-                                 http=False)["grpc"]
+    """gRPC GetResource (one and two server processes) with ghz, beside the HTTP lookup and
+    the grpc.aio ceiling, in the same rounds (bench/grpc_load.py, one round)."""
+    ghz = shutil.which("ghz")
+    progress(f"gRPC: GetResource closed loop {seconds}s, then 1,000 calls/s, beside the HTTP "
+             f"lookup ({'ghz' if ghz else 'Python clients: ghz is not on PATH'})")
+    found = grpc_load.compare(target.admin_url, target.bootstrap, duration=seconds,
+                              rate=1000, repeat=1, ghz=ghz, processes=(1, 2),
+                              ceiling=True)
     res.extra["grpc"] = found
-    progress(f"  -> {found.loop.rps:,.0f} calls/s max; at 1,000/s p50 {found.rate.p50_ms:.1f} "
-             f"ms p99 {found.rate.p99_ms:.1f} ms")
+    for key, (r,) in found.items():
+        progress(f"  {grpc_load.label(key)}: {r.loop.rps:,.0f} calls/s max; at 1,000/s "
+                 f"p50 {r.rate.p50_ms:.1f} ms p99 {r.rate.p99_ms:.1f} ms")
 
 
 # --- the report --------------------------------------------------------------------------
@@ -415,16 +417,18 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
             row(f"HTTP {label} @ 1,000 req/s (open loop)",
                 f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f}, max {r.max_ms:.1f}",
                 f"achieved {r.achieved_rps:,.0f} req/s, {r.errors} errors")
-    if "grpc" in res.extra or "grpc" in res.failures:
-        g = res.extra.get("grpc")
-        row("gRPC GetResource: max throughput (closed loop)",
-            f"{g.loop.rps:,.0f} calls/s" if g else fig("grpc"),
-            f"p50 {g.loop.p50_ms:.1f} ms, p99 {g.loop.p99_ms:.1f} ms; {g.loop.client}; "
-            "bench/grpc_load.py" if g else "")
-        if g:
-            row("gRPC GetResource @ 1,000 calls/s (open loop)",
-                f"p50 {g.rate.p50_ms:.1f} ms, p99 {g.rate.p99_ms:.1f}, max {g.rate.max_ms:.1f}",
-                f"achieved {g.rate.achieved_rps:,.0f} calls/s, {g.rate.errors} errors")
+    if "grpc" in res.failures:
+        row("gRPC GetResource", fig("grpc"), "")
+    for key, rounds in res.extra.get("grpc", {}).items():
+        g = rounds[0]
+        row(f"{grpc_load.label(key)}: max throughput (closed loop)",
+            f"{g.loop.rps:,.0f} calls/s",
+            f"p50 {g.loop.p50_ms:.1f} ms, p99 {g.loop.p99_ms:.1f} ms; {g.loop.client}; CPU per "
+            f"call: server {g.cpu_us:.0f} µs, PostgreSQL {g.pg_us:.0f} µs, client "
+            f"{g.loop.client_us:.0f} µs; bench/grpc_load.py, same rounds as the rows beside")
+        row(f"{grpc_load.label(key)} @ 1,000 calls/s (open loop)",
+            f"p50 {g.rate.p50_ms:.1f} ms, p99 {g.rate.p99_ms:.1f}, max {g.rate.max_ms:.1f}",
+            f"achieved {g.rate.achieved_rps:,.0f} calls/s, {g.rate.errors} errors")
     if cfg["ours"]:
         for suffix, path in (("", "compiled"), ("_pure", "pure")):
             row(f"worker peak RSS (VmHWM), {path}", fig("worker_rss" + suffix, 0, " MiB"), "")
@@ -485,6 +489,14 @@ def report(mode: str, cfg: dict[str, Any], wl: Workload, res: Results, *,  # noq
         wait = "default" if lt.batch_wait_ms is None else f"wait {lt.batch_wait_ms} ms"
         lines.append(f"| latency p50 / p99 @ 1,000/s ({wait}) | {lt.p50_ms:.1f} / "
                      f"{lt.p99_ms:.1f} ms | ≤ 10 / ≤ 25 ms |")
+    grpc = res.extra.get("grpc", {})
+    if grpc:
+        for key in grpc:
+            if key.startswith("grpc"):
+                lines.append(f"| {grpc_load.label(key)} / HTTP lookup, closed loop (same "
+                             f"rounds) | {grpc_load.ratio(grpc, key):.2f}x | ≥ 0.5x |")
+                lines.append(f"| {grpc_load.label(key)} p99 @ 1,000 calls/s | "
+                             f"{grpc[key][0].rate.p99_ms:.1f} ms | < 100 ms |")
     goals = {"http": "≥ 12,000", "http_list": "≥ 5,000"}
     for key, label in HTTP_ENDPOINTS.items():
         if key in res.extra:

@@ -31,6 +31,8 @@ from uuid import UUID
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin._metadata import ClusterMetadata, PartitionMetadata, TopicMetadata
 
+from phoenix_resources.adapters.dlq import RECORD_BATCH_OVERHEAD
+from phoenix_resources.adapters.records import header_pairs, wire_size
 from phoenix_resources.domain.model import Resource
 from phoenix_resources.errors import ConcurrentModification, DatabaseReadOnly, DatabaseUnavailable
 from phoenix_resources.services.ports import (
@@ -869,6 +871,13 @@ class FakeProducer:
     ``UNKNOWN_TOPIC_OR_PART``, and :meth:`list_topics` shows such a topic with that error (as
     a broker that does not create topics on demand answers).
 
+    ``topic_limits`` is each topic's ``max.message.bytes``, as a broker applies it: the
+    records one :meth:`poll` or :meth:`flush` serves to one partition form a batch, and a
+    batch larger than the limit — its 61-byte header plus each record's
+    :func:`~phoenix_resources.adapters.records.wire_size` (key, value and headers; an upper
+    bound of the real size) — is refused whole with ``MSG_SIZE_TOO_LARGE``. A test may change
+    a limit between calls, as an operator alters a topic.
+
     Not modelled: partitioning by key (records go to ``partition`` or 0), a full local queue
     (``BufferError``), timeouts (nothing waits).
 
@@ -886,6 +895,7 @@ class FakeProducer:
         self._withheld: list[tuple[Message, Callable[..., None] | None]] = []
         self._offsets: dict[TP, int] = {}
         self._size_limit: tuple[int, int] | None = None
+        self.topic_limits: dict[str, int] = {}
 
     def fail_next(self, count: int = 1) -> None:
         self._verdicts.extend(["fail"] * count)
@@ -923,11 +933,12 @@ class FakeProducer:
         oversize = set() if limit is None else {
             (m.topic(), m.partition()) for m, _ in self._queue
             if len(m.value() or b"") > limit[0]}
+        oversize |= self._batches_over_topic_limits()
         while self._queue:
             message, callback = self._queue.popleft()
             verdict = self._verdicts.popleft() if self._verdicts else self.default_verdict
-            if limit is not None and (message.topic(), message.partition()) in oversize:
-                verdict = f"refuse:{limit[1]}"
+            if (message.topic(), message.partition()) in oversize:
+                verdict = f"refuse:{limit[1] if limit else KafkaError.MSG_SIZE_TOO_LARGE}"
             if message.topic() in self.absent_topics:
                 verdict = f"refuse:{KafkaError.UNKNOWN_TOPIC_OR_PART}"
             if verdict == "withhold":
@@ -954,6 +965,15 @@ class FakeProducer:
                 callback(error, message)
             served += 1
         return served
+
+    def _batches_over_topic_limits(self) -> set[tuple[str | None, int | None]]:
+        sizes: dict[tuple[str | None, int | None], int] = {}
+        for m, _ in self._queue:
+            if m.topic() in self.topic_limits:
+                tp = (m.topic(), m.partition())
+                sizes[tp] = sizes.get(tp, RECORD_BATCH_OVERHEAD) + wire_size(
+                    m.key(), m.value(), header_pairs(m))
+        return {tp for tp, size in sizes.items() if size > self.topic_limits[tp[0] or ""]}
 
     def flush(self, timeout: float | None = None) -> int:
         self.poll(0)

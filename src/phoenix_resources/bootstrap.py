@@ -214,6 +214,8 @@ class WorkerParts:
     new_consumer: Callable[[], Consumer]
     """Another consumer like ``consumer``, for a worker that rebuilds its own; from then on
     only the newest one's statistics feed ``membership``."""
+    dlq_topic_max_bytes: Callable[[], int | None]
+    """Reads the DLQ topic's ``max.message.bytes`` (an admin call; None: no such topic)."""
     native: NativePath | None = None
     """The compiled hot path, when ``PHOENIX_NATIVE`` chose it (else the Python code)."""
 
@@ -244,7 +246,17 @@ def worker_parts(settings: Settings) -> WorkerParts:
     return WorkerParts(consumer=watched_consumer(), producer=producer(settings), codec=codec,
                        events=events, pool=pool, unit_factory=unit, membership=membership,
                        new_consumer=watched_consumer,
+                       dlq_topic_max_bytes=dlq_topic_max_bytes(settings),
                        native=compiled.load(settings.native, codec, events))
+
+
+def dlq_topic_max_bytes(settings: Settings) -> Callable[[], int | None]:
+    """``read()``: the DLQ topic's ``max.message.bytes`` now (BrokerUnavailable when the
+    broker does not answer or will not describe it)."""
+    from phoenix_resources.adapters import topics
+
+    common = kafka.admin_config(settings)
+    return lambda: topics.max_message_bytes(common, settings.dlq_topic)
 
 
 @dataclass(frozen=True)

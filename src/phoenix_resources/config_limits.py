@@ -44,11 +44,21 @@ class ServerLimits(BaseSettings):
     """An idle kept-alive connection is closed after this many seconds without a new request
     (uvicorn's ``timeout_keep_alive``)."""
 
+    list_cache_bytes: int = Field(default=16 * MIB, ge=0)
+    """Memory a server process (HTTP API, gRPC) gives to resource documents it has listed: a
+    page is then read as ``(id, version)`` pairs and its documents reused when every one is
+    kept for the version read (a version names one document, as the ETag says). ``0``: none.
+    The least recently listed leave first."""
+
     # --- gRPC API limits ----------------------------------------------------------------------
     grpc_page_max_bytes: int = Field(default=MIB, ge=16 * 1024)
     """Byte budget of one ``ListResources`` page (the encoded message), as for HTTP; must stay
     below ``PHOENIX_GRPC_MAX_MESSAGE_BYTES`` (and so below what clients accept: 4 MiB by
     default), else the page could not be sent."""
+    grpc_lookup_cache_bytes: int = Field(default=16 * MIB, ge=0)
+    """Memory a gRPC server process gives to encoded ``GetResource`` answers, each kept with
+    the document it was built from and reused only when a call reads that very document
+    (every call still reads the database). ``0``: none. The least recently read leave first."""
     grpc_max_message_bytes: int = Field(default=4 * MIB, ge=64 * 1024)
     """Largest message the gRPC server sends or receives (``grpc.max_send_message_length``,
     ``grpc.max_receive_message_length``); larger requests are refused ``RESOURCE_EXHAUSTED``

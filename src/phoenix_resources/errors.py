@@ -22,8 +22,6 @@
     │   │   └── BrokerUnreachable   no broker answered a connection check in time (client
     │   │                           library, CLI); the message names the bootstrap servers
     │   ├── RegistryUnavailable     the schema registry is down, slow or answers 5xx
-    │   ├── DeadLetterBlocked       the DLQ topic refuses dead letters (missing, not
-    │                               authorised): the worker waits until an operator fixes it
     │   └── ConcurrentModification  another writer raced this batch; the batch is redone
     ├── RowRefused                  PostgreSQL refused a row for its content (SQLSTATE
     │                               class 22/23 …): maybe one command's fault; isolation
@@ -122,11 +120,6 @@ class BrokerUnreachable(BrokerUnavailable):
 
 class RegistryUnavailable(TransientError):
     """Decoding waits for the registry; a good command is never dead-lettered for it."""
-
-
-class DeadLetterBlocked(TransientError):
-    """Not transient by nature, but waited out like an outage: dropping the poison record
-    would lose it, and stopping would only restart into the same refusal."""
 
 
 class ConcurrentModification(TransientError):

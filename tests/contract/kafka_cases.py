@@ -342,6 +342,21 @@ class KafkaContract(abc.ABC):
         assert producer.flush(30) == 0
         assert [e.code() if e else None for e in errors] == [KafkaError.MSG_SIZE_TOO_LARGE]
 
+    def test_a_topics_limit_counts_headers_and_takes_what_fits(self) -> None:
+        """``max.message.bytes`` bounds key, value and headers together: a small value with
+        large headers is refused, a value close to the limit alone is taken (each record in
+        a batch of its own)."""
+        topic = self.topic(max_message_bytes=LIMIT)
+        producer = self.producer()
+        errors: list[KafkaError | None] = []
+        heavy = [(f"h{i}", os.urandom(1000)) for i in range(LIMIT // 1000 + 5)]
+        for value, headers in [(b"small", heavy), (os.urandom(LIMIT - 200), None)]:
+            producer.produce(topic, value=value, key=b"k", headers=headers,
+                             on_delivery=lambda err, _msg: errors.append(err))
+            assert producer.flush(30) == 0
+        assert [e.code() if e else None for e in errors] == [KafkaError.MSG_SIZE_TOO_LARGE,
+                                                              None]
+
     def test_publish_all_refuses_only_the_oversize_record(self) -> None:
         """What the relay parks: the one record too large, whatever it was batched with (the
         broker refuses whole batches). The later record with its key is held — or delivered,

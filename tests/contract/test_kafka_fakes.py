@@ -52,8 +52,7 @@ class TestFakeKafka(KafkaContract):
     def producer(self) -> FakeProducer:
         producer = FakeProducer()
         producer.absent_topics = {"absent"}
-        for limit in set(self.limits.values()):  # one limit for every topic that has one
-            producer.refuse_larger_than(limit, KafkaError.MSG_SIZE_TOO_LARGE)
+        producer.topic_limits = dict(self.limits)
         return producer
 
     def absent_topic(self) -> str:

@@ -59,6 +59,21 @@ def test_get_resource_errors(api: RunningServer, writer: Conn) -> None:
         refused(e.value, grpc.StatusCode.INVALID_ARGUMENT, "RES-001")
 
 
+def test_get_resource_answers_each_version_as_stored_and_a_deletion_at_once(
+        api: RunningServer, writer: Conn) -> None:
+    rid = insert_resource(writer, name="before", version=1)
+    for _ in range(3):  # answered again and again: the same message
+        assert api.stub.GetResource(pb.GetResourceRequest(id=str(rid)), timeout=10).name == \
+            "before"
+    writer.execute("UPDATE resources SET name = 'after', version = 2 WHERE id = %s", (rid,))
+    got = api.stub.GetResource(pb.GetResourceRequest(id=str(rid)), timeout=10)
+    assert (got.name, got.version) == ("after", 2)
+    writer.execute("UPDATE resources SET deleted_at = now(), version = 3 WHERE id = %s", (rid,))
+    with pytest.raises(grpc.RpcError) as e:
+        api.stub.GetResource(pb.GetResourceRequest(id=str(rid)), timeout=10)
+    assert refused(e.value, grpc.StatusCode.NOT_FOUND, "RES-004")["version"] == "3"
+
+
 def test_calls_without_a_deadline_get_the_servers_budget(api: RunningServer,
                                                          writer: Conn) -> None:
     rid = insert_resource(writer)

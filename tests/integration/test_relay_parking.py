@@ -92,6 +92,10 @@ def test_a_refused_row_is_parked_and_only_its_resource_waits_until_retried(
         events = published(settings, expected=3)
         assert sorted(events) == sorted(map(str, [b1, c1, b2]))
         wait_until(lambda: p.relay.parked_outbox_rows == 1, what="the parked count")
+        # Readiness counts the parked row as backlog (the relay stays ready: all else flows).
+        state = p.relay.watch.readiness()
+        assert (state["ok"], state["parked_rows"], state["waiting_rows"]) == (True, 1, 2)
+        assert state["backlog_rows"] == 3
         reason = scalar(settings.database_url,
                         "SELECT parked_reason FROM outbox WHERE id = %s", a1)
         assert reason.startswith("MSG_SIZE_TOO_LARGE")

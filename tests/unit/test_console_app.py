@@ -184,7 +184,7 @@ def test_signing_in_sets_a_strict_http_only_cookie(client: TestClient,
     cookie = answer.headers["set-cookie"]
     assert {"HttpOnly", "SameSite=Strict", "Path=/"} <= set(cookie.split("; "))
     assert "look" not in cookie
-    assert [(r.getMessage(), getattr(r, "who", None)) for r in caplog.records] == [
+    assert [(r.getMessage(), getattr(r, "who", None)) for r in _audit(caplog)] == [
         ("console sign-in refused", "anonymous"), ("console sign-in", "oncall")]
 
 
@@ -202,7 +202,7 @@ def test_a_viewer_sees_but_cannot_act(client: TestClient, ops: FakeOperations,
     assert answer.status_code == 403
     assert "may view the console, not act" in answer.text
     assert ops.calls == []
-    refusal = caplog.records[-1]
+    refusal = _audit(caplog)[-1]
     assert (refusal.getMessage(), refusal.who, refusal.status) == (  # type: ignore[attr-defined]
         "console request refused", "oncall", 403)
 
@@ -233,7 +233,7 @@ def test_an_operator_replays_after_confirming_and_it_is_audited(
     assert done.status_code == 200
     assert ops.calls == [("replay", RID)]
     assert f"Resource {RID} replayed: 2 applied, 0 rejected." in done.text
-    line = caplog.records[-1]
+    line = _audit(caplog)[-1]
     assert line.getMessage() == "console action"
     assert {k: getattr(line, k) for k in ("who", "role", "action", "target", "ok")} == {
         "who": "alice", "role": "operator", "action": "parked.replay", "target": str(RID),
@@ -353,3 +353,9 @@ def test_the_console_reports_its_readiness_and_metrics_without_a_token(
     database["ok"] = False
     assert client.get("/readyz").status_code == 503
     assert 'phoenix_ready{component="console"} 0.0' in client.get("/metrics").text
+
+
+def _audit(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The audit lines alone: other loggers (httpx's requests) may be on at INFO too, as
+    whatever ran before in this process left the root logger."""
+    return [r for r in caplog.records if r.name == "phoenix_resources.console.audit"]

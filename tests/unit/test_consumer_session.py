@@ -125,6 +125,19 @@ def test_partitions_that_leave_while_paused_are_fetched_when_they_come_back(
     assert sorted(m.partition() for m in rig.session.consume(100, 0)) == [0, 1]
 
 
+def test_a_held_partition_that_leaves_is_fetched_when_it_comes_back() -> None:
+    """The same for a partition held for its dead letters: leaving ends the hold, and the
+    pause must go with it."""
+    rig = Rig(2).started()
+    rig.session.hold({P0})
+    rig.consumer.schedule_revoke(P0)
+    rig.session.consume(100, 0)
+    assert rig.session.held == frozenset()
+    rig.consumer.schedule_assign(P0)
+    rig.send(0)
+    assert [m.partition() for m in rig.session.consume(100, 0)] == [0]
+
+
 def test_wait_rewinds_a_record_that_slips_through_the_pause() -> None:
     rig = Rig(1).started()
     rig.send(0, 2)

@@ -84,7 +84,29 @@ def test_original_headers_are_dropped_only_when_an_empty_value_would_not_fit() -
 
 def test_a_smaller_limit_is_honoured() -> None:
     value, headers = letter(b"v" * 50_000, max_bytes=20_000)
-    assert wire_size(KEY, value, headers) <= 20_000 - dlq.HEADROOM
+    assert wire_size(KEY, value, headers) <= 20_000 - dlq.headroom(20_000)
+
+
+@pytest.mark.parametrize("limit", [16 * 1024, 4 * 1024, 2 * 1024])
+def test_a_small_topic_limit_leaves_room_for_the_value_and_the_batch_header(limit: int) -> None:
+    """A topic's max.message.bytes bounds the record batch: the dead letter plus the batch
+    header fits, and a headroom made for a 1 MB limit does not eat a small limit whole."""
+    value, headers = letter(b"v" * 50_000, max_bytes=limit)
+    assert wire_size(KEY, value, headers) + dlq.RECORD_BATCH_OVERHEAD <= limit
+    assert len(value or b"") > 0
+    assert names(headers)["dlq.truncated"] == b"true"
+
+
+def test_a_limit_smaller_than_the_dead_letters_own_headers_is_not_met() -> None:
+    record = build_dead_letter("t.dlq", source=SOURCE, key=KEY, value=b"v" * 50_000,
+                               headers=[("h", b"x" * 100)], reason="malformed-json",
+                               detail="line 1", max_bytes=300)
+    h = names(record.headers)
+    assert (record.key, record.value) == (b"", b"")  # everything else gave way
+    assert h["dlq.original.headers.dropped"] == b"1"
+    assert h["dlq.reason"] == b"malformed-json"  # our own headers are never cut
+    # Still over the limit: the broker refuses it, and the caller holds the partition.
+    assert wire_size(record.key, record.value, record.headers) > 300
 
 
 def dead(headers: Headers, value: bytes | None = b"v") -> DeadLetter:

@@ -314,7 +314,7 @@ class _SlowQueries:
 def test_lookup_waves_group_waiting_lookups_and_answer_each() -> None:
     import asyncio
 
-    from phoenix_resources.entrypoints.grpc.service import LookupWaves
+    from phoenix_resources.entrypoints.grpc.lookup import LookupWaves
 
     queries = _SlowQueries()
     ids = [uuid.uuid4() for _ in range(20)]
@@ -341,7 +341,7 @@ def test_lookup_waves_group_waiting_lookups_and_answer_each() -> None:
 def test_a_cancelled_waiting_lookup_leaves_its_wave() -> None:
     import asyncio
 
-    from phoenix_resources.entrypoints.grpc.service import LookupWaves
+    from phoenix_resources.entrypoints.grpc.lookup import LookupWaves
 
     queries = _SlowQueries()
 

@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
+from confluent_kafka import KafkaError
 
 from phoenix_resources.adapters.publish import KafkaEventPublisher
 from phoenix_resources.config import Settings
@@ -149,3 +150,27 @@ def test_a_leader_whose_lock_is_gone_publishes_nothing_and_steps_down() -> None:
     assert store.outbox == rows
     assert not r.leading
     assert session.calls[-1] == "close"
+
+
+def test_readiness_and_metrics_count_parked_rows_as_backlog_and_a_standby_reports_none(
+        ) -> None:
+    """A parked row is backlog: the leader's readiness and /metrics show it (the relay stays
+    ready: everything else is published). A relay that stepped down shows none — the leader
+    counts — so a count it made while leading never outlives a retry or a discard."""
+    store = filled_store()
+    producer = FakeProducer()
+    producer.refuse_next(KafkaError.INVALID_RECORD)  # the first row, for good
+    session = FakeOutboxReader(store)
+    r = relay(session, producer)
+    r.rules.run_round()
+    state = r.watch.readiness()
+    assert (state["ok"], state["leading"]) == (True, True)
+    assert (state["backlog_rows"], state["waiting_rows"], state["parked_rows"]) == (1, 0, 1)
+    value = r.metrics.registry.get_sample_value
+    assert (value("phoenix_outbox_backlog_rows"), value("phoenix_outbox_parked_rows")) == (0, 1)
+
+    r.rules.step_down()
+    state = r.watch.readiness()
+    assert (state["leading"], state["backlog_rows"], state["parked_rows"]) == (False, 0, 0)
+    assert value("phoenix_outbox_parked_rows") == 0
+    assert len(store.outbox_parked) == 1  # still parked: counted by whoever leads

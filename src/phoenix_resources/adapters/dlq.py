@@ -1,9 +1,11 @@
-"""The dead-letter record: what it carries, how it always fits, and how to read it back.
+"""The dead-letter record: what it carries, how it is made to fit, and how to read it back.
 
 A dead letter keeps the original key, value and headers and adds two sets of headers that say
 why and where from: this project's ``dlq.*`` ones and Kafka Connect's ``__connect.errors.*``
 ones (so tools written for Connect's DLQs read ours). It is built to fit the producer's
-``message.max.bytes``: when the original would not, its value is truncated (a prefix is
+``message.max.bytes`` — or any smaller limit given, such as the DLQ topic's
+``max.message.bytes`` (``adapters/dlq_delivery.py`` sends a batch's dead letters within the
+smaller of the two): when the original would not fit, its value is truncated (a prefix is
 kept), then its original headers are dropped, and ``dlq.truncated: true`` says so —
 ``dlq.original.value.size`` always gives the original value's size. A truncated dead letter
 cannot be replayed.
@@ -14,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import Message, Producer
+from confluent_kafka import Message
 
-from phoenix_resources.adapters.publish import publish_all
 from phoenix_resources.adapters.records import (
     PRODUCER_MAX_BYTES,
     Headers,
@@ -25,7 +26,6 @@ from phoenix_resources.adapters.records import (
     header_pairs,
     wire_size,
 )
-from phoenix_resources.errors import DeadLetterBlocked, RecordRefused
 
 REASON = "dlq.reason"
 DETAIL = "dlq.detail"
@@ -54,8 +54,21 @@ STAGE_DECODE = "VALUE_CONVERTER"
 this project is."""
 
 HEADROOM = 1024
-"""Bytes kept free below ``max_bytes``: the record batch header (61 bytes) and slack, so a
-dead letter also fits a broker whose topic limit equals the producer's."""
+"""The most bytes kept free below ``max_bytes`` (see :func:`headroom`)."""
+
+RECORD_BATCH_OVERHEAD = 61
+"""A record batch's own header (v2: base offset, length, epoch, magic, CRC, attributes, offset
+delta, timestamps, producer id and epoch, base sequence, count). A topic's
+``max.message.bytes`` bounds the whole batch, header included."""
+
+
+def headroom(max_bytes: int) -> int:
+    """Bytes kept free below ``max_bytes``: the record batch header plus slack — 1 KiB for
+    limits from about 60 KB up (a producer's 1,000,000), proportionally less below, so a
+    topic limited to a few KiB still leaves room for a dead letter. ``wire_size`` is already
+    an upper bound of the record, and librdkafka sends a batch uncompressed when compression
+    would make it larger, so the header is all a single dead letter adds."""
+    return min(HEADROOM, RECORD_BATCH_OVERHEAD + max_bytes // 64)
 
 _DETAIL_MAX = 1000
 
@@ -63,8 +76,9 @@ _DETAIL_MAX = 1000
 def dead_letter(message: Message, dlq_topic: str, reason: str, detail: str, *,
                 error: BaseException | None = None, max_bytes: int = PRODUCER_MAX_BYTES,
                 connector: str = "phoenix-resources-worker") -> OutgoingRecord:
-    """The dead letter of ``message``, guaranteed to fit ``max_bytes`` (the producer's
-    ``message.max.bytes``; pass a smaller one to fit a DLQ topic with a lower limit)."""
+    """The dead letter of ``message``, made to fit ``max_bytes`` (the producer's
+    ``message.max.bytes``; pass a smaller one to fit a DLQ topic with a lower limit). Only
+    this package's own headers are never cut: a limit smaller than they are is not met."""
     return build_dead_letter(
         dlq_topic, source=(message.topic() or "", message.partition(), message.offset()),
         key=message.key(), value=message.value(), headers=header_pairs(message),
@@ -100,7 +114,7 @@ def build_dead_letter(dlq_topic: str, *, source: tuple[str, int | None, int | No
         (CONNECT_EXCEPTION, exception.encode()),
         (CONNECT_MESSAGE, message.encode(errors="replace")),
     ]
-    budget = max_bytes - HEADROOM
+    budget = max_bytes - headroom(max_bytes)
     if wire_size(key, value, headers + ours) <= budget:
         return OutgoingRecord(dlq_topic, key, value, headers + ours)
     # Too large: keep as much of the value as fits beside everything else, and drop the
@@ -195,100 +209,3 @@ def _int(text: str | None) -> int | None:
         return None if text is None else int(text)
     except ValueError:
         return None
-
-
-SHRUNK_MAX_BYTES = 64 * 1024
-"""A dead letter the DLQ topic refused for its size is rebuilt to fit this (a topic's
-``max.message.bytes`` may be far below the producer's limit)."""
-
-
-@dataclass
-class _Pending:
-    partition: int
-    message: Message
-    reason: str
-    detail: str
-    error: BaseException | None
-    record: OutgoingRecord
-    shrunk: bool = False
-
-
-class DeadLetters:
-    """The dead letters of one batch, published together before the batch's offsets are
-    stored.
-
-    Guarantees: :meth:`send` returns only when every dead letter was acknowledged; one the
-    topic refused for its size is rebuilt to :data:`SHRUNK_MAX_BYTES` and sent once more; one
-    refused for any other reason (the topic is missing or not authorised) raises
-    :class:`DeadLetterBlocked` — a transient error: the worker pauses and retries until an
-    operator fixes the topic, and the record is never dropped. A transient broker failure
-    raises :class:`BrokerUnavailable`; what was delivered is not sent again.
-    """
-
-    def __init__(self, topic: str, max_bytes: int = PRODUCER_MAX_BYTES,
-                 wait_s: float = 30.0) -> None:
-        """``wait_s``: how long one send waits for the delivery reports (longer than the
-        producer's delivery timeout, so a retried send never queues a second copy)."""
-        self.topic = topic
-        self.max_bytes = max_bytes
-        self.wait_s = wait_s
-        self._pending: list[_Pending] = []
-        self.delivered = 0
-        self.delivered_reasons: dict[str, int] = {}
-        """Delivered dead letters by ``dlq.reason``."""
-
-    def __len__(self) -> int:
-        return len(self._pending) + self.delivered
-
-    @property
-    def done(self) -> bool:
-        return not self._pending
-
-    def add(self, partition: int, message: Message, reason: str, detail: str,
-            error: BaseException | None = None) -> None:
-        record = dead_letter(message, self.topic, reason, detail, error=error,
-                             max_bytes=self.max_bytes)
-        self._pending.append(_Pending(partition, message, reason, detail, error, record))
-
-    def drop_partitions(self, partitions: set[int]) -> None:
-        """Forget the dead letters of revoked partitions (their next owner redoes them)."""
-        self._pending = [p for p in self._pending if p.partition not in partitions]
-
-    def send(self, producer: Producer) -> None:
-        for _ in range(2):  # a second round only for dead letters rebuilt smaller
-            if not self._pending:
-                return
-            try:
-                publish_all(producer, [p.record for p in self._pending], self.wait_s)
-            except RecordRefused as refused:
-                self._settle(refused)
-            else:
-                self._count(self._pending)
-                self._pending = []
-        if self._pending:
-            raise DeadLetterBlocked(f"{len(self._pending)} dead letter(s) still refused by "
-                                    f"{self.topic} after being shrunk")
-
-    def _count(self, delivered: list[_Pending]) -> None:
-        self.delivered += len(delivered)
-        for p in delivered:
-            self.delivered_reasons[p.reason] = self.delivered_reasons.get(p.reason, 0) + 1
-
-    def _settle(self, refused: RecordRefused) -> None:
-        blocked: list[str] = []
-        for index in sorted(refused.refused):
-            pending, why = self._pending[index], refused.refused[index]
-            if why.startswith(("MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE")) \
-                    and not pending.shrunk:
-                pending.record = dead_letter(pending.message, self.topic, pending.reason,
-                                             pending.detail, error=pending.error,
-                                             max_bytes=SHRUNK_MAX_BYTES)
-                pending.shrunk = True
-            else:
-                blocked.append(why)
-        self._count([p for i, p in enumerate(self._pending) if i in refused.delivered])
-        self._pending = [p for i, p in enumerate(self._pending) if i not in refused.delivered]
-        if blocked:
-            raise DeadLetterBlocked(f"the DLQ topic {self.topic} refuses dead letters "
-                                    f"({blocked[0]}); fix the topic (create it, grant the "
-                                    "worker Write) — the worker waits, nothing is dropped")

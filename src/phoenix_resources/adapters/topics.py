@@ -15,6 +15,17 @@ from phoenix_resources.errors import BrokerUnavailable
 
 def retention_ms(common: dict[str, Any], topic: str, timeout: float = 10.0) -> int | None:
     """The topic's ``retention.ms`` (-1: kept forever), or None if the topic does not exist."""
+    return _int_config(common, topic, "retention.ms", timeout)
+
+
+def max_message_bytes(common: dict[str, Any], topic: str, timeout: float = 10.0) -> int | None:
+    """The topic's ``max.message.bytes`` — the largest record batch the broker appends to it,
+    after compression — or None if the topic does not exist. Raises
+    :class:`BrokerUnavailable` when the broker does not answer or refuses to describe it."""
+    return _int_config(common, topic, "max.message.bytes", timeout)
+
+
+def _int_config(common: dict[str, Any], topic: str, name: str, timeout: float) -> int | None:
     admin = AdminClient(common)
     resource = ConfigResource(ResourceType.TOPIC, topic)
     try:
@@ -26,7 +37,7 @@ def retention_ms(common: dict[str, Any], topic: str, timeout: float = 10.0) -> i
         raise BrokerUnavailable(f"describing topic {topic}: {e}") from e
     except concurrent.futures.TimeoutError as e:  # the broker did not answer in time
         raise BrokerUnavailable(f"describing topic {topic}: no answer in {timeout:g} s") from e
-    entry = entries.get("retention.ms")
+    entry = entries.get(name)
     return None if entry is None or entry.value is None else int(entry.value)
 
 

@@ -16,15 +16,18 @@ Guarantees this module enforces:
   partitions already belong to another member, and nothing of them is committed;
 * while paused, every partition assigned meanwhile is paused too; :meth:`ConsumerSession.wait`
   polls (rebalances and heartbeats are served, the group membership is kept) and rewinds a
-  record that slips through the pause, so it is fetched again after :meth:`resume`; a
-  partition that leaves the assignment while paused is resumed as it leaves (librdkafka
-  keeps the pause on the partition, and one assigned again later would never be fetched);
+  record that slips through the pause, so it is fetched again after :meth:`resume`;
+* a partition that leaves the assignment paused or held is resumed as it leaves (librdkafka
+  keeps the pause, and one assigned again later would never be fetched);
+* a *held* partition (:meth:`ConsumerSession.hold`: its dead letters wait for the DLQ) stays
+  paused — through a fault's pause and resume — until :meth:`ConsumerSession.release`, while
+  the others are consumed; a record of it that slips through is rewound, never handed out;
+  it stops being held when it leaves the assignment;
 * a replaced consumer's callbacks are ignored from the moment it starts closing; what it held
   is reported lost once; it commits what it stored as it closes, if it still can;
-* a consumer that failed for good (librdkafka's fatal error, e.g. a static member fenced
-  after its session expired in a broker outage) is replaced between two batches at once; a
-  second one within ``replace_after_s`` of the last replacement, or with no way to replace,
-  raises :class:`BrokerFatal` (the process exits and is restarted).
+* a consumer that failed for good (librdkafka's fatal error: a static member fenced after a
+  broker outage) is replaced at the next batch; a second failure within ``replace_after_s``,
+  or no way to replace it, raises :class:`BrokerFatal` (the process exits, is restarted).
 
 Lives with the entry points rather than the adapters: it is the worker process's policy for a
 consumer (when to commit, what to pause, when to give up on one) and reports to the worker's
@@ -93,11 +96,11 @@ class ConsumerSession:
         self._new_consumer = new_consumer
         self._replace_after_s = replace_after_s
         self._assignment: set[Key] = set()
+        self._held: set[Key] = set()
         self._paused = False
         self._subscribed = False
         self._replaced_at = -float("inf")
-        self._failed = False
-        """The consumer reported a fatal error: it is replaced at the next chance."""
+        self._failed = False  # a fatal error: the consumer is replaced at the next chance
         self._retired: Consumer | None = None
         """The consumer being replaced (see :meth:`_replaced`)."""
 
@@ -115,6 +118,11 @@ class ConsumerSession:
     def paused(self) -> bool:
         """Whether the assignment is paused (see :meth:`pause`)."""
         return self._paused
+
+    @property
+    def held(self) -> frozenset[Key]:
+        """The partitions held (see :meth:`hold`)."""
+        return frozenset(self._held)
 
     # --- subscription ------------------------------------------------------------------------
 
@@ -146,8 +154,25 @@ class ConsumerSession:
         (a fatal one raises :class:`BrokerFatal`)."""
         messages = self._consumer.consume(limit, timeout=timeout_s)
         good = [m for m in messages if not self._is_error(m)]
+        if self._held:
+            good = self._without_held(good)
         self._watch.polled()
         return good
+
+    def _without_held(self, messages: list[Message]) -> list[Message]:
+        """Leave out records of held partitions (prefetched before the hold), each partition
+        rewound to the first one left out, so nothing of it is skipped."""
+        kept: list[Message] = []
+        rewind: dict[Key, int] = {}
+        for m in messages:
+            key = partition_key(m)
+            if key in self._held:
+                rewind.setdefault(key, m.offset() or 0)
+            else:
+                kept.append(m)
+        for (topic, partition), offset in rewind.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+        return kept
 
     def store_offsets(self, messages: Sequence[Message]) -> None:
         """Store, per partition still assigned, the offset after the last of ``messages``.
@@ -157,11 +182,16 @@ class ConsumerSession:
         for m in messages:
             key = partition_key(m)
             offset = m.offset() or 0
-            if key in self._assignment and offset >= highest.get(key, -1):
+            if offset >= highest.get(key, -1):
                 highest[key] = offset
-        if highest:
-            self._consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1)
-                                                  for (t, p), o in highest.items()])
+        self.store_positions({key: offset + 1 for key, offset in highest.items()})
+
+    def store_positions(self, positions: dict[Key, int]) -> None:
+        """Store each partition's next offset to consume, for partitions still assigned."""
+        mine = [TopicPartition(t, p, o) for (t, p), o in positions.items()
+                if (t, p) in self._assignment]
+        if mine:
+            self._consumer.store_offsets(offsets=mine)
 
     # --- pausing while a fault is waited out ---------------------------------------------------
 
@@ -176,13 +206,32 @@ class ConsumerSession:
             self._watch.paused(reason)
 
     def resume(self) -> None:
-        """Fetch from the assignment again (no-op unless paused)."""
+        """Fetch from the assignment again, held partitions excepted (no-op unless paused)."""
         if self._paused:
-            if self._assignment:
-                self._consumer.resume(self._partitions())
+            free = self._assignment - self._held
+            if free:
+                self._consumer.resume(_partitions(free))
             self._paused = False
             self._watch.resumed()
             log.info("resumed after fault")
+
+    # --- holding partitions whose dead letters wait -------------------------------------------
+
+    def hold(self, partitions: set[Key]) -> None:
+        """Stop fetching from ``partitions`` (those assigned) until :meth:`release`, whatever
+        a fault's pause and resume do meanwhile."""
+        added = (partitions & self._assignment) - self._held
+        if added:
+            self._consumer.pause(_partitions(added))
+            self._held |= added
+
+    def release(self, partitions: set[Key]) -> None:
+        """Fetch from ``partitions`` again (unless the whole assignment is paused: then they
+        resume with it)."""
+        freed = partitions & self._held
+        self._held -= freed
+        if freed and not self._paused:
+            self._consumer.resume(_partitions(freed & self._assignment))
 
     def wait(self, seconds: float) -> None:
         """Let ``seconds`` pass (less once ``stopping()``) by polling: rebalance callbacks run
@@ -199,7 +248,7 @@ class ConsumerSession:
                 self._consumer.seek(TopicPartition(topic, partition, message.offset() or 0))
 
     def _partitions(self) -> list[TopicPartition]:
-        return [TopicPartition(t, p) for t, p in self._assignment]
+        return _partitions(self._assignment)
 
     def _is_error(self, message: Message) -> bool:
         err = message.error()
@@ -217,9 +266,8 @@ class ConsumerSession:
     # --- a consumer out of its group -----------------------------------------------------------
 
     def _fail(self, err: KafkaError) -> None:
-        """The consumer is unusable: have it replaced (:meth:`replace_if_out_of_group`), or
-        raise :class:`BrokerFatal` when it cannot be (no factory, replacement off) or a
-        replacement failed the same way within ``replace_after_s``."""
+        """Have the unusable consumer replaced (:meth:`replace_if_out_of_group`); raise
+        :class:`BrokerFatal` if it cannot be, or a replacement failed within the limit."""
         replaceable = self._new_consumer is not None and self._replace_after_s > 0
         if not replaceable or self._monotonic() - self._replaced_at <= self._replace_after_s:
             raise BrokerFatal(f"fatal consumer error: {err}")
@@ -228,13 +276,11 @@ class ConsumerSession:
         self._failed = True
 
     def replace_if_out_of_group(self) -> bool:
-        """Replace the consumer if it failed for good, or if it has been out of its group
-        for ``replace_after_s`` and was not replaced within that period; True if it was.
-        Call it with nothing in flight.
-
-        The old consumer commits what it stored as it closes, if it still can. Whatever it
-        could not commit is redelivered to the new one (which resumes at the committed
-        offsets). Its rebalance callbacks are ignored from now on."""
+        """Replace the consumer if it failed for good, or was out of its group for
+        ``replace_after_s`` and not replaced within that period; True if it was. Call it with
+        nothing in flight. The old one commits what it stored as it closes, if it still can;
+        the rest is redelivered to the new one (from the committed offsets). Its rebalance
+        callbacks are ignored from now on."""
         if not (self._failed or self._replacement_due()):
             return False
         self._replace()
@@ -249,8 +295,7 @@ class ConsumerSession:
 
     def _replace(self) -> None:
         assert self._new_consumer is not None
-        if not self._failed:
-            assert self._membership is not None
+        if not self._failed and self._membership is not None:
             log.warning("consumer out of its group for too long; replacing it", extra={
                 "seconds_out_of_group": round(self._membership.out_of_group_s(), 1),
                 "group_state": self._membership.state, "limit_s": self._replace_after_s})
@@ -262,8 +307,12 @@ class ConsumerSession:
         closing.start()
         closing.join(CLOSE_WAIT_S)
         held, self._assignment = self._assignment, set()
+        self._held = set()
         self._consumer = self._new_consumer()
         if held:
+            # The new consumer starts from the committed offsets: whatever waited on the
+            # old one's partitions (dead letters) is redone from there.
+            self._on_gone({p for _, p in held})
             self._watch.rebalanced("lost", held, self._assignment)
         self._watch.use(self._consumer)
         self._metrics.consumer_replacements.inc()
@@ -321,11 +370,11 @@ class ConsumerSession:
         if self._replaced(consumer):
             return
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        if self._paused and partitions:
-            # librdkafka keeps an application's pause on a partition after it leaves the
-            # assignment: assigned here again later (a group session lost during an outage,
-            # then rejoined), it would stay paused, unfetched, with nothing to resume it.
-            consumer.resume(partitions)
+        # librdkafka keeps a pause on a partition that leaves: assigned here again later, it
+        # would stay paused, unfetched, with nothing to resume it.
+        if paused := [tp for tp in partitions
+                      if self._paused or (tp.topic, tp.partition) in self._held]:
+            consumer.resume(paused)
         self._on_gone({p for _, p in gone})
         if how == "revoked":
             try:
@@ -333,10 +382,15 @@ class ConsumerSession:
             except Exception as e:
                 log.debug("commit on revoke skipped", extra={"reason": str(e)})
         self._assignment -= gone
+        self._held -= gone
         self._watch.rebalanced(how, gone, self._assignment)
         level = logging.INFO if how == "revoked" else logging.WARNING
         log.log(level, "partitions revoked" if how == "revoked" else "partitions lost",
                 extra={"partitions": sorted(p for _, p in gone)})
+
+
+def _partitions(keys: set[Key]) -> list[TopicPartition]:
+    return [TopicPartition(t, p) for t, p in sorted(keys)]
 
 
 def _close_quietly(consumer: Consumer) -> None:

@@ -11,7 +11,10 @@ Guarantees (each has a test against the real broker and database), and where eac
   stores them once :meth:`Worker._advance` has committed and dead-lettered; the session
   stores only for partitions still assigned);
 * bytes that are not a command go to the DLQ with the reason; they never stop the worker
-  (:meth:`Worker._decode`);
+  (:meth:`Worker._decode`). Dead letters are sized to the DLQ topic as configured; one the
+  topic still refuses holds its own partition only, offsets stored up to it, until it is
+  delivered (``dead_letter_gate.DeadLetterGate``: :meth:`Worker.handle` stores what the gate
+  allows, :meth:`Worker.run_once` lets it retry);
 * a transient fault (PostgreSQL or Kafka unavailable, a race with another writer) pauses
   the assigned partitions and retries the same batch with exponential backoff and jitter,
   polling meanwhile so the consumer keeps its group membership; good commands are never
@@ -49,7 +52,7 @@ from tenacity import (
 
 from phoenix_resources import bootstrap
 from phoenix_resources.adapters import native as compiled
-from phoenix_resources.adapters.dlq import DeadLetters
+from phoenix_resources.adapters.dlq_delivery import DeadLetterLimit, DeadLetters
 from phoenix_resources.adapters.group_membership import GroupMembership
 from phoenix_resources.adapters.kafka import partition_key
 from phoenix_resources.adapters.native import NativeItem, NativePath
@@ -57,6 +60,7 @@ from phoenix_resources.adapters.records import producer_max_bytes
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.rules import Misplaced
 from phoenix_resources.entrypoints.consumer_session import ConsumerSession
+from phoenix_resources.entrypoints.dead_letter_gate import DeadLetterGate
 from phoenix_resources.errors import DecodeError, TransientError
 from phoenix_resources.observability import Metrics, log_context
 from phoenix_resources.observability.tracing import Tracing
@@ -106,13 +110,16 @@ class Worker:
                  tracing: Tracing | None = None,
                  membership: GroupMembership | None = None,
                  new_consumer: Callable[[], Consumer] | None = None,
-                 native: NativePath | None = None) -> None:
+                 native: NativePath | None = None,
+                 dlq_topic_max_bytes: Callable[[], int | None] | None = None) -> None:
         """``prepare`` runs before the first consume (e.g. looking up the event schemas in
         the registry); transient failures of it are waited out, others stop the worker.
         ``membership`` follows the consumer's group state; with ``new_consumer`` the worker
         replaces a consumer out of its group for ``consumer_replace_after_s``. With
         ``native`` (``PHOENIX_NATIVE``, chosen by bootstrap) the per-command work is compiled;
-        the rules are the same (``docs/decisions/0014-the-compiled-hot-path.md``)."""
+        the rules are the same (``docs/decisions/0014-the-compiled-hot-path.md``).
+        ``dlq_topic_max_bytes()`` reads the DLQ topic's ``max.message.bytes`` (without it,
+        dead letters are sized for the producer's limit until the topic refuses one)."""
         self.settings = settings
         self.native = native
         self._prepare = prepare
@@ -121,8 +128,6 @@ class Worker:
         self.unit_factory = unit_factory
         self.metrics = metrics
         self.clock = clock
-        self._dlq_max_bytes = producer_max_bytes(settings.kafka_options)
-        self._dlq_wait_s = bootstrap.publish_wait_s(settings)
         self._in_flight: _InFlight | None = None
         self._stop = threading.Event()
         self.watch = WorkerWatch(metrics, consumer, tracing=tracing, monotonic=monotonic,
@@ -132,6 +137,12 @@ class Worker:
             on_gone=self._abandon, stopping=self._stop.is_set, monotonic=monotonic,
             membership=membership, new_consumer=new_consumer,
             replace_after_s=settings.consumer_replace_after_s)
+        limit = DeadLetterLimit(producer_max_bytes(settings.kafka_config("producer")),
+                                dlq_topic_max_bytes, monotonic=monotonic)
+        self.gate = DeadLetterGate(
+            settings.dlq_topic, limit, session=self.session, watch=self.watch, metrics=metrics,
+            retry_initial_s=settings.retry_initial_s, retry_max_s=settings.retry_max_s,
+            wait_s=bootstrap.publish_wait_s(settings), monotonic=monotonic)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -191,6 +202,7 @@ class Worker:
         """One batch. A consumer out of its group is replaced here, between two batches:
         nothing is in flight, every stored offset follows a database commit."""
         self.session.replace_if_out_of_group()
+        self.gate.retry(self.producer)
         messages = self.session.consume(self.settings.batch_size,
                                         self.settings.batch_max_wait_ms / 1000)
         if messages:
@@ -202,9 +214,7 @@ class Worker:
         """Apply ``messages``, retrying transient faults with the assignment paused; store
         their offsets only once the batch committed and its dead letters were acknowledged.
         Stopping mid-fault abandons the batch unstored (it will be redelivered)."""
-        batch = _InFlight(list(messages), DeadLetters(self.settings.dlq_topic,
-                                                      self._dlq_max_bytes, self._dlq_wait_s),
-                          self.watch.batch(messages))
+        batch = _InFlight(list(messages), self.gate.letters(), self.watch.batch(messages))
         self._in_flight = batch
         try:
             for attempt in Retrying(
@@ -221,7 +231,7 @@ class Worker:
             return
         finally:
             self._in_flight = None
-        self.session.store_offsets(batch.messages)
+        self.session.store_offsets(self.gate.settle(batch.messages, batch.dead))
         self.session.resume()
         batch.watch.finished(batch.dead)
 
@@ -230,6 +240,7 @@ class Worker:
         next owner gets them again from the last committed offset)."""
         if self._in_flight is not None:
             self._in_flight.drop_partitions(partitions)
+        self.gate.drop_partitions(partitions)
 
     def _advance(self, batch: _InFlight) -> None:
         """One attempt: decode (once), apply what is left, then dead-letter; each step is
@@ -371,5 +382,5 @@ def build_worker(settings: Settings, metrics: Metrics,
                     codec=parts.codec, unit_factory=parts.unit_factory, metrics=metrics,
                     prepare=parts.events.prepare, tracing=tracing,
                     membership=parts.membership, new_consumer=parts.new_consumer,
-                    native=parts.native)
+                    native=parts.native, dlq_topic_max_bytes=parts.dlq_topic_max_bytes)
     return worker, parts.pool

@@ -71,8 +71,7 @@ OUTCOME_CODES: dict[str, tuple[str, ...]] = {
     "dead_lettered": (*DLQ_REASONS, OTHER),
 }
 TRANSIENT_KINDS = ("DatabaseUnavailable", "DatabaseReadOnly", "DatabaseRefused",
-                   "BrokerUnavailable", "RegistryUnavailable", "DeadLetterBlocked",
-                   "ConcurrentModification")
+                   "BrokerUnavailable", "RegistryUnavailable", "ConcurrentModification")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
 HTTP_ROUTES = ("/api/v1/resources/{id}", "/api/v1/commands/{command_id}", "/api/v1/resources",
                "/healthz", "/readyz", "/metrics")
@@ -181,7 +180,7 @@ class _LagCollector(Collector):
                                   labels=labels))
 
 
-class _ReadyCollector(Collector):
+class ReadyCollector(Collector):
     """``phoenix_ready{component}``: the same verdict as ``/readyz``, evaluated per scrape."""
 
     def __init__(self) -> None:
@@ -268,6 +267,10 @@ class Metrics:
         self.paused_seconds = Counter("phoenix_consumer_paused_seconds",
                                       "Time spent with consumption paused by a fault",
                                       registry=r)
+        self.dlq_blocked = Gauge("phoenix_dlq_blocked",
+                                 "Dead letters of a commands-topic partition that the DLQ "
+                                 "topic refuses; the partition waits for them (0: none)",
+                                 ["partition"], registry=r, multiprocess_mode=gauge_mode)
         self.assigned_partitions = Gauge("phoenix_assigned_partitions",
                                          "Partitions assigned to this worker", registry=r,
                                          multiprocess_mode=gauge_mode)
@@ -309,7 +312,7 @@ class Metrics:
         self.http_seconds = Histogram("phoenix_http_request_seconds", "HTTP latency",
                                       ["route"], registry=r,
                                       buckets=(.001, .0025, .005, .01, .025, .05, .1, .2, .5, 1))
-        self._ready = _ReadyCollector()
+        self._ready = ReadyCollector()
         r.register(self._ready)
         self._own: list[Collector] = [self.command_latency, lag, self.publish_latency,
                                       self._ready]

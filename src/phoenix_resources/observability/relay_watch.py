@@ -46,18 +46,21 @@ class RelayWatch:
         self._wall = wall
         self._leading = False
         self._waiting = 0
+        self._parked = 0
         self._progress_at = monotonic()
         self._spans: list[Span] = []
         metrics.init_topics(*topics)
 
     def leading(self, leading: bool) -> None:
-        """Took (True) or lost (False) the lead; a standby reports an empty outbox."""
+        """Took (True) or lost (False) the lead; a standby reports an empty outbox — the
+        leader counts it — so that ``max()`` over relays is the leader's count, and a count
+        a relay made before it lost the lead never outlives the rows it counted."""
         self._leading = leading
         self.metrics.relay_active.set(1 if leading else 0)
         self._progress_at = self._monotonic()
         if not leading:
+            self.backlog(0, 0)
             self.metrics.outbox_lag.set(0)
-            self.metrics.outbox_backlog.set(0)
 
     def fetched(self, rows: Sequence[_Row]) -> None:
         """The age of the oldest row of this fetch (0 when the outbox is empty)."""
@@ -105,15 +108,22 @@ class RelayWatch:
             self._progress_at = self._monotonic()
 
     def backlog(self, waiting: int, parked: int) -> None:
-        """The leader's periodic count of outbox rows."""
-        self._waiting = waiting
+        """The leader's periodic count of outbox rows: ``waiting`` to be published (those
+        held behind a parked row included), ``parked`` by a refusal for good."""
+        self._waiting, self._parked = waiting, parked
         self.metrics.outbox_backlog.set(waiting)
         self.metrics.outbox_parked.set(parked)
 
     def readiness(self) -> dict[str, Any]:
         """Ready unless leading with rows waiting and nothing published for
-        ``stuck_after_s`` (a standby is ready: it is there to take over)."""
+        ``stuck_after_s`` (a standby is ready: it is there to take over). ``backlog_rows``
+        is every unpublished row — ``waiting_rows`` plus ``parked_rows``: a parked row is
+        backlog, not "nothing to do". Parked rows do not make the relay unready (it
+        publishes everything else; an operator must retry or discard them, and
+        PhoenixOutboxRowsParked says so), nor do the rows waiting behind them."""
         stalled = self._monotonic() - self._progress_at
         stuck = self._leading and self._waiting > 0 and stalled > self._stuck_after_s
-        return {"ok": not stuck, "leading": self._leading, "backlog_rows": self._waiting,
-                "seconds_since_progress": round(stalled, 1), "stuck": stuck}
+        return {"ok": not stuck, "leading": self._leading,
+                "backlog_rows": self._waiting + self._parked, "waiting_rows": self._waiting,
+                "parked_rows": self._parked, "seconds_since_progress": round(stalled, 1),
+                "stuck": stuck}

@@ -8,7 +8,9 @@ hot path keeps its shape:
 * :meth:`WorkerWatch.batch` when a batch is taken → a :class:`BatchWatch`, whose
   :meth:`~BatchWatch.decoded`, :meth:`~BatchWatch.span`, :meth:`~BatchWatch.counted` and
   :meth:`~BatchWatch.finished` / :meth:`~BatchWatch.abandoned` follow the batch;
-* :meth:`WorkerWatch.rebalanced`, :meth:`WorkerWatch.paused`, :meth:`WorkerWatch.resumed`.
+* :meth:`WorkerWatch.rebalanced`, :meth:`WorkerWatch.paused`, :meth:`WorkerWatch.resumed`;
+* :meth:`WorkerWatch.dlq_blocked` / :meth:`WorkerWatch.dlq_released` while a partition waits
+  for dead letters the DLQ topic refuses.
 
 Per batch it costs one pass over the records (first and last record per partition) and one
 over the decoded commands (their end-to-end latency, observed in bulk).
@@ -81,6 +83,8 @@ class WorkerWatch:
         self._joined = False
         self._paused_at: float | None = None
         self._paused_reason: str | None = None
+        self._blocked: dict[int, tuple[int, str, float]] = {}
+        """Partitions waiting for refused dead letters: (how many, the refusal, since)."""
         self._progress_at = monotonic()
         self._next_refresh = 0.0
 
@@ -150,6 +154,19 @@ class WorkerWatch:
     def progressed(self) -> None:
         self._progress_at = self._monotonic()
 
+    def dlq_blocked(self, partition: int, letters: int, refusal: str) -> None:
+        """``letters`` dead letters of ``partition`` are refused by the DLQ topic (for
+        ``refusal``); the partition waits for them. Readiness is off until every partition
+        is released."""
+        since = self._blocked.get(partition, (0, "", self._monotonic()))[2]
+        self._blocked[partition] = (letters, refusal, since)
+        self.metrics.dlq_blocked.labels(str(partition)).set(letters)
+
+    def dlq_released(self, partition: int) -> None:
+        """``partition`` waits for no dead letter any more (delivered, or it left)."""
+        if self._blocked.pop(partition, None) is not None:
+            self.metrics.dlq_blocked.labels(str(partition)).set(0)
+
     # --- readiness -------------------------------------------------------------------------
 
     def readiness(self) -> dict[str, Any]:
@@ -158,7 +175,8 @@ class WorkerWatch:
         consumption paused by a fault for longer than that (a batch in flight is not counted
         as waiting, so a pause alone must be enough) — and, with a membership, not out of the
         group for longer than ``stuck_after_s`` either (its state is reported as
-        ``group_state``)."""
+        ``group_state``). Not ready at once while a partition waits for dead letters the DLQ
+        topic refuses (``reason``: ``dlq_blocked``, details under ``dlq_blocked``)."""
         waiting = self.lag.total()
         now = self._monotonic()
         if waiting == 0 and self._paused_at is None:
@@ -175,6 +193,8 @@ class WorkerWatch:
         if self._paused_at is not None:
             report["seconds_paused"] = round(paused_for, 1)
             report["paused_by"] = self._paused_reason
+        if self._blocked:
+            report.update(ok=False, reason="dlq_blocked", dlq_blocked=self._blocked_report(now))
         if self._membership is not None:
             out = self._membership.out_of_group_s()
             report["group_state"] = self._membership.state
@@ -182,6 +202,12 @@ class WorkerWatch:
             if out > self._stuck_after_s:
                 report["ok"] = False
         return report
+
+    def _blocked_report(self, now: float) -> dict[str, Any]:
+        first = min(self._blocked.values(), key=lambda b: b[2])
+        return {"partitions": sorted(self._blocked),
+                "dead_letters": sum(n for n, _, _ in self._blocked.values()),
+                "refusal": first[1], "seconds": round(now - first[2], 1)}
 
 
 class BatchWatch:

@@ -18,10 +18,10 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, LiteralString
+from typing import Any, Generic, LiteralString, NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -29,6 +29,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from phoenix_resources.errors import DatabaseUnavailable
+
+T = TypeVar("T")
 
 _TS = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
 
@@ -73,12 +75,22 @@ class ResourceDoc:
     deleted_at: str | None
 
 
+class DocumentStore(Protocol):
+    """Where listings keep the documents they read, by ``(id, version)``
+    (``entrypoints.http.documents.Documents``)."""
+
+    def get(self, resource_id: UUID, version: int) -> str | None: ...
+
+    def keep(self, resource_id: UUID, version: int, document: str) -> None: ...
+
+
 PageKey = tuple[str, UUID] | UUID
 """Where a page ends: the id, or (name, id) when listing by name prefix."""
 
 
-@dataclass(frozen=True, slots=True)
-class ListedResource:
+class ListedResource(NamedTuple):
+    """One row of a page (a tuple: a page builds up to 501 of them per request)."""
+
     json: str
     key: PageKey
     size: int
@@ -115,15 +127,43 @@ def _like_prefix(prefix: str) -> str:
     return escaped + "%"
 
 
-class ReadQueries:
-    """Every query the HTTP API runs. Holds no state beyond the pool and the loader."""
+def _page_filter(status: str | None, name_prefix: str | None,
+                 after: PageKey | None) -> tuple[str, list[Any], str]:
+    """The WHERE clause, its parameters and the ORDER BY of a page of live resources."""
+    conditions = ["deleted_at IS NULL"]
+    params: list[Any] = []
+    if status is not None:
+        conditions.append("status = %s")
+        params.append(status)
+    if name_prefix is not None:
+        # LIKE 'p%' and the ~<~ order both use idx_resources_live_name (text_pattern_ops).
+        conditions.append("name LIKE %s")
+        params.append(_like_prefix(name_prefix))
+        if isinstance(after, tuple):
+            # (name, id) > (n, i), written so that "name ~>=~ n" bounds the index scan.
+            conditions.append("name ~>=~ %s AND (name ~>~ %s OR id > %s)")
+            params += [after[0], after[0], after[1]]
+        return " AND ".join(conditions), params, "name USING ~<~, id"
+    if isinstance(after, UUID):
+        conditions.append("id > %s")
+        params.append(after)
+    return " AND ".join(conditions), params, "id"
 
-    def __init__(self, pool: AsyncConnectionPool, *, checkout_timeout: float = 30.0) -> None:
+
+class ReadQueries:
+    """Every query the HTTP API runs. Holds no state beyond the pool, the loader and the
+    listings' documents."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, checkout_timeout: float = 30.0,
+                 documents: DocumentStore | None = None) -> None:
         """``checkout_timeout``: how long a query waits for a connection before giving up
-        (DatabaseUnavailable); keep it below the request timeout so callers learn why."""
+        (DatabaseUnavailable); keep it below the request timeout so callers learn why.
+        ``documents``: where listings keep the documents they read (:meth:`resources`)."""
         self.pool = pool
         self.checkout_timeout = checkout_timeout
         self.loader = ResourceLoader(pool, checkout_timeout)
+        self.documents = documents
+        self._pages: SharedReads[Listed] = SharedReads()
 
     async def resource(self, resource_id: UUID) -> ResourceDoc | None:
         """The resource (live or tombstone), or None when the id was never stored."""
@@ -141,59 +181,87 @@ class ReadQueries:
                         max_bytes: int | None = None) -> Listed:
         """One page of live resources, in ``id`` order, or ``(name, id)`` order with a prefix.
 
+        Identical pages asked for in one event-loop turn are read once, for all of them
+        (:class:`SharedReads`); the :class:`Listed` they get is the same object: read-only.
+
         Keyset pagination: the page starts strictly after ``after``, so rows are never
         repeated or skipped across pages, whatever is inserted or deleted meanwhile.
 
         At most ``limit`` rows; with ``max_bytes``, only the first rows whose documents fit
         in that many bytes (a running sum in the query; the first row always), so neither
         the transfer nor the memory of one page grows with the limit times the largest
-        resource. ``total`` tells how many rows the page had before that cut, so the caller
-        knows whether more follow (:func:`page_within`).
+        resource. ``total`` is more than the rows returned exactly when more rows follow
+        (the caller then continues after the last row it keeps: :func:`page_within`).
+
+        With a document store (``documents``), a page whose documents are all kept for the
+        versions the database names is read as ``(id, version)`` pairs alone and its
+        documents taken from the store (same rows, same cut); any other page is read whole,
+        and its documents kept.
 
         The callers check their text first (``http.listing.check_name_prefix``,
         ``decode_cursor``): ``name_prefix`` and the name in ``after`` hold no NUL and no lone
         surrogate, which PostgreSQL (or the driver) refuses with an error that is no
         client's fault to see.
         """
-        conditions = ["deleted_at IS NULL"]
-        params: list[Any] = []
-        if status is not None:
-            conditions.append("status = %s")
-            params.append(status)
+        return await self._pages.read((status, name_prefix, after, limit, max_bytes),
+                                      lambda: self._page(status, name_prefix, after, limit,
+                                                         max_bytes))
+
+    async def _page(self, status: str | None, name_prefix: str | None, after: PageKey | None,
+                    limit: int, max_bytes: int | None) -> Listed:
+        where, params, order = _page_filter(status, name_prefix, after)
         by_name = name_prefix is not None
-        if by_name:
-            # LIKE 'p%' and the ~<~ order both use idx_resources_live_name (text_pattern_ops).
-            conditions.append("name LIKE %s")
-            params.append(_like_prefix(name_prefix or ""))
-            if isinstance(after, tuple):
-                # (name, id) > (n, i), written so that "name ~>=~ n" bounds the index scan.
-                conditions.append("name ~>=~ %s AND (name ~>~ %s OR id > %s)")
-                params += [after[0], after[0], after[1]]
-            order = "name USING ~<~, id"
-        else:
-            if isinstance(after, UUID):
-                conditions.append("id > %s")
-                params.append(after)
-            order = "id"
+        if self.documents is not None and max_bytes is not None:
+            kept = await self._kept_page(where, [*params, limit], order, by_name, max_bytes)
+            if kept is not None:
+                return kept
+        page = (f"SELECT {RESOURCE_JSON} AS doc, name, id, version FROM resources"
+                f" WHERE {where} ORDER BY {order} LIMIT %s")
         params.append(limit)
-        page = (f"SELECT {RESOURCE_JSON} AS doc, name, id FROM resources"
-                f" WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT %s")
-        sized = ("SELECT doc, name, id, octet_length(doc) AS size,"
-                 " sum(octet_length(doc)) OVER w AS upto, row_number() OVER w AS n,"
-                 f" count(*) OVER () AS total FROM ({page}) p"
-                 f" WINDOW w AS (ORDER BY {order} ROWS UNBOUNDED PRECEDING)")
-        query = f"SELECT doc, name, id, size, total FROM ({sized}) s"
-        if max_bytes is not None:
-            query += " WHERE upto <= %s OR n = 1"
-            params.append(max_bytes)
+        if max_bytes is None:
+            query = f"SELECT doc, name, id, version, octet_length(doc) FROM ({page}) p"
+        else:
+            # The rows within the budget, with their documents, and the first row past it
+            # without (so the caller knows more follow); the second row always.
+            query = ("SELECT CASE WHEN upto <= %s OR n = 1 THEN doc END, name, id, version, size"
+                     " FROM (SELECT doc, name, id, version, octet_length(doc) AS size,"
+                     " sum(octet_length(doc)) OVER w AS upto, row_number() OVER w AS n"
+                     f" FROM ({page}) p WINDOW w AS (ORDER BY {order} ROWS UNBOUNDED PRECEDING)"
+                     ") s WHERE upto - size <= %s OR n <= 2")
+            params = [max_bytes, *params, max_bytes]
         query += f" ORDER BY {order}"
         async with _connection(self.pool, self.checkout_timeout) as conn:
             cur = await conn.execute(query, params, prepare=True)
             rows = await cur.fetchall()
-        total = rows[0][4] if rows else 0
-        if by_name:
-            return Listed([ListedResource(r[0], (r[1], r[2]), r[3]) for r in rows], total)
-        return Listed([ListedResource(r[0], r[2], r[3]) for r in rows], total)
+        listed = [ListedResource(r[0], (r[1], r[2]) if by_name else r[2], r[4])
+                  for r in rows if r[0] is not None]
+        if self.documents is not None:
+            for r in rows:
+                if r[0] is not None:
+                    self.documents.keep(r[2], r[3], r[0])
+        return Listed(listed, len(rows))
+
+    async def _kept_page(self, where: str, params: list[Any], order: str, by_name: bool,
+                         max_bytes: int) -> Listed | None:
+        """The page from kept documents, as :meth:`resources` would read it; None when one
+        of the documents it needs is not kept (for the version read now)."""
+        assert self.documents is not None
+        query = f"SELECT id, version, name FROM resources WHERE {where} ORDER BY {order} LIMIT %s"
+        async with _connection(self.pool, self.checkout_timeout) as conn:
+            cur = await conn.execute(query, params, prepare=True)
+            rows = await cur.fetchall()
+        listed: list[ListedResource] = []
+        used = 0
+        for rid, version, name in rows:
+            doc = self.documents.get(rid, version)
+            if doc is None:
+                return None
+            size = len(doc) if doc.isascii() else len(doc.encode())
+            if listed and used + size > max_bytes:
+                break
+            listed.append(ListedResource(doc, (name, rid) if by_name else rid, size))
+            used += size
+        return Listed(listed, len(rows))
 
     async def ping(self, timeout: float) -> float:
         """Seconds one ``SELECT 1`` took; raises DatabaseUnavailable past ``timeout``."""
@@ -222,6 +290,37 @@ def page_within(listed: Listed, limit: int, max_bytes: int,
         kept.append(row)
         used += n
     return kept, listed.total > len(kept)
+
+
+class SharedReads(Generic[T]):
+    """Identical reads issued in one event-loop turn share one run: the first of a turn
+    starts it once the turn's callbacks have run (``call_soon``), so every caller that
+    joins asked before the read began, and sees what a read of its own would have seen. A
+    caller that gives up (cancelled) leaves the others their read; a failure reaches each."""
+
+    def __init__(self) -> None:
+        self._turn: dict[Hashable, asyncio.Task[T]] = {}
+        self._running: set[asyncio.Task[T]] = set()
+
+    async def read(self, key: Hashable, run: Callable[[], Awaitable[T]]) -> T:
+        task = self._turn.get(key)
+        if task is None:
+            loop = asyncio.get_running_loop()
+            if not self._turn:
+                loop.call_soon(self._turn.clear)  # before the task's first step: the turn ends
+            task = self._turn[key] = loop.create_task(_awaited(run))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        return await asyncio.shield(task)
+
+    def _finished(self, task: asyncio.Task[T]) -> None:
+        self._running.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, even when every caller gave up
+
+
+async def _awaited(run: Callable[[], Awaitable[T]]) -> T:
+    return await run()
 
 
 class ResourceLoader:

@@ -12,9 +12,10 @@ status region (a failure in its alert region).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from uuid import UUID
 
 from starlette.requests import Request
@@ -26,6 +27,7 @@ from phoenix_resources.entrypoints.console.app import (
     COMMANDS_LIMIT,
     Caller,
     Console,
+    Form,
     blocking,
     dlq_page,
     html,
@@ -33,9 +35,15 @@ from phoenix_resources.entrypoints.console.app import (
     parked_page,
     unavailable,
 )
+from phoenix_resources.entrypoints.console.layout import View
 from phoenix_resources.entrypoints.console.markup import el
+from phoenix_resources.entrypoints.console.operations import Operations
 from phoenix_resources.entrypoints.console.views import letter_flags, letter_source
 from phoenix_resources.errors import PhoenixError
+
+if TYPE_CHECKING:
+    from phoenix_resources.adapters.dlq_topic import ReplayReport as LetterReport
+    from phoenix_resources.services.replay import ReplayReport
 
 audit = logging.getLogger("phoenix_resources.console.audit")
 
@@ -81,6 +89,43 @@ async def _operator_form(request: Request) -> tuple[Console, Caller, dict[str, s
     return gate if isinstance(gate, Response) else (console, *gate)
 
 
+@dataclass(frozen=True)
+class Said:
+    """What an action's page says it did."""
+
+    text: str
+    ok: bool = True
+    """False: the audit line records it as not done."""
+    alert: bool = False
+    """Shown in the page's alert region rather than its status region."""
+
+
+Page = Callable[[Request, View, int], Awaitable[Response]]
+"""The page an action answers with: the request, what to say, the HTTP status."""
+
+
+async def _act(request: Request, action: str, target: str,
+               operation: Callable[[Operations, Caller, Form], Callable[[], T]],
+               *, page: Page, say: Callable[[T], Said]) -> Response:
+    """One ``POST``: the gate, ``operation`` off the event loop, the audit line, the page.
+
+    A failure of the service (the database or broker did not answer) answers the page with
+    503 and the error in its alert region; nothing is said to be done."""
+    gate = await _operator_form(request)
+    if isinstance(gate, Response):
+        return gate
+    console, caller, form = gate
+    result = await attempt(caller, action, target,
+                           operation(console.operations, caller, form))
+    if isinstance(result, PhoenixError):
+        return await page(request, console.view(caller, alert=_failed(result)), 503)
+    said = say(result)
+    record(caller, action, target, said.text, ok=said.ok)
+    view = (console.view(caller, alert=said.text) if said.alert
+            else console.view(caller, status=said.text))
+    return await page(request, view, 200)
+
+
 # --- parked commands -----------------------------------------------------------------------
 
 
@@ -110,25 +155,21 @@ async def confirm_replay(request: Request) -> Response:
 
 
 async def replay(request: Request) -> Response:
-    gate = await _operator_form(request)
-    if isinstance(gate, Response):
-        return gate
-    console, caller, _ = gate
     rid: UUID = request.path_params["resource_id"]
-    report = await attempt(caller, "parked.replay", str(rid),
-                           partial(console.operations.replay_parked, rid))
-    if isinstance(report, PhoenixError):
-        return await parked_page(request, console.view(caller, alert=_failed(report)), 503)
-    if report.stopped_at is not None:
-        text = (f"The replay of resource {rid} stopped at command {report.stopped_at} after "
-                f"{report.applied} applied and {report.rejected} rejected; "
-                f"{report.remaining} still parked: {report.error}")
-        record(caller, "parked.replay", str(rid), text, ok=False)
-        return await parked_page(request, console.view(caller, alert=text))
-    text = (f"Resource {rid} replayed: {report.applied} applied, {report.rejected} rejected."
-            if report.applied or report.rejected else f"Nothing was parked for {rid}.")
-    record(caller, "parked.replay", str(rid), text)
-    return await parked_page(request, console.view(caller, status=text))
+
+    def said(report: ReplayReport) -> Said:
+        if report.stopped_at is not None:
+            return Said(f"The replay of resource {rid} stopped at command {report.stopped_at} "
+                        f"after {report.applied} applied and {report.rejected} rejected; "
+                        f"{report.remaining} still parked: {report.error}", ok=False,
+                        alert=True)
+        return Said(f"Resource {rid} replayed: {report.applied} applied, {report.rejected} "
+                    "rejected." if report.applied or report.rejected
+                    else f"Nothing was parked for {rid}.")
+
+    return await _act(request, "parked.replay", str(rid),
+                      lambda ops, _caller, _form: partial(ops.replay_parked, rid),
+                      page=_parked, say=said)
 
 
 async def confirm_discard(request: Request) -> Response:
@@ -157,21 +198,17 @@ async def confirm_discard(request: Request) -> Response:
 
 
 async def discard(request: Request) -> Response:
-    gate = await _operator_form(request)
-    if isinstance(gate, Response):
-        return gate
-    console, caller, form = gate
     rid: UUID = request.path_params["resource_id"]
-    reason = " ".join((form.get("reason") or DEFAULT_REASON).split())[:MAX_REASON]
-    reason = f"{reason or DEFAULT_REASON} (by {caller.identity.label})"
-    gone = await attempt(caller, "parked.discard", str(rid),
-                         partial(console.operations.discard_parked, rid, reason))
-    if isinstance(gone, PhoenixError):
-        return await parked_page(request, console.view(caller, alert=_failed(gone)), 503)
-    text = (f"Discarded {len(gone)} command(s) of resource {rid} (rejected, CMD-010)."
-            if gone else f"Nothing was parked for resource {rid}.")
-    record(caller, "parked.discard", str(rid), text)
-    return await parked_page(request, console.view(caller, status=text))
+
+    def operation(ops: Operations, caller: Caller, form: Form) -> Callable[[], list[UUID]]:
+        reason = " ".join((form.get("reason") or DEFAULT_REASON).split())[:MAX_REASON]
+        reason = f"{reason or DEFAULT_REASON} (by {caller.identity.label})"
+        return partial(ops.discard_parked, rid, reason)
+
+    return await _act(request, "parked.discard", str(rid), operation, page=_parked,
+                      say=lambda gone: Said(
+                          f"Discarded {len(gone)} command(s) of resource {rid} (rejected, "
+                          "CMD-010)." if gone else f"Nothing was parked for resource {rid}."))
 
 
 # --- parked events (outbox rows) -----------------------------------------------------------
@@ -216,35 +253,22 @@ async def confirm_discard_event(request: Request) -> Response:
 
 
 async def retry_event(request: Request) -> Response:
-    gate = await _operator_form(request)
-    if isinstance(gate, Response):
-        return gate
-    console, caller, _ = gate
     seq: int = request.path_params["seq"]
-    released = await attempt(caller, "outbox.retry", str(seq),
-                             partial(console.operations.retry_event, seq))
-    if isinstance(released, PhoenixError):
-        return await outbox_page(request, console.view(caller, alert=_failed(released)), 503)
-    text = (f"Row {seq} released: the relay publishes it and the rows behind it."
-            if released else f"Row {seq} is not parked (any more).")
-    record(caller, "outbox.retry", str(seq), text, ok=bool(released))
-    return await outbox_page(request, console.view(caller, status=text))
+    return await _act(
+        request, "outbox.retry", str(seq),
+        lambda ops, _caller, _form: partial(ops.retry_event, seq), page=_outbox,
+        say=lambda released: Said(
+            f"Row {seq} released: the relay publishes it and the rows behind it."
+            if released else f"Row {seq} is not parked (any more).", ok=bool(released)))
 
 
 async def discard_event(request: Request) -> Response:
-    gate = await _operator_form(request)
-    if isinstance(gate, Response):
-        return gate
-    console, caller, _ = gate
     seq: int = request.path_params["seq"]
-    gone = await attempt(caller, "outbox.discard", str(seq),
-                         partial(console.operations.discard_event, seq))
-    if isinstance(gone, PhoenixError):
-        return await outbox_page(request, console.view(caller, alert=_failed(gone)), 503)
-    text = (f"Row {seq} discarded: event {gone[0].event_id} is not published."
-            if gone else f"Row {seq} is not parked (any more).")
-    record(caller, "outbox.discard", str(seq), text, ok=bool(gone))
-    return await outbox_page(request, console.view(caller, status=text))
+    return await _act(
+        request, "outbox.discard", str(seq),
+        lambda ops, _caller, _form: partial(ops.discard_event, seq), page=_outbox,
+        say=lambda gone: Said(f"Row {seq} discarded: event {gone[0].event_id} is not published."
+                          if gone else f"Row {seq} is not parked (any more).", ok=bool(gone)))
 
 
 # --- dead letters --------------------------------------------------------------------------
@@ -280,29 +304,37 @@ async def confirm_letter(request: Request) -> Response:
 
 
 async def replay_letter(request: Request) -> Response:
-    gate = await _operator_form(request)
-    if isinstance(gate, Response):
-        return gate
-    console, caller, form = gate
     p: int = request.path_params["partition"]
     o: int = request.path_params["offset"]
     where = f"{p}:{o}"
-    force = form.get("force") == "yes"
-    report = await attempt(caller, "dlq.replay", where,
-                           partial(console.operations.replay_dead_letter, p, o, force=force))
-    if isinstance(report, PhoenixError):
-        return await dlq_page(request, console.view(caller, alert=_failed(report)), p, o, 503)
-    if report.replayed:
-        text, ok = f"Dead letter {where} replayed to the commands topic.", True
-    elif report.skipped:
-        text, ok = f"Dead letter {where} skipped: {report.skipped[(p, o)]}.", False
-    elif report.refused:
-        text, ok = f"Dead letter {where} refused by the broker: {report.refused[(p, o)]}.", False
-    else:
-        text, ok = f"There is no dead letter at {where}.", False
-    record(caller, "dlq.replay", where, text, ok=ok)
-    view = console.view(caller, status=text) if ok else console.view(caller, alert=text)
-    return await dlq_page(request, view, p, o)
+
+    def said(report: LetterReport) -> Said:
+        if report.replayed:
+            return Said(f"Dead letter {where} replayed to the commands topic.")
+        if report.skipped:
+            text = f"Dead letter {where} skipped: {report.skipped[(p, o)]}."
+        elif report.refused:
+            text = f"Dead letter {where} refused by the broker: {report.refused[(p, o)]}."
+        else:
+            text = f"There is no dead letter at {where}."
+        return Said(text, ok=False, alert=True)
+
+    async def page(request: Request, view: View, status: int) -> Response:
+        return await dlq_page(request, view, p, o, status)
+
+    return await _act(
+        request, "dlq.replay", where,
+        lambda ops, _caller, form: partial(ops.replay_dead_letter, p, o,
+                                           force=form.get("force") == "yes"),
+        page=page, say=said)
+
+
+async def _parked(request: Request, view: View, status: int) -> Response:
+    return await parked_page(request, view, status)
+
+
+async def _outbox(request: Request, view: View, status: int) -> Response:
+    return await outbox_page(request, view, status)
 
 
 def action_routes() -> list[BaseRoute]:

@@ -8,7 +8,9 @@ Guarantees:
   ``phoenix-resources grpc``) opens the read-only pool (:func:`bootstrap.api_db_pool`, the
   HTTP API's design), the command publisher and the port, and closes them on the way out.
 * The port is bound exclusively (no ``SO_REUSEPORT``): a port in use is an error at start,
-  never two servers sharing it. Port 0 binds any free port (:attr:`GrpcServer.port`).
+  never two servers sharing it. Port 0 binds any free port (:attr:`GrpcServer.port`). The
+  one exception: the processes of one ``phoenix-resources grpc`` with
+  ``PHOENIX_GRPC_PROCESSES`` > 1 share it, and only they (``processes.py``).
 * Bounded (:func:`server_options`): message sizes, connections (more are closed as they
   arrive), calls per connection and in all (more: ``RESOURCE_EXHAUSTED``), the time a new
   connection has to start HTTP/2, keepalive enforced both ways, idle connections closed.
@@ -30,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,13 +53,17 @@ from phoenix_resources.client import CommandPublisher
 from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.grpc.activity import ActiveStreams, ServingProbe
 from phoenix_resources.entrypoints.grpc.edge import Edge
-from phoenix_resources.entrypoints.grpc.service import CommandSender, ResourceService
+from phoenix_resources.entrypoints.grpc.service import (
+    CommandSender,
+    ResourceService,
+    add_to_server,
+)
+from phoenix_resources.entrypoints.http.documents import Documents
 from phoenix_resources.entrypoints.http.edge import TokenCheck
 from phoenix_resources.entrypoints.http.guard import FILES_RESERVE, ensure_open_files
 from phoenix_resources.entrypoints.supervisor import Component, Supervisor
 from phoenix_resources.errors import ConfigurationError, DatabaseUnavailable
 from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2 as pb
-from phoenix_resources.grpc_gen.phoenix.resources.v1 import resources_pb2_grpc as pb_grpc
 from phoenix_resources.observability import Metrics, configure_logging
 
 log = logging.getLogger("phoenix_resources.grpc")
@@ -85,9 +93,13 @@ class _Running:
 class GrpcServer:
     """One gRPC server process part. ``run()`` blocks until ``stop()``."""
 
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None,
+                 reuse_port: bool = False) -> None:
+        """``reuse_port``: bind with ``SO_REUSEPORT``, beside the other processes of one
+        command (``processes.py``, which holds the port for them); never otherwise."""
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.reuse_port = reuse_port
         self.ready = threading.Event()
         """Set once the port is bound and calls are served."""
         self.port: int | None = None
@@ -134,7 +146,8 @@ class GrpcServer:
         s = self.settings
         pool = bootstrap.api_db_pool(s)
         await pool.open(wait=False)  # start (NOT_SERVING) while the database is away
-        queries = ReadQueries(pool, checkout_timeout=s.grpc_request_timeout_s / 2)
+        queries = ReadQueries(pool, checkout_timeout=s.grpc_request_timeout_s / 2,
+                              documents=Documents(s.list_cache_bytes))
         sender = CommandSender(CommandPublisher(s))
         sender.start()
         stopping = asyncio.Event()
@@ -143,10 +156,10 @@ class GrpcServer:
                                   edge=Edge(TokenCheck(s.api_token_hashes),
                                             self.metrics.registry),
                                   stopping=stopping)
-        server = grpc.aio.server(options=server_options(s),
+        server = grpc.aio.server(options=server_options(s, reuse_port=self.reuse_port),
                                  interceptors=[ActiveStreams(self.metrics.registry)],
                                  maximum_concurrent_rpcs=s.grpc_max_concurrent_rpcs)
-        pb_grpc.add_ResourceServiceServicer_to_server(service, server)
+        add_to_server(service, server)
         health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(
@@ -186,13 +199,14 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-def server_options(s: Settings) -> list[tuple[str, int]]:
-    """The channel arguments of the server: message sizes, connections and streams bounded,
-    a deadline for a connection's HTTP/2 start, keepalive both ways (the server's pings find
-    vanished clients; clients' pings are rate-limited), idle connections closed. Settings
-    in ``config_limits.py``; the bound on concurrent calls is ``maximum_concurrent_rpcs``."""
+def server_options(s: Settings, *, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """The channel arguments of the server: the port bound exclusively (unless
+    ``reuse_port``), message sizes, connections and streams bounded, a deadline for a
+    connection's HTTP/2 start, keepalive both ways (the server's pings find vanished clients;
+    clients' pings are rate-limited), idle connections closed. Settings in
+    ``config_limits.py``; the bound on concurrent calls is ``maximum_concurrent_rpcs``."""
     return [
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.max_send_message_length", s.grpc_max_message_bytes),
         ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
         ("grpc.max_allowed_incoming_connections", s.grpc_max_connections),
@@ -261,6 +275,10 @@ async def _keep_health(queries: ReadQueries, health: HealthServicer) -> None:
 def serve(settings: Settings) -> int:
     """Blocking: the ``phoenix-resources grpc`` command. Returns the exit code."""
     configure_logging(settings.log_level, settings.log_format)
+    if settings.grpc_processes > 1:
+        from phoenix_resources.entrypoints.grpc.processes import serve_processes
+
+        return serve_processes(settings, serve_one)
     metrics = Metrics(component="grpc")
     if settings.metrics_port:
         from prometheus_client import start_http_server
@@ -272,3 +290,21 @@ def serve(settings: Settings) -> int:
     supervisor = Supervisor()
     supervisor.add(Component("grpc", server.run, server.stop))
     return supervisor.run()
+
+
+def serve_one(settings: Settings) -> None:
+    """The body of one of several server processes (``processes.py``, spawned): a server
+    sharing the port its parent holds; metrics go to the parent's multiprocess directory."""
+    configure_logging(settings.log_level, settings.log_format)
+    metrics = Metrics(component="grpc")
+    metrics.mirror_in_background()  # the parent answers scrapes for every server
+    server = GrpcServer(settings, metrics=metrics, reuse_port=True)
+    supervisor = Supervisor()
+    supervisor.add(Component("grpc", server.run, server.stop))
+    code = supervisor.run()
+    # Stopped: a SIGTERM now (the parent's, after the process group's) must not turn the
+    # exit code into "killed" while the interpreter winds down (it restores default
+    # handlers on its way out, except for ignored signals).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)

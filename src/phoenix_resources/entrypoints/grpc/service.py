@@ -28,11 +28,14 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from uuid import UUID
 
-from phoenix_resources.adapters.postgres.queries import ReadQueries, ResourceDoc
+import grpc
+
+from phoenix_resources.adapters.postgres.queries import ReadQueries
 from phoenix_resources.client import CommandPublisher, Sent
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import AnyCommand
@@ -41,12 +44,12 @@ from phoenix_resources.entrypoints.grpc.convert import (
     delete_from,
     outcome_from_json,
     parse_id,
-    resource_from_json,
     resource_page,
     status_filter,
     update_from,
 )
 from phoenix_resources.entrypoints.grpc.edge import Context, Edge, budget, within
+from phoenix_resources.entrypoints.grpc.lookup import ResourceLookup
 from phoenix_resources.entrypoints.grpc.watch import EventTail, Start
 from phoenix_resources.entrypoints.http import problems as p
 from phoenix_resources.entrypoints.http.listing import (
@@ -114,69 +117,6 @@ class CommandSender:
         self.publisher.close(timeout)
 
 
-class _Wave:
-    """Lookups released together; the wave ends with the last of them."""
-
-    __slots__ = ("left",)
-
-    def __init__(self, size: int) -> None:
-        self.left = size
-
-
-class LookupWaves:
-    """Lookups by id in waves, so that ``ReadQueries``' loader can coalesce them.
-
-    gRPC starts each call in an event-loop turn of its own, so lookups rarely meet in one
-    turn and the loader (which coalesces per turn) would send one query per call. Here at
-    most :attr:`limit` waves run at once; lookups arriving meanwhile wait, and when a wave
-    ends all of them start together, in one turn: one query for the whole wave. An idle
-    server adds no wait (a lone lookup is a wave of its own, at once). Each caller still
-    gets its own row or its own error; a caller cancelled while waiting leaves its wave.
-    """
-
-    def __init__(self, queries: ReadQueries, limit: int = 2) -> None:
-        self.queries = queries
-        self.limit = limit
-        self.running = 0
-        self._waiting: list[asyncio.Future[_Wave]] = []
-
-    async def resource(self, resource_id: UUID) -> ResourceDoc | None:
-        if self.running < self.limit:
-            self.running += 1
-            wave = _Wave(1)
-        else:
-            gate: asyncio.Future[_Wave] = asyncio.get_running_loop().create_future()
-            self._waiting.append(gate)
-            try:
-                wave = await gate
-            except asyncio.CancelledError:
-                if gate.done() and not gate.cancelled():
-                    self._leave(gate.result())  # released, then cancelled before running
-                raise
-        try:
-            return await self.queries.resource(resource_id)
-        finally:
-            self._leave(wave)
-
-    def _leave(self, wave: _Wave) -> None:
-        wave.left -= 1
-        if wave.left == 0:
-            self.running -= 1
-            self._release()
-
-    def _release(self) -> None:
-        if self.running >= self.limit:
-            return
-        live = [g for g in self._waiting if not g.done()]
-        self._waiting = []
-        if not live:
-            return
-        wave = _Wave(len(live))
-        self.running += 1
-        for gate in live:
-            gate.set_result(wave)
-
-
 class ResourceService(pb_grpc.ResourceServiceServicer):
     """The servicer. Holds no per-call state beyond the watch streams' count."""
 
@@ -189,7 +129,7 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
         self.edge = edge
         self.stopping = stopping
         self.watch_streams = 0
-        self.lookups = LookupWaves(queries)
+        self.lookup = ResourceLookup(queries, cache_bytes=settings.grpc_lookup_cache_bytes)
 
     def _budget(self, context: Context, default: float | None = None) -> float:
         """The call's budget: its deadline, else ``default`` (the request timeout)."""
@@ -200,15 +140,15 @@ class ResourceService(pb_grpc.ResourceServiceServicer):
 
     async def GetResource(self, request: pb.GetResourceRequest,
                           context: Context) -> pb.Resource:
-        async def body() -> pb.Resource:
+        """The typed form; servers register :meth:`get_resource_encoded` for this RPC
+        (:func:`method_handlers`), which answers the same message already encoded."""
+        return pb.Resource.FromString(await self.get_resource_encoded(request, context))
+
+    async def get_resource_encoded(self, request: pb.GetResourceRequest,
+                                   context: Context) -> bytes:
+        async def body() -> bytes:
             rid = parse_id(request.id, "id")
-            doc = await within(self._budget(context), self.lookups.resource(rid))
-            if doc is None:
-                raise p.ApiProblem(p.NOT_FOUND, f"no resource with id {rid}")
-            if doc.deleted_at is not None:
-                raise p.ApiProblem(p.DELETED, f"resource {rid} was deleted at {doc.deleted_at}",
-                                   deleted_at=doc.deleted_at, version=doc.version)
-            return resource_from_json(doc.json)
+            return await self.lookup.encoded(rid, self._budget(context))
 
         return await self.edge.unary("GetResource", context, body)
 
@@ -361,3 +301,53 @@ def start_of(request: pb.WatchResourcesRequest) -> Start:
     if which == "since":
         return Start(since_ms=request.since.ToMilliseconds())
     return Start(from_beginning=which == "from_beginning" and request.from_beginning)
+
+
+# --- the handlers a server registers ------------------------------------------------------
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ResourceService"].full_name
+
+
+def _as_sent(encoded: bytes) -> bytes:
+    """The response serializer of ``GetResource``: its answer is encoded already."""
+    return encoded
+
+
+def method_handlers(service: ResourceService,
+                    ) -> Mapping[str, grpc.RpcMethodHandler[Any, Any]]:
+    """What ``resources_pb2_grpc.add_ResourceServiceServicer_to_server`` registers, except
+    that ``GetResource`` answers the encoded message (:meth:`~ResourceService.get_resource_encoded`)
+    and so is not serialized again."""
+    unary = grpc.unary_unary_rpc_method_handler
+    return {
+        "GetResource": unary(service.get_resource_encoded,
+                             request_deserializer=pb.GetResourceRequest.FromString,
+                             response_serializer=_as_sent),
+        "ListResources": unary(service.ListResources,
+                               request_deserializer=pb.ListResourcesRequest.FromString,
+                               response_serializer=pb.ListResourcesResponse.SerializeToString),
+        "CreateResource": unary(service.CreateResource,
+                                request_deserializer=pb.CreateResourceRequest.FromString,
+                                response_serializer=pb.CommandReceipt.SerializeToString),
+        "UpdateResource": unary(service.UpdateResource,
+                                request_deserializer=pb.UpdateResourceRequest.FromString,
+                                response_serializer=pb.CommandReceipt.SerializeToString),
+        "DeleteResource": unary(service.DeleteResource,
+                                request_deserializer=pb.DeleteResourceRequest.FromString,
+                                response_serializer=pb.CommandReceipt.SerializeToString),
+        "GetCommand": unary(service.GetCommand,
+                            request_deserializer=pb.GetCommandRequest.FromString,
+                            response_serializer=pb.CommandOutcome.SerializeToString),
+        "WatchResources": grpc.unary_stream_rpc_method_handler(
+            service.WatchResources, request_deserializer=pb.WatchResourcesRequest.FromString,
+            response_serializer=pb.ResourceEvent.SerializeToString),
+    }
+
+
+def add_to_server(service: ResourceService, server: grpc.aio.Server) -> None:
+    """Register ``service`` on ``server`` as the generated code would (generic and
+    registered handlers), with :func:`method_handlers`."""
+    handlers = dict(method_handlers(service))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)

@@ -29,6 +29,7 @@ from phoenix_resources.adapters.postgres.queries import ReadQueries
 from phoenix_resources.bootstrap import api_db_pool
 from phoenix_resources.config import Settings
 from phoenix_resources.entrypoints.http.docs import add_docs_routes
+from phoenix_resources.entrypoints.http.documents import Documents
 from phoenix_resources.entrypoints.http.edge import Edge, TokenCheck
 from phoenix_resources.entrypoints.http.fast import ApiState, FastLookup
 from phoenix_resources.entrypoints.http.handlers import install_error_handlers
@@ -59,7 +60,8 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
         # wait=False: the API starts (and /readyz says 503) while the database is away.
         await pool.open(wait=False)
         # Half the request budget: a missing database answers 503, not a 408 at the deadline.
-        state.queries = ReadQueries(pool, checkout_timeout=settings.http_request_timeout_s / 2)
+        state.queries = ReadQueries(pool, checkout_timeout=settings.http_request_timeout_s / 2,
+                                    documents=Documents(settings.list_cache_bytes))
         try:
             yield
         finally:
