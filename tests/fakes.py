@@ -547,7 +547,11 @@ class FakeConsumer:
       not assigned;
     * :meth:`commit` without offsets commits stored offsets newer than the committed ones,
       and raises ``_NO_OFFSET`` when there are none;
-    * paused partitions yield nothing (unless :meth:`slip_through_pause`);
+    * paused partitions yield nothing (unless :meth:`slip_through_pause`); a pause outlives
+      the assignment, as librdkafka's does: a paused partition revoked or lost, then assigned
+      again, is still paused until :meth:`resume`;
+    * :meth:`unsubscribe` revokes the whole assignment (at the next call that serves
+      rebalances);
     * only assigned partitions can be paused: inside ``on_assign`` the new partitions are
       assigned when the callback returns, unless it assigns them itself with
       :meth:`incremental_assign` — a pause made before that is lost, as with librdkafka
@@ -560,7 +564,8 @@ class FakeConsumer:
     client hands them out). :meth:`new_member` makes another consumer of the same group.
 
     Not modelled: the periodic auto-commit timer (stored offsets are committed only by
-    :meth:`commit`, revoke and close), partition EOF and error messages, record timestamps
+    :meth:`commit`, revoke and close), partition EOF and error events (but for
+    :meth:`emit_error`), record timestamps
     (none: the broker would stamp each with its create time), timeouts (a call that finds
     nothing returns at once, advancing :attr:`clock` by its timeout).
 
@@ -595,6 +600,7 @@ class FakeConsumer:
         self._callbacks: dict[str, Callable[[Any, list[TopicPartition]], None] | None] = {}
         self._lost = False
         self._slip = 0
+        self._errors: deque[int] = deque()
 
     # --- test controls ---------------------------------------------------------------------
 
@@ -637,6 +643,12 @@ class FakeConsumer:
     def schedule_lost(self, *tps: TP) -> None:
         self._events.append(("lost", list(tps)))
 
+    def emit_error(self, code: int) -> None:
+        """The next :meth:`consume` / :meth:`poll` returns an error event with ``code`` (as
+        librdkafka hands it out: ``fatal()`` is False even for ``_FATAL``), before any
+        record."""
+        self._errors.append(code)
+
     def slip_through_pause(self, count: int = 1) -> None:
         """Let the next ``count`` fetched messages come from paused partitions too (messages
         prefetched before a pause can still be returned)."""
@@ -655,11 +667,18 @@ class FakeConsumer:
             initial = [tp for tp in self.logs if tp[0] in topics]
         self.schedule_assign(*sorted(initial))
 
+    def unsubscribe(self) -> None:
+        self._check_open()
+        self._topics = set()
+        self.schedule_revoke(*sorted(self.assigned))
+
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         self._check_open()
         if self.on_call is not None:
             self.on_call("consume")
         self._serve_events()
+        if self._errors:
+            return [self._error_event()]
         messages = self._fetch(num_messages)
         if not messages:
             self.clock.advance(timeout)
@@ -672,6 +691,8 @@ class FakeConsumer:
         if self.on_call is not None:
             self.on_call("poll")
         self._serve_events()
+        if self._errors:
+            return self._error_event()
         messages = self._fetch(1)
         if not messages:
             self.clock.advance(timeout or 0.0)
@@ -754,6 +775,9 @@ class FakeConsumer:
         if self.closed:
             raise RuntimeError("Consumer closed")
 
+    def _error_event(self) -> Message:
+        return Message(error=KafkaError(self._errors.popleft()))
+
     def _serve_events(self) -> None:
         while self._events:
             kind, tps = self._events.popleft()
@@ -798,7 +822,6 @@ class FakeConsumer:
     def _unassign(self, tps: list[TP]) -> None:
         for tp in tps:
             self.assigned.discard(tp)
-            self.paused.discard(tp)
             self.positions.pop(tp, None)
             self.stored.pop(tp, None)
 

@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from phoenix_resources import kafka_options
 from phoenix_resources.adapters import codecs, kafka
 from phoenix_resources.adapters import native as compiled
 from phoenix_resources.adapters.group_membership import STATISTICS_INTERVAL_MS, GroupMembership
@@ -100,8 +101,39 @@ def api_db_pool(settings: Settings) -> AsyncConnectionPool:
                                reconnect_timeout=reconnect_window(settings))
 
 
+SERVER_PRODUCER_DEFAULTS: dict[str, Any] = {"delivery.timeout.ms": 30_000}
+"""The server's producers (the worker's dead letters, the relay, the console's replays) give
+a record 30 s to be acknowledged, retries included, unless the option maps say otherwise;
+librdkafka's own 300 s would keep a record queued long after the publish that sent it gave
+up and retried (each retry queueing another copy: repeats once the broker is back)."""
+
+PUBLISH_MARGIN_S = 5.0
+"""How much longer than the delivery timeout a publish waits for its reports."""
+
+
+def _server_producer_defaults(settings: Settings) -> dict[str, Any]:
+    return kafka_options.unset_by(settings.kafka_config("producer"), SERVER_PRODUCER_DEFAULTS)
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """What a server producer is built from: ``adapters.kafka.producer_config`` with
+    :data:`SERVER_PRODUCER_DEFAULTS` where the option maps leave them unset, then
+    ``overrides``."""
+    return kafka.producer_config(settings, **{**_server_producer_defaults(settings),
+                                              **overrides})
+
+
 def producer(settings: Settings, **overrides: Any) -> Producer:
-    return kafka.new_producer(settings, **overrides)
+    """A server producer (:func:`producer_config`)."""
+    return kafka.new_producer(settings, **{**_server_producer_defaults(settings), **overrides})
+
+
+def publish_wait_s(settings: Settings) -> float:
+    """How long a publish by a server producer waits for its delivery reports: the
+    producer's delivery timeout plus :data:`PUBLISH_MARGIN_S`. By then librdkafka has
+    reported on every record (delivered or failed), so a publish retried after a transient
+    failure never queues a second copy behind a first one that is still waiting."""
+    return kafka_options.delivery_timeout_s(producer_config(settings)) + PUBLISH_MARGIN_S
 
 
 def consumer(settings: Settings, group_id: str | None = None, **overrides: Any) -> Consumer:
@@ -158,8 +190,12 @@ def database_ping(settings: Settings) -> Callable[[float], float]:
 
 
 def prepare_topics(settings: Settings) -> None:
+    """Create the missing topics (``PHOENIX_CREATE_TOPICS``) with the replication and
+    ``min.insync.replicas`` of the settings (``adapters.kafka.ensure_topics``)."""
     if settings.create_topics:
-        kafka.ensure_topics(kafka.admin_config(settings), topics_to_create(settings))
+        kafka.ensure_topics(kafka.admin_config(settings), topics_to_create(settings),
+                            replication=settings.topic_replication_factor,
+                            min_insync=settings.topic_min_insync_replicas)
 
 
 @dataclass(frozen=True)
@@ -244,6 +280,8 @@ class RelayParts:
 
     reader: PostgresOutboxReader
     producer: Producer
+    publish_wait_s: float
+    """How long one publish waits for its delivery reports (:func:`publish_wait_s`)."""
 
 
 def relay_parts(settings: Settings) -> RelayParts:
@@ -257,4 +295,5 @@ def relay_parts(settings: Settings) -> RelayParts:
                       producer=producer(settings, **{"linger.ms": 2,
                                                      # no Python call per delivered
                                                      # record (see publish_all)
-                                                     "delivery.report.only.error": True}))
+                                                     "delivery.report.only.error": True}),
+                      publish_wait_s=publish_wait_s(settings))

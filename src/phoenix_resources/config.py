@@ -106,18 +106,19 @@ class Settings(ServerLimits, WorkerPath):
     consumer_group: str = "phoenix-resources-worker"
     """The workers' group; run more workers to scale out (up to the partition count)."""
     group_instance_id: str | None = None
-    """Static group membership of a worker (``group.instance.id``): a worker that restarts
-    under the same id within ``session.timeout.ms`` gets its partitions back without a
-    rebalance. Must be unique per worker (Kubernetes: the pod name). Unset: dynamic
-    membership."""
+    """Static group membership (``group.instance.id``): a worker restarted under the same id
+    within ``session.timeout.ms`` gets its partitions back without a rebalance. Unique per
+    worker (Kubernetes: the pod name). Unset: dynamic membership."""
     create_topics: bool = True
-    """Create missing topics at start (replication ``min(3, brokers)``). Turn off where topics
-    are managed elsewhere."""
+    """Create missing topics at start (``PHOENIX_TOPIC_*``); off where others manage them."""
     topic_partitions: int = Field(default=6, ge=1)
     """Partitions of topics created at start (the DLQ gets 1)."""
+    topic_replication_factor: int | None = Field(default=None, ge=1)
+    """Replication of topics created at start. Unset: ``min(3, brokers registered then)``."""
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1)
+    """``min.insync.replicas`` of topics created at start. Unset: replication - 1, at least 1."""
     wire_format: Literal["avro", "json"] = "avro"
-    """Encoding the client library and CLI publish commands in (``avro`` or ``json``); the
-    worker accepts both."""
+    """Encoding the client library and CLI publish commands in; the worker accepts both."""
 
     # --- Schema registry and Avro writer schemas ----------------------------------------------
     schema_registry_url: str | None = None

@@ -118,7 +118,12 @@ replaces a `delivery.timeout.ms` of an earlier one, and the other way round):
 1. built-in tuning — producers `linger.ms=5`, `compression.type=lz4`; consumers
    `fetch.wait.max.ms=50`, `partition.assignment.strategy=cooperative-sticky`,
    `enable.auto.commit=true` of stored offsets every `auto.commit.interval.ms=1000`,
-   `auto.offset.reset=earliest`; `client.id=phoenix-resources`. The client library's and
+   `auto.offset.reset=earliest`; both `socket.timeout.ms=10000` (a hung broker is given up
+   on, and its partitions' new leaders looked up, after 10 s rather than librdkafka's 60 s)
+   and `client.id=phoenix-resources`; the server's producers (worker dead letters, relay,
+   console replays) `delivery.timeout.ms=30000`, and each publish waits 5 s longer than
+   their delivery timeout for its reports before it retries (docs/operations.md, Kafka as a
+   cluster). The client library's and
    the CLI's defaults belong here too: the publisher's `delivery.timeout.ms=30000` and
    `client.id=phoenix-resources-client`, the subscriber's
    `client.id=phoenix-resources-subscriber`, and the CLI's `--connect-timeout` when it is

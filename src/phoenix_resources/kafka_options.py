@@ -185,6 +185,22 @@ def unset_by(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[st
     return {k: v for k, v in defaults.items() if canonical(k) not in given}
 
 
+LIBRDKAFKA_DELIVERY_TIMEOUT_MS = 300_000
+"""librdkafka's own ``delivery.timeout.ms`` when none is set."""
+NO_TIMEOUT_S = 86_400.0
+"""``delivery.timeout.ms=0`` (no timeout) as a wait a process can do: a day."""
+
+
+def delivery_timeout_s(config: Mapping[str, Any]) -> float:
+    """Seconds a record of a producer built with ``config`` may wait for its acknowledgement,
+    retries included: its ``delivery.timeout.ms`` (or the alias), librdkafka's 300 s when
+    unset, :data:`NO_TIMEOUT_S` for 0. By then librdkafka has reported on the record."""
+    raw = next((v for k, v in config.items() if canonical(k) == "delivery.timeout.ms"),
+               LIBRDKAFKA_DELIVERY_TIMEOUT_MS)
+    ms = int(float(raw))
+    return NO_TIMEOUT_S if ms <= 0 else ms / 1000
+
+
 def connection_timeout_options(kind: ClientKind, seconds: float, *,
                                delivery: bool = False) -> dict[str, KafkaValue]:
     """The librdkafka settings a connection timeout of ``seconds`` governs for one client:

@@ -239,6 +239,26 @@ class KafkaContract(abc.ABC):
             lambda c, tps: c.pause([tp for tp in tps if tp.partition == 0])))
         assert [(p, o) for p, o, _ in seen(self.consume(consumer, 2))] == [(0, 0), (0, 1)]
 
+    def test_a_pause_outlives_the_assignment(self, closing: list[Any]) -> None:
+        """librdkafka keeps the application's pause on a partition that leaves the
+        assignment: assigned to the same consumer again, it stays paused until resumed. (A
+        worker paused by a fault that loses its partitions meanwhile must resume them.)"""
+        topic = self.topic()
+        rebalances = Rebalances()
+        consumer = self.subscribed(closing, topic, rebalances=rebalances)
+        self.assigned(consumer, rebalances, 1)
+        consumer.pause([TopicPartition(topic, 0)])
+        consumer.unsubscribe()
+        assert self.quiet(consumer) == []
+        assert rebalances.revoked == [(topic, 0)]
+        consumer.subscribe([topic], on_assign=rebalances.on_assign,
+                           on_revoke=rebalances.on_revoke)
+        self.assigned(consumer, rebalances, 2)
+        self.append(topic, 0, records(2))
+        assert self.quiet(consumer) == []
+        consumer.resume([TopicPartition(topic, 0)])
+        assert [(p, o) for p, o, _ in seen(self.consume(consumer, 2))] == [(0, 0), (0, 1)]
+
     # --- offsets -----------------------------------------------------------------------------
 
     def test_a_new_member_resumes_after_the_committed_offsets(

@@ -13,12 +13,13 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from phoenix_resources.adapters.group_membership import GroupMembership
 from phoenix_resources.config import Settings
 from phoenix_resources.domain.commands import CreateResource
 from phoenix_resources.entrypoints.worker import Worker
+from phoenix_resources.errors import BrokerFatal
 from phoenix_resources.observability import Metrics
 from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.framing import Framing
@@ -163,6 +164,41 @@ def test_callbacks_of_the_replaced_consumer_no_longer_move_the_assignment() -> N
     rig.session._on_revoke(old, [TopicPartition(TOPIC, 0)])  # type: ignore[arg-type]
     rig.session._on_lost(old, [TopicPartition(TOPIC, 1)])  # type: ignore[arg-type]
     assert rig.session.assignment == {(TOPIC, 0), (TOPIC, 1)}
+
+
+def test_a_consumer_that_failed_for_good_is_replaced_at_the_next_batch() -> None:
+    """librdkafka's fatal error (a static member fenced, say) leaves a consumer that will
+    never fetch again: waiting for it to look out of its group would cost the whole limit."""
+    rig = Rig()
+    rig.membership.observe(SETTLED)
+    rig.send(2)
+    rig.worker.run_once()
+    rig.consumers[0].emit_error(KafkaError._FATAL)
+    rig.worker.run_once()  # the error event comes with this consume
+    assert rig.replacements() == 0
+    rig.send(1)
+    rig.worker.run_once()
+    assert rig.replacements() == 1
+    assert rig.consumers[0].closed
+    assert rig.session.consumer is rig.consumers[1]
+    assert len(rig.store.processed) == 3, "the new consumer resumed where the old one was"
+
+
+@pytest.mark.parametrize("limit", [LIMIT, 0.0])
+def test_a_fatal_error_that_cannot_be_replaced_away_stops_the_worker(limit: float) -> None:
+    """Replacement off, or a replacement that failed the same way within the limit (two
+    processes with one group.instance.id fence each other): the process exits, and its
+    supervisor restarts it with a backoff."""
+    rig = Rig(limit)
+    rig.consumers[0].emit_error(KafkaError._FATAL)
+    if limit:
+        rig.worker.run_once()
+        rig.worker.run_once()
+        assert rig.replacements() == 1
+        rig.clock.advance(LIMIT / 2)
+        rig.consumers[1].emit_error(KafkaError._FATAL)
+    with pytest.raises(BrokerFatal):
+        rig.worker.run_once()
 
 
 class TestGroupMembership:

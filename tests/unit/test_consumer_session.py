@@ -107,6 +107,37 @@ def test_a_partition_assigned_while_paused_is_paused_until_resume() -> None:
     assert (rig.session.paused, rig.consumer.paused) == (False, set())
 
 
+@pytest.mark.parametrize("leave", ["revoke", "lost"])
+def test_partitions_that_leave_while_paused_are_fetched_when_they_come_back(
+        leave: str) -> None:
+    """librdkafka keeps a pause on a partition that leaves the assignment: a worker that
+    waits out a fault and loses its partitions meanwhile (its group session expired) must
+    not get them back paused for good."""
+    rig = Rig(2).started()
+    rig.session.pause("BrokerUnavailable")
+    getattr(rig.consumer, f"schedule_{leave}")(P0, P1)
+    rig.session.wait(1.0)
+    assert rig.session.assignment == set()
+    rig.session.resume()
+    rig.consumer.schedule_assign(P0, P1)
+    rig.send(0)
+    rig.send(1)
+    assert sorted(m.partition() for m in rig.session.consume(100, 0)) == [0, 1]
+
+
+def test_a_held_partition_that_leaves_is_fetched_when_it_comes_back() -> None:
+    """The same for a partition held for its dead letters: leaving ends the hold, and the
+    pause must go with it."""
+    rig = Rig(2).started()
+    rig.session.hold({P0})
+    rig.consumer.schedule_revoke(P0)
+    rig.session.consume(100, 0)
+    assert rig.session.held == frozenset()
+    rig.consumer.schedule_assign(P0)
+    rig.send(0)
+    assert [m.partition() for m in rig.session.consume(100, 0)] == [0]
+
+
 def test_wait_rewinds_a_record_that_slips_through_the_pause() -> None:
     rig = Rig(1).started()
     rig.send(0, 2)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from phoenix_resources import kafka_options
+from phoenix_resources import bootstrap, kafka_options
 from phoenix_resources.adapters import kafka
 from phoenix_resources.client import ClientSettings
 from phoenix_resources.client.publisher import delivery_timeout, producer_options_for
@@ -126,3 +126,26 @@ def test_layering_keeps_one_spelling_per_setting_the_last_layers() -> None:
     assert kafka_options.unset_by({"message.timeout.ms": 2},
                                   {"delivery.timeout.ms": 1, "client.id": "x"}) == {
         "client.id": "x"}
+
+
+def test_every_client_gives_up_on_a_request_after_10_s_unless_the_user_says_otherwise(
+        ) -> None:
+    """A hung broker is noticed, and its partitions' new leaders looked up, within 10 s
+    (librdkafka's own 60 s would stall them for a minute)."""
+    assert kafka.producer_config(Settings())["socket.timeout.ms"] == 10_000
+    assert kafka.consumer_config(Settings())["socket.timeout.ms"] == 10_000
+    mine = Settings(kafka_options={"socket.timeout.ms": 30_000})
+    assert kafka.producer_config(mine)["socket.timeout.ms"] == 30_000
+    assert kafka.consumer_config(mine)["socket.timeout.ms"] == 30_000
+
+
+def test_a_server_publish_waits_out_its_producers_delivery_timeout() -> None:
+    """The server's producers give a record 30 s; a publish waits 5 s longer, so every
+    record has its report (delivered or failed) before a retry queues it again."""
+    assert _timeouts(bootstrap.producer_config(Settings())) == {"delivery.timeout.ms": 30_000}
+    assert bootstrap.publish_wait_s(Settings()) == 35.0
+    mine = Settings(kafka_producer_options={"message.timeout.ms": 60_000})
+    assert _timeouts(bootstrap.producer_config(mine)) == {"message.timeout.ms": 60_000}
+    assert bootstrap.publish_wait_s(mine) == 65.0
+    assert bootstrap.publish_wait_s(Settings(kafka_options={"delivery.timeout.ms": 0})) \
+        == kafka_options.NO_TIMEOUT_S + bootstrap.PUBLISH_MARGIN_S

@@ -144,9 +144,13 @@ class DeadLetters:
     sent again by the next call.
     """
 
-    def __init__(self, topic: str, limit: DeadLetterLimit | None = None) -> None:
+    def __init__(self, topic: str, limit: DeadLetterLimit | None = None,
+                 wait_s: float = 30.0) -> None:
+        """``wait_s``: how long one send waits for the delivery reports (longer than the
+        producer's delivery timeout, so a retried send never queues a second copy)."""
         self.topic = topic
         self.limit = limit or DeadLetterLimit(PRODUCER_MAX_BYTES)
+        self.wait_s = wait_s
         self._pending: list[PendingDeadLetter] = []
         self.refused: list[PendingDeadLetter] = []
         self.delivered = 0
@@ -181,7 +185,8 @@ class DeadLetters:
                 break
             limit = self.limit.bytes()
             try:
-                publish_all(producer, [p.build(self.topic, limit) for p in self._pending])
+                publish_all(producer, [p.build(self.topic, limit) for p in self._pending],
+                            self.wait_s)
             except RecordRefused as refused:
                 self._settle(refused)
             else:

@@ -41,14 +41,23 @@ JAVA_PARTITIONER = "murmur2_random"
 """The Java client's default partitioner, in librdkafka's name."""
 
 
+CLUSTER_DEFAULTS: dict[str, Any] = {"socket.timeout.ms": 10_000}
+"""How every producer and consumer notices a hung broker (a stopped process, a wedged JVM,
+a host that stopped answering without closing its sockets): a request unanswered for 10 s
+closes the connection, and librdkafka looks up the partition's leader again, by then
+another broker once the controller has fenced the hung one. librdkafka's own 60 s would
+stall every partition the hung broker led for a minute (or until it wakes up). A broker
+slower than this to answer (acks=all waiting for a lagging follower) has its request sent
+again: the producer is idempotent, a fetch is only a read."""
+
 PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5, "compression.type": "lz4",
-                                     "client.id": "phoenix-resources"}
+                                     "client.id": "phoenix-resources", **CLUSTER_DEFAULTS}
 """Tuning a producer starts from; the option maps may change any of it."""
 CONSUMER_DEFAULTS: dict[str, Any] = {"enable.auto.commit": True, "auto.commit.interval.ms": 1000,
                                      "auto.offset.reset": "earliest",
                                      "partition.assignment.strategy": "cooperative-sticky",
                                      "enable.partition.eof": False, "fetch.wait.max.ms": 50,
-                                     "client.id": "phoenix-resources"}
+                                     "client.id": "phoenix-resources", **CLUSTER_DEFAULTS}
 """What a consumer starts from; the option maps may change any of it."""
 
 
@@ -127,9 +136,16 @@ def new_consumer(settings: KafkaSettings, group_id: str | None = None,
     return Consumer(consumer_config(settings, group_id, **overrides))
 
 
-def ensure_topics(common: dict[str, Any], topics: dict[str, int], timeout: float = 30) -> None:
-    """Create missing topics (replication = min(3, brokers)); existing ones are left alone.
-    ``common`` is an admin client's configuration (:func:`admin_config`)."""
+def ensure_topics(common: dict[str, Any], topics: dict[str, int], timeout: float = 30, *,
+                  replication: int | None = None, min_insync: int | None = None) -> None:
+    """Create missing topics; existing ones are left alone. ``common`` is an admin client's
+    configuration (:func:`admin_config`).
+
+    Each gets ``replication`` replicas (default ``min(3, brokers registered now)``) and
+    ``min.insync.replicas`` = ``min_insync`` (default: one less than the replication, at
+    least 1), set on the topic rather than left to the cluster's default, which is 1 unless
+    the cluster says otherwise: with 3 replicas and 2 required, one broker may be lost without
+    losing an acknowledged record, and two stop writes instead of risking them."""
     admin = AdminClient(common)
     try:
         meta = admin.list_topics(timeout=timeout)
@@ -138,13 +154,20 @@ def ensure_topics(common: dict[str, Any], topics: dict[str, int], timeout: float
     missing = {t: n for t, n in topics.items() if t not in meta.topics}
     if not missing:
         return
-    replication = min(3, max(1, len(meta.brokers)))
-    futures = admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=replication)
-                                   for t, n in missing.items()], operation_timeout=timeout)
+    factor = replication or min(3, max(1, len(meta.brokers)))
+    insync = min_insync or max(1, factor - 1)
+    if insync > factor:
+        raise ConfigurationError(f"min.insync.replicas {insync} is above the replication "
+                                 f"factor {factor}: no write could ever be acknowledged")
+    futures = admin.create_topics([
+        NewTopic(t, num_partitions=n, replication_factor=factor,
+                 config={"min.insync.replicas": str(insync)}) for t, n in missing.items()],
+        operation_timeout=timeout)
     for topic, future in futures.items():
         try:
             future.result(timeout=timeout)
-            log.info("created topic", extra={"topic": topic, "partitions": missing[topic]})
+            log.info("created topic", extra={"topic": topic, "partitions": missing[topic],
+                                             "replication": factor, "min_insync": insync})
         except KafkaException as e:
             if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise ConfigurationError(f"cannot create topic {topic}: {e}") from e

@@ -66,7 +66,6 @@ PUBLISHER_DEFAULTS: dict[str, Any] = {"delivery.timeout.ms": 30_000,
 """The publisher's own producer defaults: any option the user sets in the settings' maps
 (``PHOENIX_KAFKA_PRODUCER_OPTIONS`` / ``PHOENIX_KAFKA_OPTIONS``) wins over them."""
 
-_LONGEST_WAIT_S = 86_400.0  # librdkafka's 0 ("no timeout") as a wait this process can do
 
 
 def producer_options_for(settings: ClientSettings, delivery_timeout_s: float | None,
@@ -84,10 +83,7 @@ def producer_options_for(settings: ClientSettings, delivery_timeout_s: float | N
 def delivery_timeout(config: Mapping[str, Any]) -> float:
     """Seconds a record of a producer built with ``config`` may take to be acknowledged:
     its ``delivery.timeout.ms`` (or the alias), librdkafka's 300 s when unset."""
-    raw = next((v for k, v in config.items()
-                if kafka_options.canonical(k) == "delivery.timeout.ms"), 300_000)
-    ms = int(float(raw))
-    return _LONGEST_WAIT_S if ms <= 0 else ms / 1000
+    return kafka_options.delivery_timeout_s(config)
 
 
 class Sent(UUID):

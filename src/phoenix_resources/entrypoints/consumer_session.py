@@ -17,12 +17,17 @@ Guarantees this module enforces:
 * while paused, every partition assigned meanwhile is paused too; :meth:`ConsumerSession.wait`
   polls (rebalances and heartbeats are served, the group membership is kept) and rewinds a
   record that slips through the pause, so it is fetched again after :meth:`resume`;
+* a partition that leaves the assignment paused or held is resumed as it leaves (librdkafka
+  keeps the pause, and one assigned again later would never be fetched);
 * a *held* partition (:meth:`ConsumerSession.hold`: its dead letters wait for the DLQ) stays
   paused — through a fault's pause and resume — until :meth:`ConsumerSession.release`, while
   the others are consumed; a record of it that slips through is rewound, never handed out;
   it stops being held when it leaves the assignment;
 * a replaced consumer's callbacks are ignored from the moment it starts closing; what it held
-  is reported lost once; it commits what it stored as it closes, if it still can.
+  is reported lost once; it commits what it stored as it closes, if it still can;
+* a consumer that failed for good (librdkafka's fatal error: a static member fenced after a
+  broker outage) is replaced at the next batch; a second failure within ``replace_after_s``,
+  or no way to replace it, raises :class:`BrokerFatal` (the process exits, is restarted).
 
 Lives with the entry points rather than the adapters: it is the worker process's policy for a
 consumer (when to commit, what to pause, when to give up on one) and reports to the worker's
@@ -95,6 +100,7 @@ class ConsumerSession:
         self._paused = False
         self._subscribed = False
         self._replaced_at = -float("inf")
+        self._failed = False  # a fatal error: the consumer is replaced at the next chance
         self._retired: Consumer | None = None
         """The consumer being replaced (see :meth:`_replaced`)."""
 
@@ -248,22 +254,34 @@ class ConsumerSession:
         err = message.error()
         if err is None:
             return False
-        if err.fatal():
-            raise BrokerFatal(f"fatal consumer error: {err}")
+        # An error event's fatal() is False even for _FATAL (the client builds it from the
+        # bare code): the code says it.
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            self._fail(err)
+            return True
         level = logging.DEBUG if err.code() == KafkaError._PARTITION_EOF else logging.WARNING
         log.log(level, "consumer error", extra={"error": str(err)})
         return True
 
     # --- a consumer out of its group -----------------------------------------------------------
 
-    def replace_if_out_of_group(self) -> bool:
-        """Replace the consumer if it has been out of its group for ``replace_after_s`` and
-        was not replaced within that period; True if it was. Call it with nothing in flight.
+    def _fail(self, err: KafkaError) -> None:
+        """Have the unusable consumer replaced (:meth:`replace_if_out_of_group`); raise
+        :class:`BrokerFatal` if it cannot be, or a replacement failed within the limit."""
+        replaceable = self._new_consumer is not None and self._replace_after_s > 0
+        if not replaceable or self._monotonic() - self._replaced_at <= self._replace_after_s:
+            raise BrokerFatal(f"fatal consumer error: {err}")
+        if not self._failed:
+            log.error("the consumer failed for good; replacing it", extra={"error": str(err)})
+        self._failed = True
 
-        The old consumer commits what it stored as it closes, if it still can. Whatever it
-        could not commit is redelivered to the new one (which resumes at the committed
-        offsets). Its rebalance callbacks are ignored from now on."""
-        if not self._replacement_due():
+    def replace_if_out_of_group(self) -> bool:
+        """Replace the consumer if it failed for good, or was out of its group for
+        ``replace_after_s`` and not replaced within that period; True if it was. Call it with
+        nothing in flight. The old one commits what it stored as it closes, if it still can;
+        the rest is redelivered to the new one (from the committed offsets). Its rebalance
+        callbacks are ignored from now on."""
+        if not (self._failed or self._replacement_due()):
             return False
         self._replace()
         return True
@@ -276,11 +294,12 @@ class ConsumerSession:
                 and self._monotonic() - self._replaced_at > limit)
 
     def _replace(self) -> None:
-        assert self._membership is not None
         assert self._new_consumer is not None
-        log.warning("consumer out of its group for too long; replacing it", extra={
-            "seconds_out_of_group": round(self._membership.out_of_group_s(), 1),
-            "group_state": self._membership.state, "limit_s": self._replace_after_s})
+        if not self._failed and self._membership is not None:
+            log.warning("consumer out of its group for too long; replacing it", extra={
+                "seconds_out_of_group": round(self._membership.out_of_group_s(), 1),
+                "group_state": self._membership.state, "limit_s": self._replace_after_s})
+        self._failed = False
         self._replaced_at = self._monotonic()
         self._retired = self._consumer
         closing = threading.Thread(target=_close_quietly, args=(self._retired,), daemon=True,
@@ -351,6 +370,11 @@ class ConsumerSession:
         if self._replaced(consumer):
             return
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        # librdkafka keeps a pause on a partition that leaves: assigned here again later, it
+        # would stay paused, unfetched, with nothing to resume it.
+        if paused := [tp for tp in partitions
+                      if self._paused or (tp.topic, tp.partition) in self._held]:
+            consumer.resume(paused)
         self._on_gone({p for _, p in gone})
         if how == "revoked":
             try:

@@ -70,10 +70,13 @@ class DeadLetterGate:
 
     def __init__(self, topic: str, limit: DeadLetterLimit, *, session: ConsumerSession,
                  watch: WorkerWatch, metrics: Metrics, retry_initial_s: float,
-                 retry_max_s: float, monotonic: Callable[[], float] = time.monotonic,
+                 retry_max_s: float, wait_s: float = 30.0,
+                 monotonic: Callable[[], float] = time.monotonic,
                  jitter: Callable[[], float] = random.random) -> None:
         self.topic = topic
         self.limit = limit
+        self.wait_s = wait_s
+        """How long one send of dead letters waits for its delivery reports."""
         self._session = session
         self._watch = watch
         self._metrics = metrics
@@ -92,7 +95,7 @@ class DeadLetterGate:
 
     def letters(self) -> DeadLetters:
         """A batch's dead letters, sized to the DLQ topic's limit."""
-        return DeadLetters(self.topic, self.limit)
+        return DeadLetters(self.topic, self.limit, self.wait_s)
 
     # --- after a batch -------------------------------------------------------------------------
 

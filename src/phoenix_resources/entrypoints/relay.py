@@ -185,5 +185,6 @@ def build_relay(settings: Settings, metrics: Metrics, tracing: Tracing | None = 
     """A relay assembled from bootstrap's ingredients (its session connects on first use)."""
     parts = bootstrap.relay_parts(settings)
     return Relay(settings, reader=parts.reader,
-                 publisher=KafkaEventPublisher(parts.producer, settings.event_source),
+                 publisher=KafkaEventPublisher(parts.producer, settings.event_source,
+                                               timeout=parts.publish_wait_s),
                  metrics=metrics, tracing=tracing)

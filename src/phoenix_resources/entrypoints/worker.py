@@ -142,7 +142,7 @@ class Worker:
         self.gate = DeadLetterGate(
             settings.dlq_topic, limit, session=self.session, watch=self.watch, metrics=metrics,
             retry_initial_s=settings.retry_initial_s, retry_max_s=settings.retry_max_s,
-            monotonic=monotonic)
+            wait_s=bootstrap.publish_wait_s(settings), monotonic=monotonic)
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ Faults (each counted when injected):
 * ``postgres-restart`` / ``kafka-restart`` — the service stopped and started again;
 * ``rebalance-storm`` — three extra workers join the group, then leave one by one;
 * ``hung-relay`` — SIGSTOP of the leading relay until a standby leads, then SIGCONT (the
-  woken one must publish nothing more: the event checks would see a repeat out of order).
+  woken one must publish nothing more: the event checks would see a repeat out of order);
+* on a cluster (:mod:`.cluster`): ``postgres-switchover``, ``postgres-crash-promotion``,
+  ``broker-leader-kill``, ``isr-loss``, ``hung-broker``.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ import psycopg
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import BrokerUnavailable
 from phoenix_resources.soak import check as checks
+from phoenix_resources.soak.cluster import CLUSTER_KINDS
 from phoenix_resources.soak.publish import Publisher
-from phoenix_resources.soak.targets import Fleet, Services
+from phoenix_resources.soak.targets import ClusterFaults, Fleet, Services
 from phoenix_resources.soak.workload import Workload, generate
 
-KINDS = ("sigkill", "postgres-restart", "kafka-restart", "rebalance-storm", "hung-relay")
+KINDS = ("sigkill", "postgres-restart", "kafka-restart", "rebalance-storm", "hung-relay",
+         *CLUSTER_KINDS)
 STORM_SIZE = 3
 
 
@@ -57,13 +61,24 @@ class Plan:
             "hung-relay": 1})
 
     @classmethod
-    def long(cls, minutes: float, seed: int = 1) -> Plan:
-        """``make soak SOAK_MINUTES=…``: the same mix, scaled to the time."""
+    def bounded_cluster(cls, seed: int = 1) -> Plan:
+        """A short campaign on a cluster (``--topology cluster``): each cluster fault once,
+        with kills and a hung relay around them (about two minutes on two cores)."""
+        return cls(seed, window_s=75.0, resources=80, commands_each=8, faults={
+            "sigkill": 6, "hung-relay": 1, **dict.fromkeys(CLUSTER_KINDS, 1)})
+
+    @classmethod
+    def long(cls, minutes: float, seed: int = 1, *, cluster: bool = False) -> Plan:
+        """``make soak SOAK_MINUTES=…``: the same mix, scaled to the time; on a cluster, its
+        faults too (each about every three minutes)."""
         m = max(1.0, minutes)
-        return cls(seed, window_s=60.0 * m, resources=int(200 * m), commands_each=12, faults={
-            "sigkill": int(20 * m), "postgres-restart": max(1, int(m)),
-            "kafka-restart": max(1, int(m / 2)), "rebalance-storm": max(1, int(m / 3)),
-            "hung-relay": max(1, int(m / 3))})
+        faults = {"sigkill": int(20 * m), "postgres-restart": max(1, int(m)),
+                  "kafka-restart": max(1, int(m / 2)), "rebalance-storm": max(1, int(m / 3)),
+                  "hung-relay": max(1, int(m / 3))}
+        if cluster:
+            faults |= dict.fromkeys(CLUSTER_KINDS, max(1, int(m / 3)))
+        return cls(seed, window_s=60.0 * m, resources=int(200 * m), commands_each=12,
+                   faults=faults)
 
     def schedule(self) -> list[tuple[float, str]]:
         """(seconds into the window, kind), seeded; restarts and storms spread evenly so
@@ -72,11 +87,19 @@ class Plan:
         out: list[tuple[float, str]] = []
         for kind, n in self.faults.items():
             for i in range(n):
+                if kind in CLUSTER_KINDS:
+                    continue
                 if kind == "sigkill":
                     at = rng.uniform(0.05, 0.9) * self.window_s
                 else:
                     at = (i + rng.uniform(0.2, 0.8)) / n * 0.85 * self.window_s
                 out.append((at, kind))
+        # A cluster fault lasts a while (brokers down, a pair rebuilt): one slot each, in a
+        # seeded order, so none waits behind another.
+        cluster = [k for k, n in self.faults.items() if k in CLUSTER_KINDS for _ in range(n)]
+        rng.shuffle(cluster)
+        out += [((j + rng.uniform(0.1, 0.4)) / len(cluster) * 0.85 * self.window_s, kind)
+                for j, kind in enumerate(cluster)]
         return sorted(out)
 
 
@@ -93,6 +116,8 @@ class Report:
     would); a finding worth a look, not a broken guarantee."""
     takeovers_s: list[float] = field(default_factory=list)
     """Per hung relay: seconds until a standby led."""
+    fault_s: dict[str, list[float]] = field(default_factory=dict)
+    """Per kind: seconds each injected fault took, from injecting it to healing it."""
     checks: list[checks.Check] = field(default_factory=list)
     converged: bool = False
     elapsed_s: float = 0.0
@@ -162,10 +187,16 @@ class Campaign:
 
     def _inject(self, kind: str) -> None:
         self._heal()
-        done = {"sigkill": self._sigkill, "postgres-restart": self.services.restart_postgres,
-                "kafka-restart": self.services.restart_kafka,
-                "rebalance-storm": self._storm, "hung-relay": self._hang_leader}[kind]()
+        began = time.monotonic()
+        if kind in CLUSTER_KINDS:
+            done = isinstance(self.services, ClusterFaults) and self.services.inject(kind)
+        else:
+            done = {"sigkill": self._sigkill, "postgres-restart": self.services.restart_postgres,
+                    "kafka-restart": self.services.restart_kafka,
+                    "rebalance-storm": self._storm, "hung-relay": self._hang_leader}[kind]()
         (self.report.injected if done else self.report.not_injected)[kind] += 1
+        if done:
+            self.report.fault_s.setdefault(kind, []).append(time.monotonic() - began)
         self.say(f"{'injected' if done else 'NOT injected'}: {kind}")
 
     def _sigkill(self) -> bool:

@@ -11,6 +11,8 @@ Each check compares what the deployment did with the reference (:mod:`.workload`
   the model's ``event_id`` and only it;
 * **rejections** — every rejected command announced once at least, nothing else announced;
 * **dead letters** — the DLQ holds the poison records and no good command;
+* **nothing parked** — no command in the parking lot and no outbox row parked: every fault
+  of a run is the environment's, never a command's (the service parks only with proof);
 * **outbox drained** — no outbox row left, none parked.
 
 Reading the topics goes to their high watermarks as of the check (no idle guess).
@@ -94,6 +96,10 @@ class Observed:
     """(resource id, version, event id) in the order of each resource's partition."""
     rejections: list[UUID]
     dead_letter_keys: list[bytes | None]
+    parked_commands: tuple[str, ...] = ()
+    """Parked commands (``command_id reason: error``), in parking order."""
+    parked_events: tuple[str, ...] = ()
+    """Parked outbox rows (``event_id reason``), in ``seq`` order."""
 
 
 def observe(settings: Settings, database_url: str | None = None) -> Observed:
@@ -104,6 +110,10 @@ def observe(settings: Settings, database_url: str | None = None) -> Observed:
         resources = {r[0]: (r[1], r[2], r[3], r[4]) for r in conn.execute(
             "SELECT id, name, status, version, deleted_at IS NOT NULL FROM resources")}
         row = conn.execute("SELECT count(*) FROM outbox").fetchone()
+        parked_commands = tuple(f"{r[0]} {r[1]}: {r[2][:200]}" for r in conn.execute(
+            "SELECT command_id, reason, error FROM parked_commands ORDER BY seq"))
+        parked_events = tuple(f"{r[0]} {r[1]}" for r in conn.execute(
+            "SELECT id, parked_reason FROM outbox WHERE parked_at IS NOT NULL ORDER BY seq"))
     common = settings.kafka_common()
     codec = codecs.event_codec(settings)
     events = []
@@ -113,13 +123,14 @@ def observe(settings: Settings, database_url: str | None = None) -> Observed:
     rejections = [codec.decode_rejection(m.value() or b"").rejection_id
                   for m in read_to_end(common, settings.rejections_topic)]
     dead = [m.key() for m in read_to_end(common, settings.dlq_topic)]
-    return Observed(outcomes, resources, int(row[0]) if row else 0, events, rejections, dead)
+    return Observed(outcomes, resources, int(row[0]) if row else 0, events, rejections, dead,
+                    parked_commands, parked_events)
 
 
 def check(workload: Workload, seen: Observed) -> list[Check]:
     return [_lost(workload, seen), _applied_twice(workload, seen), _outcomes(workload, seen),
             _state(workload, seen), _events(workload, seen), _rejections(workload, seen),
-            _dead_letters(workload, seen),
+            _dead_letters(workload, seen), _parked(workload, seen),
             Check("outbox drained", 1, seen.outbox_rows,
                   (f"{seen.outbox_rows} rows left",) if seen.outbox_rows else ())]
 
@@ -195,6 +206,13 @@ def _rejections(w: Workload, seen: Observed) -> Check:
     return Check("rejections announced", len(w.rejections), len(missing) + len(extra),
                  tuple([f"missing {m}" for m in list(missing)[:SAMPLE]]
                        + [f"unexpected {e}" for e in list(extra)[:SAMPLE]]))
+
+
+def _parked(w: Workload, seen: Observed) -> Check:
+    parked = seen.parked_commands + seen.parked_events
+    return Check("nothing parked", len(w.commands), len(parked),
+                 tuple([f"command parked: {p}" for p in seen.parked_commands[:SAMPLE]]
+                       + [f"event parked: {p}" for p in seen.parked_events[:SAMPLE]]))
 
 
 def _dead_letters(w: Workload, seen: Observed) -> Check:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from phoenix_resources.config import Settings
 
@@ -132,6 +132,13 @@ class Services(Protocol):
 
     def restart_postgres(self) -> bool: ...
     def restart_kafka(self) -> bool: ...
+
+
+@runtime_checkable
+class ClusterFaults(Protocol):
+    """Services that can also inject a cluster's faults (:class:`.cluster.ClusterServices`)."""
+
+    def inject(self, kind: str) -> bool: ...
 
 
 @dataclass

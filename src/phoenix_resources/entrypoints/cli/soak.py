@@ -5,6 +5,11 @@ in a temp dir), starts its own workers, relays and API against them, drives a se
 stream while injecting faults, checks the result against the reference model, prints the
 table and exits 0 (every invariant held, every planned fault injected) or 1.
 
+``--topology cluster`` makes that private stack production's shape (three brokers, a
+synchronous PostgreSQL pair: ``soak/cluster.py``) and adds its faults to the plan:
+PostgreSQL switchover and crash-promotion, a broker leader killed, in-sync replicas below
+``min.insync.replicas``, a hung broker.
+
 ``--external`` runs against the deployment the ``PHOENIX_*`` settings name instead: the kit
 still starts its own worker / relay / API processes (it must be able to kill them), and
 restarts PostgreSQL and Kafka only through the ``--restart-postgres`` / ``--restart-kafka``
@@ -25,6 +30,7 @@ from phoenix_resources.entrypoints.cli.common import (
     load_settings,
     require_server,
 )
+from phoenix_resources.entrypoints.cli.stack import Topology
 
 if TYPE_CHECKING:
     from phoenix_resources.config import Settings
@@ -43,12 +49,16 @@ def soak(
              "(~3 minutes)")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the stream and of the fault "
                                            "schedule (same seed, same plan)")] = 1,
+    *,
     external: Annotated[bool, typer.Option(help="Use the deployment of the PHOENIX_* "
                                                 "settings, not a private stack")] = False,
     restart_postgres: Annotated[str | None, typer.Option(
         help="--external: shell command that restarts PostgreSQL")] = None,
     restart_kafka: Annotated[str | None, typer.Option(
         help="--external: shell command that restarts the Kafka broker(s)")] = None,
+    topology: Annotated[Topology, typer.Option(
+        help="The private stack: single (one broker, one PostgreSQL) or cluster (three "
+             "brokers, a synchronous PostgreSQL pair, and their faults)")] = Topology.single,
 ) -> None:
     """Drive a seeded stream through a deployment under faults and check every guarantee.
 
@@ -57,8 +67,17 @@ def soak(
     require_server("soak")
     from phoenix_resources.soak.campaign import Plan
 
-    plan = Plan.bounded(seed) if minutes <= 0 else Plan.long(minutes, seed)
-    if external:
+    cluster = topology is Topology.cluster
+    if minutes > 0:
+        plan = Plan.long(minutes, seed, cluster=cluster)
+    else:
+        plan = Plan.bounded_cluster(seed) if cluster else Plan.bounded(seed)
+    if external and cluster:
+        raise fail("--topology cluster starts a private cluster: not with --external",
+                   EXIT_USAGE)
+    if cluster:
+        code = _cluster(plan)
+    elif external:
         code = _external(plan, restart_postgres, restart_kafka)
     else:
         if restart_postgres or restart_kafka:
@@ -95,6 +114,29 @@ def _local(plan: Plan) -> int:
         schema.upgrade(settings.database_url)
         bootstrap.prepare_topics(settings)
         return _run(plan, settings, LocalServices(stack.postgres, stack.broker))
+
+
+def _cluster(plan: Plan) -> int:
+    from phoenix_resources import bootstrap
+    from phoenix_resources.adapters.postgres import schema
+    from phoenix_resources.devstack.kafka_cluster import BROKER_IDS
+    from phoenix_resources.devstack.stack import ephemeral_cluster_stack
+    from phoenix_resources.soak.cluster import ClusterServices
+
+    base = load_settings()
+    typer.echo("starting a private Kafka cluster + PostgreSQL pair …", err=True)
+    with ephemeral_cluster_stack(fast=False) as stack:
+        settings = base.model_copy(update={
+            "database_url": stack.postgres.url(), "read_database_url": stack.postgres.read_url(),
+            "kafka_bootstrap_servers": stack.kafka.bootstrap_servers, "kafka_options": {},
+            "topic_partitions": 3, "create_topics": True, "relay_session_timeout_s": 3.0,
+            "relay_poll_interval_s": 0.2, "schema_registry_url": None,
+            "log_format": "json"})
+        schema.upgrade(settings.database_url)
+        bootstrap.prepare_topics(settings)
+        services = ClusterServices(stack.kafka, BROKER_IDS, stack.postgres,
+                                   bootstrap.topics_to_create(settings), seed=plan.seed)
+        return _run(plan, settings, services)
 
 
 def _external(plan: Plan, restart_postgres: str | None, restart_kafka: str | None) -> int:
