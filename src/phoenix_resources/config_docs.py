@@ -116,7 +116,9 @@ winning; librdkafka's aliases count as one key (`message.timeout.ms` set in a la
 replaces a `delivery.timeout.ms` of an earlier one, and the other way round):
 
 1. built-in tuning — producers `linger.ms=5`, `compression.type=lz4`; consumers
-   `fetch.wait.max.ms=50`, `partition.assignment.strategy=cooperative-sticky`,
+   `fetch.wait.max.ms=50`, `queued.min.messages=20000` (records prefetched per partition;
+   librdkafka's 100,000 held a whole backlog in memory),
+   `partition.assignment.strategy=cooperative-sticky`,
    `enable.auto.commit=true` of stored offsets every `auto.commit.interval.ms=1000`,
    `auto.offset.reset=earliest`; both `socket.timeout.ms=10000` (a hung broker is given up
    on, and its partitions' new leaders looked up, after 10 s rather than librdkafka's 60 s)
