@@ -185,19 +185,7 @@ class Stream:
 
     def workload(self) -> Workload:
         """The reference for what was sent: every command applied, in order per resource."""
-        sent = self.commands[:self.sent]
-        state: dict[UUID, Resource] = {}
-        expected: dict[UUID, Expected] = {}
-        events: dict[tuple[UUID, int], UUID] = {}
-        for c in sent:
-            d = decide(state.get(c.resource_id), c, datetime.now(UTC))
-            assert isinstance(d, Applied), f"the stream holds a command that is refused: {d}"
-            state[c.resource_id] = d.state
-            expected[c.command_id] = Expected("applied", None, d.state.version)
-            if d.event is not None:
-                events[(c.resource_id, d.event.version)] = d.event.event_id
-        return Workload(0, self.records[:len(sent)], {c.command_id: c for c in sent},
-                        expected, state, events, set())
+        return all_applied(self.commands[:self.sent], self.records[:self.sent])
 
 
 @dataclass
@@ -384,3 +372,21 @@ def measure(kind: str, fault: tuple[float, float], *, recorded: Sequence[tuple[f
     waited = [events[c] - t for c, t in published.items() if c in events]
     return Measured(kind, fault[0], fault[1], stalled_from, resumed_at, events_resumed,
                     max(0, paused), max(waited, default=0.0), **counts)
+
+
+def all_applied(commands: Sequence[AnyCommand], records: list[Record]) -> Workload:
+    """The soak checks' reference for a stream of ``commands`` (sent as ``records``) that
+    must all be applied, in order per resource: their outcomes, the final states and every
+    event's id."""
+    state: dict[UUID, Resource] = {}
+    expected: dict[UUID, Expected] = {}
+    events: dict[tuple[UUID, int], UUID] = {}
+    for c in commands:
+        d = decide(state.get(c.resource_id), c, datetime.now(UTC))
+        assert isinstance(d, Applied), f"the stream holds a command that is refused: {d}"
+        state[c.resource_id] = d.state
+        expected[c.command_id] = Expected("applied", None, d.state.version)
+        if d.event is not None:
+            events[(c.resource_id, d.event.version)] = d.event.event_id
+    return Workload(0, records, {c.command_id: c for c in commands}, expected, state, events,
+                    set())

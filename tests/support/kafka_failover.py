@@ -39,10 +39,10 @@ from phoenix_resources.client.publisher import CommandPublisher
 from phoenix_resources.config import Settings
 from phoenix_resources.devstack.kafka_cluster import KafkaCluster
 from phoenix_resources.domain.commands import AnyCommand, CreateResource, UpdateResource
-from phoenix_resources.domain.decide import Applied, decide
-from phoenix_resources.domain.model import Resource, Status
+from phoenix_resources.domain.model import Status
 from phoenix_resources.soak import check as soak_check
-from phoenix_resources.soak.workload import Expected, Record, Workload
+from phoenix_resources.soak.workload import Record, Workload
+from tests.support.failover import all_applied
 from tests.support.kafka import Topics
 from tests.support.net import free_port
 from tests.support.processes import Process
@@ -253,21 +253,10 @@ class ClientStream:
         """The reference for what was acknowledged: every command applied, in order per
         resource; ``poison`` keys belong in the DLQ."""
         commands = self.commands
-        state: dict[UUID, Resource] = {}
-        expected: dict[UUID, Expected] = {}
-        events: dict[tuple[UUID, int], UUID] = {}
-        for c in commands:
-            d = decide(state.get(c.resource_id), c, datetime.now(UTC))
-            assert isinstance(d, Applied), f"the stream holds a command that is refused: {d}"
-            state[c.resource_id] = d.state
-            expected[c.command_id] = Expected("applied", None, d.state.version)
-            if d.event is not None:
-                events[(c.resource_id, d.event.version)] = d.event.event_id
         records = [Record(str(c.resource_id).encode(), b"", "avro", "command", c.command_id)
                    for c in commands]
         records += [Record(key, b"", "application/json", "poison") for key in poison]
-        return Workload(0, records, {c.command_id: c for c in commands}, expected, state,
-                        events, set())
+        return all_applied(commands, records)
 
 
 def publish_poison(settings: Settings, keys: Sequence[bytes]) -> None:
