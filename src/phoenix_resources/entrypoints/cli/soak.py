@@ -105,15 +105,21 @@ def _local(plan: Plan) -> int:
     base = load_settings()
     typer.echo("starting a private Kafka + PostgreSQL …", err=True)
     with ephemeral_stack(fast=False) as stack:
-        settings = base.model_copy(update={
-            "database_url": stack.postgres.url(), "read_database_url": None,
-            "kafka_bootstrap_servers": stack.broker.bootstrap_servers, "kafka_options": {},
-            "topic_partitions": 3, "create_topics": True, "relay_session_timeout_s": 3.0,
-            "relay_poll_interval_s": 0.2, "schema_registry_url": None,
-            "log_format": "json"})
+        settings = _on_stack(base, stack.postgres.url(), None, stack.broker.bootstrap_servers)
         schema.upgrade(settings.database_url)
         bootstrap.prepare_topics(settings)
         return _run(plan, settings, LocalServices(stack.postgres, stack.broker))
+
+
+def _on_stack(base: Settings, database_url: str, read_url: str | None,
+              bootstrap_servers: str) -> Settings:
+    """The settings of the soak's processes on its private stack: small topics, a relay that
+    hands over its lead within seconds, JSON logs the checks read."""
+    return base.model_copy(update={
+        "database_url": database_url, "read_database_url": read_url,
+        "kafka_bootstrap_servers": bootstrap_servers, "kafka_options": {},
+        "topic_partitions": 3, "create_topics": True, "relay_session_timeout_s": 3.0,
+        "relay_poll_interval_s": 0.2, "schema_registry_url": None, "log_format": "json"})
 
 
 def _cluster(plan: Plan) -> int:
@@ -126,12 +132,8 @@ def _cluster(plan: Plan) -> int:
     base = load_settings()
     typer.echo("starting a private Kafka cluster + PostgreSQL pair …", err=True)
     with ephemeral_cluster_stack(fast=False) as stack:
-        settings = base.model_copy(update={
-            "database_url": stack.postgres.url(), "read_database_url": stack.postgres.read_url(),
-            "kafka_bootstrap_servers": stack.kafka.bootstrap_servers, "kafka_options": {},
-            "topic_partitions": 3, "create_topics": True, "relay_session_timeout_s": 3.0,
-            "relay_poll_interval_s": 0.2, "schema_registry_url": None,
-            "log_format": "json"})
+        settings = _on_stack(base, stack.postgres.url(), stack.postgres.read_url(),
+                             stack.kafka.bootstrap_servers)
         schema.upgrade(settings.database_url)
         bootstrap.prepare_topics(settings)
         services = ClusterServices(stack.kafka, BROKER_IDS, stack.postgres,
