@@ -2,8 +2,9 @@
 [--seconds 10] [--rounds 3] [--ephemeral] [--only NAME ...]``.
 
 Runs ``bench.ours.latency`` (creates produced at 1,000/s; ``produce()`` → event received by
-a subscriber, and → the worker's commit, ``processed_at``) once per variant per round,
-variants rotated round by round so load from other work hits all alike, and prints medians.
+a subscriber, and → the worker's decision, ``processed_at``, stamped before its
+transaction) once per variant per round, variants rotated round by round so load from other
+work hits all alike, and prints medians.
 A variant changes one waiting setting of the path a command takes:
 
 * the publisher's ``linger.ms`` (the client library's producer: 5 ms);
@@ -80,14 +81,14 @@ def main(argv: list[str] | None = None) -> int:
                                   publisher_linger_ms=v.publisher_linger_ms, extra_env=v.env)
                     found[v.name].append(res)
                     progress(f"  -> p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms; to the "
-                             f"worker's commit p50 {res.to_db_p50_ms:.1f} ms "
+                             f"worker's decision p50 {res.to_db_p50_ms:.1f} ms "
                              f"({res.received:,}/{res.sent:,} received)")
         finally:
             target.cleanup()
     print()
     print(f"medians of {args.rounds} round(s) (min-max), {args.seconds:.0f} s at 1,000 "
           f"commands/s each; load average now {os.getloadavg()[0]:.2f}")
-    print("| variant | p50 ms | p95 ms | p99 ms | produce → worker's commit p50 ms | p99 ms |")
+    print("| variant | p50 ms | p95 ms | p99 ms | produce → worker's decision p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|")
     for name, results in found.items():
         print(f"| {name} | {_med([x.p50_ms for x in results])} | "
