@@ -57,28 +57,21 @@ fn read_headers(pairs: &Bound<'_, PyAny>) -> PyResult<Headers> {
             None => {}
         }
     }
-    let content = content
-        .map(|v| {
-            if v.is_none() {
-                Ok(None)
-            } else {
-                header_bytes(&v).map(Some)
-            }
-        })
-        .transpose()?;
-    let trace = trace
-        .map(|v| {
-            if v.is_none() {
-                Ok(None)
-            } else {
-                header_bytes(&v).map(Some)
-            }
-        })
-        .transpose()?;
+    let content = content.map(|v| header_value(&v)).transpose()?;
+    let trace = trace.map(|v| header_value(&v)).transpose()?;
     Ok(headers::read(
         content.as_ref().map(|v| v.as_deref()),
         trace.as_ref().map(|v| v.as_deref()),
     ))
+}
+
+/// A present header's value: `None` for a header without one (a null value).
+fn header_value(value: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+    if value.is_none() {
+        Ok(None)
+    } else {
+        header_bytes(value).map(Some)
+    }
 }
 
 fn options(
