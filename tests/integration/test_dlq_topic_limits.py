@@ -18,14 +18,6 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import (
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-    NewTopic,
-    ResourceType,
-)
 
 from phoenix_resources.adapters.dlq import RECORD_BATCH_OVERHEAD, build_dead_letter
 from phoenix_resources.adapters.records import header_pairs, wire_size
@@ -36,7 +28,12 @@ from phoenix_resources.wire.commands import CommandCodec
 from phoenix_resources.wire.framing import Framing
 from phoenix_resources.wire.partitioner import partition_for
 from tests.support.faults import committed_offsets
-from tests.support.kafka import header, read_all
+from tests.support.kafka import (
+    create_limited_topic,
+    header,
+    read_all,
+    set_max_message_bytes,
+)
 from tests.support.pipeline import Pipeline, create, outcomes, publish, publish_raw, wait_until
 
 pytestmark = pytest.mark.integration
@@ -48,23 +45,9 @@ JSON = [("content-type", b"application/json")]
 
 def with_dlq_limit(settings: Settings, limit: int) -> Settings:
     """The settings with a DLQ topic of their own, created with ``max.message.bytes``."""
-    name = f"{settings.dlq_topic}.{limit}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    created = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1,
-                                            config={"max.message.bytes": str(limit)})])
-    for future in created.values():
-        future.result(timeout=60)
+    name = create_limited_topic(settings.kafka_bootstrap_servers,
+                                f"{settings.dlq_topic}.{limit}", limit)
     return settings.model_copy(update={"dlq_topic": name})
-
-
-def raise_limit(settings: Settings, limit: int) -> None:
-    """What an operator does: alter the DLQ topic's max.message.bytes."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    resource = ConfigResource(ResourceType.TOPIC, settings.dlq_topic, incremental_configs=[
-        ConfigEntry("max.message.bytes", str(limit),
-                    incremental_operation=AlterConfigOpType.SET)])
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result(timeout=30)
 
 
 def key_on(partition: int) -> uuid.UUID:
@@ -172,7 +155,8 @@ def test_a_dlq_topic_too_small_for_the_dead_letter_holds_only_its_partition_unti
         assert committed[held] <= 1, f"committed past the undelivered dead letter: {committed}"
         assert read_all(settings.kafka_bootstrap_servers, settings.dlq_topic, idle=1.0) == []
 
-        raise_limit(settings, 16 * 1024)  # the operator's fix
+        set_max_message_bytes(settings.kafka_bootstrap_servers, settings.dlq_topic,
+                              16 * 1024)  # the operator's fix
         [dead] = read_all(settings.kafka_bootstrap_servers, settings.dlq_topic, expected=1,
                           timeout=60)
         wait_until(lambda: applied(settings, later_here), 60, "the held partition resumed")

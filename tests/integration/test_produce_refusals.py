@@ -9,26 +9,20 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from phoenix_resources.adapters.kafka import new_producer, publish_all
 from phoenix_resources.adapters.records import OutgoingRecord
 from phoenix_resources.config import Settings
 from phoenix_resources.errors import RecordRefused
-from tests.support.kafka import header, read_all
+from tests.support.kafka import create_limited_topic, header, read_all
 from tests.support.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
 
 
 def small_limit_topic(settings: Settings, limit: int = 20_000) -> str:
-    name = f"t.{uuid.uuid4().hex[:10]}.small"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    futures = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1,
-                                            config={"max.message.bytes": str(limit)})])
-    for f in futures.values():
-        f.result(timeout=30)
-    return name
+    return create_limited_topic(settings.kafka_bootstrap_servers,
+                                f"t.{uuid.uuid4().hex[:10]}.small", limit)
 
 
 def test_only_the_record_over_the_topic_limit_is_refused(settings: Settings) -> None:

@@ -14,45 +14,17 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from confluent_kafka.admin import (
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-    ResourceType,
-)
 
 from phoenix_resources.adapters.postgres import parked_outbox
 from phoenix_resources.adapters.postgres.parked_outbox import Selection
 from phoenix_resources.config import Settings
-from tests.support.kafka import header, read_all
+from tests.support.kafka import header, read_all, set_max_message_bytes
 from tests.support.pipeline import Pipeline, scalar, wait_until
 
 pytestmark = pytest.mark.integration
 
 TOPIC_LIMIT = 20_000
 BIG = 50_000  # random bytes: compression cannot bring it under the limit
-
-
-def set_max_message_bytes(settings: Settings, value: int) -> None:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    resource = ConfigResource(ResourceType.TOPIC, settings.events_topic, incremental_configs=[
-        ConfigEntry("max.message.bytes", str(value),
-                    incremental_operation=AlterConfigOpType.SET)])
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result(timeout=30)
-    # The broker applies a topic config asynchronously: wait until it reports the new limit,
-    # or a loaded machine publishes the big row before the limit exists.
-    wait_until(lambda: topic_config(settings, "max.message.bytes") == str(value),
-               timeout=30, what="the topic's new max.message.bytes")
-
-
-def topic_config(settings: Settings, name: str) -> str | None:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    resource = ConfigResource(ResourceType.TOPIC, settings.events_topic)
-    entries = admin.describe_configs([resource])[resource].result(timeout=30)
-    entry = entries.get(name)
-    return None if entry is None else entry.value
 
 
 def insert_rows(settings: Settings, rows: list[tuple[str, bytes]]) -> list[uuid.UUID]:
@@ -82,7 +54,7 @@ def in_resource_order(events: list[str], ids: list[uuid.UUID]) -> bool:
 
 def test_a_refused_row_is_parked_and_only_its_resource_waits_until_retried(
         settings: Settings) -> None:
-    set_max_message_bytes(settings, TOPIC_LIMIT)
+    set_max_message_bytes(settings.kafka_bootstrap_servers, settings.events_topic, TOPIC_LIMIT)
     a, b, c = (str(uuid.uuid4()) for _ in range(3))
     small = b"x" * 200
     a1, b1, a2, c1, b2, a3 = insert_rows(settings, [
@@ -114,7 +86,8 @@ def test_a_refused_row_is_parked_and_only_its_resource_waits_until_retried(
             listed = parked_outbox.list_parked(conn)
             assert [(r.event_id, r.aggregateid, r.waiting) for r in listed] == \
                 [(str(a1), a, 3)]
-            set_max_message_bytes(settings, 1_048_588)
+            set_max_message_bytes(settings.kafka_bootstrap_servers, settings.events_topic,
+                                  1_048_588)
             assert parked_outbox.retry(conn, Selection(resources=[a])) == [listed[0].seq]
 
         events = published(settings, expected=8)
@@ -127,7 +100,7 @@ def test_a_refused_row_is_parked_and_only_its_resource_waits_until_retried(
 
 def test_a_discarded_parked_row_is_never_published_and_its_followers_flow(
         settings: Settings) -> None:
-    set_max_message_bytes(settings, TOPIC_LIMIT)
+    set_max_message_bytes(settings.kafka_bootstrap_servers, settings.events_topic, TOPIC_LIMIT)
     a = str(uuid.uuid4())
     a1, a2 = insert_rows(settings, [(a, os.urandom(BIG)), (a, b"x" * 200)])
     with Pipeline(settings, worker=False) as p:

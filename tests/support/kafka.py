@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+# Not re-exported for mypy by confluent_kafka.admin (the service's adapters do the same).
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 
@@ -30,6 +34,40 @@ def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
                                    for t, n in topics.items()], operation_timeout=30)
     for future in futures.values():
         future.result(timeout=60)
+
+
+def create_limited_topic(bootstrap: str, name: str, max_message_bytes: int) -> str:
+    """A one-partition topic that takes records of at most ``max_message_bytes``."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1,
+                                            config={"max.message.bytes": str(max_message_bytes)})])
+    for future in futures.values():
+        future.result(timeout=60)
+    return name
+
+
+def topic_config(bootstrap: str, topic: str, name: str) -> str | None:
+    """One configuration value of ``topic`` as the broker describes it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    entry = admin.describe_configs([resource])[resource].result(timeout=30).get(name)
+    return None if entry is None else entry.value
+
+
+def set_max_message_bytes(bootstrap: str, topic: str, value: int) -> None:
+    """What an operator does: alter ``topic``'s ``max.message.bytes``. Returns once the
+    broker describes the new value (it applies a topic config asynchronously, so a loaded
+    machine could otherwise produce before the limit exists)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("max.message.bytes", str(value),
+                    incremental_operation=AlterConfigOpType.SET)])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+    deadline = time.monotonic() + 30
+    while topic_config(bootstrap, topic, "max.message.bytes") != str(value):
+        assert time.monotonic() < deadline, f"{topic}: max.message.bytes never became {value}"
+        time.sleep(0.1)
 
 
 def read_all(bootstrap: str, topic: str, expected: int | None = None,
