@@ -42,7 +42,9 @@ from phoenix_resources.wire.events import EventCodec
 from phoenix_resources.wire.framing import Framing
 
 
-class _Cursor:
+class Cursor:
+    """What a statement answers: its rows and its row count."""
+
     def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
         self._rows = rows
         self.rowcount = rowcount
@@ -59,9 +61,10 @@ class _Pipeline:
         return None
 
 
-class MemoryConnection:
-    """Converts every query and its parameters as psycopg does, then answers from memory:
-    the ids recorded so far are known, loads return the rows written so far."""
+class ConvertingConnection:
+    """A connection that converts every statement's parameters as psycopg does (with the
+    array dumpers bootstrap's pools configure) and answers from memory; subclasses answer
+    ``execute``."""
 
     closed = False
 
@@ -71,9 +74,6 @@ class MemoryConnection:
         for cls in arrays.ARRAY_TYPES:  # what bootstrap's pools configure
             self.adapters.register_dumper(cls, arrays._ArrayDumper)
         self.tx = Transformer(self)
-        self.claimed: dict[UUID, tuple[UUID, str]] = {}
-        """Each recorded id's resource and type."""
-        self.rows: dict[UUID, tuple[Any, ...]] = {}
 
     def pipeline(self) -> _Pipeline:
         return _Pipeline()
@@ -84,19 +84,30 @@ class MemoryConnection:
     def rollback(self) -> None:
         return None
 
-    def execute(self, query: str, params: Sequence[Any] | None = None, **_: Any) -> _Cursor:
+
+class MemoryConnection(ConvertingConnection):
+    """Converts every query and its parameters as psycopg does, then answers from memory:
+    the ids recorded so far are known, loads return the rows written so far."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claimed: dict[UUID, tuple[UUID, str]] = {}
+        """Each recorded id's resource and type."""
+        self.rows: dict[UUID, tuple[Any, ...]] = {}
+
+    def execute(self, query: str, params: Sequence[Any] | None = None, **_: Any) -> Cursor:
         PostgresQuery(self.tx).convert(query, params)  # the dumping work psycopg does
         if query is batch_unit.KNOWN:
             known = [(cid, *self.claimed[cid])
                      for cid in params[0] if cid in self.claimed]  # type: ignore[index]
-            return _Cursor(known, len(known))
+            return Cursor(known, len(known))
         if query is batch_unit.INSERT_OUTCOMES:
             self.claimed.update(zip(params[1], zip(params[2], params[3],  # type: ignore[index]
                                                    strict=True), strict=True))
-            return _Cursor([], len(params[1]))  # type: ignore[index]
+            return Cursor([], len(params[1]))  # type: ignore[index]
         if query is batch_unit.LOAD:
             found = [self.rows[i] for i in params[0] if i in self.rows]  # type: ignore[index]
-            return _Cursor(found, len(found))
+            return Cursor(found, len(found))
         if query in (batch_unit.INSERT_NEW, batch_unit.UPDATE_EXISTING):
             columns = params
             n = len(columns[0])  # type: ignore[index]
@@ -110,18 +121,20 @@ class MemoryConnection:
                     old = self.rows[rid]
                     self.rows[rid] = (rid, name, config, status, version, old[5], updated,
                                       last, deleted)
-            return _Cursor([], n)
-        return _Cursor([], 0)
+            return Cursor([], n)
+        return Cursor([], 0)
 
 
-class _Pool:
-    def __init__(self, conn: MemoryConnection) -> None:
+class Pool:
+    """A pool of one connection."""
+
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
 
-    def getconn(self, timeout: float | None = None) -> MemoryConnection:
+    def getconn(self, timeout: float | None = None) -> Any:
         return self.conn
 
-    def putconn(self, conn: MemoryConnection) -> None:
+    def putconn(self, conn: Any) -> None:
         return None
 
 
@@ -139,7 +152,7 @@ def run(n: int, batch: int = 1000, *, apply: bool = True,
     settings = Settings(commands_topic="hot", log_format="console")
     conn = MemoryConnection()
     events = EventCodec(Framing())
-    pool = _Pool(conn)
+    pool = Pool(conn)
 
     def unit() -> PostgresBatchUnit:
         return PostgresBatchUnit(pool, OutboxFormat(events, "events",  # type: ignore[arg-type]

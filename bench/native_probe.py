@@ -31,13 +31,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 from confluent_kafka import Message
 from psycopg._queries import PostgresQuery
-from psycopg.adapt import AdaptersMap, Dumper, Transformer
+from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from bench.hotpath import MemoryConnection, _messages
+from bench.hotpath import ConvertingConnection, Cursor, MemoryConnection, Pool, _messages
 from phoenix_resources.adapters.dlq_delivery import DeadLetters
 from phoenix_resources.adapters.postgres import NOTIFY_CHANNEL, arrays, batch_unit
 from phoenix_resources.adapters.postgres.batch_unit import PostgresBatchUnit
@@ -103,64 +102,33 @@ READS = (batch_unit.KNOWN, batch_unit.PARKED_AMONG, batch_unit.LOAD)
 
 # --- connections ---------------------------------------------------------------------------
 
-class _Cursor:
-    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
-        self._rows, self.rowcount = rows, rowcount
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        return self._rows
-
-
-class _Pipeline:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _length(param: Any) -> int:
     if isinstance(param, _Encoded):
         return 0 if param[:4] == b"\0\0\0\0" else int.from_bytes(param[12:16], "big")
     return len(param)
 
 
-class ScriptedConnection:
+class ScriptedConnection(ConvertingConnection):
     """Converts every statement's parameters as psycopg does; answers the reads from a
     script (one answer per read, in order) and each write with its row count. With
     ``capture``, keeps every statement's parameters in their binary form."""
 
-    closed = False
-
     def __init__(self, answers: Sequence[list[tuple[Any, ...]]], capture: bool = False) -> None:
-        self.adapters = AdaptersMap(psycopg.adapters)
-        self.connection = None
-        for cls in arrays.ARRAY_TYPES:
-            self.adapters.register_dumper(cls, arrays._ArrayDumper)
+        super().__init__()
         for encoded in ENCODED.values():
             self.adapters.register_dumper(encoded, _EncodedDumper)
-        self.tx = Transformer(self)
         self.answers = deque(answers)
         self.captured: list[tuple[str, list[Any]]] | None = [] if capture else None
 
-    def pipeline(self) -> _Pipeline:
-        return _Pipeline()
-
-    def commit(self) -> None:
-        return None
-
-    def rollback(self) -> None:
-        return None
-
-    def execute(self, query: str, params: Sequence[Any] = ()) -> _Cursor:
+    def execute(self, query: str, params: Sequence[Any] = ()) -> Cursor:
         PostgresQuery(self.tx).convert(query, params)
         if self.captured is not None:
             self.captured.append((query, [bytes(arrays.encode(p)) if isinstance(
                 p, arrays._TypedArray) else p for p in params]))
         if query in READS:
-            return _Cursor(self.answers.popleft(), 0)
+            return Cursor(self.answers.popleft(), 0)
         first = next((p for p in params if isinstance(p, list | _Encoded)), [])
-        return _Cursor([], _length(first))
+        return Cursor([], _length(first))
 
 
 class _RecordingConnection(MemoryConnection):
@@ -175,17 +143,6 @@ class _RecordingConnection(MemoryConnection):
         if query in READS:
             self.script.append(list(cursor.fetchall()))
         return cursor
-
-
-class _Pool:
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def getconn(self, timeout: float | None = None) -> Any:
-        return self.conn
-
-    def putconn(self, conn: Any) -> None:
-        return None
 
 
 # --- the two paths -------------------------------------------------------------------------
@@ -210,7 +167,7 @@ class Paths:
         return _InFlight(chunk, DeadLetters("dlq"), None)  # type: ignore[arg-type]
 
     def pure(self, conn: Any) -> int:
-        pool = _Pool(conn)
+        pool = Pool(conn)
 
         def unit() -> PostgresBatchUnit:
             return PostgresBatchUnit(pool,  # type: ignore[arg-type]
